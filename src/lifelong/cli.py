@@ -1,0 +1,250 @@
+"""The `lifelong` command: one thin command per workflow over the `Mind` API.
+
+Read commands take --json so scripts and tests can use them; errors print one line naming
+the problem and the fix, and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lifelong.errors import LifelongError
+from lifelong.memory.records import TRUST_LEVELS
+from lifelong.mind import Answer, LearnReport, Mind
+from lifelong.model.registry import DEFAULT_MODEL, PACKAGED_MODELS
+
+app = typer.Typer(
+    name="lifelong",
+    help="A language model that keeps learning after deployment: remember now, consolidate later.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+MindOption = Annotated[Optional[Path], typer.Option("--mind", help="Mind directory [env: LIFELONG_MIND; default ./.lifelong]", show_default=False)]
+ModelOption = Annotated[Optional[str], typer.Option("--model", help=f"Model for this command: a packaged name ({', '.join(PACKAGED_MODELS)}), a local folder, or a hub id")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout")]
+NamespaceOption = Annotated[Optional[str], typer.Option("--namespace", "-n", help="Only this namespace")]
+
+out = Console()
+
+
+def _emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def _learn_summary(report: LearnReport) -> str:
+    parts = [f"learned {len(report.created)} new memories"]
+    if report.duplicates:
+        parts.append(f"{len(report.duplicates)} already known")
+    if report.superseded:
+        parts.append("superseded " + ", ".join(f"#{i}" for i in report.superseded))
+    if report.conflicts:
+        parts.append("kept higher-trust " + ", ".join(f"#{i}" for i in report.conflicts) + " current (not overwritten)")
+    return "; ".join(parts)
+
+
+@app.command()
+def init(mind: MindOption = None, model: Annotated[str, typer.Option(help="Base model of this mind")] = DEFAULT_MODEL) -> None:
+    """Create a mind directory (memory database and config)."""
+    with Mind.init(mind, model=model) as created:
+        out.print(f"mind ready at {created.path} (model {created.config.model}, {created.store.count()} memories)")
+
+
+@app.command()
+def learn(
+    paths: Annotated[list[str], typer.Argument(help="Files (.txt, .md, .jsonl) to learn, or - for standard input")],
+    source: Annotated[Optional[str], typer.Option(help="Where these memories came from [default: the file path]")] = None,
+    trust: Annotated[str, typer.Option(help=f"Trust level: {', '.join(TRUST_LEVELS)}")] = "user",
+    namespace: Annotated[str, typer.Option("--namespace", "-n", help="Namespace to store into")] = "default",
+    supersedes: Annotated[Optional[list[int]], typer.Option(help="Memory id these new memories replace (repeatable)")] = None,
+    mind: MindOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Remember files or standard input now (creates the mind if needed)."""
+    with Mind.open(mind, create=True) as opened:
+        report = opened.learn_files(paths, source=source, trust=trust, namespace=namespace, supersedes=supersedes or ())
+    if json_output:
+        _emit_json(report.to_dict())
+    else:
+        out.print(_learn_summary(report))
+
+
+@app.command()
+def recall(
+    query: Annotated[str, typer.Argument(help="What to search memories for")],
+    k: Annotated[int, typer.Option("--k", "-k", help="How many memories")] = 5,
+    mode: Annotated[str, typer.Option(help="hybrid, keyword or vector")] = "hybrid",
+    namespace: NamespaceOption = None,
+    current_only: Annotated[bool, typer.Option("--current-only", help="Hide superseded memories")] = False,
+    mind: MindOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Retrieve memories (no model involved)."""
+    if mode not in ("hybrid", "keyword", "vector"):
+        raise LifelongError(f"--mode '{mode}' is not a retrieval mode; use hybrid, keyword or vector")
+    with Mind.open(mind) as opened:
+        hits = opened.recall(query, k, mode=mode, namespace=namespace, include_superseded=not current_only)  # type: ignore[arg-type]
+    if json_output:
+        _emit_json([h.to_dict() for h in hits])
+        return
+    table = Table("id", "score", "text", "source", "status")
+    for hit in hits:
+        status = "current" if hit.memory.current else f"superseded by #{hit.memory.superseded_by}"
+        table.add_row(f"#{hit.memory.id}", f"{hit.score:.4f}", hit.memory.text, hit.memory.source, status)
+    out.print(table if hits else "no memories match")
+
+
+def _print_answer(answer: Answer) -> None:
+    out.print(answer.text, markup=False, highlight=False)
+    if answer.citations:
+        cited = ", ".join(f"#{m.id} ({m.source})" for m in answer.citations)
+        out.print(f"[dim]memories cited: {cited}[/dim]")
+    elif answer.used_memory:
+        out.print("[dim]memories in context, none cited by the answer[/dim]")
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question")],
+    no_memory: Annotated[bool, typer.Option("--no-memory", help="Answer from the model alone (no retrieval)")] = False,
+    k: Annotated[int, typer.Option("--k", "-k", help="Memories to put in the prompt")] = 3,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens")] = 64,
+    temperature: Annotated[float, typer.Option(help="0 is greedy (default); > 0 samples")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Sampling seed")] = 0,
+    namespace: NamespaceOption = None,
+    model: ModelOption = None,
+    mind: MindOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Answer a question, with the memories used cited."""
+    with Mind.open(mind, model=model) as opened:
+        answer = opened.ask(question, use_memory=not no_memory, k=k, namespace=namespace,
+                            max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    if json_output:
+        _emit_json(answer.to_dict())
+    else:
+        _print_answer(answer)
+
+
+@app.command()
+def chat(
+    no_memory: Annotated[bool, typer.Option("--no-memory", help="Answer from the model alone")] = False,
+    model: ModelOption = None,
+    mind: MindOption = None,
+) -> None:
+    """Talk with the mind; every turn you type is remembered. End with Ctrl-D or /exit."""
+    with Mind.open(mind, create=True, model=model) as opened:
+        out.print(f"[dim]chatting with {opened.config.model}; your turns are remembered in {opened.path}[/dim]")
+        while True:
+            try:
+                line = input("you> ").strip()
+            except EOFError:
+                break
+            if line in {"/exit", "/quit"}:
+                break
+            if not line:
+                continue
+            try:
+                answer = opened.ask(line, use_memory=not no_memory)
+                _print_answer(answer)
+                opened.remember_turn(line)
+            except LifelongError as exc:
+                out.print(f"[red]error:[/red] {exc}")
+
+
+@app.command()
+def memories(
+    namespace: NamespaceOption = None,
+    source: Annotated[Optional[str], typer.Option(help="Only memories from this source")] = None,
+    contains: Annotated[Optional[str], typer.Option(help="Only memories whose text contains this")] = None,
+    current_only: Annotated[bool, typer.Option("--current-only", help="Hide superseded memories")] = False,
+    limit: Annotated[Optional[int], typer.Option(help="At most this many")] = None,
+    mind: MindOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List stored memories."""
+    with Mind.open(mind) as opened:
+        found = opened.memories(namespace=namespace, source=source, contains=contains,
+                                include_superseded=not current_only, limit=limit)
+    if json_output:
+        _emit_json([m.to_dict() for m in found])
+        return
+    table = Table("id", "text", "source", "trust", "namespace", "status")
+    for m in found:
+        status = "current" if m.current else f"superseded by #{m.superseded_by}"
+        table.add_row(f"#{m.id}", m.text, m.source, m.trust, m.namespace, status)
+    out.print(table if found else "no memories")
+
+
+@app.command()
+def forget(
+    memory_id: Annotated[str, typer.Argument(help="Memory id (as shown by `lifelong memories`, e.g. 12 or #12)")],
+    mind: MindOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Remove a memory from the store and the retrieval indexes."""
+    raw = memory_id.lstrip("#")
+    if not raw.isdigit():
+        raise LifelongError(f"'{memory_id}' is not a memory id; ids are numbers, see `lifelong memories`")
+    with Mind.open(mind) as opened:
+        removed = opened.forget(int(raw))
+    if json_output:
+        _emit_json({"forgotten": removed.id, "text": removed.text})
+    else:
+        out.print(f"forgot #{removed.id}: {removed.text}")
+
+
+@app.command()
+def demo(
+    mind: MindOption = None,
+    model: ModelOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show the model failing on facts it cannot know, then answering them from memory."""
+    from lifelong.demo import DEMO_FACTS, run_demo
+
+    directory = mind or Path(tempfile.mkdtemp(prefix="lifelong-demo-"))
+    out.print(f"[bold]lifelong demo[/bold]: {len(DEMO_FACTS)} fictitious facts no model can know; mind at {directory}")
+    with Mind.init(directory, model=model or DEFAULT_MODEL) as opened:
+        rows = run_demo(opened)
+    if json_output:
+        _emit_json([{**row.__dict__, "correct_before": row.correct_before, "correct_after": row.correct_after} for row in rows])
+        return
+    table = Table("question", "before (model alone)", "after (with memory)", "cited", show_lines=True)
+    for row in rows:
+        mark_before = "[green]✓[/green]" if row.correct_before else "[red]✗[/red]"
+        mark_after = "[green]✓[/green]" if row.correct_after else "[red]✗[/red]"
+        table.add_row(row.question, f"{mark_before} {row.before}", f"{mark_after} {row.after}",
+                      ", ".join(f"#{i}" for i in row.citations) or "-")
+    out.print(table)
+    before = sum(r.correct_before for r in rows)
+    after = sum(r.correct_after for r in rows)
+    out.print(f"correct before learning: {before}/{len(rows)}; after learning into memory: {after}/{len(rows)}")
+    out.print(f"try it yourself: lifelong ask --mind {directory} \"{rows[0].question}\"")
+
+
+def main() -> None:
+    """Entry point: run the app, turning LifelongError into one line and an exit code."""
+    try:
+        app(standalone_mode=False)
+    except LifelongError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as exc:  # click usage errors carry their own exit codes
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,37 @@
+"""Errors a user can act on: each names what is wrong and how to fix it.
+
+The CLI prints `str(error)` as one line and exits non-zero; nothing stored is touched
+when one is raised, because every check runs before the first write.
+"""
+
+from __future__ import annotations
+
+
+class LifelongError(Exception):
+    """Base class: the message is shown to the user as it is."""
+
+    exit_code = 1
+
+
+class InputError(LifelongError):
+    """Bad input from the user (a file, a question, an option)."""
+
+    exit_code = 2
+
+
+class ModelNotFoundError(LifelongError):
+    """A model name or path that cannot be loaded here."""
+
+    exit_code = 3
+
+
+class MindError(LifelongError):
+    """A mind directory that cannot be opened safely (missing, newer schema, corrupted)."""
+
+    exit_code = 4
+
+
+class NotFoundError(LifelongError):
+    """A memory id (or other record) that does not exist."""
+
+    exit_code = 5

@@ -1,0 +1,67 @@
+"""Plain records passed between the store, retrieval and the API."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Ordered from least to most trusted: a fact may only supersede one of equal or lower trust.
+TRUST_LEVELS = ("untrusted", "user", "trusted")
+KINDS = ("fact", "qa", "document", "conversation")
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.strip().encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewMemory:
+    """A memory about to be written: validated before any write so a bad batch stores nothing."""
+
+    text: str
+    source: str = "api"
+    trust: str = "user"
+    namespace: str = "default"
+    kind: str = "fact"
+    key: str | None = None  # what the memory is about (e.g. the question); same key => supersedes
+
+
+@dataclass(frozen=True)
+class Memory:
+    id: int
+    text: str
+    source: str
+    trust: str
+    namespace: str
+    kind: str
+    key: str | None
+    created_at: float
+    valid_from: float
+    valid_to: float | None
+    superseded_by: int | None
+    content_hash: str
+
+    @property
+    def current(self) -> bool:
+        return self.valid_to is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "current": self.current}
+
+
+@dataclass(frozen=True)
+class RecallHit:
+    memory: Memory
+    score: float
+    keyword_rank: int | None = None
+    vector_rank: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "memory": self.memory.to_dict(),
+            "score": self.score,
+            "keyword_rank": self.keyword_rank,
+            "vector_rank": self.vector_rank,
+        }

@@ -1,0 +1,283 @@
+"""SQLite store of memories: the single source of truth for the context layer.
+
+Every write is one transaction (a crash leaves all of a batch or none of it). Memories are
+never updated in place except to close their validity interval when a later fact supersedes
+them, so history survives. Ids are AUTOINCREMENT: a forgotten id is never reused, so
+citations and version manifests can name memories forever.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lifelong.errors import MindError, NotFoundError
+from lifelong.memory.records import TRUST_LEVELS, Memory, NewMemory, content_hash
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE memories (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    text TEXT NOT NULL,
+    source TEXT NOT NULL,
+    trust TEXT NOT NULL CHECK (trust IN ('untrusted', 'user', 'trusted')),
+    namespace TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT,
+    created_at REAL NOT NULL,
+    valid_from REAL NOT NULL,
+    valid_to REAL,
+    superseded_by INTEGER,
+    content_hash TEXT NOT NULL,
+    embedding BLOB NOT NULL
+);
+CREATE INDEX memories_ns_key ON memories (namespace, key) WHERE valid_to IS NULL;
+CREATE INDEX memories_ns_hash ON memories (namespace, content_hash);
+CREATE VIRTUAL TABLE memories_fts USING fts5 (text, content='memories', content_rowid='id', tokenize='porter unicode61');
+CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
+    INSERT INTO memories_fts (rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+CREATE TABLE forgotten (id INTEGER PRIMARY KEY, content_hash TEXT NOT NULL, forgotten_at REAL NOT NULL);
+"""
+
+_COLUMNS = "id, text, source, trust, namespace, kind, key, created_at, valid_from, valid_to, superseded_by, content_hash"
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What happened to one submitted memory."""
+
+    id: int
+    created: bool  # False: an identical current memory already existed
+    superseded: tuple[int, ...] = ()
+    conflicts: tuple[int, ...] = ()  # same key, higher trust: kept current, not overwritten
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a script into statements (triggers contain semicolons), so the schema is created
+    inside our own transaction; sqlite3.executescript would commit first."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer.strip()
+            buffer = ""
+
+
+def _row_to_memory(row: Sequence) -> Memory:
+    return Memory(*row)
+
+
+class MemoryStore:
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._db = connection
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path, embedder_name: str, dim: int, create: bool = True) -> MemoryStore:
+        """Open (or create) a store, refusing newer schemas, foreign files and embedder changes."""
+        exists = path.exists() and path.stat().st_size > 0
+        if not exists and not create:
+            raise MindError(f"no memory database at {path}; run `lifelong init` first or pass --mind DIR")
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise MindError(
+                f"{path} is corrupted or not a SQLite database ({exc}); restore it from a backup "
+                "or point --mind at another directory (lifelong did not modify it)"
+            ) from exc
+        if version > SCHEMA_VERSION:
+            db.close()
+            raise MindError(
+                f"{path} has schema version {version}, newer than this lifelong understands ({SCHEMA_VERSION}); "
+                "upgrade lifelong (pip install -U lifelong) to open it"
+            )
+        if tables and "memories" not in tables:
+            db.close()
+            raise MindError(f"{path} is a SQLite database but not a lifelong memory store; point --mind at another directory")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        store = cls(db, path)
+        if not tables:
+            with store._transaction():
+                for statement in _statements(_SCHEMA):
+                    db.execute(statement)
+                db.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [("embedder", embedder_name), ("dim", str(dim)), ("generation", "0")],
+                )
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        else:
+            store._check_embedder(embedder_name, dim)
+        return store
+
+    def _check_embedder(self, embedder_name: str, dim: int) -> None:
+        meta = dict(self._db.execute("SELECT key, value FROM meta"))
+        if meta.get("embedder") != embedder_name or int(meta.get("dim", -1)) != dim:
+            raise MindError(
+                f"{self.path} was indexed with embedder {meta.get('embedder')} (dim {meta.get('dim')}), "
+                f"not {embedder_name} (dim {dim}); open it with the embedder it was built with"
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+        self._db.execute("COMMIT")
+
+    def generation(self) -> int:
+        """A counter bumped by every write, so readers in other processes see when to reload."""
+        return int(self._db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
+
+    # -- writes --------------------------------------------------------------------------
+
+    def add(
+        self,
+        items: Sequence[NewMemory],
+        embeddings: np.ndarray,
+        supersedes: Iterable[int] = (),
+        now: float | None = None,
+    ) -> list[WriteResult]:
+        """Write a batch in one transaction; identical current memories are not duplicated."""
+        if len(items) != len(embeddings):
+            raise ValueError("one embedding per memory")
+        explicit = list(supersedes)
+        now = time.time() if now is None else now
+        results: list[WriteResult] = []
+        with self._transaction() as db:
+            for target in explicit:
+                if db.execute("SELECT 1 FROM memories WHERE id = ?", (target,)).fetchone() is None:
+                    raise NotFoundError(f"--supersedes {target}: no memory with that id; see `lifelong memories`")
+            for item, vector in zip(items, embeddings, strict=True):
+                results.append(self._add_one(db, item, np.asarray(vector, dtype=np.float32), explicit, now))
+        return results
+
+    def _add_one(self, db: sqlite3.Connection, item: NewMemory, vector: np.ndarray, explicit: list[int], now: float) -> WriteResult:
+        digest = content_hash(item.text)
+        same = db.execute(
+            "SELECT id FROM memories WHERE namespace = ? AND content_hash = ? AND valid_to IS NULL",
+            (item.namespace, digest),
+        ).fetchone()
+        if same is not None:
+            return WriteResult(id=same[0], created=False)
+        cursor = db.execute(
+            "INSERT INTO memories (text, source, trust, namespace, kind, key, created_at, valid_from, valid_to,"
+            " superseded_by, content_hash, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)",
+            (item.text.strip(), item.source, item.trust, item.namespace, item.kind, item.key, now, now, digest, vector.tobytes()),
+        )
+        new_id = int(cursor.lastrowid)
+        superseded, conflicts = list(explicit), []
+        if item.key:
+            rank = TRUST_LEVELS.index(item.trust)
+            rows = db.execute(
+                "SELECT id, trust FROM memories WHERE namespace = ? AND key = ? AND valid_to IS NULL AND id != ?",
+                (item.namespace, item.key, new_id),
+            ).fetchall()
+            for old_id, old_trust in rows:
+                (superseded if TRUST_LEVELS.index(old_trust) <= rank else conflicts).append(old_id)
+        for old_id in superseded:
+            db.execute(
+                "UPDATE memories SET valid_to = ?, superseded_by = ? WHERE id = ? AND valid_to IS NULL",
+                (now, new_id, old_id),
+            )
+        return WriteResult(id=new_id, created=True, superseded=tuple(superseded), conflicts=tuple(conflicts))
+
+    def delete(self, memory_id: int) -> Memory:
+        """Remove a memory and its index entries; only its id and hash are kept, as a tombstone."""
+        memory = self.get(memory_id)
+        with self._transaction() as db:
+            db.execute("DELETE FROM memories WHERE id = ?", (memory_id,))
+            db.execute("UPDATE memories SET superseded_by = NULL WHERE superseded_by = ?", (memory_id,))
+            db.execute(
+                "INSERT OR REPLACE INTO forgotten (id, content_hash, forgotten_at) VALUES (?, ?, ?)",
+                (memory_id, memory.content_hash, time.time()),
+            )
+        return memory
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, memory_id: int) -> Memory:
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM memories WHERE id = ?", (memory_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no memory with id {memory_id}; see `lifelong memories` for the ids that exist")
+        return _row_to_memory(row)
+
+    def get_many(self, ids: Sequence[int]) -> dict[int, Memory]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM memories WHERE id IN ({marks})", list(ids)).fetchall()
+        return {row[0]: _row_to_memory(row) for row in rows}
+
+    def list(
+        self,
+        namespace: str | None = None,
+        source: str | None = None,
+        include_superseded: bool = True,
+        limit: int | None = None,
+        contains: str | None = None,
+    ) -> list[Memory]:
+        clauses, params = [], []
+        if namespace is not None:
+            clauses.append("namespace = ?")
+            params.append(namespace)
+        if source is not None:
+            clauses.append("source = ?")
+            params.append(source)
+        if not include_superseded:
+            clauses.append("valid_to IS NULL")
+        if contains:
+            clauses.append("text LIKE ?")
+            params.append(f"%{contains}%")
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        tail = f" LIMIT {int(limit)}" if limit else ""
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM memories {where} ORDER BY id{tail}", params).fetchall()
+        return [_row_to_memory(r) for r in rows]
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM memories").fetchone()[0])
+
+    def keyword_search(self, match: str, limit: int, namespace: str | None = None) -> list[tuple[int, float]]:
+        """BM25 over FTS5; `match` is an FTS5 expression (see retrieval.fts_query)."""
+        if not match:
+            return []
+        ns_clause = "AND m.namespace = ?" if namespace is not None else ""
+        params: list = [match, *([namespace] if namespace is not None else []), limit]
+        rows = self._db.execute(
+            "SELECT f.rowid, bm25(memories_fts) AS s FROM memories_fts f JOIN memories m ON m.id = f.rowid "
+            f"WHERE memories_fts MATCH ? {ns_clause} ORDER BY s LIMIT ?",
+            params,
+        ).fetchall()
+        return [(int(i), -float(s)) for i, s in rows]
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+        """All (ids, embedding matrix, current mask, namespaces), for the in-memory vector index."""
+        rows = self._db.execute("SELECT id, embedding, valid_to IS NULL, namespace FROM memories ORDER BY id").fetchall()
+        dim = int(self._db.execute("SELECT value FROM meta WHERE key='dim'").fetchone()[0])
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+        current = np.fromiter((bool(r[2]) for r in rows), dtype=bool, count=len(rows))
+        return ids, matrix, current, [r[3] for r in rows]

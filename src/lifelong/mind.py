@@ -1,0 +1,271 @@
+"""The evolving system: one directory holds a mind's memories and configuration.
+
+`Mind` is the public API; the CLI and (later) the server are thin wrappers over it. The
+language model is loaded only when a question is asked, so `learn` and `recall` stay fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lifelong.errors import InputError, MindError
+from lifelong.memory.embedder import Embedder, MiniLMEmbedder
+from lifelong.memory.ingest import MAX_CHUNK_WORDS, chunk_text, decode_text, parse_document, parse_path, validate_labels
+from lifelong.memory.records import Memory, NewMemory, RecallHit
+from lifelong.memory.retrieval import HybridRetriever, Mode
+from lifelong.memory.store import MemoryStore, WriteResult
+from lifelong.mind_config import CONFIG_FILE, MindConfig, read_config, write_config
+from lifelong.model.language_model import LanguageModel
+from lifelong.model.registry import DEFAULT_MODEL
+from lifelong.paths import mind_dir
+from lifelong.prompt import build_messages, cited_memories
+
+MEMORY_DB = "memory.db"
+
+
+@dataclass(frozen=True)
+class LearnReport:
+    results: list[WriteResult]
+
+    @property
+    def created(self) -> list[int]:
+        return [r.id for r in self.results if r.created]
+
+    @property
+    def duplicates(self) -> list[int]:
+        return [r.id for r in self.results if not r.created]
+
+    @property
+    def superseded(self) -> list[int]:
+        return sorted({s for r in self.results for s in r.superseded})
+
+    @property
+    def conflicts(self) -> list[int]:
+        return sorted({c for r in self.results for c in r.conflicts})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "created": self.created,
+            "duplicates": self.duplicates,
+            "superseded": self.superseded,
+            "conflicts": self.conflicts,
+        }
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    text: str
+    model: str
+    used_memory: bool
+    retrieved: list[RecallHit] = field(default_factory=list)
+    citations: list[Memory] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "model": self.model,
+            "used_memory": self.used_memory,
+            "citations": [m.id for m in self.citations],
+            "retrieved": [h.to_dict() for h in self.retrieved],
+        }
+
+
+class Mind:
+    """A model plus its memory, stored in one directory (copy the directory, copy the mind)."""
+
+    def __init__(self, path: Path, config: MindConfig, store: MemoryStore, embedder: Embedder,
+                 language_model: LanguageModel | None = None) -> None:
+        self.path = path
+        self.config = config
+        self.store = store
+        self.embedder = embedder
+        self.retriever = HybridRetriever(store, embedder)
+        self._language_model = language_model
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, path: str | Path | None = None, model: str = DEFAULT_MODEL, **kwargs: Any) -> Mind:
+        """Create a mind directory (or open it, if it already exists with the same model)."""
+        directory = mind_dir(path)
+        if (directory / CONFIG_FILE).exists():
+            existing = read_config(directory)
+            if existing.model != model:
+                raise MindError(
+                    f"{directory} is already a mind for model '{existing.model}'; "
+                    f"use another --mind directory for '{model}'"
+                )
+        else:
+            if directory.exists() and not directory.is_dir():
+                raise MindError(f"{directory} exists and is not a directory; choose another --mind path")
+            directory.mkdir(parents=True, exist_ok=True)
+            write_config(directory, MindConfig(model=model))
+        return cls.open(directory, **kwargs)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path | None = None,
+        *,
+        create: bool = False,
+        model: str | None = None,
+        embedder: Embedder | None = None,
+        language_model: LanguageModel | None = None,
+    ) -> Mind:
+        """Open an existing mind; with `create`, make it first if it does not exist.
+
+        `model` overrides the configured model for this session only; `language_model` and
+        `embedder` inject ready objects (tests, notebooks that already hold a model).
+        """
+        directory = mind_dir(path)
+        if not (directory / CONFIG_FILE).exists():
+            if create:
+                return cls.init(directory, model=model or DEFAULT_MODEL, embedder=embedder, language_model=language_model)
+            raise MindError(f"no mind at {directory}; create one with `lifelong init --mind {directory}` (or `lifelong learn`)")
+        config = read_config(directory)
+        if model:
+            config = MindConfig(model=model, embedder=config.embedder, format=config.format)
+        embedder = embedder or MiniLMEmbedder()
+        if config.embedder != embedder.name:
+            raise MindError(f"{directory} uses embedder '{config.embedder}', which this lifelong does not provide")
+        store = MemoryStore.open(directory / MEMORY_DB, embedder.name, embedder.dim, create=True)
+        return cls(directory, config, store, embedder, language_model)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Mind:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def language_model(self) -> LanguageModel:
+        if self._language_model is None:
+            from lifelong.model.loader import load_model
+
+            self._language_model = load_model(self.config.model)
+        return self._language_model
+
+    # -- learning ------------------------------------------------------------------------
+
+    def learn(
+        self,
+        text: str,
+        *,
+        source: str = "api",
+        trust: str = "user",
+        namespace: str = "default",
+        key: str | None = None,
+        supersedes: Sequence[int] = (),
+    ) -> LearnReport:
+        """Remember a text now; long texts are chunked. `key` names what the fact is about,
+        so a later fact with the same key supersedes it."""
+        validate_labels(source, trust, namespace)
+        if not text.strip():
+            raise InputError("the text to learn is empty; pass the fact or document to remember")
+        chunks = [text.strip()] if len(text.split()) <= MAX_CHUNK_WORDS else chunk_text(text)
+        kind = "fact" if len(chunks) == 1 else "document"
+        records = [NewMemory(c, source, trust, namespace, kind, key) for c in chunks]
+        return self.learn_records(records, supersedes=supersedes)
+
+    def learn_files(
+        self,
+        paths: Iterable[str | Path],
+        *,
+        source: str | None = None,
+        trust: str = "user",
+        namespace: str = "default",
+        supersedes: Sequence[int] = (),
+    ) -> LearnReport:
+        """Learn files ('-' is stdin). All files are parsed before the first write: one bad
+        file means nothing is stored."""
+        validate_labels(source or "file", trust, namespace)
+        records: list[NewMemory] = []
+        for raw in paths:
+            if str(raw) == "-":
+                text = decode_text(sys.stdin.buffer.read(), "standard input")
+                records += parse_document(text, "standard input", source or "stdin", trust, namespace)
+            else:
+                records += parse_path(Path(raw), source, trust, namespace)
+        if not records:
+            raise InputError("no files given; pass one or more paths, or - for standard input")
+        return self.learn_records(records, supersedes=supersedes)
+
+    def learn_records(self, records: Sequence[NewMemory], supersedes: Sequence[int] = ()) -> LearnReport:
+        for record in records:
+            validate_labels(record.source, record.trust, record.namespace)
+        vectors = self.embedder.embed([r.text for r in records])
+        return LearnReport(self.store.add(records, vectors, supersedes=supersedes))
+
+    # -- reading -------------------------------------------------------------------------
+
+    def recall(
+        self,
+        query: str,
+        k: int = 5,
+        *,
+        mode: Mode = "hybrid",
+        namespace: str | None = None,
+        include_superseded: bool = True,
+    ) -> list[RecallHit]:
+        if not query.strip():
+            raise InputError("the query is empty; pass the text to search memories for")
+        if k < 1:
+            raise InputError(f"--k must be at least 1 (got {k})")
+        return self.retriever.search(query, k, mode=mode, namespace=namespace, include_superseded=include_superseded)
+
+    def ask(
+        self,
+        question: str,
+        *,
+        use_memory: bool = True,
+        k: int = 3,
+        namespace: str | None = None,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        seed: int = 0,
+    ) -> Answer:
+        """Answer with the model; with memory, the top current memories go into the prompt."""
+        if not question.strip():
+            raise InputError("the question is empty; pass a question to ask")
+        lm = self.language_model
+        lm.check_fits(len(lm.encode(question)), max_new_tokens, what="question")
+        hits: list[RecallHit] = []
+        if use_memory and self.store.count():
+            hits = self.recall(question, k, namespace=namespace, include_superseded=False)
+        memories = [h.memory for h in hits]
+        messages = build_messages(question, memories)
+        while memories and len(lm.encode(lm.format_chat(messages))) > lm.context_window - max_new_tokens:
+            memories = memories[:-1]  # drop the weakest memory until the prompt fits
+            messages = build_messages(question, memories)
+        text = lm.generate(messages, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+        return Answer(
+            question=question,
+            text=text,
+            model=lm.name,
+            used_memory=bool(memories),
+            retrieved=hits[: len(memories)],
+            citations=cited_memories(text, question, memories),
+        )
+
+    def remember_turn(self, user_text: str, namespace: str = "default") -> LearnReport:
+        """Chat turns are experiences too: what the user said is remembered (the model's own
+        replies are not, so its mistakes never become 'facts')."""
+        return self.learn(user_text, source="chat", trust="user", namespace=namespace)
+
+    def memories(self, *, namespace: str | None = None, source: str | None = None,
+                 include_superseded: bool = True, contains: str | None = None, limit: int | None = None) -> list[Memory]:
+        return self.store.list(namespace=namespace, source=source, include_superseded=include_superseded,
+                               contains=contains, limit=limit)
+
+    def forget(self, memory_id: int) -> Memory:
+        """Remove a memory from the store and both retrieval indexes."""
+        return self.store.delete(memory_id)

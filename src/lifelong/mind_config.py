@@ -1,0 +1,50 @@
+"""The mind directory's config.toml: which model and embedder this mind was made with."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from lifelong.errors import MindError
+
+CONFIG_FORMAT = 1
+CONFIG_FILE = "config.toml"
+
+
+@dataclass(frozen=True)
+class MindConfig:
+    model: str
+    embedder: str = "all-MiniLM-L6-v2"
+    format: int = CONFIG_FORMAT
+
+    def to_toml(self) -> str:
+        return (
+            "# lifelong mind configuration\n[lifelong]\n"
+            f"format = {self.format}\nmodel = {_quote(self.model)}\nembedder = {_quote(self.embedder)}\n"
+        )
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def read_config(directory: Path) -> MindConfig:
+    path = directory / CONFIG_FILE
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8")).get("lifelong", {})
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise MindError(f"{path} is not valid TOML ({exc}); fix it or remove it and run `lifelong init`") from exc
+    fmt = int(data.get("format", CONFIG_FORMAT))
+    if fmt > CONFIG_FORMAT:
+        raise MindError(f"{path} has format {fmt}, newer than this lifelong understands ({CONFIG_FORMAT}); upgrade lifelong")
+    if not isinstance(data.get("model"), str):
+        raise MindError(f"{path} has no [lifelong] model = \"...\" entry; add one (e.g. model = \"smollm2-135m\")")
+    return MindConfig(model=data["model"], embedder=data.get("embedder", "all-MiniLM-L6-v2"), format=fmt)
+
+
+def write_config(directory: Path, config: MindConfig) -> None:
+    path = directory / CONFIG_FILE
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(config.to_toml(), encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,118 @@
+"""A causal LM with the three operations lifelong needs: format a chat, generate, score answers.
+
+Wraps a Hugging Face model and tokenizer without hiding them (`.model`, `.tokenizer`), so
+training code (LoRA, merges) works on the same objects that answer questions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from lifelong.errors import InputError
+
+Message = dict[str, str]
+
+_PLAIN_ROLES = {"system": "", "user": "Question: ", "assistant": "Answer: "}
+
+
+class LanguageModel:
+    def __init__(self, model: Any, tokenizer: Any, name: str, needs_bos: bool | None = None) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.needs_bos = bool(getattr(tokenizer, "add_bos_token", False)) if needs_bos is None else needs_bos
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+
+    @property
+    def context_window(self) -> int:
+        config = self.model.config
+        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        return int(getattr(text_config, "max_position_embeddings", 2048))
+
+    def format_chat(self, messages: Sequence[Message]) -> str:
+        """Render messages with the tokenizer's chat template, or a plain Q/A layout for base models."""
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        parts = [f"{_PLAIN_ROLES.get(m['role'], '')}{m['content']}" for m in messages]
+        return "\n\n".join(parts) + "\n" + _PLAIN_ROLES["assistant"]
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids, with BOS prepended exactly once where the model needs it."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        bos = self.tokenizer.bos_token_id
+        if self.needs_bos and bos is not None and (not ids or ids[0] != bos):
+            ids = [bos, *ids]
+        return ids
+
+    def check_fits(self, n_prompt_tokens: int, max_new_tokens: int, what: str = "prompt") -> None:
+        limit = self.context_window - max_new_tokens
+        if n_prompt_tokens > limit:
+            raise InputError(
+                f"the {what} is {n_prompt_tokens} tokens, more than the {limit} that fit in "
+                f"{self.name}'s context window of {self.context_window} with room for a {max_new_tokens}-token answer; shorten it"
+            )
+
+    def _stop_ids(self) -> list[int]:
+        ids = {self.tokenizer.eos_token_id}
+        configured = getattr(self.model.generation_config, "eos_token_id", None)
+        ids.update(configured if isinstance(configured, list) else [configured])
+        for token in ("<end_of_turn>", "<|im_end|>"):
+            token_id = self.tokenizer.convert_tokens_to_ids(token)
+            if isinstance(token_id, int) and token_id != self.tokenizer.unk_token_id:
+                ids.add(token_id)
+        return sorted(i for i in ids if i is not None)
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        messages: Sequence[Message],
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        seed: int = 0,
+    ) -> str:
+        """Greedy by default; with temperature > 0, sampled with a fixed seed so runs repeat."""
+        ids = self.encode(self.format_chat(messages))
+        self.check_fits(len(ids), max_new_tokens)
+        input_ids = torch.tensor([ids])
+        torch.manual_seed(seed)
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature > 0 else {"do_sample": False}
+        output = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=max_new_tokens,
+            eos_token_id=self._stop_ids(),
+            pad_token_id=self.tokenizer.pad_token_id,
+            **sampling,
+        )
+        return self.tokenizer.decode(output[0, len(ids):], skip_special_tokens=True).strip()
+
+    @torch.inference_mode()
+    def score(self, messages: Sequence[Message], candidates: Sequence[str], normalize: bool = False) -> list[float]:
+        """Log-likelihood of each candidate answer after the prompt, in one padded batch.
+
+        Only candidate positions are gathered from the log-softmax; with `normalize`, the sum
+        is divided by the candidate's token count (length-fair multiple choice).
+        """
+        if not candidates:
+            return []
+        prompt = self.encode(self.format_chat(messages))
+        rows = [prompt + self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in candidates]
+        self.check_fits(max(len(r) for r in rows), 0)
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+        attention = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+        logits = self.model(input_ids=input_ids, attention_mask=attention).logits.float()
+        log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
+        targets = input_ids[:, 1:]
+        token_lp = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        scores = []
+        for i, row in enumerate(rows):
+            start, end = len(prompt) - 1, len(row) - 1
+            total = float(token_lp[i, start:end].sum())
+            scores.append(total / max(1, end - start) if normalize else total)
+        return scores
