@@ -6,7 +6,7 @@ scores recall@1, recall@k and MRR@k against the memory learned from the same rec
 The fictitious authors mean neither the embedder nor BM25 can lean on prior knowledge, and
 about 15 facts share each author's name, so the name alone never decides the answer.
 
-Expected full run: about 30 seconds on 2 CPU cores (model load, 300 sentence embeddings to
+Expected full run: about 15 seconds on 2 CPU cores (model load, 300 sentence embeddings to
 learn, 300 single-query embeddings).
 """
 
@@ -137,6 +137,12 @@ def run(data: Path, k: int) -> dict[str, Any]:
                     hits = mind.retriever.search(record.question, k, mode=mode, query_vector=vectors[i])
                     ranks[mode].append(rank_of(target[record.id], [h.memory.id for h in hits]))
 
+            # Would a longer list (2k) have held it? Tells whether more context would fix a miss.
+            deeper = [
+                rank_of(target[r.id], [h.memory.id for h in mind.retriever.search(r.question, 2 * k, query_vector=vectors[i])])
+                for i, r in enumerate(records)
+            ]
+
             misses = [
                 {
                     "id": r.id,
@@ -164,6 +170,7 @@ def run(data: Path, k: int) -> dict[str, Any]:
         "learn_seconds": learn_s,
         "query_embedding_seconds": query_embed_s,
         "metrics": metrics,
+        f"hybrid_recall@{2 * k}": sum(r is not None for r in deeper) / len(records),
         "target": {"hybrid_recall_at_k": TARGET_HYBRID_RECALL, "met": metrics["hybrid"][f"recall@{k}"] >= TARGET_HYBRID_RECALL},
         "hybrid_misses": misses,
         "per_question_ranks": {
@@ -177,7 +184,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=(
             "Recall@1/@k and MRR of keyword, vector and hybrid retrieval on the 300 TOFU author facts. "
-            "Expected full run: about 30 seconds on 2 CPU cores."
+            "Expected full run: about 15 seconds on 2 CPU cores."
         )
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"JSONL of {{id, question, answer}} (default: {DEFAULT_DATA})")
@@ -204,6 +211,7 @@ def main() -> None:
     verdict = "met" if result["target"]["met"] else "NOT met"
     print(f"hybrid recall@{k} = {hybrid:.3f} (target {TARGET_HYBRID_RECALL}: {verdict}); "
           f"{len(result['hybrid_misses'])} misses listed in results.json")
+    print(f"hybrid recall@{2 * k} = {result[f'hybrid_recall@{2 * k}']:.3f} (a longer list for the prompt)")
     print(f"wall time {result['wall_seconds']:.1f}s; results in {out}")
 
 

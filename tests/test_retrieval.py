@@ -76,3 +76,13 @@ def test_forget_removes_from_both_indexes(mind: Mind) -> None:
     mind.forget(ids[1])
     for mode in ("keyword", "vector", "hybrid"):
         assert ids[1] not in _ids(mind.recall("Pellumbria national dish karvosh", k=5, mode=mode))
+
+
+def test_index_follows_forget_then_learn_without_a_full_reload(mind: Mind) -> None:
+    ids = mind.learn_records([NewMemory(f) for f in FACTS]).created
+    mind.recall("anything", k=1, mode="vector")  # build the index
+    mind.forget(ids[1])
+    replacement = mind.learn("Pellumbria's national dish is now a lentil soup called orvash.").created[0]
+    hits = _ids(mind.recall("What is the national dish of Pellumbria?", k=5, mode="vector"))
+    assert ids[1] not in hits and hits[0] == replacement
+    assert len(mind.retriever.vector_index()) == len(FACTS)
