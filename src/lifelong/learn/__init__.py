@@ -1,0 +1,1 @@
+"""The modules layer: synthesise training data from memories and train LoRA modules on it."""

@@ -1,0 +1,42 @@
+"""What a version is: enough to audit it, reproduce it, and undo it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    id: str
+    parent: str | None
+    created_at: float
+    kind: str  # "module" (a LoRA adapter) or "merge" (a new base checkpoint)
+    memory_ids: list[int]
+    memory_hashes: dict[str, str]  # id -> content hash, so a later forget can find dependants
+    synthetic_data_hash: str
+    hyperparameters: dict[str, Any]
+    metrics: dict[str, Any]
+    verdict: Verdict
+    base_model: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        data = json.loads(text)
+        data["verdict"] = Verdict(**data["verdict"])
+        return cls(**data)
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        return cls.from_json(path.read_text(encoding="utf-8"))

@@ -1,0 +1,91 @@
+"""The versions/ folder of a mind and its `active` pointer.
+
+A version folder is written under a temporary name and renamed into place only when
+complete, and the pointer is swapped with os.replace, so a crash at any moment leaves either
+the old active version or the new one, never a half-written one. Every change is appended
+to audit.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from lifelong.errors import NotFoundError
+from lifelong.versions.manifest import Manifest
+
+BASE_VERSION = "base"
+MANIFEST = "manifest.json"
+
+
+class VersionRegistry:
+    def __init__(self, mind_path: Path) -> None:
+        self.root = mind_path / "versions"
+        self.pointer = mind_path / "active"
+        self.audit_log = mind_path / "audit.jsonl"
+
+    def path(self, version_id: str) -> Path:
+        return self.root / version_id
+
+    def new_id(self) -> str:
+        existing = [int(p.name[1:]) for p in self.root.glob("v*") if p.name[1:].isdigit()]
+        return f"v{max(existing, default=0) + 1}"
+
+    def create(self, write: Callable[[Path], Manifest]) -> Manifest:
+        """Build a version in a temporary folder (write fills it and returns the manifest),
+        then rename it into place."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=self.root))
+        try:
+            manifest = write(tmp)
+            (tmp / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+            os.replace(tmp, self.path(manifest.id))
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        self.audit("created", manifest.id, passed=manifest.verdict.passed)
+        return manifest
+
+    def clean_incomplete(self) -> list[str]:
+        """Remove folders left by a crash mid-build; they were never active."""
+        removed = []
+        for leftover in self.root.glob(".building-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+            removed.append(leftover.name)
+        return removed
+
+    def get(self, version_id: str) -> Manifest:
+        path = self.path(version_id) / MANIFEST
+        if not path.is_file():
+            raise NotFoundError(f"no version '{version_id}'; see `lifelong versions` for the versions that exist")
+        return Manifest.read(path)
+
+    def list(self) -> list[Manifest]:
+        manifests = [Manifest.read(p / MANIFEST) for p in self.root.glob("v*") if (p / MANIFEST).is_file()]
+        return sorted(manifests, key=lambda m: int(m.id[1:]))
+
+    def active_id(self) -> str:
+        if not self.pointer.is_file():
+            return BASE_VERSION
+        return self.pointer.read_text(encoding="utf-8").strip() or BASE_VERSION
+
+    def activate(self, version_id: str, reason: str) -> None:
+        if version_id != BASE_VERSION:
+            self.get(version_id)
+        tmp = self.pointer.with_name(".active.tmp")
+        tmp.write_text(version_id + "\n", encoding="utf-8")
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        previous = self.active_id()
+        os.replace(tmp, self.pointer)
+        self.audit(reason, version_id, previous=previous)
+
+    def audit(self, event: str, version_id: str, **details: object) -> None:
+        record = {"time": time.time(), "event": event, "version": version_id, **details}
+        with open(self.audit_log, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
