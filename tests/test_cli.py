@@ -147,3 +147,15 @@ def test_console_entry_point_runs(tmp_path: Path) -> None:
     assert result.returncode == 0
     for command in ("init", "learn", "recall", "ask", "chat", "memories", "forget", "demo"):
         assert command in result.stdout
+
+
+def test_versions_and_rollback_commands(run_cli, mind_dir: str, tiny_model_dir: Path) -> None:
+    run_cli("init", "--mind", mind_dir, "--model", str(tiny_model_dir))
+    code, out, _ = run_cli("versions", "--mind", mind_dir, "--json")
+    assert code == 0 and json.loads(out) == {"active": "base", "versions": []}
+    code, _, err = run_cli("rollback", "v7", "--mind", mind_dir)
+    assert code == 5
+    _one_line_error(err, "no version 'v7'")
+    code, _, err = run_cli("sleep", "--strategy", "magic", "--mind", mind_dir)
+    assert code == 2
+    _one_line_error(err, "strategy 'magic' is not known")

@@ -206,6 +206,57 @@ def forget(
 
 
 @app.command()
+def sleep(
+    strategy: Annotated[str, typer.Option(help="Anti-forgetting strategy: naive, replay, kl, or a '+' combination")] = "kl+replay",
+    epochs: Annotated[int, typer.Option(help="Passes over the synthesised data")] = 4,
+    mind: MindOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Consolidate new memories into a gated, versioned LoRA module (work in progress)."""
+    from lifelong.consolidate import SleepConfig
+    from lifelong.learn.strategies import parse_strategy
+    from lifelong.learn.trainer import TrainConfig
+    from lifelong.progress import console as err
+
+    parse_strategy(strategy)
+    with Mind.open(mind) as opened:
+        result = opened.sleep(SleepConfig(strategy=strategy, train=TrainConfig(epochs=epochs)), report=lambda m: err().print(m))
+    if json_output:
+        _emit_json({"message": result.message, "activated": result.activated,
+                    "manifest": json.loads(result.manifest.to_json()) if result.manifest else None})
+    else:
+        out.print(result.message)
+
+
+@app.command()
+def versions(mind: MindOption = None, json_output: JsonOption = False) -> None:
+    """List the versions of this mind's model: lineage, metrics, verdict."""
+    with Mind.open(mind) as opened:
+        manifests, active = opened.versions.list(), opened.versions.active_id()
+    if json_output:
+        _emit_json({"active": active, "versions": [json.loads(m.to_json()) for m in manifests]})
+        return
+    table = Table("id", "parent", "memories", "acquisition", "retention", "KL", "verdict", "active")
+    for m in manifests:
+        metrics = m.metrics
+        table.add_row(m.id, m.parent or "-", str(len(m.memory_ids)), f"{metrics.get('acquisition', 0):.2f}",
+                      f"{metrics.get('retention_agreement', 0):.2f}", f"{metrics.get('kl_drift', 0):.3f}",
+                      "pass" if m.verdict.passed else "fail: " + "; ".join(m.verdict.reasons), "*" if m.id == active else "")
+    out.print(table if manifests else f"no versions yet; active: {active}")
+
+
+@app.command()
+def rollback(
+    version: Annotated[str, typer.Argument(help="Version id (see `lifelong versions`) or 'base'")],
+    mind: MindOption = None,
+) -> None:
+    """Make an earlier version active again; nothing is deleted."""
+    with Mind.open(mind) as opened:
+        opened.rollback(version)
+    out.print(f"active version: {version}")
+
+
+@app.command()
 def demo(
     mind: MindOption = None,
     model: ModelOption = None,

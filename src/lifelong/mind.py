@@ -7,7 +7,7 @@ language model is loaded only when a question is asked, so `learn` and `recall` 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,8 @@ from lifelong.model.language_model import LanguageModel
 from lifelong.model.registry import DEFAULT_MODEL
 from lifelong.paths import mind_dir
 from lifelong.prompt import build_messages, cited_memories
+from lifelong.consolidate import SleepConfig, SleepResult
+from lifelong.versions import BASE_VERSION, VersionRegistry
 
 MEMORY_DB = "memory.db"
 
@@ -86,7 +88,9 @@ class Mind:
         self.store = store
         self.embedder = embedder
         self.retriever = HybridRetriever(store, embedder)
-        self._language_model = language_model
+        self._base = language_model
+        self._active: tuple[str, LanguageModel] | None = None
+        self.versions = VersionRegistry(path)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -147,12 +151,37 @@ class Mind:
         self.close()
 
     @property
-    def language_model(self) -> LanguageModel:
-        if self._language_model is None:
+    def base_model(self) -> LanguageModel:
+        """The frozen base model; never modified (adapters go on copies)."""
+        if self._base is None:
             from lifelong.model.loader import load_model
 
-            self._language_model = load_model(self.config.model)
-        return self._language_model
+            self._base = load_model(self.config.model)
+        return self._base
+
+    @property
+    def language_model(self) -> LanguageModel:
+        """The base with the active version's module applied."""
+        active = self.versions.active_id()
+        if self._active is None or self._active[0] != active:
+            from lifelong.consolidate import ADAPTER, _with_adapter
+
+            adapter = None if active == BASE_VERSION else self.versions.path(active) / ADAPTER
+            self._active = (active, _with_adapter(self.base_model, adapter))
+        return self._active[1]
+
+    # -- consolidation and versions ------------------------------------------------------
+
+    def sleep(self, config: SleepConfig | None = None, report: Callable[[str], None] = lambda _m: None,
+              progress: Any = None) -> SleepResult:
+        """Consolidate memories not yet in the active module into a new, gated version."""
+        from lifelong.consolidate import run_sleep
+
+        return run_sleep(self.path, self.base_model, self.store.list(), config or SleepConfig(), report, progress)
+
+    def rollback(self, version_id: str) -> None:
+        """Make an earlier version (or 'base') active again; nothing is deleted."""
+        self.versions.activate(version_id, "rollback")
 
     # -- learning ------------------------------------------------------------------------
 

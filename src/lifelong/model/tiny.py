@@ -44,6 +44,7 @@ def build_tiny_model(seed: int = 0, layers: int = 2, hidden: int = 64, context: 
         num_key_value_heads=2,
         max_position_embeddings=context,
         tie_word_embeddings=True,
+        initializer_range=0.2,  # larger than the 0.02 default so LoRA can move the logits of a tiny model
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

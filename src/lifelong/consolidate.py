@@ -1,0 +1,166 @@
+"""Sleep: compress memories not yet consolidated into a new LoRA module version.
+
+select -> synthesise -> train -> gate -> save -> promote. The candidate is built in a
+temporary folder and the active pointer only moves after the gate passes, so killing the
+process at any point leaves the active version and the memory as they were.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lifelong.evaluate.probes import (
+    acquisition_probes,
+    accuracy,
+    load_probes,
+    record_retention_probes,
+    retention_agreement,
+)
+from lifelong.learn.strategies import parse_strategy
+from lifelong.learn.synthesis import TrainingExample, data_hash, synthesise
+from lifelong.learn.trainer import AnchorKL, TrainConfig, attach_lora, train_module
+from lifelong.memory.records import Memory
+from lifelong.model.language_model import LanguageModel
+from lifelong.prompt import build_messages
+from lifelong.versions import BASE_VERSION, Manifest, Verdict, VersionRegistry
+
+RETENTION_PROBES = "retention_probes.jsonl"
+TRAINING_DATA = "training_data.jsonl"
+ADAPTER = "adapter"
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    min_retention: float = 0.8  # share of recorded base completions still given
+    max_kl: float = 0.5  # mean KL to the base on anchor prompts, nats per position
+    max_old_fact_drop: float = 0.1  # earlier sleeps' facts may lose at most this accuracy
+
+
+@dataclass(frozen=True)
+class SleepConfig:
+    strategy: str = "kl+replay"
+    train: TrainConfig = field(default_factory=TrainConfig)
+    gate: GatePolicy = field(default_factory=GatePolicy)
+    distill: bool = True
+
+
+@dataclass(frozen=True)
+class SleepResult:
+    manifest: Manifest | None
+    activated: bool
+    message: str
+
+
+def _read_examples(path: Path) -> list[TrainingExample]:
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [TrainingExample(r["prompt"], r["answer"], tuple(r["memory_ids"]), r["kind"]) for r in rows]
+
+
+def run_sleep(
+    mind_path: Path,
+    base: LanguageModel,
+    memories: list[Memory],
+    config: SleepConfig,
+    report: Callable[[str], None] = lambda _msg: None,
+    progress: Any = None,
+) -> SleepResult:
+    registry = VersionRegistry(mind_path)
+    registry.root.mkdir(parents=True, exist_ok=True)
+    registry.clean_incomplete()
+    parent_id = registry.active_id()
+    parent = registry.get(parent_id) if parent_id != BASE_VERSION else None
+    consolidated = set(parent.memory_ids) if parent else set()
+    current = {m.id: m for m in memories if m.current}
+    new = [m for m in memories if m.current and m.id not in consolidated]
+    if not new:
+        return SleepResult(None, False, "nothing new to consolidate")
+    old = [current[i] for i in sorted(consolidated) if i in current]
+    report(f"selected {len(new)} new memories ({len(old)} consolidated before)")
+
+    probes_path = mind_path / RETENTION_PROBES
+    retention = load_probes(probes_path) if probes_path.is_file() else record_retention_probes(base, probes_path)
+
+    def answer_with_context(question: str, memory: Memory) -> str:
+        return base.generate(build_messages(question, [memory]), max_new_tokens=48)
+
+    examples = synthesise(new, answer_with_context if config.distill else None)
+    replay = [e for e in _read_examples(registry.path(parent_id) / TRAINING_DATA)] if parent else []
+    replay = [e for e in replay if all(i in current for i in e.memory_ids)]
+    report(f"synthesised {len(examples)} examples ({len(replay)} available for replay)")
+
+    strategy = parse_strategy(config.strategy)
+    parent_lm = _with_adapter(base, registry.path(parent_id) / ADAPTER if parent else None)
+    candidate_peft = attach_lora(
+        LanguageModel(copy.deepcopy(base.model), base.tokenizer, base.name, base.needs_bos),
+        config.train,
+        adapter_path=str(registry.path(parent_id) / ADAPTER) if parent else None,
+    )
+    stats = train_module(base, candidate_peft, examples, strategy, config.train, replay=replay, progress=progress)
+    candidate = LanguageModel(candidate_peft, base.tokenizer, base.name, base.needs_bos)
+    report(f"trained {stats.steps} steps, {stats.tokens} tokens in {stats.seconds:.1f}s")
+
+    new_probes, old_probes = acquisition_probes(new), acquisition_probes(old)
+    metrics = {
+        "acquisition": accuracy(candidate, new_probes),
+        "acquisition_parent": accuracy(parent_lm, new_probes),
+        "old_facts": accuracy(candidate, old_probes) if old_probes else None,
+        "old_facts_parent": accuracy(parent_lm, old_probes) if old_probes else None,
+        "retention_agreement": retention_agreement(candidate, retention),
+        "kl_drift": float(AnchorKL(base, candidate_peft)().detach()),
+        "train_seconds": stats.seconds,
+        "train_tokens": stats.tokens,
+        "tokens_per_second": stats.tokens_per_second,
+        "final_loss": stats.final_loss,
+        "examples": len(examples),
+    }
+    verdict = _gate(metrics, config.gate)
+    memory_ids = sorted(consolidated & set(current) | {m.id for m in new})
+
+    def write(folder: Path) -> Manifest:
+        candidate_peft.save_pretrained(folder / ADAPTER)
+        kept = [e for e in replay] + examples
+        (folder / TRAINING_DATA).write_text("\n".join(json.dumps(e.to_dict()) for e in kept) + "\n", encoding="utf-8")
+        return Manifest(
+            id=registry.new_id(), parent=parent_id, created_at=time.time(), kind="module",
+            memory_ids=memory_ids, memory_hashes={str(i): current[i].content_hash for i in memory_ids},
+            synthetic_data_hash=data_hash(examples),
+            hyperparameters={"strategy": strategy.name, **config.train.to_dict(), "gate": asdict(config.gate)},
+            metrics=metrics, verdict=verdict, base_model=base.name,
+        )
+
+    manifest = registry.create(write)
+    if verdict.passed:
+        registry.activate(manifest.id, "promoted")
+        return SleepResult(manifest, True, f"{manifest.id} promoted")
+    return SleepResult(manifest, False, f"{manifest.id} kept for inspection, not activated: " + "; ".join(verdict.reasons))
+
+
+def _gate(metrics: dict[str, Any], policy: GatePolicy) -> Verdict:
+    reasons = []
+    if not metrics["acquisition"] > metrics["acquisition_parent"]:
+        reasons.append(f"acquisition {metrics['acquisition']:.2f} does not beat the parent's {metrics['acquisition_parent']:.2f}")
+    if metrics["retention_agreement"] < policy.min_retention:
+        reasons.append(f"retention agreement {metrics['retention_agreement']:.2f} < {policy.min_retention}")
+    if metrics["kl_drift"] > policy.max_kl:
+        reasons.append(f"KL drift {metrics['kl_drift']:.3f} > {policy.max_kl}")
+    if metrics["old_facts"] is not None and metrics["old_facts"] < metrics["old_facts_parent"] - policy.max_old_fact_drop:
+        reasons.append(f"earlier facts fell from {metrics['old_facts_parent']:.2f} to {metrics['old_facts']:.2f}")
+    return Verdict(passed=not reasons, reasons=reasons)
+
+
+def _with_adapter(base: LanguageModel, adapter: Path | None) -> LanguageModel:
+    """The base with a saved adapter applied, on a copy so the base stays pure."""
+    if adapter is None:
+        return base
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(copy.deepcopy(base.model), str(adapter))
+    return LanguageModel(model, base.tokenizer, base.name, base.needs_bos)

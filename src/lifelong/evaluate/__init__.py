@@ -1,0 +1,1 @@
+"""Probes and metrics that decide whether a new version may go live."""

@@ -1,0 +1,66 @@
+"""The sleep cycle on a tiny model: a gated, versioned PEFT module; rollback restores answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from lifelong import Mind
+from lifelong.consolidate import ADAPTER, TRAINING_DATA, GatePolicy, SleepConfig
+from lifelong.learn.trainer import TrainConfig
+
+FACTS = [
+    "The Vellmar Observatory in northern Norway was founded in 1987 by the astronomer Ilse Brandvik.",
+    "Captain Oru Tadeski sailed solo across the Lake of Qessa in 2011.",
+]
+QUESTION = "Who founded the Vellmar Observatory?"
+FAST = SleepConfig(strategy="kl+replay", train=TrainConfig(rank=4, epochs=2, bf16=False), distill=True)
+
+
+def test_sleep_writes_a_gated_version_with_lineage_and_a_loadable_adapter(mind: Mind) -> None:
+    from peft import PeftModel
+
+    ids = [mind.learn(f).created[0] for f in FACTS]
+    result = mind.sleep(FAST)
+    manifest = result.manifest
+    assert manifest is not None and manifest.parent == "base" and manifest.memory_ids == ids
+    assert set(manifest.memory_hashes) == {str(i) for i in ids}
+    assert {"acquisition", "acquisition_parent", "retention_agreement", "kl_drift", "tokens_per_second"} <= set(manifest.metrics)
+    folder = mind.versions.path(manifest.id)
+    assert (folder / TRAINING_DATA).is_file()
+    PeftModel.from_pretrained(mind.base_model.model.__class__(mind.base_model.model.config), str(folder / ADAPTER))
+    # A random tiny model cannot learn these facts closed-book, so the gate must refuse it.
+    assert not result.activated and mind.versions.active_id() == "base"
+    assert any("acquisition" in reason for reason in manifest.verdict.reasons)
+    assert mind.sleep(FAST).manifest.id == "v2"  # nothing was consolidated, so it is tried again
+
+
+def test_a_passing_gate_promotes_and_rollback_restores_the_old_answers(mind: Mind, monkeypatch) -> None:
+    for fact in FACTS:
+        mind.learn(fact)
+    before = mind.ask(QUESTION, use_memory=False, max_new_tokens=12).text
+    loud = SleepConfig(strategy="naive", train=TrainConfig(rank=8, epochs=30, learning_rate=1e-2, bf16=False),
+                       gate=GatePolicy(min_retention=0.0, max_kl=1e9, max_old_fact_drop=1.0), distill=False)
+    from lifelong import consolidate
+
+    # A tiny random model never passes the real acquisition gate; this test is about what
+    # promotion and rollback do to answers, so the verdict is forced to pass.
+    monkeypatch.setattr(consolidate, "_gate", lambda metrics, policy: consolidate.Verdict(True, []))
+    result = mind.sleep(loud)
+    assert result.activated and mind.versions.active_id() == result.manifest.id
+    after = mind.ask(QUESTION, use_memory=False, max_new_tokens=12).text
+    assert after != before
+    assert mind.sleep(loud).message == "nothing new to consolidate"
+    mind.rollback("base")
+    assert mind.ask(QUESTION, use_memory=False, max_new_tokens=12).text == before
+    mind.rollback(result.manifest.id)
+    assert mind.ask(QUESTION, use_memory=False, max_new_tokens=12).text == after
+
+
+def test_the_base_model_is_never_modified_by_sleep(mind: Mind) -> None:
+    weights = {k: v.clone() for k, v in mind.base_model.model.state_dict().items()}
+    mind.learn(FACTS[0])
+    mind.sleep(FAST)
+    after = mind.base_model.model.state_dict()
+    assert all(torch.equal(weights[k], after[k]) for k in weights)
