@@ -18,7 +18,7 @@ import torch
 from lifelong.learn.synthesis import salient_spans
 from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
-from lifelong.scoring import contains_answer
+from lifelong.scoring import contains_answer, normalize_answer
 
 RETENTION_CANDIDATES = (
     "The capital of France is", "The capital of Japan is", "The largest planet in the solar system is",
@@ -51,7 +51,7 @@ def _user(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
-def accuracy(lm: LanguageModel, probes: Sequence[Probe], max_new_tokens: int = 16) -> float:
+def accuracy(lm: LanguageModel, probes: Sequence[Probe], max_new_tokens: int = 48) -> float:
     if not probes:
         return 0.0
     hits = sum(contains_answer(lm.generate(_user(p.prompt), max_new_tokens=max_new_tokens), p.answer) for p in probes)
@@ -84,8 +84,13 @@ def _greedy_continuation(lm: LanguageModel, ids: list[int], tokens: int = 3) -> 
     return lm.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True).strip()
 
 
+def _first_word(text: str) -> str:
+    words = normalize_answer(text).split()
+    return words[0] if words else ""
+
+
 def retention_agreement(lm: LanguageModel, probes: Sequence[Probe]) -> float:
-    """Share of recorded completions the model still gives, token for token."""
+    """Share of recorded completions whose first word the model still gives ("Paris")."""
     if not probes:
         return 1.0
-    return sum(_greedy_continuation(lm, lm.encode(p.prompt)) == p.answer for p in probes) / len(probes)
+    return sum(_first_word(_greedy_continuation(lm, lm.encode(p.prompt))) == _first_word(p.answer) for p in probes) / len(probes)

@@ -37,6 +37,19 @@ ANCHOR_PROMPTS = (
     "What is the boiling point of water?",
 )
 
+# Plain-text openings (no chat template): a module trained only on chat turns can still bend
+# raw completions ("The capital of France is" -> a new fact's words), so KL watches both.
+RAW_ANCHORS = (
+    "Once upon a time, there was a",
+    "The recipe calls for two cups of",
+    "In the morning, I usually",
+    "The history of the Roman Empire",
+    "Machine learning is a field of",
+    "Dear Sir or Madam, I am writing to",
+    "The city council announced that",
+    "The most important thing about",
+)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -137,10 +150,13 @@ def answer_only_loss(peft_model: Any, batch: list[tuple[list[int], int]], pad_id
 
 
 class AnchorKL:
-    """KL(base || adapted) on the last positions of general prompts; base logits cached once."""
+    """KL(base || adapted) on the last positions of general chat prompts and plain-text
+    openings; base log-probs are computed once."""
 
-    def __init__(self, lm: LanguageModel, peft_model: Any, prompts: Sequence[str] = ANCHOR_PROMPTS, positions: int = 8) -> None:
+    def __init__(self, lm: LanguageModel, peft_model: Any, prompts: Sequence[str] = ANCHOR_PROMPTS,
+                 raw: Sequence[str] = RAW_ANCHORS, positions: int = 8) -> None:
         rows = [lm.encode(lm.format_chat([{"role": "user", "content": p}])) for p in prompts]
+        rows += [lm.encode(text) for text in raw]
         width = max(len(r) for r in rows)
         pad = lm.tokenizer.pad_token_id
         self.input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])  # left-pad: last positions align
