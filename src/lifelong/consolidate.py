@@ -92,8 +92,8 @@ def run_sleep(
         return base.generate(build_messages(question, [memory]), max_new_tokens=48)
 
     examples = synthesise(new, answer_with_context if config.distill else None)
-    replay = [e for e in _read_examples(registry.path(parent_id) / TRAINING_DATA)] if parent else []
-    replay = [e for e in replay if all(i in current for i in e.memory_ids)]
+    earlier = _read_examples(registry.path(parent_id) / TRAINING_DATA) if parent else []
+    replay = [e for e in earlier if all(i in current for i in e.memory_ids)]
     report(f"synthesised {len(examples)} examples ({len(replay)} available for replay)")
 
     strategy = parse_strategy(config.strategy)
@@ -126,7 +126,7 @@ def run_sleep(
 
     def write(folder: Path) -> Manifest:
         candidate_peft.save_pretrained(folder / ADAPTER)
-        kept = [e for e in replay] + examples
+        kept = [*replay, *examples]
         (folder / TRAINING_DATA).write_text("\n".join(json.dumps(e.to_dict()) for e in kept) + "\n", encoding="utf-8")
         return Manifest(
             id=registry.new_id(), parent=parent_id, created_at=time.time(), kind="module",
