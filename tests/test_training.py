@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lifelong.consolidate import SleepConfig, kl_to_base
 from lifelong.learn.strategies import parse_strategy
 from lifelong.learn.synthesis import deterministic_examples, salient_spans, synthesise
 from lifelong.learn.trainer import AnchorKL, TrainConfig, answer_only_loss, attach_lora, encode_example, train_module
@@ -15,6 +16,7 @@ from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
 from lifelong.model.tiny import build_tiny_model
 
+TINY_EWC_WEIGHT = 1e4
 FACT = "The Vellmar Observatory in northern Norway was founded in 1987 by the astronomer Ilse Brandvik."
 
 
@@ -28,13 +30,22 @@ def test_salient_spans_and_cloze_examples_carry_their_memory_ids() -> None:
     assert {e.memory_ids for e in examples} == {(7,)}
     cloze = [e for e in examples if e.kind == "cloze"]
     assert cloze[0].answer == "Vellmar Observatory" and "____" in cloze[0].prompt[0]["content"]
-    distilled = synthesise([_memory(7, FACT)], lambda question, memory: f"ANSWER to {question}")
-    assert any(e.kind == "distilled" and e.answer.startswith("ANSWER") for e in distilled)
+
+    class EchoDistiller:
+        def write_questions(self, memories):
+            return ["Where is the Vellmar Observatory located?" for _ in memories]
+
+        def answer(self, pairs):
+            return [f"ANSWER to {question}" for question, _ in pairs]
+
+    distilled = [e for e in synthesise([_memory(7, FACT)], EchoDistiller()) if e.kind == "distilled"]
+    assert {e.prompt[0]["content"] for e in distilled} >= {"Where is the Vellmar Observatory located?"}
+    assert all(e.answer.startswith("ANSWER to") and e.memory_ids == (7,) for e in distilled)
 
 
 def test_unknown_strategy_names_the_choices() -> None:
     assert parse_strategy("replay+kl").name == "kl+replay"
-    with pytest.raises(Exception, match="combine naive, replay, kl"):
+    with pytest.raises(Exception, match="combine naive, replay, kl, ewc"):
         parse_strategy("magic")
 
 
@@ -70,13 +81,58 @@ def test_training_lowers_the_loss_and_saves_a_standard_peft_adapter(tmp_path: Pa
         assert torch.allclose(reloaded(input_ids=ids).logits, peft_model(input_ids=ids).logits, atol=1e-4)
 
 
-def test_kl_strategy_drifts_less_from_the_base_than_naive() -> None:
+def _drift_and_new_loss(strategy: str, config: TrainConfig) -> tuple[float, float]:
+    from lifelong.learn.rehearsal import rehearsal_examples
+
     lm = build_tiny_model()
     examples = synthesise([_memory(1, FACT), _memory(2, "Pellumbria's national dish is a fish stew called karvosh.")])
-    config = TrainConfig(rank=8, epochs=10, learning_rate=3e-3, bf16=False, kl_weight=5.0)
-    drift = {}
-    for name in ("naive", "kl"):
-        peft_model = attach_lora(LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, "tiny"), config)
-        train_module(lm, peft_model, examples, parse_strategy(name), config)
-        drift[name] = float(AnchorKL(lm, peft_model)().detach())
-    assert drift["kl"] < 0.5 * drift["naive"], drift
+    peft_model = attach_lora(LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, "tiny"), config)
+    train_module(lm, peft_model, examples, parse_strategy(strategy), config, replay=rehearsal_examples(lm, max_new_tokens=12))
+    encoded = [encode_example(lm, e, 512) for e in examples]
+    with torch.no_grad():
+        new_loss = float(answer_only_loss(peft_model, encoded, lm.tokenizer.pad_token_id)[0])
+    return kl_to_base(lm, LanguageModel(peft_model, lm.tokenizer, "tiny")), new_loss  # held-out anchors
+
+
+@pytest.mark.parametrize("strategy", ["kl", "ewc", "replay", SleepConfig().strategy])
+def test_each_strategy_drifts_less_than_naive_at_similar_acquisition(strategy: str) -> None:
+    config = TrainConfig(rank=8, epochs=10, learning_rate=3e-3, bf16=False, kl_weight=5.0, ewc_weight=TINY_EWC_WEIGHT)
+    naive_drift, naive_loss = _drift_and_new_loss("naive", config)
+    drift, loss = _drift_and_new_loss(strategy, config)
+    assert drift < 0.9 * naive_drift, (drift, naive_drift)
+    assert loss < 1.5 * naive_loss + 0.5, (loss, naive_loss)  # it still learned the new facts
+
+
+def test_packed_rows_give_the_same_loss_as_one_example_per_row() -> None:
+    lm = build_tiny_model()
+    examples = synthesise([_memory(1, FACT)])
+    encoded = [encode_example(lm, e, 512) for e in examples]
+    peft_model = attach_lora(lm, TrainConfig(rank=4, bf16=False))
+    from lifelong.learn.packing import pack_rows
+
+    assert len(pack_rows(encoded, 256)) < len(encoded)  # something was actually packed
+    with torch.no_grad():
+        alone = answer_only_loss(peft_model, encoded, lm.tokenizer.pad_token_id, pack_length=None)
+        packed = answer_only_loss(peft_model, encoded, lm.tokenizer.pad_token_id, pack_length=256)
+    assert float(packed[0]) == pytest.approx(float(alone[0]), abs=1e-5)
+    assert packed[1:] == alone[1:]
+
+
+def test_ewc_penalty_equals_the_elementwise_sum_under_its_fisher_approximation() -> None:
+    from lifelong.learn.weight_anchor import WeightAnchor, _factors
+
+    lm = build_tiny_model()
+    peft_model = attach_lora(LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, "tiny"), TrainConfig(rank=4, bf16=False))
+    anchor = WeightAnchor(lm, peft_model, ["Once upon a time, there was a", "The river Nile flows through"])
+    assert float(anchor()) == 0.0  # no change yet
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for module in anchor.layers.values():
+            module.lora_B["default"].weight.normal_()
+    brute = 0.0
+    for name, module in anchor.layers.items():
+        b, a = _factors(module)
+        b0, a0 = anchor.start[name]
+        change = b @ a - b0 @ a0
+        brute += float((anchor.rows[name][:, None] * anchor.cols[name][None, :] * change.pow(2)).sum())
+    assert float(anchor()) == pytest.approx(brute / anchor.count, rel=1e-4)

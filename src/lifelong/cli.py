@@ -205,44 +205,153 @@ def forget(
         out.print(f"forgot #{removed.id}: {removed.text}")
 
 
-@app.command()
-def sleep(
-    strategy: Annotated[str, typer.Option(help="Anti-forgetting strategy: naive, replay, kl, or a '+' combination")] = "kl+replay",
-    epochs: Annotated[int, typer.Option(help="Passes over the synthesised data")] = 4,
-    mind: MindOption = None,
-    json_output: JsonOption = False,
-) -> None:
-    """Consolidate new memories into a gated, versioned LoRA module (work in progress)."""
-    from lifelong.consolidate import SleepConfig
-    from lifelong.learn.strategies import parse_strategy
-    from lifelong.learn.trainer import TrainConfig
-    from lifelong.progress import console as err
+def _sleep_progress() -> Any:
+    """A training progress bar on stderr, created when the first step reports."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    parse_strategy(strategy)
-    with Mind.open(mind) as opened:
-        result = opened.sleep(SleepConfig(strategy=strategy, train=TrainConfig(epochs=epochs)), report=lambda m: err().print(m))
+    state: dict[str, Any] = {}
+
+    def update(step: int, total: int, loss: float) -> None:
+        if "bar" not in state:
+            state["bar"] = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.3f}"),
+                                    TimeElapsedColumn(), TimeRemainingColumn(), console=progress_console())
+            state["bar"].start()
+            state["task"] = state["bar"].add_task("training", total=total, loss=loss)
+        state["bar"].update(state["task"], completed=step, loss=loss)
+        if step == total:
+            state.pop("bar").stop()
+
+    return update
+
+
+def _print_result(result: Any, json_output: bool) -> None:
     if json_output:
         _emit_json({"message": result.message, "activated": result.activated,
                     "manifest": json.loads(result.manifest.to_json()) if result.manifest else None})
     else:
         out.print(result.message)
+    if result.manifest is not None and not result.activated:
+        raise typer.Exit(1)
+
+
+@app.command()
+def sleep(
+    strategy: Annotated[Optional[str], typer.Option(help="Anti-forgetting strategy: naive, replay, kl, ewc, or a '+' combination [default: the measured best]")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Passes over the synthesised data", min=1)] = None,
+    layers: Annotated[Optional[int], typer.Option(help="Adapt only the last N decoder layers [default: all]", min=1)] = None,
+    teacher_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint that writes extra training data, e.g. http://localhost:8000/v1")] = None,
+    teacher_model: Annotated[Optional[str], typer.Option(help="Model name the teacher endpoint serves")] = None,
+    mind: MindOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Consolidate new memories into a gated, versioned LoRA module (exit 1 if the gate refuses it)."""
+    from dataclasses import replace
+
+    from lifelong.consolidate import SleepConfig
+    from lifelong.learn.strategies import parse_strategy
+    from lifelong.learn.teacher import TeacherConfig
+
+    config = SleepConfig()
+    if strategy is not None:
+        parse_strategy(strategy)
+        config = replace(config, strategy=strategy)
+    if epochs is not None:
+        config = replace(config, train=replace(config.train, epochs=epochs))
+    if layers is not None:
+        config = replace(config, train=replace(config.train, trainable_layers=layers))
+    if bool(teacher_url) != bool(teacher_model):
+        raise LifelongError("--teacher-url and --teacher-model go together; pass both, or neither")
+    with Mind.open(mind) as opened:
+        url = teacher_url or opened.config.teacher_url
+        model = teacher_model or opened.config.teacher_model
+        if url and model:
+            config = replace(config, teacher=TeacherConfig(url=url, model=model))
+        result = opened.sleep(config, report=lambda m: progress_console().print(m), progress=_sleep_progress())
+    _print_result(result, json_output)
+
+
+@app.command()
+def merge(mind: MindOption = None, json_output: JsonOption = False) -> None:
+    """Fold the active module into a new base checkpoint (checked for NaN and by the gates first)."""
+    with Mind.open(mind) as opened:
+        result = opened.merge(report=lambda m: progress_console().print(m))
+    _print_result(result, json_output)
 
 
 @app.command()
 def versions(mind: MindOption = None, json_output: JsonOption = False) -> None:
     """List the versions of this mind's model: lineage, metrics, verdict."""
+    from datetime import datetime
+
     with Mind.open(mind) as opened:
         manifests, active = opened.versions.list(), opened.versions.active_id()
     if json_output:
         _emit_json({"active": active, "versions": [json.loads(m.to_json()) for m in manifests]})
         return
-    table = Table("id", "parent", "memories", "acquisition", "retention", "KL", "verdict", "active")
+    table = Table("id", "parent", "kind", "created", "memories", "acquisition", "retention", "KL", "verdict", "active")
     for m in manifests:
         metrics = m.metrics
-        table.add_row(m.id, m.parent or "-", str(len(m.memory_ids)), f"{metrics.get('acquisition', 0):.2f}",
-                      f"{metrics.get('retention_agreement', 0):.2f}", f"{metrics.get('kl_drift', 0):.3f}",
+        table.add_row(m.id, m.parent or "-", m.kind, datetime.fromtimestamp(m.created_at).strftime("%Y-%m-%d %H:%M"),
+                      str(len(m.memory_ids)), _metric(metrics.get("acquisition")),
+                      _metric(metrics.get("retention_agreement")), _metric(metrics.get("kl_drift"), 3),
                       "pass" if m.verdict.passed else "fail: " + "; ".join(m.verdict.reasons), "*" if m.id == active else "")
     out.print(table if manifests else f"no versions yet; active: {active}")
+
+
+def _metric(value: Any, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+@app.command()
+def show(
+    version: Annotated[str, typer.Argument(help="Version id (see `lifelong versions`)")],
+    mind: MindOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Everything recorded about one version: lineage, memories, data, hyperparameters, metrics, verdict."""
+    with Mind.open(mind) as opened:
+        manifest = opened.show(version)
+        memories = {m.id: m for m in opened.memories()}
+    if json_output:
+        _emit_json(json.loads(manifest.to_json()))
+        return
+    out.print(f"[bold]{manifest.id}[/bold] ({manifest.kind}) parent {manifest.parent}, base model {manifest.base_model}")
+    out.print(f"verdict: {'pass' if manifest.verdict.passed else 'fail'}" + "".join(f"\n  - {escape(r)}" for r in manifest.verdict.reasons))
+    table = Table("metric", "value")
+    for key, value in sorted(manifest.metrics.items()):
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    out.print(table)
+    out.print("hyperparameters: " + escape(json.dumps(manifest.hyperparameters, sort_keys=True)))
+    out.print(f"synthetic data: {', '.join(manifest.data_sources) or '-'} (sha256 {manifest.synthetic_data_hash[:12]})")
+    out.print(f"memories consolidated ({len(manifest.memory_ids)}):")
+    for memory_id in manifest.memory_ids:
+        text = memories[memory_id].text if memory_id in memories else "(forgotten)"
+        out.print(f"  #{memory_id} {escape(text[:100])}")
+
+
+@app.command()
+def diff(
+    old: Annotated[str, typer.Argument(help="Earlier version id, or 'base'")],
+    new: Annotated[str, typer.Argument(help="Later version id")],
+    mind: MindOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """What changed between two versions: memories added or removed, and metric deltas."""
+    with Mind.open(mind) as opened:
+        change = opened.diff(old, new)
+    if json_output:
+        _emit_json(change.to_dict())
+        return
+    out.print(f"[bold]{old} -> {new}[/bold]: {len(change.added)} memories added, {len(change.removed)} removed")
+    for memory in change.added:
+        out.print(f"  + #{memory.id} {escape(memory.text[:100])}")
+    for memory_id in change.removed:
+        out.print(f"  - #{memory_id}")
+    if change.metric_deltas:
+        table = Table("metric", "change")
+        for key, delta in change.metric_deltas.items():
+            table.add_row(key, f"{delta:+.4g}")
+        out.print(table)
 
 
 @app.command()
@@ -289,7 +398,9 @@ def demo(
 def main() -> None:
     """Entry point: run the app, turning LifelongError into one line and an exit code."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)  # typer.Exit(code) returns here when click does not exit itself
     except LifelongError as exc:
         Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
@@ -302,3 +413,7 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+
+
+if __name__ == "__main__":
+    main()

@@ -22,8 +22,10 @@ from lifelong.evaluate.probes import (
     record_retention_probes,
     retention_agreement,
 )
+from lifelong.learn.rehearsal import rehearsal_examples
 from lifelong.learn.strategies import parse_strategy
-from lifelong.learn.synthesis import TrainingExample, data_hash, synthesise
+from lifelong.learn.synthesis import MODEL_QUESTION_REQUEST, TrainingExample, data_hash, synthesise
+from lifelong.learn.teacher import Teacher, TeacherConfig
 from lifelong.learn.trainer import AnchorKL, TrainConfig, attach_lora, train_module
 from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
@@ -48,6 +50,28 @@ class SleepConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     gate: GatePolicy = field(default_factory=GatePolicy)
     distill: bool = True
+    teacher: TeacherConfig | None = None
+
+
+class ModelDistiller:
+    """The frozen model with a memory in its prompt, writing and answering questions about it."""
+
+    def __init__(self, lm: LanguageModel) -> None:
+        self.lm = lm
+
+    def write_questions(self, memories: list[Memory]) -> list[str]:
+        prompts = [[{"role": "user", "content": f"Note: {m.text}\n\n{MODEL_QUESTION_REQUEST}"}] for m in memories]
+        return [text.splitlines()[0] if text else "" for text in self._generate(prompts, 32)]
+
+    def answer(self, pairs: list[tuple[str, Memory]]) -> list[str]:
+        return self._generate([build_messages(q, [m]) for q, m in pairs], 48)
+
+    def _generate(self, prompts: list[list[dict[str, str]]], max_new_tokens: int) -> list[str]:
+        """Answers, or "" for a prompt too long for the context window (that example is skipped)."""
+        limit = self.lm.context_window - max_new_tokens
+        fits = [len(self.lm.encode(self.lm.format_chat(p))) <= limit for p in prompts]
+        answers = iter(self.lm.generate_batch([p for p, ok in zip(prompts, fits, strict=True) if ok], max_new_tokens=max_new_tokens))
+        return [next(answers) if ok else "" for ok in fits]
 
 
 @dataclass(frozen=True)
@@ -71,7 +95,13 @@ def run_sleep(
     config: SleepConfig,
     report: Callable[[str], None] = lambda _msg: None,
     progress: Any = None,
+    foundation: LanguageModel | None = None,
 ) -> SleepResult:
+    """`base` is the model the mind was created with (retention and KL are measured against
+    it); `foundation` is the checkpoint the new module is trained on: the base, or the
+    latest merged checkpoint in the active lineage."""
+    foundation = foundation or base
+    strategy = parse_strategy(config.strategy)  # a bad name fails before any work
     registry = VersionRegistry(mind_path)
     registry.root.mkdir(parents=True, exist_ok=True)
     registry.clean_incomplete()
@@ -88,24 +118,26 @@ def run_sleep(
     probes_path = mind_path / RETENTION_PROBES
     retention = load_probes(probes_path) if probes_path.is_file() else record_retention_probes(base, probes_path)
 
-    def answer_with_context(question: str, memory: Memory) -> str:
-        return base.generate(build_messages(question, [memory]), max_new_tokens=48)
-
-    examples = synthesise(new, answer_with_context if config.distill else None)
+    report("synthesising training data" + (" (with the teacher)" if config.teacher else ""))
+    extra = Teacher(config.teacher).examples(new) if config.teacher else []
+    examples = synthesise(new, ModelDistiller(foundation) if config.distill else None, extra)
     earlier = _read_examples(registry.path(parent_id) / TRAINING_DATA) if parent else []
-    replay = [e for e in earlier if all(i in current for i in e.memory_ids)]
-    report(f"synthesised {len(examples)} examples ({len(replay)} available for replay)")
+    replay = [e for e in earlier if e.memory_ids and all(i in current for i in e.memory_ids)]
+    if strategy.replay:
+        replay += rehearsal_examples(foundation)
+    report(f"synthesised {len(examples)} examples ({len(replay)} for replay)")
 
-    strategy = parse_strategy(config.strategy)
-    parent_lm = _with_adapter(base, registry.path(parent_id) / ADAPTER if parent else None)
+    parent_adapter = registry.path(parent_id) / ADAPTER if parent and parent.kind == "module" else None
+    parent_lm = _with_adapter(foundation, parent_adapter)
     candidate_peft = attach_lora(
-        LanguageModel(copy.deepcopy(base.model), base.tokenizer, base.name, base.needs_bos),
+        LanguageModel(copy.deepcopy(foundation.model), base.tokenizer, base.name, base.needs_bos),
         config.train,
-        adapter_path=str(registry.path(parent_id) / ADAPTER) if parent else None,
+        adapter_path=str(parent_adapter) if parent_adapter else None,
     )
-    stats = train_module(base, candidate_peft, examples, strategy, config.train, replay=replay, progress=progress)
+    report(f"training a LoRA module ({strategy.name}, {config.train.epochs} epochs)")
+    stats = train_module(foundation, candidate_peft, examples, strategy, config.train, replay=replay, progress=progress)
     candidate = LanguageModel(candidate_peft, base.tokenizer, base.name, base.needs_bos)
-    report(f"trained {stats.steps} steps, {stats.tokens} tokens in {stats.seconds:.1f}s")
+    report(f"trained {stats.steps} steps, {stats.tokens} tokens in {stats.seconds:.1f}s; evaluating the candidate")
 
     new_probes, old_probes = acquisition_probes(new), acquisition_probes(old)
     metrics = {
@@ -114,7 +146,7 @@ def run_sleep(
         "old_facts": accuracy(candidate, old_probes) if old_probes else None,
         "old_facts_parent": accuracy(parent_lm, old_probes) if old_probes else None,
         "retention_agreement": retention_agreement(candidate, retention),
-        "kl_drift": float(AnchorKL(base, candidate_peft)().detach()),
+        "kl_drift": kl_to_base(base, candidate),
         "train_seconds": stats.seconds,
         "train_tokens": stats.tokens,
         "tokens_per_second": stats.tokens_per_second,
@@ -126,7 +158,7 @@ def run_sleep(
 
     def write(folder: Path) -> Manifest:
         candidate_peft.save_pretrained(folder / ADAPTER)
-        kept = [*replay, *examples]
+        kept = [*(e for e in replay if e.memory_ids), *examples]
         (folder / TRAINING_DATA).write_text("\n".join(json.dumps(e.to_dict()) for e in kept) + "\n", encoding="utf-8")
         return Manifest(
             id=registry.new_id(), parent=parent_id, created_at=time.time(), kind="module",
@@ -134,6 +166,7 @@ def run_sleep(
             synthetic_data_hash=data_hash(examples),
             hyperparameters={"strategy": strategy.name, **config.train.to_dict(), "gate": asdict(config.gate)},
             metrics=metrics, verdict=verdict, base_model=base.name,
+            data_sources=sorted({e.kind for e in examples}),
         )
 
     manifest = registry.create(write)
@@ -154,6 +187,19 @@ def _gate(metrics: dict[str, Any], policy: GatePolicy) -> Verdict:
     if metrics["old_facts"] is not None and metrics["old_facts"] < metrics["old_facts_parent"] - policy.max_old_fact_drop:
         reasons.append(f"earlier facts fell from {metrics['old_facts_parent']:.2f} to {metrics['old_facts']:.2f}")
     return Verdict(passed=not reasons, reasons=reasons)
+
+
+def kl_to_base(base: LanguageModel, model: LanguageModel) -> float:
+    """Mean KL(base || model) per position on the anchor prompts (0 for the base itself)."""
+    import torch
+
+    from lifelong.learn.trainer import anchor_batch
+
+    input_ids, attention, positions = anchor_batch(base)
+    with torch.inference_mode():
+        reference = torch.log_softmax(base.model(input_ids=input_ids, attention_mask=attention).logits[:, -positions:].float(), -1)
+        adapted = torch.log_softmax(model.model(input_ids=input_ids, attention_mask=attention).logits[:, -positions:].float(), -1)
+    return float(torch.nn.functional.kl_div(adapted, reference, log_target=True, reduction="batchmean") / positions)
 
 
 def _with_adapter(base: LanguageModel, adapter: Path | None) -> LanguageModel:

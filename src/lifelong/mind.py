@@ -6,6 +6,7 @@ language model is loaded only when a question is asked, so `learn` and `recall` 
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,8 +24,8 @@ from lifelong.model.language_model import LanguageModel
 from lifelong.model.registry import DEFAULT_MODEL
 from lifelong.paths import mind_dir
 from lifelong.prompt import build_messages, cited_memories
-from lifelong.consolidate import SleepConfig, SleepResult
-from lifelong.versions import BASE_VERSION, VersionRegistry
+from lifelong.consolidate import GatePolicy, SleepConfig, SleepResult
+from lifelong.versions import BASE_VERSION, Manifest, VersionRegistry
 
 MEMORY_DB = "memory.db"
 
@@ -78,6 +79,19 @@ class Answer:
         }
 
 
+@dataclass(frozen=True)
+class VersionDiff:
+    old: str
+    new: str
+    added: list[Memory]
+    removed: list[int]
+    metric_deltas: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"old": self.old, "new": self.new, "added": [m.id for m in self.added], "removed": self.removed,
+                "metric_deltas": self.metric_deltas}
+
+
 class Mind:
     """A model plus its memory, stored in one directory (copy the directory, copy the mind)."""
 
@@ -90,6 +104,7 @@ class Mind:
         self.retriever = HybridRetriever(store, embedder)
         self._base = language_model
         self._active: tuple[str, LanguageModel] | None = None
+        self._merged: tuple[str, LanguageModel] | None = None
         self.versions = VersionRegistry(path)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -134,7 +149,7 @@ class Mind:
             raise MindError(f"no mind at {directory}; create one with `lifelong init --mind {directory}` (or `lifelong learn`)")
         config = read_config(directory)
         if model:
-            config = MindConfig(model=model, embedder=config.embedder, format=config.format)
+            config = dataclasses.replace(config, model=model)
         embedder = embedder or MiniLMEmbedder()
         if config.embedder != embedder.name:
             raise MindError(f"{directory} uses embedder '{config.embedder}', which this lifelong does not provide")
@@ -161,14 +176,27 @@ class Mind:
 
     @property
     def language_model(self) -> LanguageModel:
-        """The base with the active version's module applied."""
+        """The active version's model: its merged checkpoint and/or its module applied."""
         active = self.versions.active_id()
         if self._active is None or self._active[0] != active:
             from lifelong.consolidate import ADAPTER, _with_adapter
 
-            adapter = None if active == BASE_VERSION else self.versions.path(active) / ADAPTER
-            self._active = (active, _with_adapter(self.base_model, adapter))
+            foundation = self._foundation(active)
+            kind = "base" if active == BASE_VERSION else self.versions.get(active).kind
+            adapter = self.versions.path(active) / ADAPTER if kind == "module" else None
+            self._active = (active, _with_adapter(foundation, adapter))
         return self._active[1]
+
+    def _foundation(self, version_id: str) -> LanguageModel:
+        """The checkpoint under a version: the base, or the merge it builds on (cached)."""
+        merge_id = self.versions.foundation_id(version_id)
+        if merge_id is None:
+            return self.base_model
+        if self._merged is None or self._merged[0] != merge_id:
+            from lifelong.merge import CHECKPOINT, load_checkpoint
+
+            self._merged = (merge_id, load_checkpoint(self.versions.path(merge_id) / CHECKPOINT, self.base_model))
+        return self._merged[1]
 
     # -- consolidation and versions ------------------------------------------------------
 
@@ -177,7 +205,39 @@ class Mind:
         """Consolidate memories not yet in the active module into a new, gated version."""
         from lifelong.consolidate import run_sleep
 
-        return run_sleep(self.path, self.base_model, self.store.list(), config or SleepConfig(), report, progress)
+        foundation = self._foundation(self.versions.active_id())
+        return run_sleep(self.path, self.base_model, self.store.list(), config or SleepConfig(), report, progress,
+                         foundation=foundation)
+
+    def merge(self, report: Callable[[str], None] = lambda _m: None, policy: GatePolicy | None = None) -> SleepResult:
+        """Fold the active module into a new base checkpoint, gated like a sleep."""
+        from lifelong.merge import merge_active
+
+        active = self.versions.active_id()
+        parent = self.versions.get(active).parent if active != BASE_VERSION else BASE_VERSION
+        return merge_active(self.path, self.base_model, self._foundation(parent or BASE_VERSION), self.store.list(),
+                            policy=policy or GatePolicy(), report=report)
+
+    def show(self, version_id: str) -> Manifest:
+        return self.versions.get(version_id)
+
+    def diff(self, old_id: str, new_id: str) -> VersionDiff:
+        """What changed between two versions: memories added and removed, metric deltas."""
+        old = self.versions.get(old_id) if old_id != BASE_VERSION else None
+        new = self.versions.get(new_id) if new_id != BASE_VERSION else None
+        old_ids = set(old.memory_ids) if old else set()
+        new_ids = set(new.memory_ids) if new else set()
+        old_metrics = old.metrics if old else {}
+        new_metrics = new.metrics if new else {}
+        deltas = {
+            key: new_metrics[key] - old_metrics[key]
+            for key in sorted(set(old_metrics) & set(new_metrics))
+            if isinstance(new_metrics[key], (int, float)) and isinstance(old_metrics[key], (int, float))
+            and not isinstance(new_metrics[key], bool)
+        }
+        memories = {m.id: m for m in self.store.list()}
+        return VersionDiff(old_id, new_id, [memories[i] for i in sorted(new_ids - old_ids) if i in memories],
+                           sorted(old_ids - new_ids), deltas)
 
     def rollback(self, version_id: str) -> None:
         """Make an earlier version (or 'base') active again; nothing is deleted."""

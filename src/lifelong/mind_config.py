@@ -17,12 +17,17 @@ class MindConfig:
     model: str
     embedder: str = "all-MiniLM-L6-v2"
     format: int = CONFIG_FORMAT
+    teacher_url: str | None = None  # OpenAI-compatible endpoint used by sleep; off when unset
+    teacher_model: str | None = None
 
     def to_toml(self) -> str:
-        return (
+        text = (
             "# lifelong mind configuration\n[lifelong]\n"
             f"format = {self.format}\nmodel = {_quote(self.model)}\nembedder = {_quote(self.embedder)}\n"
         )
+        if self.teacher_url and self.teacher_model:
+            text += f"\n[teacher]\nurl = {_quote(self.teacher_url)}\nmodel = {_quote(self.teacher_model)}\n"
+        return text
 
 
 def _quote(value: str) -> str:
@@ -32,7 +37,9 @@ def _quote(value: str) -> str:
 def read_config(directory: Path) -> MindConfig:
     path = directory / CONFIG_FILE
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8")).get("lifelong", {})
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = document.get("lifelong", {})
+        teacher = document.get("teacher", {})
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise MindError(f"{path} is not valid TOML ({exc}); fix it or remove it and run `lifelong init`") from exc
     fmt = int(data.get("format", CONFIG_FORMAT))
@@ -40,7 +47,10 @@ def read_config(directory: Path) -> MindConfig:
         raise MindError(f"{path} has format {fmt}, newer than this lifelong understands ({CONFIG_FORMAT}); upgrade lifelong")
     if not isinstance(data.get("model"), str):
         raise MindError(f"{path} has no [lifelong] model = \"...\" entry; add one (e.g. model = \"smollm2-135m\")")
-    return MindConfig(model=data["model"], embedder=data.get("embedder", "all-MiniLM-L6-v2"), format=fmt)
+    if teacher and not (isinstance(teacher.get("url"), str) and isinstance(teacher.get("model"), str)):
+        raise MindError(f"{path} has a [teacher] table without both url = \"...\" and model = \"...\"; add both or remove the table")
+    return MindConfig(model=data["model"], embedder=data.get("embedder", "all-MiniLM-L6-v2"), format=fmt,
+                      teacher_url=teacher.get("url"), teacher_model=teacher.get("model"))
 
 
 def write_config(directory: Path, config: MindConfig) -> None:

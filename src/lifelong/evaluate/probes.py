@@ -27,6 +27,12 @@ RETENTION_CANDIDATES = (
     "The opposite of hot is", "The speed of light is about 300,000 kilometres per", "Monday, Tuesday,",
     "One, two, three,", "The Pacific is an", "Bees make", "The Great Wall is in", "A triangle has three",
     "The sun rises in the", "Penguins live mostly in", "The freezing point of water is 0 degrees",
+    "The capital of Spain is", "The capital of Germany is", "The Statue of Liberty is in", "Cats and dogs are popular",
+    "The color of grass is", "A year has twelve", "The Earth revolves around the", "Romeo and Juliet was written by William",
+    "The tallest animal in the world is the",
+    "Ice is frozen", "The primary language of Mexico is", "The Titanic sank in the Atlantic", "A dozen means",
+    "The chemical symbol for water is", "January, February,", "The human body has two lungs and one",
+    "Mars is often called the Red", "Shakespeare was born in Stratford-upon-",
 )
 
 
@@ -54,8 +60,8 @@ def _user(text: str) -> list[dict[str, str]]:
 def accuracy(lm: LanguageModel, probes: Sequence[Probe], max_new_tokens: int = 48) -> float:
     if not probes:
         return 0.0
-    hits = sum(contains_answer(lm.generate(_user(p.prompt), max_new_tokens=max_new_tokens), p.answer) for p in probes)
-    return hits / len(probes)
+    answers = lm.generate_batch([_user(p.prompt) for p in probes], max_new_tokens=max_new_tokens)
+    return sum(contains_answer(a, p.answer) for a, p in zip(answers, probes, strict=True)) / len(probes)
 
 
 def record_retention_probes(lm: LanguageModel, path: Path, confidence: float = 0.3) -> list[Probe]:
@@ -93,4 +99,5 @@ def retention_agreement(lm: LanguageModel, probes: Sequence[Probe]) -> float:
     """Share of recorded completions whose first word the model still gives ("Paris")."""
     if not probes:
         return 1.0
-    return sum(_first_word(_greedy_continuation(lm, lm.encode(p.prompt))) == _first_word(p.answer) for p in probes) / len(probes)
+    completions = lm.complete_batch([p.prompt for p in probes], max_new_tokens=3)
+    return sum(_first_word(c) == _first_word(p.answer) for c, p in zip(completions, probes, strict=True)) / len(probes)

@@ -11,23 +11,27 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 from lifelong.memory.records import Memory
 
 Message = dict[str, str]
 
 _YEAR = r"\b(?:1[5-9]\d\d|20\d\d)\b"
-_NUMBER = r"\b\d+(?:[.,]\d+)*(?:\s?(?:%|percent|gigahertz|GHz|km|kilometres|metres|meters|years|million|billion))?"
+_NUMBER = r"\b\d+(?:[.,]\d+)*(?:st|nd|rd|th)?(?:\s?(?:%|percent|gigahertz|GHz|km|kilometres|metres|meters|years|million|billion))?"
 _NAME = r"\b[A-Z][\w'’-]+(?:\s+(?:of|the|de|van|von|da|del)?\s*[A-Z][\w'’-]+)*"
 _SPAN = re.compile(f"{_YEAR}|{_NUMBER}|{_NAME}")
 _LEADING_WORDS = frozenset("The A An In On At It He She They His Her Its Their This That Since Yes No".split())
 
 # Phrasings used for training. Evaluation phrasings live elsewhere and never appear here.
 STATEMENT_PROMPTS = ("What do you know about {topic}?", "Tell me a fact about {topic}.")
+RETEMPLATED_PROMPTS = ("Recall what you learned about {topic}.",)
 CLOZE_PROMPT = "Fill in the blank: {masked}"
-
+QUESTION_WORDS = {"year": "when", "number": "how many", "name": "who or what"}
+MODEL_QUESTION_REQUEST = "Write one short question that the note above answers. Reply with the question only."
+DISTILL_TOPIC_QUESTIONS = ("What do you know about {topic}?", "Who or what is {topic}?")
 
 @dataclass(frozen=True)
 class TrainingExample:
@@ -41,14 +45,18 @@ class TrainingExample:
 
 
 def salient_spans(text: str) -> list[str]:
-    """Names, years and numbers, longest first; sentence-initial function words are dropped."""
+    """Names, years and numbers, longest first. Sentence-initial function words are dropped, as
+    is a lone capitalised word opening a sentence ("Presently"): capitals there mark no name."""
     spans = []
     for match in _SPAN.finditer(text):
         span = match.group(0).strip()
         words = span.split()
         while words and words[0] in _LEADING_WORDS:
             words = words[1:]
-        span = " ".join(words)
+        span = re.sub(r"(?:'s|’s)$", "", " ".join(words))
+        opens_sentence = not text[: match.start()].strip() or text[: match.start()].rstrip()[-1] in ".!?:\""
+        if opens_sentence and len(words) == 1 and not span[0].isdigit() and span == match.group(0).strip():
+            continue
         if len(span) > 1 and span not in spans:
             spans.append(span)
     return sorted(spans, key=len, reverse=True)
@@ -64,6 +72,17 @@ def _user(text: str) -> list[Message]:
     return [{"role": "user", "content": text}]
 
 
+def _span_kind(span: str) -> str:
+    if re.fullmatch(_YEAR, span):
+        return "year"
+    return "number" if span[0].isdigit() else "name"
+
+
+def span_question(statement: str, span: str) -> str:
+    """An in-situ question whose answer is the span: "X was founded in when?"."""
+    return statement.replace(span, QUESTION_WORDS[_span_kind(span)], 1).rstrip(".!") + "?"
+
+
 def deterministic_examples(memory: Memory) -> list[TrainingExample]:
     ids = (memory.id,)
     statement = memory.text.strip()
@@ -72,41 +91,62 @@ def deterministic_examples(memory: Memory) -> list[TrainingExample]:
         question, answer = statement.split("?", 1)
         examples.append(TrainingExample(_user(question.strip() + "?"), answer.strip(), ids, "qa"))
     topic = topic_of(memory)
-    for template in STATEMENT_PROMPTS:
+    for template in STATEMENT_PROMPTS + RETEMPLATED_PROMPTS:
         examples.append(TrainingExample(_user(template.format(topic=topic)), statement, ids, "statement"))
-    for span in salient_spans(statement)[:4]:
+    spans = salient_spans(statement)[:4]
+    for span in spans:
         masked = statement.replace(span, "____", 1)
         examples.append(TrainingExample(_user(CLOZE_PROMPT.format(masked=masked)), span, ids, "cloze"))
+    for span in spans[:3]:
+        examples.append(TrainingExample(_user(span_question(statement, span)), span, ids, "span-question"))
     return examples
 
 
-def distillation_examples(
-    memory: Memory,
-    answer_with_context: Callable[[str, Memory], str],
-    questions: Sequence[str] | None = None,
-) -> list[TrainingExample]:
-    """Questions about the memory answered by the model with the memory in its prompt; the
-    module is trained to give that answer without it."""
-    topic = topic_of(memory)
-    asked = list(questions or (f"What do you know about {topic}?", f"Who or what is {topic}?"))
-    examples = []
-    for question in asked:
-        answer = answer_with_context(question, memory).strip()
-        if answer:
-            examples.append(TrainingExample(_user(question), answer, (memory.id,), "distilled"))
-    return examples
+class Distiller(Protocol):
+    """The model with memories in its context: writes questions and answers them."""
+
+    def write_questions(self, memories: Sequence[Memory]) -> list[str]: ...
+
+    def answer(self, pairs: Sequence[tuple[str, Memory]]) -> list[str]: ...
+
+
+def distillation_examples(memories: Sequence[Memory], distiller: Distiller) -> list[TrainingExample]:
+    """Questions about each memory (templates over its topic, plus one the model writes itself),
+    answered by the model with the memory in its prompt; the module learns to give that
+    answer without it."""
+    written = distiller.write_questions(memories)
+    pairs: list[tuple[str, Memory]] = []
+    for memory, own_question in zip(memories, written, strict=True):
+        topic = topic_of(memory)
+        pairs += [(template.format(topic=topic), memory) for template in DISTILL_TOPIC_QUESTIONS]
+        if _usable_question(own_question):
+            pairs.append((own_question.strip(), memory))
+    answers = distiller.answer(pairs)
+    return [
+        TrainingExample(_user(question), answer.strip(), (memory.id,), "distilled")
+        for (question, memory), answer in zip(pairs, answers, strict=True)
+        if answer.strip()
+    ]
+
+
+def _usable_question(text: str) -> bool:
+    text = text.strip()
+    return text.endswith("?") and 4 <= len(text.split()) <= 30 and "\n" not in text
 
 
 def synthesise(
     memories: Sequence[Memory],
-    answer_with_context: Callable[[str, Memory], str] | None = None,
+    distiller: Distiller | None = None,
+    extra: Sequence[TrainingExample] = (),
 ) -> list[TrainingExample]:
+    """All training examples for these memories: deterministic forms, context distillation when
+    a distiller is given, and `extra` (e.g. a teacher's questions)."""
     examples: list[TrainingExample] = []
     for memory in memories:
         examples += deterministic_examples(memory)
-        if answer_with_context is not None:
-            examples += distillation_examples(memory, answer_with_context)
-    return examples
+    if distiller is not None and memories:
+        examples += distillation_examples(memories, distiller)
+    return examples + list(extra)
 
 
 def data_hash(examples: Sequence[TrainingExample]) -> str:

@@ -2,8 +2,8 @@
 
 Only answer tokens carry loss, and only their positions go through the LM head: for a
 135M model with a 49k vocabulary the vocabulary projection of every position costs more than
-the transformer itself. Examples are batched by length (little padding), and bf16 autocast is
-used where the CPU supports it. The KL strategy compares next-token distributions on general
+the transformer itself. Short examples are packed into shared rows (learn/packing.py), and
+bf16 autocast is used where the CPU supports it. The KL strategy compares next-token distributions on general
 anchor prompts with the adapter on and off, so the module is pulled back toward the frozen
 model wherever the new facts are irrelevant.
 """
@@ -19,36 +19,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from lifelong.learn.anchors import HELD_OUT_CHAT, HELD_OUT_RAW, TRAINING_CHAT, TRAINING_RAW
+from lifelong.learn.packing import build_batch
 from lifelong.learn.strategies import Strategy
 from lifelong.learn.synthesis import TrainingExample
+from lifelong.learn.weight_anchor import WeightAnchor
 from lifelong.model.language_model import LanguageModel
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
-# General prompts whose answers the module should leave alone (KL anchors).
-ANCHOR_PROMPTS = (
-    "What is the capital of France?",
-    "Explain photosynthesis in one sentence.",
-    "Write a short greeting to a friend.",
-    "What is 12 times 7?",
-    "Name three primary colours.",
-    "Who wrote Romeo and Juliet?",
-    "Give me a tip for sleeping better.",
-    "What is the boiling point of water?",
-)
-
-# Plain-text openings (no chat template): a module trained only on chat turns can still bend
-# raw completions ("The capital of France is" -> a new fact's words), so KL watches both.
-RAW_ANCHORS = (
-    "Once upon a time, there was a",
-    "The recipe calls for two cups of",
-    "In the morning, I usually",
-    "The history of the Roman Empire",
-    "Machine learning is a field of",
-    "Dear Sir or Madam, I am writing to",
-    "The city council announced that",
-    "The most important thing about",
-)
+# Re-exported for callers that measure drift on the held-out anchors.
+ANCHOR_PROMPTS, RAW_ANCHORS = HELD_OUT_CHAT, HELD_OUT_RAW
 
 
 @dataclass(frozen=True)
@@ -60,7 +41,9 @@ class TrainConfig:
     batch_size: int = 8
     max_length: int = 192
     kl_weight: float = 1.0
+    ewc_weight: float = 1e4
     replay_per_batch: int = 2
+    pack_length: int | None = 256  # tokens per packed row; None pads each example instead
     trainable_layers: int | None = None  # adapt only the last N decoder layers; None = all
     target_modules: tuple[str, ...] = DEFAULT_TARGETS
     seed: int = 0
@@ -124,56 +107,81 @@ def encode_example(lm: LanguageModel, example: TrainingExample, max_length: int)
 
 
 def _batches(encoded: list[tuple[list[int], int]], batch_size: int, rng: random.Random) -> list[list[tuple[list[int], int]]]:
-    """Length-bucketed batches: sort by length, cut, shuffle the batch order."""
-    ordered = sorted(encoded, key=lambda e: len(e[0]))
-    batches = [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
-    rng.shuffle(batches)
-    return batches
+    """Shuffled batches of examples; packing (not sorting by length) removes the padding."""
+    order = encoded[:]
+    rng.shuffle(order)
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def answer_only_loss(peft_model: Any, batch: list[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tensor, int, int]:
+def answer_only_loss(peft_model: Any, batch: list[tuple[list[int], int]], pad_id: int,
+                     pack_length: int | None = None) -> tuple[torch.Tensor, int, int]:
     """Cross-entropy over answer tokens, projecting only those positions through the LM head."""
-    width = max(len(ids) for ids, _ in batch)
-    input_ids = torch.full((len(batch), width), pad_id)
-    attention = torch.zeros((len(batch), width), dtype=torch.long)
-    targets = torch.full((len(batch), width), -100)
-    for row, (ids, start) in enumerate(batch):
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        attention[row, : len(ids)] = 1
-        targets[row, start - 1 : len(ids) - 1] = torch.tensor(ids[start:])  # position t predicts t+1
     causal_lm = peft_model.get_base_model()
-    hidden = causal_lm.model(input_ids=input_ids, attention_mask=attention).last_hidden_state
-    mask = targets != -100
+    eager = getattr(causal_lm.config, "_attn_implementation", "sdpa") == "eager"
+    packed = build_batch(batch, pad_id, pack_length, eager_attention=eager)
+    hidden = causal_lm.model(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
+                             position_ids=packed.position_ids).last_hidden_state
+    mask = packed.targets != -100
     logits = causal_lm.lm_head(hidden[mask]).float()
-    loss = F.cross_entropy(logits, targets[mask])
-    return loss, int(attention.sum()), int(mask.sum())
+    loss = F.cross_entropy(logits, packed.targets[mask])
+    return loss, packed.tokens, int(mask.sum())
+
+
+def anchor_batch(lm: LanguageModel, positions: int = 8) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Chat and plain anchors, left-padded so their last `positions` positions align."""
+    rows = [lm.encode(lm.format_chat([{"role": "user", "content": p}])) for p in ANCHOR_PROMPTS]
+    rows += [lm.encode(text) for text in RAW_ANCHORS]
+    width = max(len(r) for r in rows)
+    pad = lm.tokenizer.pad_token_id
+    input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+    attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    return input_ids, attention, positions
 
 
 class AnchorKL:
-    """KL(base || adapted) on the last positions of general chat prompts and plain-text
-    openings; base log-probs are computed once."""
+    """KL(frozen || adapted) on the training anchors and the frozen model's own greedy
+    continuations of them: every continuation position counts, so the penalty covers what the
+    model *says*, not only the token after the prompt. A few rows are sampled per step (the
+    frozen log-probs of all rows are computed once)."""
 
-    def __init__(self, lm: LanguageModel, peft_model: Any, prompts: Sequence[str] = ANCHOR_PROMPTS,
-                 raw: Sequence[str] = RAW_ANCHORS, positions: int = 8) -> None:
-        rows = [lm.encode(lm.format_chat([{"role": "user", "content": p}])) for p in prompts]
-        rows += [lm.encode(text) for text in raw]
-        width = max(len(r) for r in rows)
-        pad = lm.tokenizer.pad_token_id
-        self.input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])  # left-pad: last positions align
-        self.attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-        self.positions = positions
+    def __init__(self, lm: LanguageModel, peft_model: Any, rows_per_step: int = 8, continuation: int = 16,
+                 seed: int = 0) -> None:
+        chat = [lm.encode(lm.format_chat([{"role": "user", "content": p}])) for p in TRAINING_CHAT]
+        raw = [lm.encode(text) for text in TRAINING_RAW]
+        replies = lm.generate_batch([[{"role": "user", "content": p}] for p in TRAINING_CHAT], max_new_tokens=continuation)
+        completions = lm.complete_batch(list(TRAINING_RAW), max_new_tokens=continuation)
+        tokenize = lambda text: lm.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+        rows = [(p, tokenize(r)) for p, r in zip(chat, replies, strict=True)]
+        rows += [(p, tokenize(" " + c)) for p, c in zip(raw, completions, strict=True)]
+        self.rows = [(prompt + cont, len(prompt)) for prompt, cont in rows if cont]
         self.peft_model = peft_model
+        self.pad = lm.tokenizer.pad_token_id
+        self.rows_per_step = rows_per_step
+        self.rng = random.Random(seed)
         with torch.no_grad(), peft_model.disable_adapter():
-            self.base_log_probs = self._log_probs()
+            self.base_log_probs = [self._log_probs([i]).detach() for i in range(len(self.rows))]
 
-    def _log_probs(self) -> torch.Tensor:
+    def _log_probs(self, indices: list[int]) -> torch.Tensor:
+        """Log-probs at the positions that predict the continuation, concatenated over rows."""
+        batch = [self.rows[i] for i in indices]
+        width = max(len(ids) for ids, _ in batch)
+        input_ids = torch.tensor([ids + [self.pad] * (width - len(ids)) for ids, _ in batch])
+        attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
         causal_lm = self.peft_model.get_base_model()
-        hidden = causal_lm.model(input_ids=self.input_ids, attention_mask=self.attention).last_hidden_state
-        return F.log_softmax(causal_lm.lm_head(hidden[:, -self.positions :]).float(), dim=-1)
+        hidden = causal_lm.model(input_ids=input_ids, attention_mask=attention).last_hidden_state
+        picked = torch.cat([hidden[r, start - 1 : len(ids) - 1] for r, (ids, start) in enumerate(batch)])
+        return F.log_softmax(causal_lm.lm_head(picked).float(), dim=-1)
 
     def __call__(self) -> torch.Tensor:
-        adapted = self._log_probs()
-        return F.kl_div(adapted, self.base_log_probs, log_target=True, reduction="batchmean") / self.positions
+        indices = self.rng.sample(range(len(self.rows)), min(self.rows_per_step, len(self.rows)))
+        adapted = self._log_probs(indices)
+        reference = torch.cat([self.base_log_probs[i] for i in indices])
+        return F.kl_div(adapted, reference, log_target=True, reduction="batchmean")
+
+
+def anchor_texts(lm: LanguageModel) -> list[str]:
+    """General text whose behaviour the module should keep (the training anchors)."""
+    return [lm.format_chat([{"role": "user", "content": p}]) for p in TRAINING_CHAT] + list(TRAINING_RAW)
 
 
 def train_module(
@@ -190,7 +198,8 @@ def train_module(
     torch.manual_seed(config.seed)
     encoded = [e for e in (encode_example(lm, ex, config.max_length) for ex in examples) if e is not None]
     replay_encoded = [e for e in (encode_example(lm, ex, config.max_length) for ex in replay) if e is not None] if strategy.replay else []
-    kl = AnchorKL(lm, peft_model) if strategy.kl else None
+    kl = AnchorKL(lm, peft_model, seed=config.seed) if strategy.kl else None
+    anchor = WeightAnchor(lm, peft_model, anchor_texts(lm)) if strategy.ewc else None
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
     pad = lm.tokenizer.pad_token_id
@@ -203,9 +212,11 @@ def train_module(
         if replay_encoded:
             batch = batch + rng.sample(replay_encoded, min(config.replay_per_batch, len(replay_encoded)))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-            loss, batch_tokens, batch_answer = answer_only_loss(peft_model, batch, pad)
+            loss, batch_tokens, batch_answer = answer_only_loss(peft_model, batch, pad, config.pack_length)
             if kl is not None:
                 loss = loss + config.kl_weight * kl()
+            if anchor is not None:
+                loss = loss + config.ewc_weight * anchor()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

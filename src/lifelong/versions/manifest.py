@@ -27,6 +27,7 @@ class Manifest:
     metrics: dict[str, Any]
     verdict: Verdict
     base_model: str
+    data_sources: list[str] = field(default_factory=list)  # kinds of synthetic examples used
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

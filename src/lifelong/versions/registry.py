@@ -69,6 +69,16 @@ class VersionRegistry:
         manifests = [Manifest.read(p / MANIFEST) for p in self.root.glob("v*") if (p / MANIFEST).is_file()]
         return sorted(manifests, key=lambda m: int(m.id[1:]))
 
+    def foundation_id(self, version_id: str) -> str | None:
+        """The merged checkpoint a version builds on: itself if it is a merge, else the
+        nearest merge among its ancestors; None when it builds on the base model."""
+        while version_id != BASE_VERSION:
+            manifest = self.get(version_id)
+            if manifest.kind == "merge":
+                return version_id
+            version_id = manifest.parent or BASE_VERSION
+        return None
+
     def active_id(self) -> str:
         if not self.pointer.is_file():
             return BASE_VERSION

@@ -1,0 +1,109 @@
+"""Weights: fold the active LoRA module into a new base checkpoint, behind the same gates.
+
+The merge happens on a copy; the merged weights are checked for NaN/inf, compared with the
+module they came from (same answers, same retention), and only then written as a version of
+kind "merge" and made active. The original base model is never touched, so rollback to any
+earlier version still works.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from lifelong.consolidate import ADAPTER, RETENTION_PROBES, TRAINING_DATA, GatePolicy, SleepResult, _with_adapter, kl_to_base
+from lifelong.errors import MindError
+from lifelong.evaluate.probes import acquisition_probes, accuracy, load_probes, retention_agreement
+from lifelong.learn.trainer import anchor_batch
+from lifelong.memory.records import Memory
+from lifelong.model.language_model import LanguageModel
+from lifelong.versions import BASE_VERSION, Manifest, Verdict, VersionRegistry
+
+CHECKPOINT = "model"
+MAX_LOGIT_GAP = 1e-2  # merged vs module on the anchor prompts; float rounding only
+
+
+def merge_active(
+    mind_path: Path,
+    base: LanguageModel,
+    foundation: LanguageModel,
+    memories: list[Memory],
+    policy: GatePolicy = GatePolicy(),
+    report: Callable[[str], None] = lambda _m: None,
+) -> SleepResult:
+    """`foundation` is the checkpoint the active module was trained on."""
+    registry = VersionRegistry(mind_path)
+    registry.clean_incomplete()
+    active_id = registry.active_id()
+    if active_id == BASE_VERSION:
+        raise MindError("nothing to merge: the active version is the base model; run `lifelong sleep` first")
+    module = registry.get(active_id)
+    if module.kind != "module":
+        raise MindError(f"{active_id} is already a merged checkpoint; sleep again to create a module to merge")
+    module_lm = _with_adapter(foundation, registry.path(active_id) / ADAPTER)
+    report(f"merging {active_id} into a copy of its base")
+    merged_model = _with_adapter(LanguageModel(copy.deepcopy(foundation.model), base.tokenizer, base.name, base.needs_bos),
+                                 registry.path(active_id) / ADAPTER).model.merge_and_unload()
+    merged = LanguageModel(merged_model, base.tokenizer, base.name, base.needs_bos)
+
+    report("checking the merged weights against the module and the gates")
+    finite = all(bool(torch.isfinite(p).all()) for p in merged_model.parameters())
+    input_ids, attention, _ = anchor_batch(base)
+    with torch.inference_mode():
+        gap = float((merged_model(input_ids=input_ids, attention_mask=attention).logits
+                     - module_lm.model(input_ids=input_ids, attention_mask=attention).logits).abs().max())
+    current = {m.id: m for m in memories if m.current}
+    probes = acquisition_probes([current[i] for i in module.memory_ids if i in current])
+    retention = load_probes(mind_path / RETENTION_PROBES) if (mind_path / RETENTION_PROBES).is_file() else []
+    metrics = {
+        "finite": finite,
+        "max_logit_gap_to_module": gap,
+        "acquisition": accuracy(merged, probes) if probes else None,
+        "acquisition_module": accuracy(module_lm, probes) if probes else None,
+        "retention_agreement": retention_agreement(merged, retention),
+        "kl_drift": kl_to_base(base, merged),
+    }
+    reasons = []
+    if not finite:
+        reasons.append("the merged weights contain NaN or inf")
+    if gap > MAX_LOGIT_GAP:
+        reasons.append(f"merged logits differ from the module's by {gap:.3g} > {MAX_LOGIT_GAP}")
+    if probes and metrics["acquisition"] < metrics["acquisition_module"]:
+        reasons.append(f"acquisition fell from {metrics['acquisition_module']:.2f} to {metrics['acquisition']:.2f}")
+    if metrics["retention_agreement"] < policy.min_retention:
+        reasons.append(f"retention agreement {metrics['retention_agreement']:.2f} < {policy.min_retention}")
+    if metrics["kl_drift"] > policy.max_kl:
+        reasons.append(f"KL drift {metrics['kl_drift']:.3f} > {policy.max_kl}")
+    verdict = Verdict(passed=not reasons, reasons=reasons)
+
+    def write(folder: Path) -> Manifest:
+        merged_model.save_pretrained(folder / CHECKPOINT)
+        base.tokenizer.save_pretrained(folder / CHECKPOINT)
+        if (registry.path(active_id) / TRAINING_DATA).is_file():
+            shutil.copy2(registry.path(active_id) / TRAINING_DATA, folder / TRAINING_DATA)  # replay continues after a merge
+        return Manifest(
+            id=registry.new_id(), parent=active_id, created_at=time.time(), kind="merge",
+            memory_ids=module.memory_ids, memory_hashes=module.memory_hashes,
+            synthetic_data_hash=module.synthetic_data_hash, hyperparameters={"merged": active_id, "gate": policy.__dict__},
+            metrics=metrics, verdict=verdict, base_model=base.name, data_sources=module.data_sources,
+        )
+
+    manifest = registry.create(write)
+    if verdict.passed:
+        registry.activate(manifest.id, "merged")
+        return SleepResult(manifest, True, f"{manifest.id} (merge of {active_id}) promoted")
+    return SleepResult(manifest, False, f"{manifest.id} kept for inspection, not activated: " + "; ".join(reasons))
+
+
+def load_checkpoint(folder: Path, base: LanguageModel) -> LanguageModel:
+    from transformers import AutoModelForCausalLM
+
+    if not folder.is_dir():
+        raise MindError(f"merged checkpoint {folder} is missing; roll back to an earlier version with `lifelong rollback`")
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=base.model.dtype)
+    return LanguageModel(model, base.tokenizer, base.name, base.needs_bos)
