@@ -47,7 +47,7 @@ def test_killing_a_real_sleep_mid_training_loses_nothing(tmp_path: Path) -> None
     with open(log, "w") as handle:
         process = subprocess.Popen(_lifelong("sleep", "--epochs", "200", mind=mind), stdout=handle, stderr=handle, env=env)
     try:
-        _wait_for(process, log, "training a LoRA module", timeout=300)
+        _wait_for(process, log, "training a LoRA module", timeout=600)
         time.sleep(8)  # well inside the 200 epochs
         assert process.poll() is None, "sleep finished before it could be killed"
         process.send_signal(signal.SIGKILL)
@@ -63,7 +63,7 @@ def test_killing_a_real_sleep_mid_training_loses_nothing(tmp_path: Path) -> None
     connection.close()
 
     done = subprocess.run(_lifelong("sleep", "--epochs", "1", "--json", mind=mind), env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode in (0, 1), done.stderr[-2000:]  # 1 = the gate refused the one-epoch module
+    assert done.returncode in (0, 10), done.stderr[-2000:]  # 10 = the gate refused the one-epoch module
     assert '"id": "v1"' in done.stdout
     assert not list((mind / "versions").glob(".building-*"))
     versions = subprocess.run(_lifelong("versions", "--json", mind=mind), env=env, capture_output=True, text=True, check=True)

@@ -205,6 +205,9 @@ def forget(
         out.print(f"forgot #{removed.id}: {removed.text}")
 
 
+REFUSED_EXIT_CODE = 10  # the gate kept the candidate but did not activate it
+
+
 def _sleep_progress() -> Any:
     """A training progress bar on stderr, created when the first step reports."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -212,6 +215,10 @@ def _sleep_progress() -> Any:
     state: dict[str, Any] = {}
 
     def update(step: int, total: int, loss: float) -> None:
+        if step < 0:  # closing call
+            if "bar" in state:
+                state.pop("bar").stop()
+            return
         if "bar" not in state:
             state["bar"] = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.3f}"),
                                     TimeElapsedColumn(), TimeRemainingColumn(), console=progress_console())
@@ -231,7 +238,7 @@ def _print_result(result: Any, json_output: bool) -> None:
     else:
         out.print(result.message)
     if result.manifest is not None and not result.activated:
-        raise typer.Exit(1)
+        raise typer.Exit(REFUSED_EXIT_CODE)
 
 
 @app.command()
@@ -244,7 +251,7 @@ def sleep(
     mind: MindOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Consolidate new memories into a gated, versioned LoRA module (exit 1 if the gate refuses it)."""
+    """Consolidate new memories into a gated, versioned LoRA module (exit 10 if the gate refuses it)."""
     from dataclasses import replace
 
     from lifelong.consolidate import SleepConfig
@@ -265,8 +272,15 @@ def sleep(
         url = teacher_url or opened.config.teacher_url
         model = teacher_model or opened.config.teacher_model
         if url and model:
+            from lifelong.learn.teacher import Teacher
+
+            Teacher(TeacherConfig(url=url, model=model))  # a malformed URL fails before the model loads
             config = replace(config, teacher=TeacherConfig(url=url, model=model))
-        result = opened.sleep(config, report=lambda m: progress_console().print(m), progress=_sleep_progress())
+        bar = _sleep_progress()
+        try:
+            result = opened.sleep(config, report=lambda m: progress_console().print(m), progress=bar)
+        finally:
+            bar(-1, -1, 0.0)  # stop the bar even when training raised
     _print_result(result, json_output)
 
 

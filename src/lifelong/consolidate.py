@@ -116,7 +116,9 @@ def run_sleep(
     report(f"selected {len(new)} new memories ({len(old)} consolidated before)")
 
     probes_path = mind_path / RETENTION_PROBES
-    retention = load_probes(probes_path) if probes_path.is_file() else record_retention_probes(base, probes_path)
+    retention = load_probes(probes_path) if probes_path.is_file() else []
+    if not retention:
+        retention = record_retention_probes(base, probes_path)
 
     report("synthesising training data" + (" (with the teacher)" if config.teacher else ""))
     extra = Teacher(config.teacher).examples(new) if config.teacher else []
@@ -128,6 +130,8 @@ def run_sleep(
     report(f"synthesised {len(examples)} examples ({len(replay)} for replay)")
 
     parent_adapter = registry.path(parent_id) / ADAPTER if parent and parent.kind == "module" else None
+    if parent_adapter is not None:
+        _check_same_shape(parent_id, parent_adapter, config.train)
     parent_lm = _with_adapter(foundation, parent_adapter)
     candidate_peft = attach_lora(
         LanguageModel(copy.deepcopy(foundation.model), base.tokenizer, base.name, base.needs_bos),
@@ -143,6 +147,7 @@ def run_sleep(
     metrics = {
         "acquisition": accuracy(candidate, new_probes),
         "acquisition_parent": accuracy(parent_lm, new_probes),
+        "acquisition_probes": len(new_probes),
         "old_facts": accuracy(candidate, old_probes) if old_probes else None,
         "old_facts_parent": accuracy(parent_lm, old_probes) if old_probes else None,
         "retention_agreement": retention_agreement(candidate, retention),
@@ -176,13 +181,29 @@ def run_sleep(
     return SleepResult(manifest, False, f"{manifest.id} kept for inspection, not activated: " + "; ".join(verdict.reasons))
 
 
+def _check_same_shape(parent_id: str, adapter: Path, train: Any) -> None:
+    """A sleep continues the active module, so it keeps that module's rank and layers."""
+    saved = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    layers = saved.get("layers_to_transform")
+    count = len(layers) if isinstance(layers, list) else None
+    if saved.get("r") != train.rank or count != train.trainable_layers:
+        from lifelong.errors import InputError
+
+        raise InputError(
+            f"the active module {parent_id} has rank {saved.get('r')} and adapts {count or 'all'} layers; a sleep continues it, "
+            f"so pass the same --layers (or merge it with `lifelong merge`, or roll back to base, to start a new shape)"
+        )
+
+
 def _gate(metrics: dict[str, Any], policy: GatePolicy) -> Verdict:
     reasons = []
-    if not metrics["acquisition"] > metrics["acquisition_parent"]:
+    if metrics["acquisition_probes"] == 0:
+        pass  # nothing to ask (no salient span with a 3-word prefix): acquisition cannot be judged, so it does not block
+    elif not metrics["acquisition"] > metrics["acquisition_parent"]:
         reasons.append(f"acquisition {metrics['acquisition']:.2f} does not beat the parent's {metrics['acquisition_parent']:.2f}")
-    if metrics["retention_agreement"] < policy.min_retention:
+    if not metrics["retention_agreement"] >= policy.min_retention:
         reasons.append(f"retention agreement {metrics['retention_agreement']:.2f} < {policy.min_retention}")
-    if metrics["kl_drift"] > policy.max_kl:
+    if not metrics["kl_drift"] <= policy.max_kl:  # NaN fails too
         reasons.append(f"KL drift {metrics['kl_drift']:.3f} > {policy.max_kl}")
     if metrics["old_facts"] is not None and metrics["old_facts"] < metrics["old_facts_parent"] - policy.max_old_fact_drop:
         reasons.append(f"earlier facts fell from {metrics['old_facts_parent']:.2f} to {metrics['old_facts']:.2f}")

@@ -71,13 +71,15 @@ def merge_active(
     reasons = []
     if not finite:
         reasons.append("the merged weights contain NaN or inf")
-    if gap > MAX_LOGIT_GAP:
+    if not gap <= MAX_LOGIT_GAP:
         reasons.append(f"merged logits differ from the module's by {gap:.3g} > {MAX_LOGIT_GAP}")
     if probes and metrics["acquisition"] < metrics["acquisition_module"]:
         reasons.append(f"acquisition fell from {metrics['acquisition_module']:.2f} to {metrics['acquisition']:.2f}")
-    if metrics["retention_agreement"] < policy.min_retention:
+    if not retention:
+        reasons.append("no retention probes recorded for this mind; retention cannot be checked")
+    elif not metrics["retention_agreement"] >= policy.min_retention:
         reasons.append(f"retention agreement {metrics['retention_agreement']:.2f} < {policy.min_retention}")
-    if metrics["kl_drift"] > policy.max_kl:
+    if not metrics["kl_drift"] <= policy.max_kl:
         reasons.append(f"KL drift {metrics['kl_drift']:.3f} > {policy.max_kl}")
     verdict = Verdict(passed=not reasons, reasons=reasons)
 

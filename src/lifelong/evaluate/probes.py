@@ -9,6 +9,7 @@ model answers confidently, recorded once per mind before the first sleep.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -75,7 +76,11 @@ def record_retention_probes(lm: LanguageModel, path: Path, confidence: float = 0
             answer = _greedy_continuation(lm, ids)
             if answer:
                 probes.append(Probe(prompt, answer))
-    path.write_text("\n".join(json.dumps(asdict(p)) for p in probes) + "\n", encoding="utf-8")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(json.dumps(asdict(p)) for p in probes) + "\n", encoding="utf-8")
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)  # a kill mid-write never leaves a short file that would switch the gate off
     return probes
 
 

@@ -8,6 +8,7 @@ each example keeps the id of the memory it was written from. Off unless a URL is
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -60,7 +61,7 @@ class Teacher:
         try:
             with urllib.request.urlopen(request, timeout=self.config.timeout) as response:
                 payload = json.loads(response.read().decode("utf-8"))
-        except (urllib.error.URLError, TimeoutError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, bad JSON/UTF-8
             raise InputError(
                 f"the teacher at {self.config.url} did not answer ({exc}); start it, fix --teacher-url, or sleep without a teacher"
             ) from exc

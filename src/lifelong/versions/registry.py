@@ -23,6 +23,13 @@ BASE_VERSION = "base"
 MANIFEST = "manifest.json"
 
 
+def _fsync_tree(folder: Path) -> None:
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+
+
 class VersionRegistry:
     def __init__(self, mind_path: Path) -> None:
         self.root = mind_path / "versions"
@@ -44,6 +51,7 @@ class VersionRegistry:
         try:
             manifest = write(tmp)
             (tmp / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+            _fsync_tree(tmp)  # contents are on disk before the rename makes them visible
             os.replace(tmp, self.path(manifest.id))
         finally:
             if tmp.exists():
