@@ -146,10 +146,8 @@ def sequential_study(args: argparse.Namespace, base: LanguageModel, embedder: An
     size = len(qas) // k
     batches = [qas[i * size : (i + 1) * size] for i in range(k)]
     mind = Mind.init(root / "sequential", model="smollm2-135m", embedder=embedder, language_model=base)
-    from lifelong.evaluate.knowledge import per_item_containment
-
     def row(lm: LanguageModel) -> list[float]:
-        return [sum(per_item_containment(lm, batch)) / len(batch) for batch in batches]
+        return [answer_closed_book(lm, batch).containment for batch in batches]
 
     matrix, verdicts, seconds = [], [], []
     with status("sequential: base row"):

@@ -64,20 +64,8 @@ def answer_closed_book(lm: LanguageModel, qas: Sequence[QA], context: Sequence[S
     )
 
 
-def per_item_containment(lm: LanguageModel, qas: Sequence[QA], max_new_tokens: int = 40) -> list[bool]:
-    predictions = lm.generate_batch([build_messages(qa.question, []) for qa in qas], max_new_tokens=max_new_tokens)
-    return [contains_answer(p, qa.key) for p, qa in zip(predictions, qas, strict=True)]
-
-
-def cloze_accuracy(lm: LanguageModel, rows: Sequence[dict], max_new_tokens: int = 8) -> float:
-    """Known facts as plain completions ("Beats Music is owned by" -> "Apple")."""
-    if not rows:
-        return 0.0
-    completions = lm.complete_batch([r["prompt"] for r in rows], max_new_tokens=max_new_tokens)
-    return fmean(contains_answer(c, r["answer"]) for c, r in zip(completions, rows, strict=True))
-
-
 def cloze_correct(lm: LanguageModel, rows: Sequence[dict], max_new_tokens: int = 8) -> list[bool]:
+    """Known facts as plain completions ("Beats Music is owned by" -> "Apple"), one verdict each."""
     completions = lm.complete_batch([r["prompt"] for r in rows], max_new_tokens=max_new_tokens)
     return [contains_answer(c, r["answer"]) for c, r in zip(completions, rows, strict=True)]
 
