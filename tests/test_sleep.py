@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from lifelong import Mind
+from lifelong import Mind, consolidate
 from lifelong.consolidate import ADAPTER, TRAINING_DATA, GatePolicy, SleepConfig
 from lifelong.learn.trainer import TrainConfig
 
@@ -64,3 +64,26 @@ def test_the_base_model_is_never_modified_by_sleep(mind: Mind) -> None:
     mind.sleep(FAST)
     after = mind.base_model.model.state_dict()
     assert all(torch.equal(weights[k], after[k]) for k in weights)
+
+
+def _metrics(**overrides: float | None) -> dict:
+    base = {"acquisition": 0.5, "acquisition_parent": 0.0, "acquisition_probes": 10, "retention_agreement": 0.9,
+            "kl_drift": 0.1, "old_facts": None, "old_facts_parent": None, "old_fact_probes": 0}
+    return {**base, **overrides}
+
+
+def test_the_gate_names_each_failed_check() -> None:
+    policy = consolidate.GatePolicy()
+    assert consolidate._gate(_metrics(), policy).passed
+    reasons = consolidate._gate(_metrics(acquisition=0.0, retention_agreement=0.5, kl_drift=float("nan")), policy).reasons
+    assert [r.split()[0] for r in reasons] == ["acquisition", "retention", "KL"]
+
+
+def test_earlier_facts_may_lose_one_probe_but_not_two() -> None:
+    policy = consolidate.GatePolicy()
+    one_lost = _metrics(old_facts=0.2, old_facts_parent=0.4, old_fact_probes=5)  # (0.4-0.2)*5 is 1.0000000000000002
+    two_lost = _metrics(old_facts=0.0, old_facts_parent=0.4, old_fact_probes=5)
+    assert consolidate._gate(one_lost, policy).passed
+    assert consolidate._gate(two_lost, policy).reasons == ["earlier facts fell from 0.40 to 0.00"]
+    many = _metrics(old_facts=0.85, old_facts_parent=1.0, old_fact_probes=40)  # 6 of 40 lost, over 10%
+    assert not consolidate._gate(many, policy).passed

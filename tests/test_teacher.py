@@ -65,7 +65,7 @@ def test_teacher_examples_come_from_the_endpoint_and_keep_their_memory_id(stub_u
     assert FACT in _StubOpenAI.requests[0]["body"]["messages"][0]["content"]
     assert {e.kind for e in examples} == {"teacher-qa", "teacher-paraphrase", "teacher-implication"}
     assert all(e.memory_ids == (3,) for e in examples)
-    assert examples[0].prompt[0]["content"] == "Who founded the Vellmar Observatory?"
+    assert examples[0].prompt[-1]["content"] == "Who founded the Vellmar Observatory?"
 
 
 def test_a_malformed_teacher_reply_yields_no_examples() -> None:

@@ -29,7 +29,7 @@ def test_salient_spans_and_cloze_examples_carry_their_memory_ids() -> None:
     examples = deterministic_examples(_memory(7, FACT))
     assert {e.memory_ids for e in examples} == {(7,)}
     cloze = [e for e in examples if e.kind == "cloze"]
-    assert cloze[0].answer == "Vellmar Observatory" and "____" in cloze[0].prompt[0]["content"]
+    assert cloze[0].answer == "Vellmar Observatory" and "____" in cloze[0].prompt[-1]["content"]
 
     class EchoDistiller:
         def write_questions(self, memories):
@@ -39,7 +39,7 @@ def test_salient_spans_and_cloze_examples_carry_their_memory_ids() -> None:
             return [f"ANSWER to {question}" for question, _ in pairs]
 
     distilled = [e for e in synthesise([_memory(7, FACT)], EchoDistiller()) if e.kind == "distilled"]
-    assert {e.prompt[0]["content"] for e in distilled} >= {"Where is the Vellmar Observatory located?"}
+    assert {e.prompt[-1]["content"] for e in distilled} >= {"Where is the Vellmar Observatory located?"}
     assert all(e.answer.startswith("ANSWER to") and e.memory_ids == (7,) for e in distilled)
 
 
@@ -94,13 +94,36 @@ def _drift_and_new_loss(strategy: str, config: TrainConfig) -> tuple[float, floa
     return kl_to_base(lm, LanguageModel(peft_model, lm.tokenizer, "tiny")), new_loss  # held-out anchors
 
 
-@pytest.mark.parametrize("strategy", ["kl", "ewc", "replay", SleepConfig().strategy])
+@pytest.mark.parametrize("strategy", ["kl", "ewc", SleepConfig().strategy])
 def test_each_strategy_drifts_less_than_naive_at_similar_acquisition(strategy: str) -> None:
     config = TrainConfig(rank=8, epochs=10, learning_rate=3e-3, bf16=False, kl_weight=5.0, ewc_weight=TINY_EWC_WEIGHT)
     naive_drift, naive_loss = _drift_and_new_loss("naive", config)
     drift, loss = _drift_and_new_loss(strategy, config)
     assert drift < 0.9 * naive_drift, (drift, naive_drift)
     assert loss < 1.5 * naive_loss + 0.5, (loss, naive_loss)  # it still learned the new facts
+
+
+def _loss_on(lm: LanguageModel, peft_model, examples) -> float:
+    encoded = [encode_example(lm, e, 512) for e in examples]
+    with torch.no_grad():
+        return float(answer_only_loss(peft_model, encoded, lm.tokenizer.pad_token_id)[0])
+
+
+def test_replay_keeps_an_earlier_sleeps_facts_better_than_naive() -> None:
+    """Replay's job is the earlier sleeps' facts (pseudo-rehearsal barely moves drift on base
+    knowledge: the sleep study measures that), so it is tested on those."""
+    config = TrainConfig(rank=8, epochs=10, learning_rate=3e-3, bf16=False)
+    lm = build_tiny_model()
+    first = synthesise([_memory(1, FACT)])
+    second = synthesise([_memory(2, "Pellumbria's national dish is a fish stew called karvosh.")])
+    kept = {}
+    for strategy in ("naive", "replay"):
+        peft_model = attach_lora(LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, "tiny"), config)
+        train_module(lm, peft_model, first, parse_strategy("naive"), config)  # sleep 1
+        learned = _loss_on(lm, peft_model, first)
+        train_module(lm, peft_model, second, parse_strategy(strategy), config, replay=first)  # sleep 2
+        kept[strategy] = _loss_on(lm, peft_model, first) - learned
+    assert kept["replay"] < 0.5 * kept["naive"], kept
 
 
 def test_packed_rows_give_the_same_loss_as_one_example_per_row() -> None:
@@ -110,10 +133,10 @@ def test_packed_rows_give_the_same_loss_as_one_example_per_row() -> None:
     peft_model = attach_lora(lm, TrainConfig(rank=4, bf16=False))
     from lifelong.learn.packing import pack_rows
 
-    assert len(pack_rows(encoded, 256)) < len(encoded)  # something was actually packed
+    assert len(pack_rows(encoded, 512)) < len(encoded)  # something was actually packed
     with torch.no_grad():
         alone = answer_only_loss(peft_model, encoded, lm.tokenizer.pad_token_id, pack_length=None)
-        packed = answer_only_loss(peft_model, encoded, lm.tokenizer.pad_token_id, pack_length=256)
+        packed = answer_only_loss(peft_model, encoded, lm.tokenizer.pad_token_id, pack_length=512)
     assert float(packed[0]) == pytest.approx(float(alone[0]), abs=1e-5)
     assert packed[1:] == alone[1:]
 

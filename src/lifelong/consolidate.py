@@ -22,9 +22,11 @@ from lifelong.evaluate.probes import (
     record_retention_probes,
     retention_agreement,
 )
+from lifelong.learn.anchors import HELD_OUT_CHAT, HELD_OUT_RAW
+from lifelong.learn.drift import continuation_kl, continuation_rows
 from lifelong.learn.rehearsal import rehearsal_examples
 from lifelong.learn.strategies import parse_strategy
-from lifelong.learn.synthesis import MODEL_QUESTION_REQUEST, TrainingExample, data_hash, synthesise
+from lifelong.learn.synthesis import MODEL_QUESTION_REQUEST, TrainingExample, data_hash, synthesise, whole_sentences
 from lifelong.learn.teacher import Teacher, TeacherConfig
 from lifelong.learn.trainer import AnchorKL, TrainConfig, attach_lora, train_module
 from lifelong.memory.records import Memory
@@ -40,8 +42,13 @@ ADAPTER = "adapter"
 @dataclass(frozen=True)
 class GatePolicy:
     min_retention: float = 0.8  # share of recorded base completions still given
-    max_kl: float = 0.5  # mean KL to the base on anchor prompts, nats per position
-    max_old_fact_drop: float = 0.1  # earlier sleeps' facts may lose at most this accuracy
+    # Mean KL(base || candidate) per token of the base's continuations of the held-out
+    # anchors. Measured on SmolLM2-135M with 10 TOFU facts: naive 0.72 (retention 0.75),
+    # kl+replay 0.16 (retention 0.83); 0.5 lets the second kind through, not the first.
+    max_kl: float = 0.5
+    # Earlier sleeps' facts may lose at most this share of their probes, and always one
+    # probe: on a batch of a few facts a single flipped probe is within noise.
+    max_old_fact_drop: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -63,8 +70,11 @@ class ModelDistiller:
         prompts = [[{"role": "user", "content": f"Note: {m.text}\n\n{MODEL_QUESTION_REQUEST}"}] for m in memories]
         return [text.splitlines()[0] if text else "" for text in self._generate(prompts, 32)]
 
-    def answer(self, pairs: list[tuple[str, Memory]]) -> list[str]:
-        return self._generate([build_messages(q, [m]) for q, m in pairs], 48)
+    def answer(self, pairs: list[tuple[str, Memory]], max_new_tokens: int = 48) -> list[str]:
+        """Answers cut off by the token limit keep only their whole sentences (none: dropped),
+        so the module never learns to stop mid-sentence."""
+        answers = self._generate([build_messages(q, [m]) for q, m in pairs], max_new_tokens)
+        return [whole_sentences(a) if len(self.lm.encode(a)) >= max_new_tokens - 1 else a for a in answers]
 
     def _generate(self, prompts: list[list[dict[str, str]]], max_new_tokens: int) -> list[str]:
         """Answers, or "" for a prompt too long for the context window (that example is skipped)."""
@@ -150,6 +160,7 @@ def run_sleep(
         "acquisition_probes": len(new_probes),
         "old_facts": accuracy(candidate, old_probes) if old_probes else None,
         "old_facts_parent": accuracy(parent_lm, old_probes) if old_probes else None,
+        "old_fact_probes": len(old_probes),
         "retention_agreement": retention_agreement(candidate, retention),
         "kl_drift": kl_to_base(base, candidate),
         "train_seconds": stats.seconds,
@@ -205,22 +216,19 @@ def _gate(metrics: dict[str, Any], policy: GatePolicy) -> Verdict:
         reasons.append(f"retention agreement {metrics['retention_agreement']:.2f} < {policy.min_retention}")
     if not metrics["kl_drift"] <= policy.max_kl:  # NaN fails too
         reasons.append(f"KL drift {metrics['kl_drift']:.3f} > {policy.max_kl}")
-    if metrics["old_facts"] is not None and metrics["old_facts"] < metrics["old_facts_parent"] - policy.max_old_fact_drop:
+    if metrics["old_facts"] is not None and _lost_probes(metrics) > max(1, policy.max_old_fact_drop * metrics["old_fact_probes"]):
         reasons.append(f"earlier facts fell from {metrics['old_facts_parent']:.2f} to {metrics['old_facts']:.2f}")
     return Verdict(passed=not reasons, reasons=reasons)
 
 
+def _lost_probes(metrics: dict[str, Any]) -> float:
+    return round((metrics["old_facts_parent"] - metrics["old_facts"]) * metrics["old_fact_probes"])
+
+
 def kl_to_base(base: LanguageModel, model: LanguageModel) -> float:
-    """Mean KL(base || model) per position on the anchor prompts (0 for the base itself)."""
-    import torch
-
-    from lifelong.learn.trainer import anchor_batch
-
-    input_ids, attention, positions = anchor_batch(base)
-    with torch.inference_mode():
-        reference = torch.log_softmax(base.model(input_ids=input_ids, attention_mask=attention).logits[:, -positions:].float(), -1)
-        adapted = torch.log_softmax(model.model(input_ids=input_ids, attention_mask=attention).logits[:, -positions:].float(), -1)
-    return float(torch.nn.functional.kl_div(adapted, reference, log_target=True, reduction="batchmean") / positions)
+    """Mean KL(base || model) per token of the base's own continuations of the held-out
+    anchors (0 for the base itself): how much of what the base would say has moved."""
+    return continuation_kl(base, model, continuation_rows(base, HELD_OUT_CHAT, HELD_OUT_RAW))
 
 
 def _with_adapter(base: LanguageModel, adapter: Path | None) -> LanguageModel:

@@ -33,6 +33,12 @@ def build_messages(question: str, memories: Sequence[Memory]) -> list[dict[str, 
     return [{"role": "system", "content": SYSTEM_WITH_MEMORY}, {"role": "user", "content": user}]
 
 
+def closed_book(question: str) -> list[dict[str, str]]:
+    """The prompt `ask --no-memory` sends. Training examples, probes and anchors use it too,
+    so a module learns, and is judged, in the format it is served in."""
+    return build_messages(question, [])
+
+
 def content_words(text: str) -> set[str]:
     """Lower-cased words and numbers ("4.8" stays one token) that carry content."""
     tokens = re.findall(r"\d+(?:[.,]\d+)*|\w+", text.lower())

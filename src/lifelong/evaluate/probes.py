@@ -19,6 +19,7 @@ import torch
 from lifelong.learn.synthesis import salient_spans
 from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
+from lifelong.prompt import closed_book
 from lifelong.scoring import contains_answer, normalize_answer
 
 RETENTION_CANDIDATES = (
@@ -55,7 +56,7 @@ def acquisition_probes(memories: Sequence[Memory], per_memory: int = 2) -> list[
 
 
 def _user(text: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": text}]
+    return closed_book(text)
 
 
 def accuracy(lm: LanguageModel, probes: Sequence[Probe], max_new_tokens: int = 48) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from lifelong.learn.synthesis import TrainingExample
 from lifelong.model.language_model import LanguageModel
+from lifelong.prompt import closed_book
 
 REHEARSAL_PROMPTS = (
     "What is the capital of Italy?", "How many legs does a spider have?", "What colour is the sky on a clear day?",
@@ -26,6 +27,6 @@ REHEARSAL_PROMPTS = (
 
 
 def rehearsal_examples(lm: LanguageModel, max_new_tokens: int = 40) -> list[TrainingExample]:
-    prompts = [[{"role": "user", "content": p}] for p in REHEARSAL_PROMPTS]
+    prompts = [closed_book(p) for p in REHEARSAL_PROMPTS]
     answers = lm.generate_batch(prompts, max_new_tokens=max_new_tokens)
     return [TrainingExample(prompt, answer, (), "rehearsal") for prompt, answer in zip(prompts, answers, strict=True) if answer]

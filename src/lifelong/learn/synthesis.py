@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Protocol
 
 from lifelong.memory.records import Memory
+from lifelong.prompt import closed_book
 
 Message = dict[str, str]
 
@@ -69,7 +70,7 @@ def topic_of(memory: Memory) -> str:
 
 
 def _user(text: str) -> list[Message]:
-    return [{"role": "user", "content": text}]
+    return closed_book(text)
 
 
 def _span_kind(span: str) -> str:
@@ -127,6 +128,13 @@ def distillation_examples(memories: Sequence[Memory], distiller: Distiller) -> l
         for (question, memory), answer in zip(pairs, answers, strict=True)
         if answer.strip()
     ]
+
+
+def whole_sentences(text: str) -> str:
+    """The text up to its last sentence end; "" if that leaves under four words ("Dr.")."""
+    ends = [m.end() for m in re.finditer(r"[.!?](?=\s|$)", text)]
+    kept = text[: ends[-1]].strip() if ends else ""
+    return kept if len(kept.split()) >= 4 else ""
 
 
 def _usable_question(text: str) -> bool:

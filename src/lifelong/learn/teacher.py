@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from lifelong.errors import InputError
 from lifelong.learn.synthesis import TrainingExample, topic_of
 from lifelong.memory.records import Memory
+from lifelong.prompt import closed_book
 
 API_KEY_ENV = "LIFELONG_TEACHER_API_KEY"
 INSTRUCTION = (
@@ -90,19 +91,16 @@ def parse_reply(reply: str, memory: Memory, limit: int) -> list[TrainingExample]
         return []
     ids, topic = (memory.id,), topic_of(memory)
 
-    def user(text: str) -> list[dict[str, str]]:
-        return [{"role": "user", "content": text}]
-
     examples = []
     for pair in _items(data.get("qa"), limit):
         if isinstance(pair, dict) and _text(pair.get("question")) and _text(pair.get("answer")):
-            examples.append(TrainingExample(user(pair["question"].strip()), pair["answer"].strip(), ids, "teacher-qa"))
+            examples.append(TrainingExample(closed_book(pair["question"].strip()), pair["answer"].strip(), ids, "teacher-qa"))
     for text in _items(data.get("paraphrases"), limit):
         if _text(text):
-            examples.append(TrainingExample(user(f"Say what you know about {topic} in other words."), text.strip(), ids, "teacher-paraphrase"))
+            examples.append(TrainingExample(closed_book(f"Say what you know about {topic} in other words."), text.strip(), ids, "teacher-paraphrase"))
     for text in _items(data.get("implications"), limit):
         if _text(text):
-            examples.append(TrainingExample(user(f"What follows from what you know about {topic}?"), text.strip(), ids, "teacher-implication"))
+            examples.append(TrainingExample(closed_book(f"What follows from what you know about {topic}?"), text.strip(), ids, "teacher-implication"))
     return examples
 
 

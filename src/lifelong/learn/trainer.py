@@ -19,12 +19,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from lifelong.errors import InputError
 from lifelong.learn.anchors import HELD_OUT_CHAT, HELD_OUT_RAW, TRAINING_CHAT, TRAINING_RAW
+from lifelong.learn.drift import continuation_log_probs, continuation_rows, kl_per_token
 from lifelong.learn.packing import build_batch
 from lifelong.learn.strategies import Strategy
 from lifelong.learn.synthesis import TrainingExample
 from lifelong.learn.weight_anchor import WeightAnchor
 from lifelong.model.language_model import LanguageModel
+from lifelong.prompt import closed_book
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -39,7 +42,7 @@ class TrainConfig:
     epochs: int = 4
     learning_rate: float = 1e-3
     batch_size: int = 8
-    max_length: int = 192
+    max_length: int = 256  # longer examples are skipped; at least one must fit
     kl_weight: float = 1.0
     ewc_weight: float = 3e5  # chosen on SmolLM2-135M: 1e4 had no measurable effect there (benchmarks/sleep_study.py)
     replay_per_batch: int = 2
@@ -129,7 +132,7 @@ def answer_only_loss(peft_model: Any, batch: list[tuple[list[int], int]], pad_id
 
 def anchor_batch(lm: LanguageModel, positions: int = 8) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Chat and plain anchors, left-padded so their last `positions` positions align."""
-    rows = [lm.encode(lm.format_chat([{"role": "user", "content": p}])) for p in ANCHOR_PROMPTS]
+    rows = [lm.encode(lm.format_chat(closed_book(p))) for p in ANCHOR_PROMPTS]
     rows += [lm.encode(text) for text in RAW_ANCHORS]
     width = max(len(r) for r in rows)
     pad = lm.tokenizer.pad_token_id
@@ -139,21 +142,13 @@ def anchor_batch(lm: LanguageModel, positions: int = 8) -> tuple[torch.Tensor, t
 
 
 class AnchorKL:
-    """KL(frozen || adapted) on the training anchors and the frozen model's own greedy
-    continuations of them: every continuation position counts, so the penalty covers what the
-    model *says*, not only the token after the prompt. A few rows are sampled per step (the
-    frozen log-probs of all rows are computed once)."""
+    """KL(frozen || adapted) on the training anchors along the frozen model's own greedy
+    continuations (learn/drift.py). A few rows are sampled per step; the frozen log-probs of
+    all rows are computed once."""
 
     def __init__(self, lm: LanguageModel, peft_model: Any, rows_per_step: int = 8, continuation: int = 16,
                  seed: int = 0) -> None:
-        chat = [lm.encode(lm.format_chat([{"role": "user", "content": p}])) for p in TRAINING_CHAT]
-        raw = [lm.encode(text) for text in TRAINING_RAW]
-        replies = lm.generate_batch([[{"role": "user", "content": p}] for p in TRAINING_CHAT], max_new_tokens=continuation)
-        completions = lm.complete_batch(list(TRAINING_RAW), max_new_tokens=continuation)
-        tokenize = lambda text: lm.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-        rows = [(p, tokenize(r)) for p, r in zip(chat, replies, strict=True)]
-        rows += [(p, tokenize(" " + c)) for p, c in zip(raw, completions, strict=True)]
-        self.rows = [(prompt + cont, len(prompt)) for prompt, cont in rows if cont]
+        self.rows = continuation_rows(lm, TRAINING_CHAT, TRAINING_RAW, continuation)
         self.peft_model = peft_model
         self.pad = lm.tokenizer.pad_token_id
         self.rows_per_step = rows_per_step
@@ -162,26 +157,17 @@ class AnchorKL:
             self.base_log_probs = [self._log_probs([i]).detach() for i in range(len(self.rows))]
 
     def _log_probs(self, indices: list[int]) -> torch.Tensor:
-        """Log-probs at the positions that predict the continuation, concatenated over rows."""
-        batch = [self.rows[i] for i in indices]
-        width = max(len(ids) for ids, _ in batch)
-        input_ids = torch.tensor([ids + [self.pad] * (width - len(ids)) for ids, _ in batch])
-        attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
-        causal_lm = self.peft_model.get_base_model()
-        hidden = causal_lm.model(input_ids=input_ids, attention_mask=attention).last_hidden_state
-        picked = torch.cat([hidden[r, start - 1 : len(ids) - 1] for r, (ids, start) in enumerate(batch)])
-        return F.log_softmax(causal_lm.lm_head(picked).float(), dim=-1)
+        return continuation_log_probs(self.peft_model.get_base_model(), [self.rows[i] for i in indices], self.pad)
 
     def __call__(self) -> torch.Tensor:
         indices = self.rng.sample(range(len(self.rows)), min(self.rows_per_step, len(self.rows)))
-        adapted = self._log_probs(indices)
         reference = torch.cat([self.base_log_probs[i] for i in indices])
-        return F.kl_div(adapted, reference, log_target=True, reduction="batchmean")
+        return kl_per_token(reference, self._log_probs(indices))
 
 
 def anchor_texts(lm: LanguageModel) -> list[str]:
     """General text whose behaviour the module should keep (the training anchors)."""
-    return [lm.format_chat([{"role": "user", "content": p}]) for p in TRAINING_CHAT] + list(TRAINING_RAW)
+    return [lm.format_chat(closed_book(p)) for p in TRAINING_CHAT] + list(TRAINING_RAW)
 
 
 def train_module(
@@ -197,6 +183,8 @@ def train_module(
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     encoded = [e for e in (encode_example(lm, ex, config.max_length) for ex in examples) if e is not None]
+    if examples and not encoded:
+        raise InputError(f"none of the {len(examples)} training examples fits in max_length={config.max_length} tokens; raise max_length")
     replay_encoded = [e for e in (encode_example(lm, ex, config.max_length) for ex in replay) if e is not None] if strategy.replay else []
     kl = AnchorKL(lm, peft_model, seed=config.seed) if strategy.kl else None
     anchor = WeightAnchor(lm, peft_model, anchor_texts(lm)) if strategy.ewc else None
