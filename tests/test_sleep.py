@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from lifelong import Mind, consolidate
@@ -87,3 +88,37 @@ def test_earlier_facts_may_lose_one_probe_but_not_two() -> None:
     assert consolidate._gate(two_lost, policy).reasons == ["earlier facts fell from 0.40 to 0.00"]
     many = _metrics(old_facts=0.85, old_facts_parent=1.0, old_fact_probes=40)  # 6 of 40 lost, over 10%
     assert not consolidate._gate(many, policy).passed
+
+
+def test_a_superseding_fact_wins_over_the_consolidated_one(mind: Mind, monkeypatch) -> None:
+    """Sleep 1 puts the old value into the module; after a newer fact with the same key,
+    sleep 2 must make the weights prefer the new value, and the manifest says what it replaced."""
+    from lifelong.prompt import closed_book
+
+    monkeypatch.setattr(consolidate, "_gate", lambda metrics, policy: consolidate.Verdict(True, []))
+    loud = SleepConfig(strategy="kl+replay", train=TrainConfig(rank=8, epochs=20, learning_rate=1e-2, bf16=False),
+                       distill=False)
+    old_text = "The Vellmar Observatory is directed by Ilse Brandvik."
+    new_text = "The Vellmar Observatory is directed by Tomas Lindqvist."
+    question = closed_book("What do you know about Vellmar Observatory?")
+    old_id = mind.learn(old_text, key="vellmar director").results[0].id
+    assert mind.sleep(loud).activated
+    before = mind.language_model.score(question, [new_text, old_text], normalize=True)
+    assert before[1] > before[0]  # the module learned the old value
+    mind.learn(new_text, key="vellmar director")
+    result = mind.sleep(loud)
+    after = mind.language_model.score(question, [new_text, old_text], normalize=True)
+    assert after[0] > after[1], after
+    assert result.manifest.superseded_ids == [old_id] and old_id not in result.manifest.memory_ids
+
+
+def test_a_second_sleep_while_one_runs_is_refused_and_changes_nothing(mind: Mind) -> None:
+    from lifelong.errors import BusyError
+
+    mind.learn("Captain Oru Tadeski sailed solo across the Lake of Qessa in 2011.")
+    with mind.versions.exclusive("sleep"):  # another process's sleep, as far as the lock can tell
+        with pytest.raises(BusyError, match="another sleep .* is changing this mind's versions"):
+            mind.sleep(SleepConfig(strategy="naive", distill=False))
+        with pytest.raises(BusyError):
+            mind.rollback("base")
+    assert mind.versions.list() == [] and mind.versions.active_id() == "base"

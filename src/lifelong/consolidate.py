@@ -25,7 +25,7 @@ from lifelong.evaluate.probes import (
 from lifelong.learn.anchors import HELD_OUT_CHAT, HELD_OUT_RAW
 from lifelong.learn.drift import continuation_kl, continuation_rows
 from lifelong.learn.rehearsal import rehearsal_examples
-from lifelong.learn.strategies import parse_strategy
+from lifelong.learn.strategies import Strategy, parse_strategy
 from lifelong.learn.synthesis import MODEL_QUESTION_REQUEST, TrainingExample, data_hash, synthesise, whole_sentences
 from lifelong.learn.teacher import Teacher, TeacherConfig
 from lifelong.learn.trainer import AnchorKL, TrainConfig, attach_lora, train_module
@@ -110,11 +110,16 @@ def run_sleep(
     """`base` is the model the mind was created with (retention and KL are measured against
     it); `foundation` is the checkpoint the new module is trained on: the base, or the
     latest merged checkpoint in the active lineage."""
-    foundation = foundation or base
     strategy = parse_strategy(config.strategy)  # a bad name fails before any work
     registry = VersionRegistry(mind_path)
-    registry.root.mkdir(parents=True, exist_ok=True)
-    registry.clean_incomplete()
+    with registry.exclusive("sleep"):
+        registry.clean_incomplete()
+        return _sleep(registry, mind_path, base, foundation or base, memories, config, strategy, report, progress)
+
+
+def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foundation: LanguageModel,
+           memories: list[Memory], config: SleepConfig, strategy: Strategy, report: Callable[[str], None],
+           progress: Any) -> SleepResult:
     parent_id = registry.active_id()
     parent = registry.get(parent_id) if parent_id != BASE_VERSION else None
     consolidated = set(parent.memory_ids) if parent else set()
@@ -123,7 +128,9 @@ def run_sleep(
     if not new:
         return SleepResult(None, False, "nothing new to consolidate")
     old = [current[i] for i in sorted(consolidated) if i in current]
-    report(f"selected {len(new)} new memories ({len(old)} consolidated before)")
+    superseded = sorted(consolidated & {m.id for m in memories if not m.current})
+    report(f"selected {len(new)} new memories ({len(old)} consolidated before"
+           + (f", {len(superseded)} of them since superseded)" if superseded else ")"))
 
     probes_path = mind_path / RETENTION_PROBES
     retention = load_probes(probes_path) if probes_path.is_file() else []
@@ -182,7 +189,7 @@ def run_sleep(
             synthetic_data_hash=data_hash(examples),
             hyperparameters={"strategy": strategy.name, **config.train.to_dict(), "gate": asdict(config.gate)},
             metrics=metrics, verdict=verdict, base_model=base.name,
-            data_sources=sorted({e.kind for e in examples}),
+            data_sources=sorted({e.kind for e in examples}), superseded_ids=superseded,
         )
 
     manifest = registry.create(write)

@@ -35,3 +35,9 @@ class NotFoundError(LifelongError):
     """A memory id (or other record) that does not exist."""
 
     exit_code = 5
+
+
+class BusyError(LifelongError):
+    """Another process is changing the same mind's versions (a sleep, merge or rollback)."""
+
+    exit_code = 6

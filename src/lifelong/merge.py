@@ -38,7 +38,13 @@ def merge_active(
 ) -> SleepResult:
     """`foundation` is the checkpoint the active module was trained on."""
     registry = VersionRegistry(mind_path)
-    registry.clean_incomplete()
+    with registry.exclusive("merge"):
+        registry.clean_incomplete()
+        return _merge(registry, mind_path, base, foundation, memories, policy, report)
+
+
+def _merge(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foundation: LanguageModel,
+           memories: list[Memory], policy: GatePolicy, report: Callable[[str], None]) -> SleepResult:
     active_id = registry.active_id()
     if active_id == BASE_VERSION:
         raise MindError("nothing to merge: the active version is the base model; run `lifelong sleep` first")

@@ -241,7 +241,8 @@ class Mind:
 
     def rollback(self, version_id: str) -> None:
         """Make an earlier version (or 'base') active again; nothing is deleted."""
-        self.versions.activate(version_id, "rollback")
+        with self.versions.exclusive("rollback"):
+            self.versions.activate(version_id, "rollback")
 
     # -- learning ------------------------------------------------------------------------
 

@@ -28,6 +28,9 @@ class Manifest:
     verdict: Verdict
     base_model: str
     data_sources: list[str] = field(default_factory=list)  # kinds of synthetic examples used
+    # Memories an ancestor consolidated that a newer fact has since replaced: this version
+    # trained on the replacement and dropped them from replay, so the current value wins.
+    superseded_ids: list[int] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

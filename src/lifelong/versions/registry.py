@@ -8,15 +8,17 @@ to audit.jsonl.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from lifelong.errors import NotFoundError
+from lifelong.errors import BusyError, NotFoundError
 from lifelong.versions.manifest import Manifest
 
 BASE_VERSION = "base"
@@ -35,6 +37,29 @@ class VersionRegistry:
         self.root = mind_path / "versions"
         self.pointer = mind_path / "active"
         self.audit_log = mind_path / "audit.jsonl"
+
+    @contextmanager
+    def exclusive(self, what: str) -> Iterator[None]:
+        """One sleep, merge or rollback at a time per mind: a second one would clean up the
+        first's half-built folder or move the pointer under it. The lock is an flock, so the
+        kernel releases it when its process dies, even by SIGKILL."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a+", encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "sleep, merge or rollback"
+                raise BusyError(f"another {holder} is changing this mind's versions; wait for it to finish, then run this again") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{what} (pid {os.getpid()})")
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.truncate(0)
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def path(self, version_id: str) -> Path:
         return self.root / version_id
