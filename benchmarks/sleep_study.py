@@ -348,14 +348,14 @@ def main() -> int:
     }
     with tempfile.TemporaryDirectory(prefix="lifelong-sleep-study-") as tmp:
         root = Path(tmp)
+        if args.sequential:  # first: the quickest section to show whether sleeps get promoted
+            results["sequential"] = sequential_study(args, base, embedder, qas, root)
+            write_json(out / "results.json", {**results, "partial": True})  # a later section's failure loses nothing
         if args.strategies:
             evaluator = Evaluator(base, read_jsonl(args.data / "known_facts_dev.jsonl")[: args.known],
                                   read_jsonl(args.data / "world_facts_mcq.jsonl"))
             results["known_facts_kept"] = len(evaluator.known)
             results["arms"] = strategies_study(args, base, embedder, evaluator, qas, root)
-            write_json(out / "results.json", {**results, "partial": True})  # a later section's failure loses nothing
-        if args.sequential:
-            results["sequential"] = sequential_study(args, base, embedder, qas, root)
             write_json(out / "results.json", {**results, "partial": True})
         if args.cost:
             results["cost"] = cost_study(args, base, embedder, qas[: args.cost_facts], root)

@@ -45,7 +45,7 @@ class TrainConfig:
     max_length: int = 256  # longer examples are skipped; at least one must fit
     kl_weight: float = 1.0
     ewc_weight: float = 3e5  # chosen on SmolLM2-135M: 1e4 had no measurable effect there (benchmarks/sleep_study.py)
-    replay_per_batch: int = 2
+    replay_per_batch: int = 4  # 2 lost 3 of 13 earlier-fact probes over a second sleep (40-fact sequential study)
     pack_length: int | None = 256  # tokens per packed row; None pads each example instead
     trainable_layers: int | None = None  # adapt only the last N decoder layers; None = all
     target_modules: tuple[str, ...] = DEFAULT_TARGETS
