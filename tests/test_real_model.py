@@ -51,3 +51,24 @@ def test_gemma_gets_one_bos_and_ranks_the_true_answer_first() -> None:
     assert ids[0] == gemma.tokenizer.bos_token_id and ids.count(gemma.tokenizer.bos_token_id) == 1
     scores = gemma.score([{"role": "user", "content": "What is the capital of France?"}], [" Paris", " Berlin", " Madrid"])
     assert scores.index(max(scores)) == 0
+
+
+def test_sleep_puts_a_fact_into_the_weights_and_rollback_takes_it_out(run_cli, tmp_path: Path) -> None:
+    """The whole module workflow on the default model: a fact the model cannot know is learned,
+    slept on (the real gate decides), answered closed-book, and rolled back to the old answer."""
+    mind = str(tmp_path / "mind")
+    assert run_cli("learn", "-", "--mind", mind, stdin=FACT)[0] == 0
+
+    def closed_book() -> str:
+        code, out, _ = run_cli("ask", QUESTION, "--no-memory", "--mind", mind, "--json")
+        assert code == 0
+        return json.loads(out)["answer"]
+
+    before = closed_book()
+    assert not contains_answer(before, ANSWER), before
+    code, out, err = run_cli("sleep", "--mind", mind, "--epochs", "8", "--json")
+    assert code == 0, out + err  # promoted by the real gate
+    learned = closed_book()
+    assert contains_answer(learned, ANSWER), learned
+    assert run_cli("rollback", "base", "--mind", mind)[0] == 0
+    assert closed_book() == before

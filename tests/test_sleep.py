@@ -80,12 +80,14 @@ def test_the_gate_names_each_failed_check() -> None:
     assert [r.split()[0] for r in reasons] == ["acquisition", "retention", "KL"]
 
 
-def test_earlier_facts_may_lose_one_probe_but_not_two() -> None:
+def test_earlier_facts_may_lose_one_probe_of_ten_or_more_but_not_two() -> None:
     policy = consolidate.GatePolicy()
-    one_lost = _metrics(old_facts=0.2, old_facts_parent=0.4, old_fact_probes=5)  # (0.4-0.2)*5 is 1.0000000000000002
-    two_lost = _metrics(old_facts=0.0, old_facts_parent=0.4, old_fact_probes=5)
-    assert consolidate._gate(one_lost, policy).passed
-    assert consolidate._gate(two_lost, policy).reasons == ["earlier facts fell from 0.40 to 0.00"]
+    one_of_13 = _metrics(old_facts=6 / 13, old_facts_parent=7 / 13, old_fact_probes=13)
+    two_of_13 = _metrics(old_facts=5 / 13, old_facts_parent=7 / 13, old_fact_probes=13)
+    one_of_5 = _metrics(old_facts=0.2, old_facts_parent=0.4, old_fact_probes=5)  # (0.4-0.2)*5 is 1.0000000000000002
+    assert consolidate._gate(one_of_13, policy).passed
+    assert consolidate._gate(two_of_13, policy).reasons == ["earlier facts fell from 0.54 to 0.38"]
+    assert consolidate._gate(one_of_5, policy).reasons == ["earlier facts fell from 0.40 to 0.20"]
     many = _metrics(old_facts=0.85, old_facts_parent=1.0, old_fact_probes=40)  # 6 of 40 lost, over 10%
     assert not consolidate._gate(many, policy).passed
 

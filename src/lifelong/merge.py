@@ -31,19 +31,20 @@ MAX_LOGIT_GAP = 1e-2  # merged vs module on the anchor prompts; float rounding o
 def merge_active(
     mind_path: Path,
     base: LanguageModel,
-    foundation: LanguageModel,
+    foundation_for: Callable[[str], LanguageModel],
     memories: list[Memory],
     policy: GatePolicy = GatePolicy(),
     report: Callable[[str], None] = lambda _m: None,
 ) -> SleepResult:
-    """`foundation` is the checkpoint the active module was trained on."""
+    """`foundation_for(version_id)` gives the checkpoint a version builds on; it is called
+    with the lock held (see run_sleep)."""
     registry = VersionRegistry(mind_path)
     with registry.exclusive("merge"):
         registry.clean_incomplete()
-        return _merge(registry, mind_path, base, foundation, memories, policy, report)
+        return _merge(registry, mind_path, base, foundation_for, memories, policy, report)
 
 
-def _merge(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foundation: LanguageModel,
+def _merge(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foundation_for: Callable[[str], LanguageModel],
            memories: list[Memory], policy: GatePolicy, report: Callable[[str], None]) -> SleepResult:
     active_id = registry.active_id()
     if active_id == BASE_VERSION:
@@ -51,6 +52,7 @@ def _merge(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     module = registry.get(active_id)
     if module.kind != "module":
         raise MindError(f"{active_id} is already a merged checkpoint; sleep again to create a module to merge")
+    foundation = foundation_for(module.parent or BASE_VERSION)  # what the module was trained on
     module_lm = _with_adapter(foundation, registry.path(active_id) / ADAPTER)
     report(f"merging {active_id} into a copy of its base")
     merged_model = _with_adapter(LanguageModel(copy.deepcopy(foundation.model), base.tokenizer, base.name, base.needs_bos),

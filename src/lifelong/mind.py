@@ -205,17 +205,14 @@ class Mind:
         """Consolidate memories not yet in the active module into a new, gated version."""
         from lifelong.consolidate import run_sleep
 
-        foundation = self._foundation(self.versions.active_id())
         return run_sleep(self.path, self.base_model, self.store.list(), config or SleepConfig(), report, progress,
-                         foundation=foundation)
+                         foundation_for=self._foundation)
 
     def merge(self, report: Callable[[str], None] = lambda _m: None, policy: GatePolicy | None = None) -> SleepResult:
         """Fold the active module into a new base checkpoint, gated like a sleep."""
         from lifelong.merge import merge_active
 
-        active = self.versions.active_id()
-        parent = self.versions.get(active).parent if active != BASE_VERSION else BASE_VERSION
-        return merge_active(self.path, self.base_model, self._foundation(parent or BASE_VERSION), self.store.list(),
+        return merge_active(self.path, self.base_model, self._foundation, self.store.list(),
                             policy=policy or GatePolicy(), report=report)
 
     def show(self, version_id: str) -> Manifest:
