@@ -160,7 +160,8 @@ def sequential_study(args: argparse.Namespace, base: LanguageModel, embedder: An
                             progress=training_progress(f"sleep {i + 1}"))
         seconds.append(time.perf_counter() - start)
         verdicts.append({"version": result.manifest.id if result.manifest else None, "activated": result.activated,
-                         "reasons": result.manifest.verdict.reasons if result.manifest else []})
+                         "reasons": result.manifest.verdict.reasons if result.manifest else [],
+                         "gate_metrics": result.manifest.metrics if result.manifest else {}})
         with status(f"sequential: evaluating after sleep {i + 1}"):
             matrix.append(row(mind.language_model))
         console().print(f"  after sleep {i + 1} ({'promoted' if result.activated else 'refused'}): " + " ".join(f"{v:.2f}" for v in matrix[-1]))
@@ -301,7 +302,7 @@ def report(results: dict[str, Any]) -> str:
                   f"forgetting {s['forgetting']:.3f}. (SEAL, Zweiger et al. 2025, reports BWT of about -0.19 for sequential self-edits on Qwen2.5-7B.)", ""]
     if "cost" in results:
         c = results["cost"]
-        lines += [f"## Cost: {c['examples']} synthesised examples, {c['epochs']} epoch(s)", "",
+        lines += [f"## Cost: {c['examples']} examples synthesised from the first {c.get('facts', results['facts'])} facts, {c['epochs']} epoch(s)", "",
                   "| trainer | seconds | tokens | tokens/s |", "|---|---|---|---|"]
         for name, row in c["rows"].items():
             lines.append(f"| {name} | {row['seconds']:.1f} | {row['tokens']:,} | {row['tokens_per_second']:.0f} |")
