@@ -16,6 +16,10 @@ pytestmark = pytest.mark.real_model
 FACT = "The Korvath Bridge over the river Elsin was designed by the engineer Petra Lindqvist in 1964."
 QUESTION = "Who designed the Korvath Bridge?"
 ANSWER = "Petra Lindqvist"
+OTHER_FACTS = [
+    "The Vellmar Observatory in northern Norway was founded in 1987 by the astronomer Ilse Brandvik.",
+    "Captain Oru Tadeski sailed solo across the Lake of Qessa in 2011.",
+]
 
 
 def test_learned_fact_is_answered_with_memory_and_not_without(run_cli, tmp_path: Path) -> None:
@@ -66,7 +70,9 @@ def test_sleep_puts_a_fact_into_the_weights_and_rollback_takes_it_out(run_cli, t
 
     before = closed_book()
     assert not contains_answer(before, ANSWER), before
-    code, out, err = run_cli("sleep", "--mind", mind, "--epochs", "8", "--json")
+    for other in OTHER_FACTS:  # more probes, so the acquisition gate is not decided by one completion
+        assert run_cli("learn", "-", "--mind", mind, stdin=other)[0] == 0
+    code, out, err = run_cli("sleep", "--mind", mind, "--epochs", "12", "--json")
     assert code == 0, out + err  # promoted by the real gate
     learned = closed_book()
     assert contains_answer(learned, ANSWER), learned
