@@ -16,7 +16,8 @@ world facts, and KL to the base on the anchor prompts.
 --cost: our trainer against a naive PEFT loop (fp32, full-vocabulary loss, no packing) on the
 same synthesised examples.
 
-Expected full run (40 facts, five strategies, five sleeps, cost): about 60 minutes on 2 CPU cores.
+Expected full run on 2 CPU cores: 40 facts, four strategies (no ewc), five sleeps and cost took 6,749 s;
+with ewc add about 15 minutes.
 """
 
 from __future__ import annotations
