@@ -10,7 +10,8 @@ from lifelong.consolidate import TRAINING_DATA, SleepConfig
 from lifelong.evaluate.knowledge import read_jsonl
 from lifelong.evaluate.probes import RETENTION_CANDIDATES, acquisition_probes
 from lifelong.learn.rehearsal import REHEARSAL_PROMPTS
-from lifelong.learn.trainer import ANCHOR_PROMPTS, RAW_ANCHORS, TrainConfig
+from lifelong.learn.anchors import HELD_OUT_CHAT, HELD_OUT_RAW
+from lifelong.learn.trainer import TrainConfig
 from conftest import shared_data
 
 
@@ -36,7 +37,7 @@ def test_rehearsal_prompts_are_disjoint_from_anchors_and_every_evaluation_set() 
     evaluation = {_normal(r.get("question") or r["prompt"]) for name in
                   ("world_facts_mcq.jsonl", "real_authors_mcq.jsonl", "known_facts_dev.jsonl", "tofu_authors_dev.jsonl")
                   for r in read_jsonl(shared_data(name))}
-    evaluation |= {_normal(p) for p in (*ANCHOR_PROMPTS, *RAW_ANCHORS, *RETENTION_CANDIDATES)}
+    evaluation |= {_normal(p) for p in (*HELD_OUT_CHAT, *HELD_OUT_RAW, *RETENTION_CANDIDATES)}
     assert not {_normal(p) for p in REHEARSAL_PROMPTS} & evaluation
 
 

@@ -224,13 +224,20 @@ def _gate(metrics: dict[str, Any], policy: GatePolicy) -> Verdict:
         pass  # nothing to ask (no salient span with a 3-word prefix): acquisition cannot be judged, so it does not block
     elif not metrics["acquisition"] > metrics["acquisition_parent"]:
         reasons.append(f"acquisition {metrics['acquisition']:.2f} does not beat the parent's {metrics['acquisition_parent']:.2f}")
-    if not metrics["retention_agreement"] >= policy.min_retention:
-        reasons.append(f"retention agreement {metrics['retention_agreement']:.2f} < {policy.min_retention}")
-    if not metrics["kl_drift"] <= policy.max_kl:  # NaN fails too
-        reasons.append(f"KL drift {metrics['kl_drift']:.3f} > {policy.max_kl}")
+    reasons += retention_reasons(metrics, policy)
     if metrics["old_facts"] is not None and _lost_probes(metrics) > _allowed_loss(metrics["old_fact_probes"], policy):
         reasons.append(f"earlier facts fell from {metrics['old_facts_parent']:.2f} to {metrics['old_facts']:.2f}")
     return Verdict(passed=not reasons, reasons=reasons)
+
+
+def retention_reasons(metrics: dict[str, Any], policy: GatePolicy) -> list[str]:
+    """The retention checks a sleep and a merge share (a NaN metric fails them too)."""
+    reasons = []
+    if not metrics["retention_agreement"] >= policy.min_retention:
+        reasons.append(f"retention agreement {metrics['retention_agreement']:.2f} < {policy.min_retention}")
+    if not metrics["kl_drift"] <= policy.max_kl:
+        reasons.append(f"KL drift {metrics['kl_drift']:.3f} > {policy.max_kl}")
+    return reasons
 
 
 def _allowed_loss(probes: int, policy: GatePolicy) -> float:

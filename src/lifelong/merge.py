@@ -16,16 +16,27 @@ from pathlib import Path
 
 import torch
 
-from lifelong.consolidate import ADAPTER, RETENTION_PROBES, TRAINING_DATA, GatePolicy, SleepResult, _with_adapter, kl_to_base
+from lifelong.consolidate import ADAPTER, RETENTION_PROBES, TRAINING_DATA, GatePolicy, SleepResult, _with_adapter, kl_to_base, retention_reasons
 from lifelong.errors import MindError
 from lifelong.evaluate.probes import acquisition_probes, accuracy, load_probes, retention_agreement
-from lifelong.learn.trainer import anchor_batch
+from lifelong.learn.anchors import HELD_OUT_CHAT, HELD_OUT_RAW
 from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
+from lifelong.prompt import closed_book
 from lifelong.versions import BASE_VERSION, Manifest, Verdict, VersionRegistry
 
 CHECKPOINT = "model"
 MAX_LOGIT_GAP = 1e-2  # merged vs module on the anchor prompts; float rounding only
+
+
+def _anchor_batch(lm: LanguageModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """The held-out anchors, left-padded into one batch, for comparing merged and module logits."""
+    rows = [lm.encode(lm.format_chat(closed_book(p))) for p in HELD_OUT_CHAT] + [lm.encode(t) for t in HELD_OUT_RAW]
+    width = max(len(r) for r in rows)
+    pad = lm.tokenizer.pad_token_id
+    input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+    attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    return input_ids, attention
 
 
 def merge_active(
@@ -61,7 +72,7 @@ def _merge(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
 
     report("checking the merged weights against the module and the gates")
     finite = all(bool(torch.isfinite(p).all()) for p in merged_model.parameters())
-    input_ids, attention, _ = anchor_batch(base)
+    input_ids, attention = _anchor_batch(base)
     with torch.inference_mode():
         gap = float((merged_model(input_ids=input_ids, attention_mask=attention).logits
                      - module_lm.model(input_ids=input_ids, attention_mask=attention).logits).abs().max())
@@ -85,10 +96,7 @@ def _merge(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
         reasons.append(f"acquisition fell from {metrics['acquisition_module']:.2f} to {metrics['acquisition']:.2f}")
     if not retention:
         reasons.append("no retention probes recorded for this mind; retention cannot be checked")
-    elif not metrics["retention_agreement"] >= policy.min_retention:
-        reasons.append(f"retention agreement {metrics['retention_agreement']:.2f} < {policy.min_retention}")
-    if not metrics["kl_drift"] <= policy.max_kl:
-        reasons.append(f"KL drift {metrics['kl_drift']:.3f} > {policy.max_kl}")
+    reasons += retention_reasons(metrics, policy)
     verdict = Verdict(passed=not reasons, reasons=reasons)
 
     def write(folder: Path) -> Manifest:

@@ -55,14 +55,10 @@ def acquisition_probes(memories: Sequence[Memory], per_memory: int = 2) -> list[
     return probes
 
 
-def _user(text: str) -> list[dict[str, str]]:
-    return closed_book(text)
-
-
 def accuracy(lm: LanguageModel, probes: Sequence[Probe], max_new_tokens: int = 48) -> float:
     if not probes:
         return 0.0
-    answers = lm.generate_batch([_user(p.prompt) for p in probes], max_new_tokens=max_new_tokens)
+    answers = lm.generate_batch([closed_book(p.prompt) for p in probes], max_new_tokens=max_new_tokens)
     return sum(contains_answer(a, p.answer) for a, p in zip(answers, probes, strict=True)) / len(probes)
 
 

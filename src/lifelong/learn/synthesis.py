@@ -69,10 +69,6 @@ def topic_of(memory: Memory) -> str:
     return min(names, key=memory.text.find) if names else " ".join(memory.text.split()[:3])
 
 
-def _user(text: str) -> list[Message]:
-    return closed_book(text)
-
-
 def _span_kind(span: str) -> str:
     if re.fullmatch(_YEAR, span):
         return "year"
@@ -90,16 +86,16 @@ def deterministic_examples(memory: Memory) -> list[TrainingExample]:
     examples: list[TrainingExample] = []
     if memory.kind == "qa" and "?" in statement:
         question, answer = statement.split("?", 1)
-        examples.append(TrainingExample(_user(question.strip() + "?"), answer.strip(), ids, "qa"))
+        examples.append(TrainingExample(closed_book(question.strip() + "?"), answer.strip(), ids, "qa"))
     topic = topic_of(memory)
     for template in STATEMENT_PROMPTS + RETEMPLATED_PROMPTS:
-        examples.append(TrainingExample(_user(template.format(topic=topic)), statement, ids, "statement"))
+        examples.append(TrainingExample(closed_book(template.format(topic=topic)), statement, ids, "statement"))
     spans = salient_spans(statement)[:4]
     for span in spans:
         masked = statement.replace(span, "____", 1)
-        examples.append(TrainingExample(_user(CLOZE_PROMPT.format(masked=masked)), span, ids, "cloze"))
+        examples.append(TrainingExample(closed_book(CLOZE_PROMPT.format(masked=masked)), span, ids, "cloze"))
     for span in spans[:3]:
-        examples.append(TrainingExample(_user(span_question(statement, span)), span, ids, "span-question"))
+        examples.append(TrainingExample(closed_book(span_question(statement, span)), span, ids, "span-question"))
     return examples
 
 
@@ -124,7 +120,7 @@ def distillation_examples(memories: Sequence[Memory], distiller: Distiller) -> l
             pairs.append((own_question.strip(), memory))
     answers = distiller.answer(pairs)
     return [
-        TrainingExample(_user(question), answer.strip(), (memory.id,), "distilled")
+        TrainingExample(closed_book(question), answer.strip(), (memory.id,), "distilled")
         for (question, memory), answer in zip(pairs, answers, strict=True)
         if answer.strip()
     ]

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from lifelong.errors import InputError
-from lifelong.learn.anchors import HELD_OUT_CHAT, HELD_OUT_RAW, TRAINING_CHAT, TRAINING_RAW
+from lifelong.learn.anchors import TRAINING_CHAT, TRAINING_RAW
 from lifelong.learn.drift import continuation_log_probs, continuation_rows, kl_per_token
 from lifelong.learn.packing import build_batch
 from lifelong.learn.strategies import Strategy
@@ -30,9 +30,6 @@ from lifelong.model.language_model import LanguageModel
 from lifelong.prompt import closed_book
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-# Re-exported for callers that measure drift on the held-out anchors.
-ANCHOR_PROMPTS, RAW_ANCHORS = HELD_OUT_CHAT, HELD_OUT_RAW
 
 
 @dataclass(frozen=True)
@@ -128,17 +125,6 @@ def answer_only_loss(peft_model: Any, batch: list[tuple[list[int], int]], pad_id
     logits = causal_lm.lm_head(hidden[mask]).float()
     loss = F.cross_entropy(logits, packed.targets[mask])
     return loss, packed.tokens, int(mask.sum())
-
-
-def anchor_batch(lm: LanguageModel, positions: int = 8) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Chat and plain anchors, left-padded so their last `positions` positions align."""
-    rows = [lm.encode(lm.format_chat(closed_book(p))) for p in ANCHOR_PROMPTS]
-    rows += [lm.encode(text) for text in RAW_ANCHORS]
-    width = max(len(r) for r in rows)
-    pad = lm.tokenizer.pad_token_id
-    input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
-    attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-    return input_ids, attention, positions
 
 
 class AnchorKL:
