@@ -64,6 +64,16 @@ def accuracy(lm: LanguageModel, probes: Sequence[Probe], max_new_tokens: int = 4
 
 def record_retention_probes(lm: LanguageModel, path: Path, confidence: float = 0.3) -> list[Probe]:
     """Keep the completions whose first token the base model gives with probability >= confidence."""
+    probes = lm.memo(("retention probes", confidence), lambda: _confident_completions(lm, confidence))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(json.dumps(asdict(p)) for p in probes) + "\n", encoding="utf-8")
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)  # a kill mid-write never leaves a short file that would switch the gate off
+    return probes
+
+
+def _confident_completions(lm: LanguageModel, confidence: float) -> list[Probe]:
     probes = []
     for prompt in RETENTION_CANDIDATES:
         ids = lm.encode(prompt)
@@ -73,11 +83,6 @@ def record_retention_probes(lm: LanguageModel, path: Path, confidence: float = 0
             answer = _greedy_continuation(lm, ids)
             if answer:
                 probes.append(Probe(prompt, answer))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(json.dumps(asdict(p)) for p in probes) + "\n", encoding="utf-8")
-    with open(tmp, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)  # a kill mid-write never leaves a short file that would switch the gate off
     return probes
 
 

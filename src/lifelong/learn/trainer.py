@@ -134,7 +134,8 @@ class AnchorKL:
 
     def __init__(self, lm: LanguageModel, peft_model: Any, rows_per_step: int = 8, continuation: int = 16,
                  seed: int = 0) -> None:
-        self.rows = continuation_rows(lm, TRAINING_CHAT, TRAINING_RAW, continuation)
+        self.rows = lm.memo(("training continuation rows", continuation),
+                            lambda: continuation_rows(lm, TRAINING_CHAT, TRAINING_RAW, continuation))
         self.peft_model = peft_model
         self.pad = lm.tokenizer.pad_token_id
         self.rows_per_step = rows_per_step

@@ -6,14 +6,15 @@ training code (LoRA, merges) works on the same objects that answer questions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import torch
 
 from lifelong.errors import InputError
 
 Message = dict[str, str]
+T = TypeVar("T")
 
 _PLAIN_ROLES = {"system": "", "user": "Question: ", "assistant": "Answer:"}
 # A base model without a chat template keeps writing the next "Question:"; cut it there.
@@ -28,6 +29,15 @@ class LanguageModel:
         self.needs_bos = bool(getattr(tokenizer, "add_bos_token", False)) if needs_bos is None else needs_bos
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._memo: dict[Any, Any] = {}
+
+    def memo(self, key: Any, compute: Callable[[], T]) -> T:
+        """A value derived from these weights (a base model's anchor continuations, its
+        rehearsal answers), computed once: every sleep of a long-running process needs the
+        same ones. Models are never trained in place (adapters go on copies), so it stays valid."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     @property
     def context_window(self) -> int:
