@@ -409,6 +409,49 @@ def demo(
     out.print(f"try it yourself: lifelong ask --mind {directory} \"{rows[0].question}\"")
 
 
+BENCH_HELP = (
+    "Run benchmark studies side by side (base, memory, naive fine-tune, lifelong, lifelong + memory) and write "
+    "results/<study>/<timestamp>/ with results.json, PNG plots and report.md. Studies: acquisition-squad, "
+    "acquisition-facts, retention, sequential, cost, retrieval, or all. Full runs on SmolLM2-135M, 2 CPU cores: "
+    "acquisition-squad about 3 h (50 passages, three modes); acquisition-facts about 60 min (100 facts) and retention "
+    "10 min more when run with it; sequential about 35 min (5 sleeps of 8 facts); cost about 8 min; retrieval about 1 min. "
+    "--quick runs every study on a tiny random model in a few minutes."
+)
+
+
+@app.command(help=BENCH_HELP)
+def bench(
+    studies: Annotated[list[str], typer.Argument(help="studies to run, in order, or 'all'")],
+    quick: Annotated[bool, typer.Option(help="tiny random model and tiny sizes: checks the harness end to end")] = False,
+    data: Annotated[Path, typer.Option(help="folder with the benchmark JSONL files")] = Path("../shared/data"),
+    passages_file: Annotated[Optional[Path], typer.Option("--passages-file", help="SQuAD-shaped JSONL to use instead of the default passages")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="results root; each study writes <out>/<study>/<timestamp>/")] = Path("results"),
+    facts: Annotated[Optional[int], typer.Option(help="TOFU facts for acquisition-facts and retention (full: 100)")] = None,
+    passages: Annotated[Optional[int], typer.Option(help="SQuAD passages (full: 50)")] = None,
+    implication_passages: Annotated[Optional[int], typer.Option(help="passages with teacher implications (full: 50)")] = None,
+    squad_modes: Annotated[str, typer.Option(help="comma-separated: many, single, implications")] = "many,single,implications",
+    sleeps: Annotated[Optional[int], typer.Option(help="sequential: number of sleeps (full: 5)")] = None,
+    batch_facts: Annotated[Optional[int], typer.Option(help="sequential: facts per sleep (full: 8)")] = None,
+    cost_facts: Annotated[Optional[int], typer.Option(help="cost: facts whose synthesised data is timed (full: 15)")] = None,
+    strategies: Annotated[str, typer.Option(help="lifelong strategies; the first is the default arm (others: naive, replay, kl, ewc)")] = "kl+replay",
+    epochs: Annotated[Optional[int], typer.Option(help="training epochs for every trained arm")] = None,
+    seed: Annotated[int, typer.Option(help="seed of every trained arm")] = 0,
+    model: Annotated[Optional[str], typer.Option(help="model to benchmark (default smollm2-135m; tiny with --quick)")] = None,
+) -> None:
+    from lifelong.bench.context import BenchSettings
+    from lifelong.bench.runner import run_bench, study_names
+
+    names = study_names() if studies == ["all"] else studies
+    given = {k: v for k, v in dict(facts=facts, passages=passages, implication_passages=implication_passages, sleeps=sleeps,
+                                    batch_facts=batch_facts, cost_facts=cost_facts, epochs=epochs, model=model).items() if v is not None}
+    given.update(seed=seed, strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
+                 squad_modes=tuple(m.strip() for m in squad_modes.split(",") if m.strip()))
+    settings = BenchSettings.quick(**given) if quick else BenchSettings(**given)
+    written = run_bench(names, settings, data, out_dir, passages_file)
+    for name, folder in written.items():
+        out.print(f"{name}: {folder}")
+
+
 def main() -> None:
     """Entry point: run the app, turning LifelongError into one line and an exit code."""
     try:

@@ -70,13 +70,15 @@ def cloze_correct(lm: LanguageModel, rows: Sequence[dict], max_new_tokens: int =
     return [contains_answer(c, r["answer"]) for c, r in zip(completions, rows, strict=True)]
 
 
-def multiple_choice_accuracy(lm: LanguageModel, rows: Sequence[dict]) -> float:
-    """Pick the option with the highest length-normalised likelihood after the question."""
+def multiple_choice_accuracy(lm: LanguageModel, rows: Sequence[dict],
+                             contexts: Sequence[Sequence[Memory]] | None = None) -> float:
+    """Pick the option with the highest length-normalised likelihood after the question (with
+    its retrieved memories in the prompt when `contexts` is given)."""
     if not rows:
         return 0.0
     hits = 0
-    for row in rows:
+    for i, row in enumerate(rows):
         options = [row["answer"], *row["distractors"]]
-        scores = lm.score(build_messages(row["question"], []), options, normalize=True)
+        scores = lm.score(build_messages(row["question"], contexts[i] if contexts else []), options, normalize=True)
         hits += scores.index(max(scores)) == 0
     return hits / len(rows)

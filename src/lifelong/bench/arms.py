@@ -1,0 +1,158 @@
+"""The arms every study compares, built the same way for every study.
+
+base: the frozen model. memory: retrieval into the prompt. naive fine-tune: what a user
+writes by hand with peft (a LoRA on the raw text, plain next-token loss, fp32). lifelong:
+`sleep` with a strategy, its candidate module evaluated whatever the gate decided (the
+verdict is reported beside it). lifelong + memory: that module with retrieval on top.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lifelong.consolidate import ADAPTER, TRAINING_DATA, SleepConfig, _with_adapter
+from lifelong.learn.trainer import TrainConfig, attach_lora
+from lifelong.memory.records import Memory, NewMemory
+from lifelong.mind import Mind
+from lifelong.model.language_model import LanguageModel
+from lifelong.progress import console
+
+Retrieve = Callable[[str], list[Memory]]
+RETRIEVED = 3  # memories put into the prompt, as `ask` does by default
+
+
+@dataclass
+class Arm:
+    name: str
+    lm: LanguageModel
+    retrieve: Retrieve | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    training_texts: list[str] = field(default_factory=list)  # every prompt and answer it trained on
+
+
+def make_mind(path: Path, base: LanguageModel, embedder: Any, records: Sequence[NewMemory]) -> Mind:
+    mind = Mind.init(path, model=base.name, embedder=embedder, language_model=base)
+    if records:
+        mind.learn_records(list(records))
+    return mind
+
+
+def retriever(mind: Mind, k: int = RETRIEVED) -> Retrieve:
+    return lambda question: [h.memory for h in mind.recall(question, k, include_superseded=False)]
+
+
+def contexts(arm: Arm, questions: Sequence[str]) -> list[list[Memory]] | None:
+    return [arm.retrieve(q) for q in questions] if arm.retrieve else None
+
+
+def report_to_console(label: str) -> Callable[[str], None]:
+    return lambda message: console().print(f"  [dim]{label}: {message}[/dim]")
+
+
+def training_progress(label: str) -> Callable[[int, int, float], None]:
+    last = [0.0]
+
+    def report(step: int, total: int, loss: float) -> None:
+        now = time.perf_counter()
+        if step == total or now - last[0] > 30:
+            last[0] = now
+            console().print(f"  [dim]{label}: step {step}/{total}, loss {loss:.3f}[/dim]")
+
+    return report
+
+
+def sleep_once(mind: Mind, strategy: str, train: TrainConfig, label: str) -> dict[str, Any]:
+    """One sleep; its candidate (promoted or not), verdict, cost and training texts."""
+    start = time.perf_counter()
+    result = mind.sleep(SleepConfig(strategy=strategy, train=train), report=report_to_console(label),
+                        progress=training_progress(label))
+    seconds = time.perf_counter() - start
+    manifest = result.manifest
+    if manifest is None:
+        raise RuntimeError(f"{label}: the sleep had nothing to consolidate ({result.message})")
+    folder = mind.versions.path(manifest.id)
+    rows = [json.loads(line) for line in (folder / TRAINING_DATA).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {
+        "lm": _with_adapter(mind.base_model, folder / ADAPTER),
+        "info": {"version": manifest.id, "activated": result.activated, "passed": manifest.verdict.passed,
+                 "reasons": manifest.verdict.reasons, "gate_metrics": manifest.metrics, "sleep_seconds": seconds,
+                 "strategy": strategy},
+        "training_texts": [m["content"] for r in rows for m in r["prompt"]] + [r["answer"] for r in rows],
+    }
+
+
+def lifelong_arm(root: Path, name: str, base: LanguageModel, embedder: Any, records: Sequence[NewMemory],
+                 strategy: str, train: TrainConfig) -> tuple[Arm, Mind]:
+    """A fresh mind that learns `records` and sleeps once."""
+    path = root / name.replace(" ", "-").replace("+", "-")
+    if path.exists():
+        shutil.rmtree(path)
+    mind = make_mind(path, base, embedder, records)
+    slept = sleep_once(mind, strategy, train, name)
+    return Arm(name, slept["lm"], info=slept["info"], training_texts=slept["training_texts"]), mind
+
+
+class RawTextFineTune:
+    """The naive baseline: a LoRA (same rank, targets, learning rate and epochs as a sleep)
+    trained on the raw text with next-token loss on every token, fp32, padded batches; calling
+    `train` again continues the same adapter (sequential fine-tuning)."""
+
+    def __init__(self, base: LanguageModel, config: TrainConfig) -> None:
+        self.base, self.config = base, config
+        clone = LanguageModel(copy.deepcopy(base.model), base.tokenizer, base.name, base.needs_bos)
+        self.model = attach_lora(clone, config)
+        self.lm = LanguageModel(self.model, base.tokenizer, base.name, base.needs_bos)
+        self.texts: list[str] = []
+        self.rounds = 0
+
+    def train(self, texts: Sequence[str], label: str = "naive fine-tune") -> dict[str, float]:
+        import torch
+
+        tokenizer, config = self.base.tokenizer, self.config
+        eos = tokenizer.eos_token_id
+        encoded = [(self.base.encode(t) + [eos])[: config.max_length] for t in texts]
+        rng = random.Random(config.seed + self.rounds)
+        self.rounds += 1
+        self.texts += list(texts)
+        optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=config.learning_rate)
+        pad = tokenizer.pad_token_id
+        steps_per_epoch = (len(encoded) + config.batch_size - 1) // config.batch_size
+        total, step, tokens, loss_value = steps_per_epoch * config.epochs, 0, 0, float("nan")
+        report = training_progress(label)
+        self.model.train()
+        start = time.perf_counter()
+        for _ in range(config.epochs):
+            order = encoded[:]
+            rng.shuffle(order)
+            for i in range(0, len(order), config.batch_size):
+                batch = order[i : i + config.batch_size]
+                width = max(len(ids) for ids in batch)
+                input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in batch])
+                attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in batch])
+                labels = torch.tensor([ids + [-100] * (width - len(ids)) for ids in batch])
+                loss = self.model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                tokens += int(attention.sum())
+                step += 1
+                loss_value = float(loss.detach())
+                report(step, total, loss_value)
+        self.model.eval()
+        seconds = time.perf_counter() - start
+        return {"seconds": seconds, "tokens": tokens, "steps": step, "tokens_per_second": tokens / seconds if seconds else 0.0,
+                "final_loss": loss_value, "texts": len(texts)}
+
+
+def naive_arm(base: LanguageModel, texts: Sequence[str], train: TrainConfig, name: str = "naive fine-tune") -> Arm:
+    tuner = RawTextFineTune(base, train)
+    stats = tuner.train(texts, name)
+    return Arm(name, tuner.lm, info={"train": stats}, training_texts=list(texts))

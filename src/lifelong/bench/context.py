@@ -1,0 +1,120 @@
+"""One benchmark run's shared state: the model, the data, the settings, and the arms trained
+on the fact set (acquisition-facts and retention evaluate the same trained arms)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lifelong.bench.arms import Arm, lifelong_arm, make_mind, naive_arm, retriever
+from lifelong.bench.data import BenchData
+from lifelong.bench.measure import RetentionSuite, acquisition
+from lifelong.bench.arms import contexts
+from lifelong.consolidate import SleepConfig
+from lifelong.evaluate.knowledge import QA
+from lifelong.learn.strategies import parse_strategy
+from lifelong.learn.trainer import TrainConfig
+from lifelong.memory.records import NewMemory
+from lifelong.model.language_model import LanguageModel
+from lifelong.progress import status
+
+DEFAULT_STRATEGY = SleepConfig().strategy
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """Sizes of a full run; `quick()` gives the few-minute run CI uses."""
+
+    facts: int = 100
+    passages: int = 50
+    implication_passages: int = 50
+    squad_modes: tuple[str, ...] = ("many", "single", "implications")
+    sleeps: int = 5
+    batch_facts: int = 8
+    cost_facts: int = 15
+    known: int = 200
+    strategies: tuple[str, ...] = (DEFAULT_STRATEGY,)
+    epochs: int = TrainConfig().epochs
+    seed: int = 0
+    model: str = "smollm2-135m"
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> BenchSettings:
+        sizes = dict(facts=6, passages=2, implication_passages=2, sleeps=2, batch_facts=3, cost_facts=3, known=20,
+                     epochs=1, model="tiny")
+        return cls(**{**sizes, **overrides})
+
+    def __post_init__(self) -> None:
+        for strategy in self.strategies:
+            parse_strategy(strategy)  # a bad name fails before any model loads
+        from lifelong.errors import InputError
+
+        for name in ("facts", "passages", "implication_passages", "sleeps", "batch_facts", "cost_facts", "known", "epochs"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+        unknown = set(self.squad_modes) - {"many", "single", "implications"}
+        if unknown:
+            raise InputError(f"--squad-modes has {', '.join(sorted(unknown))}; use many, single and/or implications")
+
+    def train(self) -> TrainConfig:
+        config = TrainConfig(epochs=self.epochs, seed=self.seed)
+        if self.model == "tiny":  # the tiny model's 512-token window and byte tokenizer
+            from dataclasses import replace
+
+            config = replace(config, rank=4, max_length=400, pack_length=400)
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "train_config": self.train().to_dict()}
+
+
+def fact_record(qa: QA) -> NewMemory:
+    return NewMemory(qa.answer, "tofu", "user", "default", "fact", None)
+
+
+@dataclass
+class Bench:
+    base: LanguageModel
+    embedder: Any
+    data: BenchData
+    settings: BenchSettings
+    root: Path  # scratch space for the minds the arms train in
+    _fact_arms: dict[str, Arm] | None = None
+    _fact_scores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _retention: RetentionSuite | None = None
+
+    def facts(self) -> list[QA]:
+        return self.data.facts(self.settings.facts)
+
+    def fact_arms(self) -> dict[str, Arm]:
+        """base, memory, naive fine-tune, lifelong per strategy, lifelong + memory: trained once."""
+        if self._fact_arms is None:
+            qas = self.facts()
+            records = [fact_record(qa) for qa in qas]
+            source = make_mind(self.root / "facts-memory", self.base, self.embedder, records)
+            arms = {"base": Arm("base", self.base), "memory": Arm("memory", self.base, retriever(source))}
+            with status(f"naive fine-tune on {len(qas)} fact sentences"):
+                arms["naive fine-tune"] = naive_arm(self.base, [qa.answer for qa in qas], self.settings.train())
+            for strategy in self.settings.strategies:
+                name = f"lifelong ({strategy})"
+                arm, mind = lifelong_arm(self.root, f"facts {name}", self.base, self.embedder, records, strategy, self.settings.train())
+                arm.name = name
+                arms[name] = arm
+                if strategy == self.settings.strategies[0]:
+                    arms["lifelong + memory"] = Arm("lifelong + memory", arm.lm, retriever(mind), info={"module": name})
+            self._fact_arms = arms
+        return self._fact_arms
+
+    def fact_acquisition(self, name: str) -> dict[str, Any]:
+        if name not in self._fact_scores:
+            arm, qas = self.fact_arms()[name], self.facts()
+            with status(f"acquisition-facts: asking {name} {len(qas)} questions"):
+                self._fact_scores[name] = acquisition(arm.lm, qas, contexts(arm, [qa.question for qa in qas]))
+        return self._fact_scores[name]
+
+    def retention(self) -> RetentionSuite:
+        if self._retention is None:
+            self._retention = RetentionSuite(self.base, self.data.known(self.settings.known), self.data.world_mcq(),
+                                             self.data.authors_mcq(), self.data.held_out_text())
+        return self._retention

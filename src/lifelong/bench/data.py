@@ -1,0 +1,128 @@
+"""The benchmark data: real files nobody on this project wrote, read from --data.
+
+Facts are TOFU answer sentences (fictitious authors: no model knows them before learning);
+passages are SQuAD paragraphs with their questions; retention uses known cloze facts, two
+multiple-choice sets, and passages never learned by any study as held-out text. Scoring
+questions are only ever asked, never turned into memories or training data.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from lifelong.errors import InputError
+from lifelong.evaluate.knowledge import QA, key_span, read_jsonl
+from lifelong.learn.synthesis import salient_spans, span_question
+from lifelong.scoring import normalize_answer
+
+FILES = {
+    "facts": "tofu_authors_dev.jsonl",
+    "passages": "squad_passages_dev.jsonl",
+    "implications": "squad_implications_dev.jsonl",
+    "known": "known_facts_dev.jsonl",
+    "world_mcq": "world_facts_mcq.jsonl",
+    "authors_mcq": "real_authors_mcq.jsonl",
+}
+HELD_OUT_TEXTS = 50  # the last passages of the SQuAD file: perplexity text, never learned
+
+
+@dataclass(frozen=True)
+class Passage:
+    id: str
+    title: str
+    text: str
+    questions: list[QA]
+
+
+@dataclass(frozen=True)
+class ImplicationPassage:
+    """A passage with teacher-written implications: every other one is training data, the
+    rest become scoring questions about spans the passage states."""
+
+    id: str
+    title: str
+    text: str
+    training: list[str]
+    questions: list[QA]
+
+
+class BenchData:
+    def __init__(self, root: Path, passages_file: Path | None = None) -> None:
+        if not root.is_dir():
+            raise InputError(f"--data {root} is not a directory; pass the folder holding {FILES['facts']} and the other benchmark files")
+        self.root = root
+        self.passages_file = passages_file
+
+    def _read(self, key: str) -> list[dict]:
+        path = self.passages_file if key == "passages" and self.passages_file else self.root / FILES[key]
+        if not path.is_file():
+            raise InputError(f"{path} is missing; pass --data with a folder holding {FILES[key]}")
+        return read_jsonl(path)
+
+    def facts(self, n: int) -> list[QA]:
+        """The first n TOFU questions whose answer has a key span the question does not give away."""
+        qas = [QA(r["question"], r["answer"], key_span(r["question"], r["answer"])) for r in self._read("facts")]
+        return _at_least([qa for qa in qas if qa.key != qa.answer][:n], n, "facts", FILES["facts"])
+
+    def passages(self, n: int) -> list[Passage]:
+        rows = self._read("passages")
+        if len(rows) < n + HELD_OUT_TEXTS and self.passages_file is None:
+            raise InputError(f"--passages {n} leaves fewer than {HELD_OUT_TEXTS} of {len(rows)} passages as held-out text; use at most {len(rows) - HELD_OUT_TEXTS}")
+        for i, row in enumerate(rows[:n]):
+            if not row.get("passage") or not row.get("questions"):
+                raise InputError(f"passage {i + 1} ({row.get('id')}) needs 'passage' and 'questions' fields")
+        passages = [Passage(r["id"], r.get("title", ""), r["passage"],
+                            [QA(q["question"], q["answer"], q["answer"]) for q in r["questions"]]) for r in rows[:n]]
+        return _at_least(passages, n, "passages", str(self.passages_file or FILES["passages"]))
+
+    def held_out_text(self) -> list[str]:
+        """General text for perplexity: SQuAD passages no study learns (the file's last 50)."""
+        return [r["passage"] for r in self._read("passages")[-HELD_OUT_TEXTS:]]
+
+    def implication_passages(self, n: int) -> list[ImplicationPassage]:
+        out = []
+        for row in self._read("implications")[:n]:
+            items = [re.sub(r"^\s*(?:\d+[.)]|[-*])\s*", "", line).replace("**", "").strip() for line in row["implications"].splitlines()]
+            items = [i for i in items if i]
+            training, scored = items[0::2], items[1::2]
+            questions = [q for q in (_implication_question(s, row["passage"]) for s in scored) if q]
+            out.append(ImplicationPassage(row["id"], row.get("title", ""), row["passage"], training, questions))
+        return _at_least(out, n, "implication passages", FILES["implications"])
+
+    def known(self, n: int) -> list[dict]:
+        return self._read("known")[:n]
+
+    def world_mcq(self) -> list[dict]:
+        return self._read("world_mcq")
+
+    def authors_mcq(self) -> list[dict]:
+        return self._read("authors_mcq")
+
+
+def _implication_question(statement: str, passage: str) -> QA | None:
+    """A question about the first salient span of a held-out implication that the passage
+    itself states (so the passage alone is enough to answer it)."""
+    passage_norm = f" {normalize_answer(passage)} "
+    for span in sorted(salient_spans(statement), key=statement.find):
+        if f" {normalize_answer(span)} " in passage_norm:
+            return QA(span_question(statement, span), statement, span)
+    return None
+
+
+def _at_least(items: list, n: int, what: str, source: str) -> list:
+    if len(items) < n:
+        raise InputError(f"asked for {n} {what} but {source} has {len(items)} usable ones; ask for at most {len(items)}")
+    return items
+
+
+def leaked_questions(questions: list[str], training_texts: list[str]) -> list[str]:
+    """Scoring questions that appear (normalised) inside any training prompt or answer."""
+    corpus = [normalize_answer(t) for t in training_texts]
+    leaked = []
+    for question in questions:
+        q = normalize_answer(question)
+        if q and any(q in text for text in corpus):
+            leaked.append(question)
+    return leaked

@@ -1,0 +1,113 @@
+"""acquisition-facts and retention: learn TOFU facts with every arm, then ask what each
+arm now knows about them and what it still knows about everything else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lifelong.bench.context import Bench
+from lifelong.bench.data import leaked_questions
+from lifelong.bench.output import markdown_table
+from lifelong.progress import status
+
+GATE_FREE_ARMS = ("base", "memory", "naive fine-tune")
+
+
+def held_out_check(bench: Bench) -> dict[str, Any]:
+    """No scoring question inside any arm's training data (fails the run if one is)."""
+    questions = [qa.question for qa in bench.facts()]
+    checked = {}
+    for name, arm in bench.fact_arms().items():
+        leaked = leaked_questions(questions, arm.training_texts)
+        if leaked:
+            raise RuntimeError(f"{name} trained on {len(leaked)} scoring questions, e.g. {leaked[0]!r}: the benchmark is void")
+        checked[name] = len(arm.training_texts)
+    return {"questions": len(questions), "training_texts_checked": checked, "leaked": 0}
+
+
+def gate(arm_info: dict[str, Any]) -> str:
+    if "passed" not in arm_info:
+        return "-"
+    return "promoted" if arm_info["passed"] else "refused: " + "; ".join(arm_info["reasons"])
+
+
+def run_acquisition(bench: Bench) -> dict[str, Any]:
+    arms = bench.fact_arms()
+    results = {"facts": len(bench.facts()), "held_out": held_out_check(bench), "arms": {}}
+    for name, arm in arms.items():
+        score = bench.fact_acquisition(name)
+        results["arms"][name] = {**score, "info": arm.info}
+    results["questions"] = [{"question": qa.question, "key": qa.key} for qa in bench.facts()]
+    return results
+
+
+def report_acquisition(results: dict[str, Any]) -> list[str]:
+    rows = [[name, a["containment"], a["rouge_l_recall"], a["token_f1"], gate(a["info"]),
+             a["info"].get("sleep_seconds") or a["info"].get("train", {}).get("seconds")] for name, a in results["arms"].items()]
+    return [f"{results['facts']} TOFU facts (fictitious authors), one question each, asked closed-book "
+            f"(memory arms: with the 3 retrieved memories in the prompt). Scoring questions found in training data: "
+            f"{results['held_out']['leaked']}.", "",
+            *markdown_table(["arm", "containment", "ROUGE-L recall", "token F1 (key)", "gate", "train/sleep s"], rows)]
+
+
+def run_retention(bench: Bench) -> dict[str, Any]:
+    suite = bench.retention()
+    results: dict[str, Any] = {"facts": len(bench.facts()), "sizes": suite.sizes(), "arms": {}}
+    for name, arm in bench.fact_arms().items():
+        with status(f"retention: measuring {name}"):
+            measured = suite.measure(arm.lm, arm.retrieve)
+        results["arms"][name] = {**measured, "acquisition": bench.fact_acquisition(name)["containment"], "info": arm.info}
+    return results
+
+
+def report_retention(results: dict[str, Any]) -> list[str]:
+    sizes = results["sizes"]
+    rows = [[name, a["known_facts"], a["world_mcq"], a["authors_mcq"], a["perplexity"], a["kl_drift"], a["acquisition"]]
+            for name, a in results["arms"].items()]
+    return [f"Before (base) and after learning {results['facts']} TOFU facts with each arm. Known facts: the "
+            f"{sizes['known_facts_kept']} of the first {sizes['known_facts_screened']} cloze facts the base completes "
+            f"correctly; world MCQ {sizes['world_mcq']} and real-authors MCQ {sizes['authors_mcq']} questions (4-way, by "
+            f"length-normalised likelihood; memory arms with retrieved notes in the prompt); perplexity on "
+            f"{sizes['held_out_texts']} held-out Wikipedia passages; KL per token to the base along its continuations of "
+            f"16 held-out anchor prompts. Memory arms share their weights' cloze, perplexity and KL.", "",
+            *markdown_table(["arm", "known facts kept", "world MCQ", "authors MCQ", "perplexity", "KL to base", "acquisition"], rows)]
+
+
+def plot_retention(results: dict[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for name, arm in results["arms"].items():
+        ax.scatter(arm["known_facts"], arm["acquisition"], s=60)
+        ax.annotate(name, (arm["known_facts"], arm["acquisition"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xlabel("retention: known facts still completed correctly")
+    ax.set_ylabel("acquisition: containment on the new facts")
+    ax.set_title(f"{results['facts']} TOFU facts: acquisition vs retention per arm")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "acquisition_vs_retention.png", dpi=120)
+    plt.close(fig)
+
+
+def plot_acquisition(results: dict[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results["arms"])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.4
+    for offset, metric in ((-width / 2, "containment"), (width / 2, "rouge_l_recall")):
+        ax.bar([i + offset for i in range(len(names))], [results["arms"][n][metric] for n in names], width, label=metric)
+    ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"acquisition-facts: {results['facts']} TOFU facts")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "acquisition.png", dpi=120)
+    plt.close(fig)

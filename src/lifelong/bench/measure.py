@@ -1,0 +1,118 @@
+"""One way of measuring every arm: the same prompts, greedy decoding and scores for all.
+
+Acquisition: closed-book answers scored by normalised containment of the key span, SQuAD
+token F1 and ROUGE-L recall. Retention: known facts the base completes correctly (cloze),
+two 4-way multiple-choice sets, perplexity on held-out text, and KL to the base along its
+own continuations of the held-out anchor prompts.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Sequence
+from statistics import fmean
+from typing import Any
+
+from lifelong.evaluate.knowledge import QA, answer_closed_book, cloze_correct, multiple_choice_accuracy
+from lifelong.memory.records import Memory
+from lifelong.model.language_model import LanguageModel
+from lifelong.progress import status
+from lifelong.scoring import token_f1
+
+Contexts = Sequence[Sequence[Memory]] | None
+MAX_ANSWER_TOKENS = 40
+
+
+def acquisition(lm: LanguageModel, qas: Sequence[QA], contexts: Contexts = None) -> dict[str, Any]:
+    """Scores of the closed-book (or, with `contexts`, retrieval-augmented) answers."""
+    score = answer_closed_book(lm, qas, contexts, max_new_tokens=MAX_ANSWER_TOKENS)
+    f1 = fmean(token_f1(p, qa.key) for p, qa in zip(score.predictions, qas, strict=True)) if qas else 0.0
+    return {"containment": score.containment, "token_f1": f1, "rouge_l_recall": score.rouge_l,
+            "questions": len(qas), "predictions": score.predictions}
+
+
+def perplexity(lm: LanguageModel, texts: Sequence[str], max_tokens: int = 512) -> float:
+    """exp(mean next-token NLL) over the texts, read as plain text (no chat template)."""
+    import torch
+    import torch.nn.functional as F
+
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for text in texts:
+            ids = lm.encode(text)[:max_tokens]
+            if len(ids) < 2:
+                continue
+            logits = lm.model(input_ids=torch.tensor([ids])).logits[0, :-1].float()
+            total += float(F.cross_entropy(logits, torch.tensor(ids[1:]), reduction="sum"))
+            count += len(ids) - 1
+    return math.exp(total / count) if count else float("nan")
+
+
+class RetentionSuite:
+    """What the base model knew, and how much of it a changed model still knows."""
+
+    def __init__(self, base: LanguageModel, known_rows: list[dict], world_mcq: list[dict], authors_mcq: list[dict],
+                 held_out_text: list[str]) -> None:
+        self.base = base
+        with status(f"retention: screening {len(known_rows)} known facts for those the base completes correctly"):
+            correct = cloze_correct(base, known_rows)
+        self.screened = len(known_rows)
+        self.known = [row for row, ok in zip(known_rows, correct, strict=True) if ok]
+        self.world_mcq, self.authors_mcq, self.held_out_text = world_mcq, authors_mcq, held_out_text
+
+    def sizes(self) -> dict[str, int]:
+        return {"known_facts_screened": self.screened, "known_facts_kept": len(self.known),
+                "world_mcq": len(self.world_mcq), "authors_mcq": len(self.authors_mcq), "held_out_texts": len(self.held_out_text)}
+
+    def measure(self, lm: LanguageModel, retrieve: Any = None) -> dict[str, float]:
+        """`retrieve(question) -> memories` puts retrieved notes into the multiple-choice prompts
+        (memory arms); cloze, perplexity and KL read the weights alone."""
+        from lifelong.consolidate import kl_to_base
+
+        known = cloze_correct(lm, self.known) if self.known else []
+        world_ctx = [retrieve(r["question"]) for r in self.world_mcq] if retrieve else None
+        authors_ctx = [retrieve(r["question"]) for r in self.authors_mcq] if retrieve else None
+        return {
+            "known_facts": sum(known) / len(known) if known else float("nan"),
+            "world_mcq": multiple_choice_accuracy(lm, self.world_mcq, world_ctx),
+            "authors_mcq": multiple_choice_accuracy(lm, self.authors_mcq, authors_ctx),
+            "perplexity": perplexity(lm, self.held_out_text),
+            "kl_drift": kl_to_base(self.base, lm),
+        }
+
+
+def resident_bytes() -> int:
+    """This process's resident set size now (Linux; 0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class PeakMemory:
+    """Peak resident memory while a block runs, sampled every 20 ms on a thread (torch's CPU
+    allocations are invisible to tracemalloc, and ru_maxrss never goes down between runs)."""
+
+    def __enter__(self) -> PeakMemory:
+        self.start = self.peak = resident_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, resident_bytes())
+            time.sleep(0.02)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, resident_bytes())
+
+    def to_dict(self) -> dict[str, float]:
+        return {"peak_rss_mib": self.peak / 2**20, "peak_increase_mib": (self.peak - self.start) / 2**20}

@@ -1,0 +1,118 @@
+"""Run studies: load the model once, train each arm once, write every study's folder."""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lifelong.bench.context import Bench, BenchSettings
+from lifelong.bench.data import BenchData
+from lifelong.bench.output import machine_info, results_dir, write_json
+from lifelong.errors import InputError
+from lifelong.progress import console, status
+
+
+@dataclass(frozen=True)
+class Study:
+    module: str  # lifelong.bench.<module>, imported only when the study runs
+    run: str
+    report: str
+    plot: str | None
+    title: str
+    expected: str  # full-run time on the default model, 2 CPU cores
+
+    def function(self, name: str) -> Callable[..., Any]:
+        return getattr(importlib.import_module(f"lifelong.bench.{self.module}"), name)
+
+
+STUDIES = {
+    "acquisition-squad": Study("squad_study", "run", "report", "plot", "Acquisition: SQuAD passages, answered closed-book",
+                               "about 3 h for 50 passages in all three modes"),
+    "acquisition-facts": Study("facts_study", "run_acquisition", "report_acquisition", "plot_acquisition",
+                               "Acquisition: fictitious TOFU facts", "about 60 min for 100 facts (its arms are shared with retention)"),
+    "retention": Study("facts_study", "run_retention", "report_retention", "plot_retention",
+                       "Retention: what every arm still knows after learning", "about 10 min after acquisition-facts, 70 min alone"),
+    "sequential": Study("sequential_study", "run", "report", "plot", "Sequential: K sleeps over K batches",
+                        "about 35 min for 5 sleeps of 8 facts"),
+    "cost": Study("cost_study", "run", "report", None, "Cost of a sleep against the naive loop", "about 8 min on 15 facts"),
+    "retrieval": Study("retrieval_study", "run", "report", "plot", "Retrieval quality and latency", "about 1 min"),
+}
+
+
+def study_names() -> list[str]:
+    return list(STUDIES)
+
+
+def expected_times() -> str:
+    return "; ".join(f"{name}: {study.expected}" for name, study in STUDIES.items())
+
+
+def load_base(model: str) -> Any:
+    if model == "tiny":
+        from lifelong.model.tiny import build_tiny_model
+
+        return build_tiny_model(context=4096)
+    from lifelong.model.loader import load_model
+
+    return load_model(model)
+
+
+def run_bench(names: Sequence[str], settings: BenchSettings, data_dir: Path, out_root: Path,
+              passages_file: Path | None = None) -> dict[str, Path]:
+    """Run the named studies in order; returns each study's results folder."""
+    studies = STUDIES
+    unknown = [n for n in names if n not in studies]
+    if unknown:
+        raise InputError(f"unknown study {', '.join(unknown)}; choose from: {', '.join(studies)} (or all)")
+    data = BenchData(data_dir, passages_file)
+    from lifelong.memory.embedder import MiniLMEmbedder
+
+    with status(f"loading {settings.model} and the embedder"):
+        base = load_base(settings.model)
+        embedder = MiniLMEmbedder()
+    command = "lifelong " + shlex.join(sys.argv[1:]) if Path(sys.argv[0]).name in ("lifelong", "__main__.py") else shlex.join(sys.argv)
+    written: dict[str, Path] = {}
+    with tempfile.TemporaryDirectory(prefix="lifelong-bench-") as scratch:
+        bench = Bench(base, embedder, data, settings, Path(scratch))
+        for name in names:
+            study = studies[name]
+            console().rule(f"{name}: {study.title}")
+            out = results_dir(out_root, name)
+            started = time.perf_counter()
+            results = study.function(study.run)(bench)
+            meta = {"study": name, "model": base.name, "data": str(passages_file or data_dir), "settings": settings.to_dict(),
+                    "seed": settings.seed, "machine": machine_info(), "command": command,
+                    "wall_seconds": time.perf_counter() - started}
+            results = {**meta, **results}
+            write_json(out / "results.json", results)
+            if study.plot:
+                study.function(study.plot)(results, out)
+            (out / "report.md").write_text(render_report(study, results), encoding="utf-8")
+            console().print(f"[bold]{name}[/bold]: {out / 'report.md'} ({meta['wall_seconds']:.0f} s)")
+            written[name] = out
+    return written
+
+
+def render_report(study: Study, results: dict[str, Any]) -> str:
+    machine, settings = results["machine"], results["settings"]
+    lines = [
+        f"# {results['study']}: {study.title}",
+        "",
+        f"- date (UTC): {machine['utc_time']}",
+        f"- model: {results['model']}; seed {results['seed']}; {settings['epochs']} epochs; default strategy "
+        f"`{settings['strategies'][0]}`; LoRA rank {settings['train_config']['rank']}, lr {settings['train_config']['learning_rate']}",
+        f"- data: {results['data']}",
+        f"- machine: {machine['cpu_count']} CPUs ({machine['processor']}), torch {machine['torch']}, {machine['torch_threads']} threads",
+        f"- wall time: {results['wall_seconds']:.0f} s",
+        f"- command: `{results['command']}`",
+        "",
+        *study.function(study.report)(results),
+    ]
+    return "\n".join(lines) + "\n"

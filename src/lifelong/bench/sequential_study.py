@@ -1,0 +1,123 @@
+"""sequential: K sleeps over K batches of new facts. Row i of an arm's accuracy matrix is
+its containment on every batch after learning batch i; from the matrix come average
+accuracy, backward transfer (BWT) and forgetting, as continual-learning papers report them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lifelong.bench.arms import RawTextFineTune, make_mind, retriever, sleep_once
+from lifelong.bench.context import Bench, fact_record
+from lifelong.bench.data import leaked_questions
+from lifelong.bench.measure import acquisition
+from lifelong.bench.output import markdown_table
+from lifelong.progress import console, status
+from lifelong.scoring import contains_answer
+
+EXPECTED = "about 35 min for 5 sleeps of 8 facts"
+SEAL_BWT = -0.19  # Zweiger et al. 2025, sequential self-edits on Qwen2.5-7B (reported, approximate)
+ARMS = ("memory", "naive fine-tune", "lifelong", "lifelong + memory")
+
+
+def transfer(matrix: list[list[float]]) -> dict[str, float]:
+    """Average final accuracy, BWT = mean_j (R[K,j] - R[j,j]) and forgetting = mean_j (max_i<K R[i,j] - R[K,j]), j < K."""
+    k = len(matrix)
+    final = matrix[-1]
+    if k < 2:
+        return {"average_accuracy": sum(final) / k, "backward_transfer": 0.0, "forgetting": 0.0}
+    bwt = sum(final[j] - matrix[j][j] for j in range(k - 1)) / (k - 1)
+    forgetting = sum(max(matrix[i][j] for i in range(j, k - 1)) - final[j] for j in range(k - 1)) / (k - 1)
+    return {"average_accuracy": sum(final) / k, "backward_transfer": bwt, "forgetting": forgetting}
+
+
+def run(bench: Bench) -> dict[str, Any]:
+    s = bench.settings
+    k, size = s.sleeps, s.batch_facts
+    qas = bench.data.facts(k * size)
+    batches = [qas[i * size : (i + 1) * size] for i in range(k)]
+    questions = [qa.question for qa in qas]
+    memory_mind = make_mind(bench.root / "sequential-memory", bench.base, bench.embedder, [])
+    lifelong_mind = make_mind(bench.root / "sequential-lifelong", bench.base, bench.embedder, [])
+    naive = RawTextFineTune(bench.base, s.train())
+    strategy = s.strategies[0]
+
+    def row(lm: Any, retrieve: Any = None) -> tuple[list[float], list[str]]:
+        score = acquisition(lm, qas, [retrieve(q) for q in questions] if retrieve else None)
+        correct = [contains_answer(p, qa.key) for p, qa in zip(score["predictions"], qas, strict=True)]
+        return [sum(correct[i * size : (i + 1) * size]) / size for i in range(k)], score["predictions"]
+
+    with status("sequential: the base model's row"):
+        base_row, _ = row(bench.base)
+    matrices: dict[str, list[list[float]]] = {name: [] for name in ARMS}
+    sleeps, naive_stats, lifelong_texts = [], [], []
+    for i, batch in enumerate(batches):
+        records = [fact_record(qa) for qa in batch]
+        memory_mind.learn_records(records)
+        lifelong_mind.learn_records(records)
+        naive_stats.append(naive.train([qa.answer for qa in batch], f"naive fine-tune, batch {i + 1}"))
+        slept = sleep_once(lifelong_mind, strategy, s.train(), f"sleep {i + 1}")
+        lifelong_texts += slept["training_texts"]
+        sleeps.append(slept["info"])
+        served = lifelong_mind.language_model  # the active version: a refused sleep leaves the previous one serving
+        with status(f"sequential: evaluating every arm after batch {i + 1}"):
+            matrices["memory"].append(row(bench.base, retriever(memory_mind))[0])
+            matrices["naive fine-tune"].append(row(naive.lm)[0])
+            matrices["lifelong"].append(row(served)[0])
+            matrices["lifelong + memory"].append(row(served, retriever(lifelong_mind))[0])
+        verdict = "promoted" if slept["info"]["activated"] else "refused"
+        console().print(f"  after batch {i + 1} (sleep {verdict}): " + "; ".join(
+            f"{name} " + " ".join(f"{v:.2f}" for v in matrices[name][-1]) for name in ARMS))
+    for name, texts in (("naive fine-tune", naive.texts), ("lifelong", lifelong_texts)):
+        leaked = leaked_questions(questions, texts)
+        if leaked:
+            raise RuntimeError(f"{name} trained on scoring question {leaked[0]!r}: the benchmark is void")
+    return {
+        "batches": k, "batch_size": size, "strategy": strategy, "base_row": base_row,
+        "arms": {name: {"matrix": m, **transfer(m)} for name, m in matrices.items()},
+        "sleeps": sleeps, "naive_train": naive_stats, "seal_reference_bwt": SEAL_BWT,
+        "held_out": {"questions": len(questions), "leaked": 0},
+    }
+
+
+def report(results: dict[str, Any]) -> list[str]:
+    k = results["batches"]
+    lines = [f"{k} batches of {results['batch_size']} TOFU facts, learned one batch at a time; each cell is closed-book "
+             f"containment on a batch (memory arms: with retrieval). `lifelong` is the served model: a refused sleep "
+             f"leaves the previous version active. Scoring questions found in training data: {results['held_out']['leaked']}.", "",
+             *markdown_table(["arm", "average accuracy", "BWT", "forgetting"],
+                             [[name, a["average_accuracy"], a["backward_transfer"], a["forgetting"]] for name, a in results["arms"].items()]
+                             + [["SEAL sequential self-edits, Qwen2.5-7B (reported)", None, results["seal_reference_bwt"], None]])]
+    lines += ["Base model row: " + " ".join(f"{v:.2f}" for v in results["base_row"]), ""]
+    for name, arm in results["arms"].items():
+        rows = [[str(i + 1), *r] + ([("promoted" if results["sleeps"][i]["activated"] else "refused: " + "; ".join(results["sleeps"][i]["reasons"]))]
+                                    if name == "lifelong" else []) for i, r in enumerate(arm["matrix"])]
+        lines += [f"### {name}", "", *markdown_table(["after batch", *[f"batch {j + 1}" for j in range(k)]] + (["gate"] if name == "lifelong" else []), rows)]
+    return lines
+
+
+def plot(results: dict[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    arms = results["arms"]
+    fig, axes = plt.subplots(1, len(arms), figsize=(3.6 * len(arms), 3.6))
+    for ax, (name, arm) in zip(np.atleast_1d(axes), arms.items(), strict=True):
+        matrix = np.array(arm["matrix"])
+        ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
+        for i in range(matrix.shape[0]):
+            for j in range(matrix.shape[1]):
+                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if matrix[i, j] < 0.6 else "black")
+        ax.set_title(f"{name}\nBWT {arm['backward_transfer']:+.2f}, avg {arm['average_accuracy']:.2f}", fontsize=9)
+        ax.set_xlabel("batch")
+        ax.set_ylabel("after learning batch")
+        ax.set_xticks(range(matrix.shape[1]), [str(j + 1) for j in range(matrix.shape[1])])
+        ax.set_yticks(range(matrix.shape[0]), [str(i + 1) for i in range(matrix.shape[0])])
+    fig.suptitle(f"Sequential learning, {results['batches']} batches (SEAL reports BWT {results['seal_reference_bwt']:+.2f})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / "sequential_matrix.png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,178 @@
+"""acquisition-squad: the knowledge-incorporation protocol of SEAL (Zweiger et al. 2025).
+
+Learn Wikipedia passages, then answer their SQuAD questions without the passage. Modes:
+  many          all passages learned at once (one sleep; continued pretraining for the naive arm)
+  single        one passage at a time, each into a fresh module, asked only its own questions
+  implications  teacher-written implications (SEAL's Qwen2.5-7B self-edits) added as extra
+                memories, against the passage alone: the same update algorithm on different data.
+                Those passages come without SQuAD questions, so half of each passage's
+                implications are held out and turned into questions about spans the passage
+                states; the other half may be learned.
+Scored by normalised containment of the gold answer and SQuAD token F1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from statistics import fmean
+from typing import Any
+
+from lifelong.bench.arms import Arm, contexts, lifelong_arm, make_mind, naive_arm, retriever
+from lifelong.bench.context import Bench
+from lifelong.bench.data import leaked_questions
+from lifelong.bench.measure import acquisition
+from lifelong.bench.output import markdown_table
+from lifelong.evaluate.knowledge import QA
+from lifelong.memory.ingest import MAX_CHUNK_WORDS, chunk_text
+from lifelong.memory.records import NewMemory
+from lifelong.progress import console, status
+from lifelong.scoring import contains_answer, token_f1
+
+EXPECTED = "about 3 h for 50 passages in all three modes"
+
+
+def passage_records(title: str, text: str) -> list[NewMemory]:
+    """A passage as `lifelong learn` stores a document: retrieval-sized chunks."""
+    chunks = [text.strip()] if len(text.split()) <= MAX_CHUNK_WORDS else chunk_text(text)
+    return [NewMemory(c, title or "squad", "user", "default", "document", None) for c in chunks]
+
+
+def _scores(predictions: Sequence[str], qas: Sequence[QA]) -> dict[str, Any]:
+    return {"containment": fmean(contains_answer(p, qa.key) for p, qa in zip(predictions, qas, strict=True)),
+            "token_f1": fmean(token_f1(p, qa.key) for p, qa in zip(predictions, qas, strict=True)),
+            "questions": len(qas), "predictions": list(predictions)}
+
+
+def _check_held_out(arms: Sequence[Arm], qas: Sequence[QA]) -> None:
+    questions = [qa.question for qa in qas]
+    for arm in arms:
+        leaked = leaked_questions(questions, arm.training_texts)
+        if leaked:
+            raise RuntimeError(f"{arm.name} trained on scoring question {leaked[0]!r}: the benchmark is void")
+
+
+def _evaluate(arms: Sequence[Arm], qas: Sequence[QA]) -> dict[str, Any]:
+    _check_held_out(arms, qas)
+    out = {}
+    for arm in arms:
+        with status(f"asking {arm.name} {len(qas)} questions"):
+            score = acquisition(arm.lm, qas, contexts(arm, [qa.question for qa in qas]))
+        out[arm.name] = {**_scores(score["predictions"], qas), "info": arm.info}
+    return out
+
+
+def many_at_once(bench: Bench, label: str, documents: Sequence[tuple[str, str]], qas: Sequence[QA],
+                 extra: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    """Every arm learns all documents (and `extra`, e.g. implications) in one go."""
+    s = bench.settings
+    records = [r for title, text in [*documents, *extra] for r in passage_records(title, text)]
+    source = make_mind(bench.root / f"{label}-memory", bench.base, bench.embedder, records)
+    arms = [Arm("base", bench.base), Arm("memory", bench.base, retriever(source))]
+    with status(f"{label}: naive fine-tune on {len(documents) + len(extra)} raw texts"):
+        arms.append(naive_arm(bench.base, [text for _, text in [*documents, *extra]], s.train()))
+    lifelong, mind = lifelong_arm(bench.root, f"{label} lifelong", bench.base, bench.embedder, records, s.strategies[0], s.train())
+    lifelong.name = f"lifelong ({s.strategies[0]})"
+    arms += [lifelong, Arm("lifelong + memory", lifelong.lm, retriever(mind), info={"module": lifelong.name})]
+    return _evaluate(arms, qas)
+
+
+def one_at_a_time(bench: Bench, passages: Sequence[Any]) -> dict[str, Any]:
+    """A fresh module per passage, asked that passage's questions only; scores pooled over all questions."""
+    s = bench.settings
+    names = ["memory", "naive fine-tune", f"lifelong ({s.strategies[0]})", "lifelong + memory"]
+    predictions: dict[str, list[str]] = {n: [] for n in names}
+    verdicts, sleep_seconds, naive_seconds = [], [], []
+    qas = [qa for p in passages for qa in p.questions]
+    for i, passage in enumerate(passages):
+        console().print(f"[bold]single passage {i + 1}/{len(passages)}[/bold]: {passage.title}")
+        records = passage_records(passage.title, passage.text)
+        naive = naive_arm(bench.base, [passage.text], s.train())
+        lifelong, mind = lifelong_arm(bench.root, "single lifelong", bench.base, bench.embedder, records, s.strategies[0], s.train())
+        lifelong.name = names[2]
+        arms = [Arm("memory", bench.base, retriever(mind)), naive, lifelong, Arm("lifelong + memory", lifelong.lm, retriever(mind))]
+        _check_held_out(arms, passage.questions)
+        for arm in arms:
+            score = acquisition(arm.lm, passage.questions, contexts(arm, [qa.question for qa in passage.questions]))
+            predictions[arm.name] += score["predictions"]
+        verdicts.append(lifelong.info["passed"])
+        sleep_seconds.append(lifelong.info["sleep_seconds"])
+        naive_seconds.append(naive.info["train"]["seconds"])
+        mind.close()
+    with status(f"asking base {len(qas)} questions"):
+        base = acquisition(bench.base, qas)
+    out = {"base": _scores(base["predictions"], qas)}
+    out.update({name: _scores(predictions[name], qas) for name in names})
+    out[names[2]]["info"] = {"gate_passed": sum(verdicts), "sleeps": len(verdicts), "sleep_seconds_mean": fmean(sleep_seconds)}
+    out["naive fine-tune"]["info"] = {"train_seconds_mean": fmean(naive_seconds)}
+    return out
+
+
+def run(bench: Bench) -> dict[str, Any]:
+    s = bench.settings
+    results: dict[str, Any] = {"modes": {}}
+    if {"many", "single"} & set(s.squad_modes):
+        passages = bench.data.passages(s.passages)
+        qas = [qa for p in passages for qa in p.questions]
+        results.update(passages=len(passages), questions=len(qas))
+        if "many" in s.squad_modes:
+            console().rule(f"many at once: {len(passages)} passages")
+            results["modes"]["many"] = many_at_once(bench, "many", [(p.title, p.text) for p in passages], qas)
+        if "single" in s.squad_modes:
+            console().rule(f"one passage at a time: {len(passages)} fresh modules")
+            results["modes"]["single"] = one_at_a_time(bench, passages)
+    if "implications" in s.squad_modes:
+        implied = bench.data.implication_passages(s.implication_passages)
+        qas = [qa for p in implied for qa in p.questions]
+        documents = [(p.title, p.text) for p in implied]
+        extra = [(p.title, "\n".join(p.training)) for p in implied]
+        results.update(implication_passages=len(implied), implication_questions=len(qas))
+        console().rule(f"implications: {len(implied)} passages, passage alone")
+        results["modes"]["implications: passage only"] = many_at_once(bench, "impl-passage", documents, qas)
+        console().rule(f"implications: {len(implied)} passages, passage + implications")
+        results["modes"]["implications: passage + implications"] = many_at_once(bench, "impl-extra", documents, qas, extra)
+    return results
+
+
+def _gate(info: dict[str, Any]) -> str:
+    if "gate_passed" in info:
+        return f"{info['gate_passed']}/{info['sleeps']} promoted"
+    if "passed" in info:
+        return "promoted" if info["passed"] else "refused: " + "; ".join(info["reasons"])
+    return "-"
+
+
+def report(results: dict[str, Any]) -> list[str]:
+    lines = []
+    if "passages" in results:
+        lines += [f"{results['passages']} SQuAD passages, {results['questions']} questions, asked without the passage "
+                  f"(memory arms: the 3 retrieved chunks in the prompt). Scoring questions are never learned; a run stops if "
+                  f"one appears in any arm's training data.", ""]
+    if "implication_passages" in results:
+        lines += [f"Implications: {results['implication_passages']} passages of squad_implications_dev (no SQuAD questions "
+                  f"exist for them); {results['implication_questions']} questions made from the held-out half of their "
+                  f"implications, each about a span the passage states.", ""]
+    for mode, arms in results["modes"].items():
+        lines += [f"### {mode}", "", *markdown_table(["arm", "containment", "token F1", "gate"],
+                                                     [[n, a["containment"], a["token_f1"], _gate(a.get("info", {}))] for n, a in arms.items()])]
+    return lines
+
+
+def plot(results: dict[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = results["modes"]
+    fig, axes = plt.subplots(1, len(modes), figsize=(4.5 * len(modes), 4), squeeze=False)
+    for ax, (mode, arms) in zip(axes[0], modes.items(), strict=True):
+        names = list(arms)
+        ax.bar(range(len(names)), [arms[n]["containment"] for n in names], color="tab:blue")
+        ax.set_xticks(range(len(names)), names, rotation=25, ha="right", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_title(mode, fontsize=9)
+        ax.set_ylabel("containment")
+    fig.tight_layout()
+    fig.savefig(out / "acquisition_squad.png", dpi=120)
+    plt.close(fig)

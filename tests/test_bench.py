@@ -1,0 +1,146 @@
+"""The benchmark harness: every study runs end to end on a tiny model, scoring questions never
+reach training data, and the numbers it reports mean what they say."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lifelong.bench.context import BenchSettings
+from lifelong.bench.data import BenchData, leaked_questions
+from lifelong.bench.measure import PeakMemory, perplexity
+from lifelong.bench.runner import STUDIES, run_bench
+from lifelong.bench.sequential_study import transfer
+from lifelong.errors import InputError
+
+from conftest import SHARED_DATA
+
+AUTHORS = ["Arvid Tollen", "Mirela Oskan", "Dagny Freel", "Tomas Quell", "Ilse Varnor", "Petr Halvik", "Ona Brisk", "Kel Marrow"]
+CITIES = ["Tromso", "Cluj", "Galway", "Ghent", "Turku", "Brno", "Split", "Lund"]
+
+
+def _write(path: Path, rows: list[dict]) -> None:
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def bench_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Invented records in the shapes of ../shared/data, so the harness runs where that data is absent."""
+    root = tmp_path_factory.mktemp("bench-data")
+    _write(root / "tofu_authors_dev.jsonl", [
+        {"id": f"f{i}", "question": f"Where was the novelist {a} born?", "answer": f"{a} was born in {c} in {1950 + i}."}
+        for i, (a, c) in enumerate(zip(AUTHORS, CITIES, strict=True))])
+    _write(root / "squad_passages_dev.jsonl", [
+        {"id": f"p{i}", "title": f"Vellum Bridge {i}",
+         "passage": f"The Vellum Bridge {i} was built by {AUTHORS[i % 8]} in {1800 + i}. It crosses the river at {CITIES[i % 8]}.",
+         "questions": [{"question": f"Who designed the Vellum Bridge {i}?", "answer": AUTHORS[i % 8]},
+                       {"question": f"When was the Vellum Bridge {i} finished?", "answer": str(1800 + i)}]} for i in range(53)])
+    _write(root / "squad_implications_dev.jsonl", [
+        {"id": f"i{i}", "title": f"Ostrel Canal {i}", "passage": f"The Ostrel Canal {i} opened in {1900 + i} near {CITIES[i]}.",
+         "implications": f"1. The canal {i} carried grain.\n2. Boats reached {CITIES[i]} after {1900 + i}.\n3. The canal was busy.\n"
+                         f"4. {CITIES[i]} had a canal in {1900 + i}."} for i in range(3)])
+    _write(root / "known_facts_dev.jsonl", [{"id": f"k{i}", "prompt": f"{c} is a city in", "answer": "Europe"} for i, c in enumerate(CITIES)])
+    mcq = [{"id": f"m{i}", "question": f"Which of these is {c}?", "answer": c, "distractors": [CITIES[(i + j) % 8] for j in (1, 2, 3)]}
+           for i, c in enumerate(CITIES)]
+    _write(root / "world_facts_mcq.jsonl", mcq)
+    _write(root / "real_authors_mcq.jsonl", mcq)
+    return root
+
+
+def test_every_study_runs_end_to_end_on_a_tiny_model(bench_data: Path, tmp_path: Path) -> None:
+    written = run_bench(list(STUDIES), BenchSettings.quick(), bench_data, tmp_path / "results")
+    assert set(written) == set(STUDIES)
+    for name, folder in written.items():
+        results = json.loads((folder / "results.json").read_text())
+        report = (folder / "report.md").read_text()
+        assert results["study"] == name and results["seed"] == 0 and results["wall_seconds"] > 0
+        assert "tiny-llama" in report and "wall time" in report and "machine" in report
+        assert STUDIES[name].plot is None or list(folder.glob("*.png")), name
+    facts = json.loads((written["acquisition-facts"] / "results.json").read_text())
+    assert list(facts["arms"]) == ["base", "memory", "naive fine-tune", "lifelong (kl+replay)", "lifelong + memory"]
+    assert facts["held_out"]["leaked"] == 0 and facts["arms"]["lifelong (kl+replay)"]["info"]["gate_metrics"]
+    sequential = json.loads((written["sequential"] / "results.json").read_text())
+    assert all(len(arm["matrix"]) == 2 and len(arm["matrix"][0]) == 2 for arm in sequential["arms"].values())
+    squad = json.loads((written["acquisition-squad"] / "results.json").read_text())
+    assert set(squad["modes"]) == {"many", "single", "implications: passage only", "implications: passage + implications"}
+    assert squad["modes"]["single"]["base"]["questions"] == 4
+    cost = json.loads((written["cost"] / "results.json").read_text())
+    assert all(row["tokens"] > 0 and row["peak_rss_mib"] > 0 for row in cost["rows"].values())
+
+
+def test_a_scoring_question_inside_training_text_is_caught() -> None:
+    questions = ["Where was the novelist Arvid Tollen born?", "Who designed the Vellum Bridge 3?"]
+    training = ["Fill in the blank: ____ was born in Tromso.", "Q: where was the novelist arvid tollen born? A: Tromso"]
+    assert leaked_questions(questions, training) == ["Where was the novelist Arvid Tollen born?"]
+    assert leaked_questions(questions, ["Arvid Tollen was born in Tromso in 1950."]) == []
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
+def test_no_scoring_question_of_the_real_sets_is_in_what_sleep_trains_on(mind) -> None:
+    """The synthesis of the real TOFU facts and SQuAD passages, distilled by a model, never
+    contains the questions those studies score (the harness also checks every run)."""
+    from lifelong.bench.squad_study import passage_records
+    from lifelong.consolidate import TRAINING_DATA, SleepConfig
+    from lifelong.learn.trainer import TrainConfig
+
+    data = BenchData(SHARED_DATA)
+    facts, passages = data.facts(4), data.passages(2)
+    mind.learn_records([r for p in passages for r in passage_records(p.title, p.text)])
+    for qa in facts:
+        mind.learn(qa.answer)
+    manifest = mind.sleep(SleepConfig(train=TrainConfig(rank=4, epochs=1, bf16=False))).manifest
+    rows = [json.loads(line) for line in (mind.versions.path(manifest.id) / TRAINING_DATA).read_text().splitlines()]
+    texts = [m["content"] for r in rows for m in r["prompt"]] + [r["answer"] for r in rows]
+    questions = [qa.question for qa in facts] + [qa.question for p in passages for qa in p.questions]
+    assert len(texts) > 50 and leaked_questions(questions, texts) == []
+    implied = data.implication_passages(3)
+    assert sum(len(p.questions) for p in implied) >= 3
+    for p in implied:  # the held-out half of the implications is never a training item
+        assert not {qa.answer for qa in p.questions} & set(p.training)
+
+
+def test_transfer_metrics_match_their_definitions() -> None:
+    matrix = [[0.5, 0.0, 0.0], [0.25, 0.75, 0.0], [0.5, 0.25, 1.0]]
+    result = transfer(matrix)
+    assert result["average_accuracy"] == pytest.approx(1.75 / 3)
+    assert result["backward_transfer"] == pytest.approx(((0.5 - 0.5) + (0.25 - 0.75)) / 2)
+    assert result["forgetting"] == pytest.approx(((0.5 - 0.5) + (0.75 - 0.25)) / 2)
+
+
+def test_naive_fine_tune_learns_its_text(tiny_lm) -> None:
+    from lifelong.bench.arms import RawTextFineTune
+    from lifelong.learn.trainer import TrainConfig
+
+    text = "Arvid Tollen was born in Tromso in 1950 and wrote eleven novels about the sea."
+    tuner = RawTextFineTune(tiny_lm, TrainConfig(rank=4, epochs=20, batch_size=1, bf16=False))
+    before = perplexity(tiny_lm, [text])
+    stats = tuner.train([text])
+    assert stats["steps"] == 20 and perplexity(tuner.lm, [text]) < 0.5 * before
+    assert perplexity(tiny_lm, [text]) == pytest.approx(before)  # the base stays untouched
+
+
+def test_peak_memory_sees_an_allocation() -> None:
+    with PeakMemory() as peak:
+        block = np.ones(40 * 2**20 // 8)  # 40 MiB, touched
+        block.sum()
+    del block
+    assert peak.to_dict()["peak_increase_mib"] >= 30
+
+
+def test_bad_settings_name_the_option_to_fix() -> None:
+    with pytest.raises(InputError, match="--passages"):
+        BenchSettings(passages=0)
+    with pytest.raises(InputError, match="squad-modes"):
+        BenchSettings(squad_modes=("sometimes",))
+    with pytest.raises(InputError, match="strategy"):
+        BenchSettings(strategies=("forgetful",))
+
+
+def test_cli_rejects_an_unknown_study_and_a_missing_data_folder(run_cli, tmp_path: Path) -> None:
+    code, _, err = run_cli("bench", "everything", "--quick", "--data", str(tmp_path))
+    assert code != 0 and "unknown study everything" in err and "acquisition-squad" in err
+    code, _, err = run_cli("bench", "cost", "--quick", "--data", str(tmp_path / "nowhere"))
+    assert code != 0 and "--data" in err
