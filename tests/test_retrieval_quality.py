@@ -21,6 +21,6 @@ def test_hybrid_beats_each_half_on_tofu(mind: Mind) -> None:
             hits = mind.retriever.search(record["question"], 5, mode=mode, query_vector=vector)
             found += memory_id in [h.memory.id for h in hits]
         recall_at_5[mode] = found / len(records)
-    # Measured 0.847 / 0.843 / 0.900 (benchmarks/retrieval_quality.py); a drop below is a regression.
+    # Measured 0.847 / 0.843 / 0.900 (`lifelong bench retrieval`); a drop below is a regression.
     assert recall_at_5["hybrid"] > max(recall_at_5["keyword"], recall_at_5["vector"]), recall_at_5
     assert recall_at_5["hybrid"] >= 0.89, recall_at_5
