@@ -28,7 +28,7 @@ from lifelong.learn.rehearsal import rehearsal_examples
 from lifelong.learn.strategies import Strategy, parse_strategy
 from lifelong.learn.synthesis import MODEL_QUESTION_REQUEST, TrainingExample, data_hash, synthesise, whole_sentences
 from lifelong.learn.teacher import Teacher, TeacherConfig
-from lifelong.learn.trainer import AnchorKL, TrainConfig, attach_lora, train_module
+from lifelong.learn.trainer import TrainConfig, attach_lora, train_module
 from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
 from lifelong.prompt import build_messages, closed_book
