@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from lifelong.bench import EXPECTED_FULL_RUN
 from lifelong.errors import LifelongError
 from lifelong.memory.records import TRUST_LEVELS
 from lifelong.mind import Answer, LearnReport, Mind
@@ -411,11 +412,9 @@ def demo(
 
 BENCH_HELP = (
     "Run benchmark studies side by side (base, memory, naive fine-tune, lifelong, lifelong + memory) and write "
-    "results/<study>/<timestamp>/ with results.json, PNG plots and report.md. Studies: acquisition-squad, "
-    "acquisition-facts, retention, sequential, cost, retrieval, or all. Full runs on SmolLM2-135M, 2 CPU cores: "
-    "acquisition-squad about 3 h (50 passages, three modes); acquisition-facts about 60 min (100 facts) and retention "
-    "10 min more when run with it; sequential about 35 min (5 sleeps of 8 facts); cost about 8 min; retrieval about 1 min. "
-    "--quick runs every study on a tiny random model in a few minutes."
+    "results/<study>/<timestamp>/ with results.json, PNG plots and report.md. Studies, in order, or all. "
+    "Full runs on SmolLM2-135M, 2 CPU cores: " + "; ".join(f"{name} {time}" for name, time in EXPECTED_FULL_RUN.items())
+    + ". --quick runs every study on a tiny random model in a few minutes."
 )
 
 

@@ -23,7 +23,6 @@ from lifelong.memory.records import NewMemory
 from lifelong.memory.retrieval import MODES
 from lifelong.progress import track
 
-EXPECTED = "about 2 min"
 K = 5
 
 

@@ -26,32 +26,25 @@ class Study:
     report: str
     plot: str | None
     title: str
-    expected: str  # full-run time on the default model, 2 CPU cores
 
     def function(self, name: str) -> Callable[..., Any]:
         return getattr(importlib.import_module(f"lifelong.bench.{self.module}"), name)
 
 
 STUDIES = {
-    "acquisition-squad": Study("squad_study", "run", "report", "plot", "Acquisition: SQuAD passages, answered closed-book",
-                               "about 3 h for 50 passages in all three modes"),
+    "acquisition-squad": Study("squad_study", "run", "report", "plot", "Acquisition: SQuAD passages, answered closed-book"),
     "acquisition-facts": Study("facts_study", "run_acquisition", "report_acquisition", "plot_acquisition",
-                               "Acquisition: fictitious TOFU facts", "about 60 min for 100 facts (its arms are shared with retention)"),
+                               "Acquisition: fictitious TOFU facts"),
     "retention": Study("facts_study", "run_retention", "report_retention", "plot_retention",
-                       "Retention: what every arm still knows after learning", "about 10 min after acquisition-facts, 70 min alone"),
-    "sequential": Study("sequential_study", "run", "report", "plot", "Sequential: K sleeps over K batches",
-                        "about 35 min for 5 sleeps of 8 facts"),
-    "cost": Study("cost_study", "run", "report", None, "Cost of a sleep against the naive loop", "about 8 min on 15 facts"),
-    "retrieval": Study("retrieval_study", "run", "report", "plot", "Retrieval quality and latency", "about 1 min"),
+                       "Retention: what every arm still knows after learning"),
+    "sequential": Study("sequential_study", "run", "report", "plot", "Sequential: K sleeps over K batches"),
+    "cost": Study("cost_study", "run", "report", None, "Cost of a sleep against the naive loop"),
+    "retrieval": Study("retrieval_study", "run", "report", "plot", "Retrieval quality and latency"),
 }
 
 
 def study_names() -> list[str]:
     return list(STUDIES)
-
-
-def expected_times() -> str:
-    return "; ".join(f"{name}: {study.expected}" for name, study in STUDIES.items())
 
 
 def load_base(model: str) -> Any:

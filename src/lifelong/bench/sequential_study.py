@@ -15,7 +15,6 @@ from lifelong.bench.output import markdown_table
 from lifelong.progress import console, status
 from lifelong.scoring import contains_answer
 
-EXPECTED = "about 35 min for 5 sleeps of 8 facts"
 SEAL_BWT = -0.19  # Zweiger et al. 2025, sequential self-edits on Qwen2.5-7B (reported, approximate)
 ARMS = ("memory", "naive fine-tune", "lifelong", "lifelong + memory")
 

@@ -29,7 +29,6 @@ from lifelong.memory.records import NewMemory
 from lifelong.progress import console, status
 from lifelong.scoring import contains_answer, token_f1
 
-EXPECTED = "about 3 h for 50 passages in all three modes"
 
 
 def passage_records(title: str, text: str) -> list[NewMemory]:
