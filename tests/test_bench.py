@@ -66,7 +66,7 @@ def test_every_study_runs_end_to_end_on_a_tiny_model(bench_data: Path, tmp_path:
     assert all(len(arm["matrix"]) == 2 and len(arm["matrix"][0]) == 2 for arm in sequential["arms"].values())
     squad = json.loads((written["acquisition-squad"] / "results.json").read_text())
     assert set(squad["modes"]) == {"many", "single", "implications: passage only", "implications: passage + implications"}
-    assert squad["modes"]["single"]["base"]["questions"] == 4
+    assert squad["modes"]["single"]["arms"]["base"]["questions"] == 4
     cost = json.loads((written["cost"] / "results.json").read_text())
     assert all(row["tokens"] > 0 and row["peak_rss_mib"] > 0 for row in cost["rows"].values())
 
@@ -144,3 +144,25 @@ def test_cli_rejects_an_unknown_study_and_a_missing_data_folder(run_cli, tmp_pat
     assert code != 0 and "unknown study everything" in err and "acquisition-squad" in err
     code, _, err = run_cli("bench", "cost", "--quick", "--data", str(tmp_path / "nowhere"))
     assert code != 0 and "--data" in err
+
+
+def test_retention_leaves_out_items_whose_fact_the_anti_forgetting_prompts_train() -> None:
+    from lifelong.bench.measure import shared_fact
+
+    anchors = [("What is the largest ocean on Earth?", "The Pacific Ocean is the largest ocean."),
+               ("What is the main language spoken in Brazil?", "Portuguese is spoken in Brazil.")]
+    assert shared_fact("What is the name of the largest ocean on Earth?", "Pacific", anchors) == anchors[0][0]
+    assert shared_fact("In Singapore, the language spoken is", "English", anchors) is None
+    assert shared_fact("Who wrote 'Pride and Prejudice'?", "Jane Austen", anchors) is None
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
+def test_implication_questions_never_contain_their_answer() -> None:
+    from lifelong.scoring import normalize_answer
+
+    implied = BenchData(SHARED_DATA).implication_passages(50)
+    questions = [qa for p in implied for qa in p.questions]
+    assert len(questions) >= 50
+    for qa in questions:
+        assert f" {normalize_answer(qa.key)} " not in f" {normalize_answer(qa.question)} ", qa
+    assert all(len(item.split()) >= 5 for p in implied for item in p.training)

@@ -24,7 +24,7 @@ from lifelong.evaluate.probes import (
 )
 from lifelong.learn.anchors import HELD_OUT_CHAT, HELD_OUT_RAW
 from lifelong.learn.drift import continuation_kl, continuation_rows
-from lifelong.learn.rehearsal import rehearsal_examples
+from lifelong.learn.rehearsal import base_rehearsal
 from lifelong.learn.strategies import Strategy, parse_strategy
 from lifelong.learn.synthesis import MODEL_QUESTION_REQUEST, TrainingExample, data_hash, synthesise, whole_sentences
 from lifelong.learn.teacher import Teacher, TeacherConfig
@@ -148,7 +148,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     earlier = _read_examples(registry.path(parent_id) / TRAINING_DATA) if parent else []
     replay = [e for e in earlier if e.memory_ids and all(i in current for i in e.memory_ids)]
     if strategy.replay:
-        replay += foundation.memo("rehearsal examples", lambda: rehearsal_examples(foundation))
+        replay += base_rehearsal(foundation)
     report(f"synthesised {len(examples)} examples ({len(replay)} for replay)")
 
     parent_adapter = registry.path(parent_id) / ADAPTER if parent and parent.kind == "module" else None
@@ -251,7 +251,7 @@ def _lost_probes(metrics: dict[str, Any]) -> float:
 def kl_to_base(base: LanguageModel, model: LanguageModel) -> float:
     """Mean KL(base || model) per token of the base's own continuations of the held-out
     anchors (0 for the base itself): how much of what the base would say has moved."""
-    rows = base.memo("held-out continuation rows", lambda: continuation_rows(base, HELD_OUT_CHAT, HELD_OUT_RAW))
+    rows = base.memo(("held-out anchor rows", 16), lambda: continuation_rows(base, HELD_OUT_CHAT, HELD_OUT_RAW))
     return continuation_kl(base, model, rows)
 
 

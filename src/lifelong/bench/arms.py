@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lifelong.bench.data import leaked_questions
 from lifelong.consolidate import ADAPTER, TRAINING_DATA, SleepConfig, _with_adapter
 from lifelong.learn.trainer import TrainConfig, attach_lora
 from lifelong.memory.records import Memory, NewMemory
@@ -36,6 +37,29 @@ class Arm:
     retrieve: Retrieve | None = None
     info: dict[str, Any] = field(default_factory=dict)
     training_texts: list[str] = field(default_factory=list)  # every prompt and answer it trained on
+
+
+def check_held_out(arms: Sequence[Arm], questions: Sequence[str]) -> dict[str, Any]:
+    """Stop the run if any scoring question is inside any arm's training data."""
+    for arm in arms:
+        leaked = leaked_questions(list(questions), arm.training_texts)
+        if leaked:
+            raise RuntimeError(f"{arm.name} trained on {len(leaked)} scoring questions, e.g. {leaked[0]!r}: the benchmark is void")
+    return {"questions": len(questions), "training_texts_checked": {a.name: len(a.training_texts) for a in arms}, "leaked": 0}
+
+
+def gate_summary(info: dict[str, Any]) -> str:
+    """How the gate judged a lifelong arm's module, for report tables ("-" for other arms)."""
+    if "gate_passed" in info:
+        return f"{info['gate_passed']}/{info['sleeps']} promoted"
+    if "passed" not in info:
+        return "-"
+    return "promoted" if info["passed"] else "refused: " + "; ".join(info["reasons"])
+
+
+def with_memory(arm: Arm, mind: Mind) -> Arm:
+    """The lifelong arm's module with retrieval on top (its gate verdict travels with it)."""
+    return Arm("lifelong + memory", arm.lm, retriever(mind), info={k: v for k, v in arm.info.items() if k in ("passed", "reasons")})
 
 
 def make_mind(path: Path, base: LanguageModel, embedder: Any, records: Sequence[NewMemory]) -> Mind:
@@ -81,7 +105,7 @@ def sleep_once(mind: Mind, strategy: str, train: TrainConfig, label: str) -> dic
     folder = mind.versions.path(manifest.id)
     rows = [json.loads(line) for line in (folder / TRAINING_DATA).read_text(encoding="utf-8").splitlines() if line.strip()]
     return {
-        "lm": _with_adapter(mind.base_model, folder / ADAPTER),
+        "adapter": folder / ADAPTER,
         "info": {"version": manifest.id, "activated": result.activated, "passed": manifest.verdict.passed,
                  "reasons": manifest.verdict.reasons, "gate_metrics": manifest.metrics, "sleep_seconds": seconds,
                  "strategy": strategy},
@@ -97,13 +121,15 @@ def lifelong_arm(root: Path, name: str, base: LanguageModel, embedder: Any, reco
         shutil.rmtree(path)
     mind = make_mind(path, base, embedder, records)
     slept = sleep_once(mind, strategy, train, name)
-    return Arm(name, slept["lm"], info=slept["info"], training_texts=slept["training_texts"]), mind
+    lm = _with_adapter(mind.base_model, slept["adapter"])  # the candidate, promoted or not
+    return Arm(name, lm, info=slept["info"], training_texts=slept["training_texts"]), mind
 
 
 class RawTextFineTune:
-    """The naive baseline: a LoRA (same rank, targets, learning rate and epochs as a sleep)
-    trained on the raw text with next-token loss on every token, fp32, padded batches; calling
-    `train` again continues the same adapter (sequential fine-tuning)."""
+    """The naive baseline: a LoRA (same rank, targets, learning rate, epochs, weight decay and
+    gradient clipping as a sleep) trained on the raw text with next-token loss on every token,
+    fp32, padded batches. A text longer than max_length is cut into consecutive windows, so
+    nothing is dropped. Calling `train` again continues the same adapter (sequential fine-tuning)."""
 
     def __init__(self, base: LanguageModel, config: TrainConfig) -> None:
         self.base, self.config = base, config
@@ -118,11 +144,12 @@ class RawTextFineTune:
 
         tokenizer, config = self.base.tokenizer, self.config
         eos = tokenizer.eos_token_id
-        encoded = [(self.base.encode(t) + [eos])[: config.max_length] for t in texts]
+        encoded = [window for t in texts for window in _windows(self.base.encode(t) + [eos], config.max_length)]
         rng = random.Random(config.seed + self.rounds)
         self.rounds += 1
         self.texts += list(texts)
-        optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=config.learning_rate)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
         pad = tokenizer.pad_token_id
         steps_per_epoch = (len(encoded) + config.batch_size - 1) // config.batch_size
         total, step, tokens, loss_value = steps_per_epoch * config.epochs, 0, 0, float("nan")
@@ -141,6 +168,7 @@ class RawTextFineTune:
                 loss = self.model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
                 optimizer.step()
                 tokens += int(attention.sum())
                 step += 1
@@ -149,7 +177,11 @@ class RawTextFineTune:
         self.model.eval()
         seconds = time.perf_counter() - start
         return {"seconds": seconds, "tokens": tokens, "steps": step, "tokens_per_second": tokens / seconds if seconds else 0.0,
-                "final_loss": loss_value, "texts": len(texts)}
+                "final_loss": loss_value, "texts": len(texts), "windows": len(encoded)}
+
+
+def _windows(ids: list[int], length: int) -> list[list[int]]:
+    return [ids[i : i + length] for i in range(0, len(ids), length) if len(ids[i : i + length]) > 1]
 
 
 def naive_arm(base: LanguageModel, texts: Sequence[str], train: TrainConfig, name: str = "naive fine-tune") -> Arm:

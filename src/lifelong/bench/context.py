@@ -7,10 +7,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lifelong.bench.arms import Arm, lifelong_arm, make_mind, naive_arm, retriever
+from lifelong.bench.arms import Arm, contexts, lifelong_arm, make_mind, naive_arm, retriever, with_memory
 from lifelong.bench.data import BenchData
 from lifelong.bench.measure import RetentionSuite, acquisition
-from lifelong.bench.arms import contexts
 from lifelong.consolidate import SleepConfig
 from lifelong.evaluate.knowledge import QA
 from lifelong.learn.strategies import parse_strategy
@@ -46,9 +45,17 @@ class BenchSettings:
         return cls(**{**sizes, **overrides})
 
     def __post_init__(self) -> None:
-        for strategy in self.strategies:
-            parse_strategy(strategy)  # a bad name fails before any model loads
         from lifelong.errors import InputError
+
+        if not self.strategies:
+            raise InputError("--strategies is empty; name at least one, e.g. kl+replay")
+        if not self.squad_modes:
+            raise InputError("--squad-modes is empty; use many, single and/or implications")
+        for strategy in self.strategies:
+            try:
+                parse_strategy(strategy)  # a bad name fails before any model loads
+            except InputError as exc:
+                raise InputError(f"--strategies: {exc}") from exc
 
         for name in ("facts", "passages", "implication_passages", "sleeps", "batch_facts", "cost_facts", "known", "epochs"):
             if getattr(self, name) < 1:
@@ -102,7 +109,7 @@ class Bench:
                 arm.name = name
                 arms[name] = arm
                 if strategy == self.settings.strategies[0]:
-                    arms["lifelong + memory"] = Arm("lifelong + memory", arm.lm, retriever(mind), info={"module": name})
+                    arms["lifelong + memory"] = with_memory(arm, mind)
             self._fact_arms = arms
         return self._fact_arms
 

@@ -4,8 +4,6 @@ trainers behind it against the naive loops a user would write, on the same data.
 from __future__ import annotations
 
 import copy
-import ctypes
-import gc
 import random
 import time
 from dataclasses import replace
@@ -13,24 +11,19 @@ from typing import Any
 
 from lifelong.bench.arms import RawTextFineTune, make_mind, sleep_once
 from lifelong.bench.context import Bench, fact_record
-from lifelong.bench.measure import PeakMemory
+from lifelong.bench.measure import PeakMemory, release_memory
 from lifelong.bench.output import markdown_table
 from lifelong.consolidate import TRAINING_DATA, _read_examples
-from lifelong.learn.rehearsal import rehearsal_examples
+from lifelong.learn.rehearsal import base_rehearsal
 from lifelong.learn.strategies import parse_strategy
-from lifelong.learn.trainer import TrainConfig, attach_lora, encode_example, train_module
+from lifelong.learn.trainer import (
+    TrainConfig,
+    attach_lora,
+    encode_example,
+    train_module,
+)
 from lifelong.model.language_model import LanguageModel
 from lifelong.progress import status
-
-
-
-def release_memory() -> None:
-    """Hand freed memory back to the OS, so one row's peak does not hide in the next's."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def naive_peft_loop(base: LanguageModel, examples: list, config: TrainConfig) -> dict[str, float]:
@@ -68,7 +61,7 @@ def naive_peft_loop(base: LanguageModel, examples: list, config: TrainConfig) ->
 
 def run(bench: Bench) -> dict[str, Any]:
     s = bench.settings
-    qas = bench.data.facts(s.cost_facts)
+    qas = bench.data.facts(s.cost_facts, "--cost-facts")
     strategy, train = s.strategies[0], s.train()
     rows: dict[str, dict[str, Any]] = {}
 
@@ -80,16 +73,16 @@ def run(bench: Bench) -> dict[str, Any]:
     rows[f"lifelong sleep ({strategy}): synthesis + training + gate"] = {
         "seconds": slept["info"]["sleep_seconds"], "train_seconds": metrics["train_seconds"], "tokens": metrics["train_tokens"],
         "tokens_per_second": metrics["tokens_per_second"], **peak.to_dict()}
-    examples = [e for e in _read_examples(mind.versions.path(slept["info"]["version"]) / TRAINING_DATA)]
-    replay = rehearsal_examples(bench.base) if parse_strategy(strategy).replay else []
+    examples = _read_examples(mind.versions.path(slept["info"]["version"]) / TRAINING_DATA)
+    replay = base_rehearsal(bench.base) if parse_strategy(strategy).replay else []
 
     one_epoch = replace(train, epochs=1)
     for name, objective, config in ((f"lifelong trainer, {strategy}, 1 epoch", strategy, one_epoch),
                                     ("lifelong trainer, naive objective, 1 epoch", "naive", one_epoch)):
         release_memory()
-        lm = LanguageModel(copy.deepcopy(bench.base.model), bench.base.tokenizer, bench.base.name, bench.base.needs_bos)
-        model = attach_lora(lm, config)
-        with status(f"cost: {name}"), PeakMemory() as peak:
+        with status(f"cost: {name}"), PeakMemory() as peak:  # the model copy inside, as in the naive rows
+            lm = LanguageModel(copy.deepcopy(bench.base.model), bench.base.tokenizer, bench.base.name, bench.base.needs_bos)
+            model = attach_lora(lm, config)
             stats = train_module(bench.base, model, examples, parse_strategy(objective), config,
                                  replay=replay if objective == strategy else ())
         rows[name] = {"seconds": stats.seconds, "train_seconds": stats.seconds, "tokens": stats.tokens,
@@ -112,8 +105,9 @@ def report(results: dict[str, Any]) -> list[str]:
     rows = [[name, r["seconds"], r["train_seconds"], r["tokens"], r["tokens_per_second"], r["peak_rss_mib"], r["peak_increase_mib"]]
             for name, r in results["rows"].items()]
     return [f"{results['facts']} TOFU facts; the sleep synthesised {results['examples']} examples (plus "
-            f"{results['replay_examples']} rehearsal examples for replay). The trainer rows retrain on exactly those "
-            f"examples for one epoch; the naive fine-tune trains on the raw sentences as the baseline arm does. Peak "
-            f"memory is the process's resident set, sampled every 20 ms (the loaded base model and embedder included); "
-            f"'increase' is over the row's start.", "",
+            f"{results['replay_examples']} rehearsal examples for replay). The trainer rows retrain on those examples for one "
+            f"epoch (the default objective adds the replay examples and the KL anchor passes); the naive fine-tune trains on the raw sentences as the baseline arm does. Peak "
+            f"memory is the process's resident set, sampled every 20 ms (everything the process holds included: the "
+            f"base model, the embedder, and in `bench all` the arms of earlier studies); 'increase' is over the row's start "
+            f"and includes each row's copy of the model.", "",
             *markdown_table(["what", "wall s", "train s", "tokens", "tokens/s", "peak RSS MiB", "increase MiB"], rows)]

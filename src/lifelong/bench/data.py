@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lifelong.errors import InputError
 from lifelong.evaluate.knowledge import QA, key_span, read_jsonl
-from lifelong.learn.synthesis import salient_spans, span_question
+from lifelong.learn.synthesis import QUESTION_WORDS, _span_kind, salient_spans
 from lifelong.scoring import normalize_answer
 
 FILES = {
@@ -56,15 +56,22 @@ class BenchData:
         self.passages_file = passages_file
 
     def _read(self, key: str) -> list[dict]:
-        path = self.passages_file if key == "passages" and self.passages_file else self.root / FILES[key]
+        if key == "passages" and self.passages_file:
+            if not self.passages_file.is_file():
+                raise InputError(f"--passages-file {self.passages_file} is missing; pass a SQuAD-shaped JSONL file")
+            return read_jsonl(self.passages_file)
+        path = self.root / FILES[key]
         if not path.is_file():
             raise InputError(f"{path} is missing; pass --data with a folder holding {FILES[key]}")
         return read_jsonl(path)
 
-    def facts(self, n: int) -> list[QA]:
+    def facts(self, n: int, option: str = "--facts") -> list[QA]:
         """The first n TOFU questions whose answer has a key span the question does not give away."""
         qas = [QA(r["question"], r["answer"], key_span(r["question"], r["answer"])) for r in self._read("facts")]
-        return _at_least([qa for qa in qas if qa.key != qa.answer][:n], n, "facts", FILES["facts"])
+        return _at_least([qa for qa in qas if qa.key != qa.answer][:n], n, option, FILES["facts"])
+
+    def fact_rows(self) -> list[dict]:
+        return self._read("facts")
 
     def passages(self, n: int) -> list[Passage]:
         rows = self._read("passages")
@@ -75,21 +82,24 @@ class BenchData:
                 raise InputError(f"passage {i + 1} ({row.get('id')}) needs 'passage' and 'questions' fields")
         passages = [Passage(r["id"], r.get("title", ""), r["passage"],
                             [QA(q["question"], q["answer"], q["answer"]) for q in r["questions"]]) for r in rows[:n]]
-        return _at_least(passages, n, "passages", str(self.passages_file or FILES["passages"]))
+        return _at_least(passages, n, "--passages", str(self.passages_file or FILES["passages"]))
 
     def held_out_text(self) -> list[str]:
-        """General text for perplexity: SQuAD passages no study learns (the file's last 50)."""
-        return [r["passage"] for r in self._read("passages")[-HELD_OUT_TEXTS:]]
+        """General text for perplexity: SQuAD passages no study learns (the default file's last 50,
+        whatever --passages-file says)."""
+        path = self.root / FILES["passages"]
+        if not path.is_file():
+            raise InputError(f"{path} is missing; pass --data with a folder holding {FILES['passages']}")
+        return [r["passage"] for r in read_jsonl(path)[-HELD_OUT_TEXTS:]]
 
     def implication_passages(self, n: int) -> list[ImplicationPassage]:
         out = []
         for row in self._read("implications")[:n]:
-            items = [re.sub(r"^\s*(?:\d+[.)]|[-*])\s*", "", line).replace("**", "").strip() for line in row["implications"].splitlines()]
-            items = [i for i in items if i]
+            items = _numbered_items(row["implications"])
             training, scored = items[0::2], items[1::2]
             questions = [q for q in (_implication_question(s, row["passage"]) for s in scored) if q]
             out.append(ImplicationPassage(row["id"], row.get("title", ""), row["passage"], training, questions))
-        return _at_least(out, n, "implication passages", FILES["implications"])
+        return _at_least(out, n, "--implication-passages", FILES["implications"])
 
     def known(self, n: int) -> list[dict]:
         return self._read("known")[:n]
@@ -101,28 +111,46 @@ class BenchData:
         return self._read("authors_mcq")
 
 
+def _numbered_items(text: str) -> list[str]:
+    """The teacher's numbered statements ("1. ..."), markup removed, once each; headings,
+    prose and copies of the passage around the list are not implications."""
+    items: list[str] = []
+    for line in text.splitlines():
+        match = re.match(r"^\s*\d+[.)]\s+(.*)$", line)
+        if match:
+            item = match.group(1).replace("**", "").strip()
+            if len(item.split()) >= 5 and item not in items:
+                items.append(item)
+    return items
+
+
 def _implication_question(statement: str, passage: str) -> QA | None:
     """A question about the first salient span of a held-out implication that the passage
-    itself states (so the passage alone is enough to answer it)."""
+    itself states (so the passage alone is enough to answer it), replaced as a whole word so
+    the question never still contains its answer."""
     passage_norm = f" {normalize_answer(passage)} "
     for span in sorted(salient_spans(statement), key=statement.find):
-        if f" {normalize_answer(span)} " in passage_norm:
-            return QA(span_question(statement, span), statement, span)
+        if f" {normalize_answer(span)} " not in passage_norm:
+            continue
+        question = re.sub(rf"(?<!\w){re.escape(span)}(?!\w)", QUESTION_WORDS[_span_kind(span)], statement, count=1)
+        question = question.rstrip(".!") + "?"
+        if question != statement.rstrip(".!") + "?" and f" {normalize_answer(span)} " not in f" {normalize_answer(question)} ":
+            return QA(question, statement, span)
     return None
 
 
-def _at_least(items: list, n: int, what: str, source: str) -> list:
+def _at_least(items: list, n: int, option: str, source: str) -> list:
     if len(items) < n:
-        raise InputError(f"asked for {n} {what} but {source} has {len(items)} usable ones; ask for at most {len(items)}")
+        raise InputError(f"{option} asks for {n} items but {source} has {len(items)} usable ones; lower {option} to at most {len(items)}")
     return items
 
 
 def leaked_questions(questions: list[str], training_texts: list[str]) -> list[str]:
     """Scoring questions that appear (normalised) inside any training prompt or answer."""
-    corpus = [normalize_answer(t) for t in training_texts]
+    corpus = [f" {normalize_answer(t)} " for t in training_texts]
     leaked = []
     for question in questions:
-        q = normalize_answer(question)
-        if q and any(q in text for text in corpus):
+        q = f" {normalize_answer(question)} "
+        if q.strip() and any(q in text for text in corpus):
             leaked.append(question)
     return leaked

@@ -6,30 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lifelong.bench.arms import check_held_out, gate_summary
 from lifelong.bench.context import Bench
-from lifelong.bench.data import leaked_questions
 from lifelong.bench.output import markdown_table
 from lifelong.progress import status
 
-GATE_FREE_ARMS = ("base", "memory", "naive fine-tune")
-
 
 def held_out_check(bench: Bench) -> dict[str, Any]:
-    """No scoring question inside any arm's training data (fails the run if one is)."""
-    questions = [qa.question for qa in bench.facts()]
-    checked = {}
-    for name, arm in bench.fact_arms().items():
-        leaked = leaked_questions(questions, arm.training_texts)
-        if leaked:
-            raise RuntimeError(f"{name} trained on {len(leaked)} scoring questions, e.g. {leaked[0]!r}: the benchmark is void")
-        checked[name] = len(arm.training_texts)
-    return {"questions": len(questions), "training_texts_checked": checked, "leaked": 0}
-
-
-def gate(arm_info: dict[str, Any]) -> str:
-    if "passed" not in arm_info:
-        return "-"
-    return "promoted" if arm_info["passed"] else "refused: " + "; ".join(arm_info["reasons"])
+    """No fact question inside any arm's training data (the run stops if one is)."""
+    return check_held_out(list(bench.fact_arms().values()), [qa.question for qa in bench.facts()])
 
 
 def run_acquisition(bench: Bench) -> dict[str, Any]:
@@ -43,7 +28,7 @@ def run_acquisition(bench: Bench) -> dict[str, Any]:
 
 
 def report_acquisition(results: dict[str, Any]) -> list[str]:
-    rows = [[name, a["containment"], a["rouge_l_recall"], a["token_f1"], gate(a["info"]),
+    rows = [[name, a["containment"], a["rouge_l_recall"], a["token_f1"], gate_summary(a["info"]),
              a["info"].get("sleep_seconds") or a["info"].get("train", {}).get("seconds")] for name, a in results["arms"].items()]
     return [f"{results['facts']} TOFU facts (fictitious authors), one question each, asked closed-book "
             f"(memory arms: with the 3 retrieved memories in the prompt). Scoring questions found in training data: "
@@ -53,7 +38,10 @@ def report_acquisition(results: dict[str, Any]) -> list[str]:
 
 def run_retention(bench: Bench) -> dict[str, Any]:
     suite = bench.retention()
-    results: dict[str, Any] = {"facts": len(bench.facts()), "sizes": suite.sizes(), "arms": {}}
+    held_out = held_out_check(bench)
+    suite.leave_out_trained([text for arm in bench.fact_arms().values() for text in arm.training_texts])
+    results: dict[str, Any] = {"facts": len(bench.facts()), "sizes": suite.sizes(), "held_out": held_out,
+                               "excluded": suite.excluded, "arms": {}}
     for name, arm in bench.fact_arms().items():
         with status(f"retention: measuring {name}"):
             measured = suite.measure(arm.lm, arm.retrieve)
@@ -70,7 +58,9 @@ def report_retention(results: dict[str, Any]) -> list[str]:
             f"correctly; world MCQ {sizes['world_mcq']} and real-authors MCQ {sizes['authors_mcq']} questions (4-way, by "
             f"length-normalised likelihood; memory arms with retrieved notes in the prompt); perplexity on "
             f"{sizes['held_out_texts']} held-out Wikipedia passages; KL per token to the base along its continuations of "
-            f"16 held-out anchor prompts. Memory arms share their weights' cloze, perplexity and KL.", "",
+            f"the held-out anchor prompts. Memory arms share their weights' cloze, perplexity and KL. Items that share "
+            f"their answer and a content word with a rehearsal or training-anchor prompt (what the anti-forgetting "
+            f"objectives train on) are left out of every arm: {sizes['excluded']} of them, listed in results.json.", "",
             *markdown_table(["arm", "known facts kept", "world MCQ", "authors MCQ", "perplexity", "KL to base", "acquisition"], rows)]
 
 

@@ -8,6 +8,8 @@ own continuations of the held-out anchor prompts.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import math
 import os
 import threading
@@ -16,11 +18,13 @@ from collections.abc import Sequence
 from statistics import fmean
 from typing import Any
 
+from lifelong.bench.data import leaked_questions
 from lifelong.evaluate.knowledge import QA, answer_closed_book, cloze_correct, multiple_choice_accuracy
 from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
 from lifelong.progress import status
-from lifelong.scoring import token_f1
+from lifelong.prompt import closed_book, content_words
+from lifelong.scoring import normalize_answer, token_f1
 
 Contexts = Sequence[Sequence[Memory]] | None
 MAX_ANSWER_TOKENS = 40
@@ -51,21 +55,70 @@ def perplexity(lm: LanguageModel, texts: Sequence[str], max_tokens: int = 512) -
     return math.exp(total / count) if count else float("nan")
 
 
+def trained_anchors(lm: LanguageModel) -> list[tuple[str, str]]:
+    """(prompt, what the frozen model says) for every prompt the anti-forgetting objectives
+    train on: rehearsal questions and the KL training anchors."""
+    from lifelong.learn.anchors import TRAINING_CHAT, TRAINING_RAW
+    from lifelong.learn.rehearsal import base_rehearsal
+
+    pairs = [(e.prompt[-1]["content"], e.answer) for e in base_rehearsal(lm)]
+    pairs += list(zip(TRAINING_CHAT, lm.generate_batch([closed_book(p) for p in TRAINING_CHAT], max_new_tokens=16), strict=True))
+    pairs += list(zip(TRAINING_RAW, lm.complete_batch(list(TRAINING_RAW), max_new_tokens=16), strict=True))
+    return pairs
+
+
+def shared_fact(question: str, answer: str, anchors: Sequence[tuple[str, str]]) -> str | None:
+    """The anchor prompt that trains this item's fact: it shares a content word with the
+    question and its text or the model's reply to it contains the answer."""
+    gold, asked = f" {normalize_answer(answer)} ", content_words(question)
+    for prompt, said in anchors:
+        if gold.strip() and gold in f" {normalize_answer(prompt + ' ' + said)} " and asked & content_words(prompt):
+            return prompt
+    return None
+
+
 class RetentionSuite:
-    """What the base model knew, and how much of it a changed model still knows."""
+    """What the base model knew, and how much of it a changed model still knows. Items whose
+    fact the anti-forgetting objectives train on are left out, for every arm alike."""
 
     def __init__(self, base: LanguageModel, known_rows: list[dict], world_mcq: list[dict], authors_mcq: list[dict],
                  held_out_text: list[str]) -> None:
         self.base = base
+        self.excluded: list[dict[str, str]] = []
+        with status("retention: leaving out items whose fact rehearsal or the KL anchors train on"):
+            anchors = trained_anchors(base)
+            known_rows = self._without(known_rows, "known facts", "prompt", anchors)
+            self.world_mcq = self._without(world_mcq, "world MCQ", "question", anchors)
+            self.authors_mcq = self._without(authors_mcq, "authors MCQ", "question", anchors)
         with status(f"retention: screening {len(known_rows)} known facts for those the base completes correctly"):
             correct = cloze_correct(base, known_rows)
         self.screened = len(known_rows)
         self.known = [row for row, ok in zip(known_rows, correct, strict=True) if ok]
-        self.world_mcq, self.authors_mcq, self.held_out_text = world_mcq, authors_mcq, held_out_text
+        self.held_out_text = held_out_text
+
+    def _without(self, rows: list[dict], name: str, field: str, anchors: Sequence[tuple[str, str]]) -> list[dict]:
+        kept = []
+        for row in rows:
+            anchor = shared_fact(row[field], row["answer"], anchors)
+            if anchor:
+                self.excluded.append({"set": name, "item": row[field], "answer": row["answer"], "because": anchor})
+            else:
+                kept.append(row)
+        return kept
+
+    def leave_out_trained(self, training_texts: list[str]) -> None:
+        """Drop items an arm's training data contains (counted as excluded, never scored)."""
+        for name, field, attribute in (("known facts", "prompt", "known"), ("world MCQ", "question", "world_mcq"),
+                                       ("authors MCQ", "question", "authors_mcq")):
+            rows = getattr(self, attribute)
+            leaked = set(leaked_questions([r[field] for r in rows], training_texts))
+            self.excluded += [{"set": name, "item": r[field], "answer": r["answer"], "because": "in training data"}
+                              for r in rows if r[field] in leaked]
+            setattr(self, attribute, [r for r in rows if r[field] not in leaked])
 
     def sizes(self) -> dict[str, int]:
-        return {"known_facts_screened": self.screened, "known_facts_kept": len(self.known),
-                "world_mcq": len(self.world_mcq), "authors_mcq": len(self.authors_mcq), "held_out_texts": len(self.held_out_text)}
+        return {"known_facts_screened": self.screened, "known_facts_kept": len(self.known), "world_mcq": len(self.world_mcq),
+                "authors_mcq": len(self.authors_mcq), "held_out_texts": len(self.held_out_text), "excluded": len(self.excluded)}
 
     def measure(self, lm: LanguageModel, retrieve: Any = None) -> dict[str, float]:
         """`retrieve(question) -> memories` puts retrieved notes into the multiple-choice prompts
@@ -116,3 +169,12 @@ class PeakMemory:
 
     def to_dict(self) -> dict[str, float]:
         return {"peak_rss_mib": self.peak / 2**20, "peak_increase_mib": (self.peak - self.start) / 2**20}
+
+
+def release_memory() -> None:
+    """Hand freed memory back to the OS, so one row's peak does not hide in the next's."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

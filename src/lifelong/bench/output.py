@@ -62,7 +62,26 @@ def machine_info() -> dict[str, Any]:
         "sqlite": sqlite3.sqlite_version,
         "utc_time": datetime.now(UTC).isoformat(timespec="seconds"),
         "argv": sys.argv,
+        "code": source_version(),
     }
+
+
+def source_version() -> str:
+    """The git commit the code ran from (with "+changes" if the tree was dirty), or the
+    package version outside a checkout: a result is only reproducible from its code."""
+    import subprocess
+
+    from lifelong import __version__
+
+    root = Path(__file__).resolve().parents[3]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return f"lifelong {__version__}"
+    return commit + ("+changes" if dirty else "")
 
 
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:

@@ -18,7 +18,6 @@ from lifelong.bench.arms import make_mind
 from lifelong.bench.context import Bench
 from lifelong.bench.output import markdown_table
 from lifelong.bench.squad_study import passage_records
-from lifelong.evaluate.knowledge import read_jsonl
 from lifelong.memory.records import NewMemory
 from lifelong.memory.retrieval import MODES
 from lifelong.progress import track
@@ -50,7 +49,7 @@ def _measure(mind: Any, questions: list[str], targets: list[set[int]], label: st
 
 
 def run(bench: Bench) -> dict[str, Any]:
-    rows = read_jsonl(bench.data.root / "tofu_authors_dev.jsonl")
+    rows = bench.data.fact_rows()
     mind = make_mind(bench.root / "retrieval-tofu", bench.base, bench.embedder, [])
     learned = mind.learn_records([NewMemory(r["answer"], str(r["id"]), "user", "default", "fact", None) for r in rows])
     targets = [{w.id} for w in learned.results]  # a duplicate sentence maps to the memory it merged into

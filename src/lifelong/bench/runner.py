@@ -60,10 +60,9 @@ def load_base(model: str) -> Any:
 def run_bench(names: Sequence[str], settings: BenchSettings, data_dir: Path, out_root: Path,
               passages_file: Path | None = None) -> dict[str, Path]:
     """Run the named studies in order; returns each study's results folder."""
-    studies = STUDIES
-    unknown = [n for n in names if n not in studies]
+    unknown = [n for n in names if n not in STUDIES]
     if unknown:
-        raise InputError(f"unknown study {', '.join(unknown)}; choose from: {', '.join(studies)} (or all)")
+        raise InputError(f"unknown study {', '.join(unknown)}; choose from: {', '.join(STUDIES)} (or all)")
     data = BenchData(data_dir, passages_file)
     from lifelong.memory.embedder import MiniLMEmbedder
 
@@ -75,12 +74,12 @@ def run_bench(names: Sequence[str], settings: BenchSettings, data_dir: Path, out
     with tempfile.TemporaryDirectory(prefix="lifelong-bench-") as scratch:
         bench = Bench(base, embedder, data, settings, Path(scratch))
         for name in names:
-            study = studies[name]
+            study = STUDIES[name]
             console().rule(f"{name}: {study.title}")
             out = results_dir(out_root, name)
             started = time.perf_counter()
             results = study.function(study.run)(bench)
-            meta = {"study": name, "model": base.name, "data": str(passages_file or data_dir), "settings": settings.to_dict(),
+            meta = {"study": name, "model": base.name, "data": str(data_dir) + (f" (passages: {passages_file})" if passages_file else ""), "settings": settings.to_dict(),
                     "seed": settings.seed, "machine": machine_info(), "command": command,
                     "wall_seconds": time.perf_counter() - started}
             results = {**meta, **results}
@@ -103,7 +102,7 @@ def render_report(study: Study, results: dict[str, Any]) -> str:
         f"`{settings['strategies'][0]}`; LoRA rank {settings['train_config']['rank']}, lr {settings['train_config']['learning_rate']}",
         f"- data: {results['data']}",
         f"- machine: {machine['cpu_count']} CPUs ({machine['processor']}), torch {machine['torch']}, {machine['torch_threads']} threads",
-        f"- wall time: {results['wall_seconds']:.0f} s",
+        f"- code: {machine.get('code', 'unknown')}; wall time: {results['wall_seconds']:.0f} s",
         f"- command: `{results['command']}`",
         "",
         *study.function(study.report)(results),

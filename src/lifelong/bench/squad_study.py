@@ -18,17 +18,16 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from lifelong.bench.arms import Arm, contexts, lifelong_arm, make_mind, naive_arm, retriever
+from lifelong.bench.arms import Arm, check_held_out, contexts, gate_summary, lifelong_arm, make_mind, naive_arm, retriever, with_memory
 from lifelong.bench.context import Bench
-from lifelong.bench.data import leaked_questions
-from lifelong.bench.measure import acquisition
+from lifelong.bench.data import Passage
+from lifelong.bench.measure import acquisition, release_memory
 from lifelong.bench.output import markdown_table
 from lifelong.evaluate.knowledge import QA
 from lifelong.memory.ingest import MAX_CHUNK_WORDS, chunk_text
 from lifelong.memory.records import NewMemory
 from lifelong.progress import console, status
 from lifelong.scoring import contains_answer, token_f1
-
 
 
 def passage_records(title: str, text: str) -> list[NewMemory]:
@@ -43,22 +42,14 @@ def _scores(predictions: Sequence[str], qas: Sequence[QA]) -> dict[str, Any]:
             "questions": len(qas), "predictions": list(predictions)}
 
 
-def _check_held_out(arms: Sequence[Arm], qas: Sequence[QA]) -> None:
-    questions = [qa.question for qa in qas]
-    for arm in arms:
-        leaked = leaked_questions(questions, arm.training_texts)
-        if leaked:
-            raise RuntimeError(f"{arm.name} trained on scoring question {leaked[0]!r}: the benchmark is void")
-
-
 def _evaluate(arms: Sequence[Arm], qas: Sequence[QA]) -> dict[str, Any]:
-    _check_held_out(arms, qas)
-    out = {}
+    held_out = check_held_out(arms, [qa.question for qa in qas])
+    out: dict[str, Any] = {}
     for arm in arms:
         with status(f"asking {arm.name} {len(qas)} questions"):
             score = acquisition(arm.lm, qas, contexts(arm, [qa.question for qa in qas]))
-        out[arm.name] = {**_scores(score["predictions"], qas), "info": arm.info}
-    return out
+        out[arm.name] = {**score, "info": arm.info}
+    return {"arms": out, "held_out": held_out}
 
 
 def many_at_once(bench: Bench, label: str, documents: Sequence[tuple[str, str]], qas: Sequence[QA],
@@ -72,25 +63,25 @@ def many_at_once(bench: Bench, label: str, documents: Sequence[tuple[str, str]],
         arms.append(naive_arm(bench.base, [text for _, text in [*documents, *extra]], s.train()))
     lifelong, mind = lifelong_arm(bench.root, f"{label} lifelong", bench.base, bench.embedder, records, s.strategies[0], s.train())
     lifelong.name = f"lifelong ({s.strategies[0]})"
-    arms += [lifelong, Arm("lifelong + memory", lifelong.lm, retriever(mind), info={"module": lifelong.name})]
+    arms += [lifelong, with_memory(lifelong, mind)]
     return _evaluate(arms, qas)
 
 
-def one_at_a_time(bench: Bench, passages: Sequence[Any]) -> dict[str, Any]:
-    """A fresh module per passage, asked that passage's questions only; scores pooled over all questions."""
+def one_at_a_time(bench: Bench, passages: Sequence[Passage]) -> dict[str, Any]:
+    """A fresh module per passage, asked that passage's questions only (every arm, the base
+    too, passage by passage); scores pooled over all questions."""
     s = bench.settings
-    names = ["memory", "naive fine-tune", f"lifelong ({s.strategies[0]})", "lifelong + memory"]
+    names = ["base", "memory", "naive fine-tune", f"lifelong ({s.strategies[0]})", "lifelong + memory"]
     predictions: dict[str, list[str]] = {n: [] for n in names}
     verdicts, sleep_seconds, naive_seconds = [], [], []
-    qas = [qa for p in passages for qa in p.questions]
     for i, passage in enumerate(passages):
         console().print(f"[bold]single passage {i + 1}/{len(passages)}[/bold]: {passage.title}")
         records = passage_records(passage.title, passage.text)
         naive = naive_arm(bench.base, [passage.text], s.train())
         lifelong, mind = lifelong_arm(bench.root, "single lifelong", bench.base, bench.embedder, records, s.strategies[0], s.train())
-        lifelong.name = names[2]
-        arms = [Arm("memory", bench.base, retriever(mind)), naive, lifelong, Arm("lifelong + memory", lifelong.lm, retriever(mind))]
-        _check_held_out(arms, passage.questions)
+        lifelong.name = names[3]
+        arms = [Arm("base", bench.base), Arm("memory", bench.base, retriever(mind)), naive, lifelong, with_memory(lifelong, mind)]
+        check_held_out(arms, [qa.question for qa in passage.questions])
         for arm in arms:
             score = acquisition(arm.lm, passage.questions, contexts(arm, [qa.question for qa in passage.questions]))
             predictions[arm.name] += score["predictions"]
@@ -98,13 +89,13 @@ def one_at_a_time(bench: Bench, passages: Sequence[Any]) -> dict[str, Any]:
         sleep_seconds.append(lifelong.info["sleep_seconds"])
         naive_seconds.append(naive.info["train"]["seconds"])
         mind.close()
-    with status(f"asking base {len(qas)} questions"):
-        base = acquisition(bench.base, qas)
-    out = {"base": _scores(base["predictions"], qas)}
-    out.update({name: _scores(predictions[name], qas) for name in names})
-    out[names[2]]["info"] = {"gate_passed": sum(verdicts), "sleeps": len(verdicts), "sleep_seconds_mean": fmean(sleep_seconds)}
+        del arms, naive, lifelong, mind
+        release_memory()  # two model copies per passage: none may outlive its passage
+    qas = [qa for p in passages for qa in p.questions]
+    out = {name: _scores(predictions[name], qas) for name in names}
+    out[names[3]]["info"] = {"gate_passed": sum(verdicts), "sleeps": len(verdicts), "sleep_seconds_mean": fmean(sleep_seconds)}
     out["naive fine-tune"]["info"] = {"train_seconds_mean": fmean(naive_seconds)}
-    return out
+    return {"arms": out, "held_out": {"questions": len(qas), "leaked": 0}}
 
 
 def run(bench: Bench) -> dict[str, Any]:
@@ -133,14 +124,6 @@ def run(bench: Bench) -> dict[str, Any]:
     return results
 
 
-def _gate(info: dict[str, Any]) -> str:
-    if "gate_passed" in info:
-        return f"{info['gate_passed']}/{info['sleeps']} promoted"
-    if "passed" in info:
-        return "promoted" if info["passed"] else "refused: " + "; ".join(info["reasons"])
-    return "-"
-
-
 def report(results: dict[str, Any]) -> list[str]:
     lines = []
     if "passages" in results:
@@ -151,9 +134,10 @@ def report(results: dict[str, Any]) -> list[str]:
         lines += [f"Implications: {results['implication_passages']} passages of squad_implications_dev (no SQuAD questions "
                   f"exist for them); {results['implication_questions']} questions made from the held-out half of their "
                   f"implications, each about a span the passage states.", ""]
-    for mode, arms in results["modes"].items():
+    for mode, result in results["modes"].items():
         lines += [f"### {mode}", "", *markdown_table(["arm", "containment", "token F1", "gate"],
-                                                     [[n, a["containment"], a["token_f1"], _gate(a.get("info", {}))] for n, a in arms.items()])]
+                                                     [[n, a["containment"], a["token_f1"], gate_summary(a.get("info", {}))]
+                                                      for n, a in result["arms"].items()])]
     return lines
 
 
@@ -165,7 +149,8 @@ def plot(results: dict[str, Any], out: Path) -> None:
 
     modes = results["modes"]
     fig, axes = plt.subplots(1, len(modes), figsize=(4.5 * len(modes), 4), squeeze=False)
-    for ax, (mode, arms) in zip(axes[0], modes.items(), strict=True):
+    for ax, (mode, result) in zip(axes[0], modes.items(), strict=True):
+        arms = result["arms"]
         names = list(arms)
         ax.bar(range(len(names)), [arms[n]["containment"] for n in names], color="tab:blue")
         ax.set_xticks(range(len(names)), names, rotation=25, ha="right", fontsize=8)

@@ -4,7 +4,8 @@ Replaying earlier sleeps' examples protects what earlier sleeps taught; it does 
 what the base model knew before any sleep. Rehearsal examples fill that gap: general
 questions answered greedily by the model the module is trained on, mixed into training so
 the module keeps giving those answers. The prompts are disjoint from the KL anchors and from
-every evaluation set, so rehearsal cannot inflate the retention it is judged by.
+the gate's probes. A few share a fact with public retention sets ("the largest ocean"), so
+`lifelong bench retention` leaves such items out rather than let rehearsal grade itself.
 """
 
 from __future__ import annotations
@@ -30,3 +31,8 @@ def rehearsal_examples(lm: LanguageModel, max_new_tokens: int = 40) -> list[Trai
     prompts = [closed_book(p) for p in REHEARSAL_PROMPTS]
     answers = lm.generate_batch(prompts, max_new_tokens=max_new_tokens)
     return [TrainingExample(prompt, answer, (), "rehearsal") for prompt, answer in zip(prompts, answers, strict=True) if answer]
+
+
+def base_rehearsal(lm: LanguageModel) -> list[TrainingExample]:
+    """The frozen model's rehearsal examples, generated once per model and process."""
+    return lm.memo("rehearsal examples", lambda: rehearsal_examples(lm))

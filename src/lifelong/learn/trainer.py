@@ -41,7 +41,7 @@ class TrainConfig:
     batch_size: int = 8
     max_length: int = 256  # longer examples are skipped; at least one must fit
     kl_weight: float = 1.0
-    ewc_weight: float = 3e5  # chosen on SmolLM2-135M: 1e4 had no measurable effect there (benchmarks/sleep_study.py)
+    ewc_weight: float = 3e5  # chosen on SmolLM2-135M: 1e4 had no measurable effect there (the sleep study at commit 4685b11)
     replay_per_batch: int = 4  # 2 lost 3 of 13 earlier-fact probes over a second sleep (40-fact sequential study)
     pack_length: int | None = 256  # tokens per packed row; None pads each example instead
     trainable_layers: int | None = None  # adapt only the last N decoder layers; None = all
@@ -79,7 +79,8 @@ def _layer_count(model: Any) -> int:
 
 
 def attach_lora(lm: LanguageModel, config: TrainConfig, adapter_path: str | None = None) -> Any:
-    """A PeftModel over the LM: fresh, or continuing from a saved adapter (trainable)."""
+    """A PeftModel over the LM: fresh (initialised from config.seed, so a seed fixes the whole
+    run), or continuing from a saved adapter (trainable)."""
     from peft import LoraConfig, PeftModel, get_peft_model
 
     if adapter_path is not None:
@@ -92,6 +93,7 @@ def attach_lora(lm: LanguageModel, config: TrainConfig, adapter_path: str | None
         r=config.rank, lora_alpha=config.alpha, lora_dropout=0.0, target_modules=list(config.target_modules),
         layers_to_transform=layers, task_type="CAUSAL_LM",
     )
+    torch.manual_seed(config.seed)
     return get_peft_model(lm.model, lora)
 
 
@@ -134,7 +136,7 @@ class AnchorKL:
 
     def __init__(self, lm: LanguageModel, peft_model: Any, rows_per_step: int = 8, continuation: int = 16,
                  seed: int = 0) -> None:
-        self.rows = lm.memo(("training continuation rows", continuation),
+        self.rows = lm.memo(("training anchor rows", continuation),
                             lambda: continuation_rows(lm, TRAINING_CHAT, TRAINING_RAW, continuation))
         self.peft_model = peft_model
         self.pad = lm.tokenizer.pad_token_id

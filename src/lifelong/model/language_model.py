@@ -32,9 +32,10 @@ class LanguageModel:
         self._memo: dict[Any, Any] = {}
 
     def memo(self, key: Any, compute: Callable[[], T]) -> T:
-        """A value derived from these weights (a base model's anchor continuations, its
+        """A value derived from these frozen weights (a base model's anchor continuations, its
         rehearsal answers), computed once: every sleep of a long-running process needs the
-        same ones. Models are never trained in place (adapters go on copies), so it stays valid."""
+        same ones. Only for models nobody trains: sleep and merge train adapters on copies of
+        the base, never the base itself. `key` must name everything the value depends on."""
         if key not in self._memo:
             self._memo[key] = compute()
         return self._memo[key]
