@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 
 from lifelong.bench.context import BenchSettings
 from lifelong.bench.data import BenchData, leaked_questions
@@ -15,8 +16,6 @@ from lifelong.bench.measure import PeakMemory, perplexity
 from lifelong.bench.runner import STUDIES, run_bench
 from lifelong.bench.sequential_study import transfer
 from lifelong.errors import InputError
-
-from conftest import SHARED_DATA
 
 AUTHORS = ["Arvid Tollen", "Mirela Oskan", "Dagny Freel", "Tomas Quell", "Ilse Varnor", "Petr Halvik", "Ona Brisk", "Kel Marrow"]
 CITIES = ["Tromso", "Cluj", "Galway", "Ghent", "Turku", "Brno", "Split", "Lund"]
@@ -111,7 +110,7 @@ def test_transfer_metrics_match_their_definitions() -> None:
 
 
 def test_naive_fine_tune_learns_its_text(tiny_lm) -> None:
-    from lifelong.bench.arms import RawTextFineTune
+    from lifelong.bench.naive import RawTextFineTune
     from lifelong.learn.trainer import TrainConfig
 
     text = "Arvid Tollen was born in Tromso in 1950 and wrote eleven novels about the sea."

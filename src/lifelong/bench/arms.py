@@ -8,9 +8,7 @@ verdict is reported beside it). lifelong + memory: that module with retrieval on
 
 from __future__ import annotations
 
-import copy
 import json
-import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +18,7 @@ from typing import Any
 
 from lifelong.bench.data import leaked_questions
 from lifelong.consolidate import ADAPTER, TRAINING_DATA, SleepConfig, _with_adapter
-from lifelong.learn.trainer import TrainConfig, attach_lora
+from lifelong.learn.trainer import TrainConfig
 from lifelong.memory.records import Memory, NewMemory
 from lifelong.mind import Mind
 from lifelong.model.language_model import LanguageModel
@@ -125,66 +123,9 @@ def lifelong_arm(root: Path, name: str, base: LanguageModel, embedder: Any, reco
     return Arm(name, lm, info=slept["info"], training_texts=slept["training_texts"]), mind
 
 
-class RawTextFineTune:
-    """The naive baseline: a LoRA (same rank, targets, learning rate, epochs, weight decay and
-    gradient clipping as a sleep) trained on the raw text with next-token loss on every token,
-    fp32, padded batches. A text longer than max_length is cut into consecutive windows, so
-    nothing is dropped. Calling `train` again continues the same adapter (sequential fine-tuning)."""
-
-    def __init__(self, base: LanguageModel, config: TrainConfig) -> None:
-        self.base, self.config = base, config
-        clone = LanguageModel(copy.deepcopy(base.model), base.tokenizer, base.name, base.needs_bos)
-        self.model = attach_lora(clone, config)
-        self.lm = LanguageModel(self.model, base.tokenizer, base.name, base.needs_bos)
-        self.texts: list[str] = []
-        self.rounds = 0
-
-    def train(self, texts: Sequence[str], label: str = "naive fine-tune") -> dict[str, float]:
-        import torch
-
-        tokenizer, config = self.base.tokenizer, self.config
-        eos = tokenizer.eos_token_id
-        encoded = [window for t in texts for window in _windows(self.base.encode(t) + [eos], config.max_length)]
-        rng = random.Random(config.seed + self.rounds)
-        self.rounds += 1
-        self.texts += list(texts)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
-        pad = tokenizer.pad_token_id
-        steps_per_epoch = (len(encoded) + config.batch_size - 1) // config.batch_size
-        total, step, tokens, loss_value = steps_per_epoch * config.epochs, 0, 0, float("nan")
-        report = training_progress(label)
-        self.model.train()
-        start = time.perf_counter()
-        for _ in range(config.epochs):
-            order = encoded[:]
-            rng.shuffle(order)
-            for i in range(0, len(order), config.batch_size):
-                batch = order[i : i + config.batch_size]
-                width = max(len(ids) for ids in batch)
-                input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in batch])
-                attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in batch])
-                labels = torch.tensor([ids + [-100] * (width - len(ids)) for ids in batch])
-                loss = self.model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
-                tokens += int(attention.sum())
-                step += 1
-                loss_value = float(loss.detach())
-                report(step, total, loss_value)
-        self.model.eval()
-        seconds = time.perf_counter() - start
-        return {"seconds": seconds, "tokens": tokens, "steps": step, "tokens_per_second": tokens / seconds if seconds else 0.0,
-                "final_loss": loss_value, "texts": len(texts), "windows": len(encoded)}
-
-
-def _windows(ids: list[int], length: int) -> list[list[int]]:
-    return [ids[i : i + length] for i in range(0, len(ids), length) if len(ids[i : i + length]) > 1]
-
-
 def naive_arm(base: LanguageModel, texts: Sequence[str], train: TrainConfig, name: str = "naive fine-tune") -> Arm:
+    from lifelong.bench.naive import RawTextFineTune
+
     tuner = RawTextFineTune(base, train)
     stats = tuner.train(texts, name)
     return Arm(name, tuner.lm, info={"train": stats}, training_texts=list(texts))

@@ -7,7 +7,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lifelong.bench.arms import Arm, contexts, lifelong_arm, make_mind, naive_arm, retriever, with_memory
+from lifelong.bench.arms import (
+    Arm,
+    contexts,
+    lifelong_arm,
+    make_mind,
+    naive_arm,
+    retriever,
+    with_memory,
+)
 from lifelong.bench.data import BenchData
 from lifelong.bench.measure import RetentionSuite, acquisition
 from lifelong.consolidate import SleepConfig

@@ -4,59 +4,23 @@ trainers behind it against the naive loops a user would write, on the same data.
 from __future__ import annotations
 
 import copy
-import random
-import time
 from dataclasses import replace
 from typing import Any
 
-from lifelong.bench.arms import RawTextFineTune, make_mind, sleep_once
+from lifelong.bench.arms import make_mind, sleep_once
 from lifelong.bench.context import Bench, fact_record
 from lifelong.bench.measure import PeakMemory, release_memory
+from lifelong.bench.naive import RawTextFineTune, naive_peft_loop
 from lifelong.bench.output import markdown_table
 from lifelong.consolidate import TRAINING_DATA, _read_examples
 from lifelong.learn.rehearsal import base_rehearsal
 from lifelong.learn.strategies import parse_strategy
 from lifelong.learn.trainer import (
-    TrainConfig,
     attach_lora,
-    encode_example,
     train_module,
 )
 from lifelong.model.language_model import LanguageModel
 from lifelong.progress import status
-
-
-def naive_peft_loop(base: LanguageModel, examples: list, config: TrainConfig) -> dict[str, float]:
-    """What a user writes by hand with peft on the same synthesised examples: fp32, labels
-    over the full vocabulary, each batch padded to its longest example, no packing."""
-    import torch
-
-    lm = LanguageModel(copy.deepcopy(base.model), base.tokenizer, base.name, base.needs_bos)
-    model = attach_lora(lm, config)
-    encoded = [e for e in (encode_example(base, ex, config.max_length) for ex in examples) if e is not None]
-    rng = random.Random(config.seed)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
-    pad = base.tokenizer.pad_token_id
-    tokens = steps = 0
-    model.train()
-    start = time.perf_counter()
-    for _ in range(config.epochs):
-        order = encoded[:]
-        rng.shuffle(order)
-        for i in range(0, len(order), config.batch_size):
-            batch = order[i : i + config.batch_size]
-            width = max(len(ids) for ids, _ in batch)
-            input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch])
-            attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
-            labels = torch.tensor([[-100] * s + ids[s:] + [-100] * (width - len(ids)) for ids, s in batch])
-            loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            tokens += int(attention.sum())
-            steps += 1
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "train_seconds": seconds, "tokens": tokens, "steps": steps, "tokens_per_second": tokens / seconds}
 
 
 def run(bench: Bench) -> dict[str, Any]:
@@ -106,8 +70,8 @@ def report(results: dict[str, Any]) -> list[str]:
             for name, r in results["rows"].items()]
     return [f"{results['facts']} TOFU facts; the sleep synthesised {results['examples']} examples (plus "
             f"{results['replay_examples']} rehearsal examples for replay). The trainer rows retrain on those examples for one "
-            f"epoch (the default objective adds the replay examples and the KL anchor passes); the naive fine-tune trains on the raw sentences as the baseline arm does. Peak "
-            f"memory is the process's resident set, sampled every 20 ms (everything the process holds included: the "
+            f"epoch (the default objective adds the replay examples and the KL anchor passes); the naive fine-tune trains "
+            f"on the raw sentences as the baseline arm does. Peak memory is the process's resident set, sampled every 20 ms (everything the process holds included: the "
             f"base model, the embedder, and in `bench all` the arms of earlier studies); 'increase' is over the row's start "
             f"and includes each row's copy of the model.", "",
             *markdown_table(["what", "wall s", "train s", "tokens", "tokens/s", "peak RSS MiB", "increase MiB"], rows)]

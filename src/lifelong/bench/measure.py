@@ -19,7 +19,12 @@ from statistics import fmean
 from typing import Any
 
 from lifelong.bench.data import leaked_questions
-from lifelong.evaluate.knowledge import QA, answer_closed_book, cloze_correct, multiple_choice_accuracy
+from lifelong.evaluate.knowledge import (
+    QA,
+    answer_closed_book,
+    cloze_correct,
+    multiple_choice_accuracy,
+)
 from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
 from lifelong.progress import status

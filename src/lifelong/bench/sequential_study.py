@@ -9,7 +9,6 @@ from typing import Any
 
 from lifelong.bench.arms import (
     Arm,
-    RawTextFineTune,
     check_held_out,
     gate_summary,
     make_mind,
@@ -18,6 +17,7 @@ from lifelong.bench.arms import (
 )
 from lifelong.bench.context import Bench, fact_record
 from lifelong.bench.measure import acquisition
+from lifelong.bench.naive import RawTextFineTune
 from lifelong.bench.output import markdown_table
 from lifelong.consolidate import _with_adapter
 from lifelong.progress import console, status

@@ -18,7 +18,17 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from lifelong.bench.arms import Arm, check_held_out, contexts, gate_summary, lifelong_arm, make_mind, naive_arm, retriever, with_memory
+from lifelong.bench.arms import (
+    Arm,
+    check_held_out,
+    contexts,
+    gate_summary,
+    lifelong_arm,
+    make_mind,
+    naive_arm,
+    retriever,
+    with_memory,
+)
 from lifelong.bench.context import Bench
 from lifelong.bench.data import Passage
 from lifelong.bench.measure import acquisition, release_memory
