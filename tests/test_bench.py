@@ -165,3 +165,17 @@ def test_implication_questions_never_contain_their_answer() -> None:
     for qa in questions:
         assert f" {normalize_answer(qa.key)} " not in f" {normalize_answer(qa.question)} ", qa
     assert all(len(item.split()) >= 5 for p in implied for item in p.training)
+
+
+def test_sleep_never_trains_on_a_held_out_question(mind) -> None:
+    from lifelong.consolidate import TRAINING_DATA, SleepConfig
+    from lifelong.learn.trainer import TrainConfig
+    from lifelong.scoring import mentioned
+
+    mind.learn("Arvid Tollen was born in Tromso in 1950.")
+    held_out = "What do you know about Arvid Tollen?"  # a prompt synthesis itself would write
+    config = SleepConfig(train=TrainConfig(rank=4, epochs=1, bf16=False), held_out_questions=(held_out,))
+    manifest = mind.sleep(config).manifest
+    rows = [json.loads(line) for line in (mind.versions.path(manifest.id) / TRAINING_DATA).read_text().splitlines()]
+    texts = [m["content"] for r in rows for m in r["prompt"]] + [r["answer"] for r in rows]
+    assert len(rows) >= 5 and mentioned([held_out], texts) == []

@@ -32,6 +32,7 @@ from lifelong.learn.trainer import TrainConfig, attach_lora, train_module
 from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
 from lifelong.prompt import build_messages, closed_book
+from lifelong.scoring import mentioned
 from lifelong.versions import BASE_VERSION, Manifest, Verdict, VersionRegistry
 
 RETENTION_PROBES = "retention_probes.jsonl"
@@ -58,6 +59,10 @@ class SleepConfig:
     gate: GatePolicy = field(default_factory=GatePolicy)
     distill: bool = True
     teacher: TeacherConfig | None = None
+    # Evaluation questions that must never be trained on: a synthesised example whose prompt or
+    # answer contains one is dropped (a model writing its own questions can hit a generic one,
+    # "What is the full name of the author?", by chance).
+    held_out_questions: tuple[str, ...] = ()
 
 
 class ModelDistiller:
@@ -145,6 +150,10 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     report("synthesising training data" + (" (with the teacher)" if config.teacher else ""))
     extra = Teacher(config.teacher).examples(new) if config.teacher else []
     examples = synthesise(new, ModelDistiller(foundation) if config.distill else None, extra)
+    if config.held_out_questions:
+        kept = [e for e in examples if not mentioned(config.held_out_questions, [m["content"] for m in e.prompt] + [e.answer])]
+        report(f"dropped {len(examples) - len(kept)} examples that contain a held-out question")
+        examples = kept
     earlier = _read_examples(registry.path(parent_id) / TRAINING_DATA) if parent else []
     replay = [e for e in earlier if e.memory_ids and all(i in current for i in e.memory_ids)]
     if strategy.replay:

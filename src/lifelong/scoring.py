@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Sequence
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
@@ -44,3 +45,14 @@ def token_f1(prediction: str, reference: str) -> float:
         return 0.0
     precision, recall = common / len(pred), common / len(ref)
     return 2 * precision * recall / (precision + recall)
+
+
+def mentioned(questions: Sequence[str], texts: Sequence[str]) -> list[str]:
+    """The questions that appear, normalised and as whole words, inside any of the texts."""
+    corpus = [f" {normalize_answer(t)} " for t in texts]
+    found = []
+    for question in questions:
+        q = f" {normalize_answer(question)} "
+        if q.strip() and any(q in text for text in corpus):
+            found.append(question)
+    return found

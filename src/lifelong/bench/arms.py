@@ -91,10 +91,12 @@ def training_progress(label: str) -> Callable[[int, int, float], None]:
     return report
 
 
-def sleep_once(mind: Mind, strategy: str, train: TrainConfig, label: str) -> dict[str, Any]:
-    """One sleep; its candidate (promoted or not), verdict, cost and training texts."""
+def sleep_once(mind: Mind, strategy: str, train: TrainConfig, label: str, held_out: Sequence[str]) -> dict[str, Any]:
+    """One sleep, told the scoring questions so synthesis drops any example containing one;
+    its candidate adapter (promoted or not), verdict, cost and training texts."""
     start = time.perf_counter()
-    result = mind.sleep(SleepConfig(strategy=strategy, train=train), report=report_to_console(label),
+    config = SleepConfig(strategy=strategy, train=train, held_out_questions=tuple(held_out))
+    result = mind.sleep(config, report=report_to_console(label),
                         progress=training_progress(label))
     seconds = time.perf_counter() - start
     manifest = result.manifest
@@ -112,13 +114,13 @@ def sleep_once(mind: Mind, strategy: str, train: TrainConfig, label: str) -> dic
 
 
 def lifelong_arm(root: Path, name: str, base: LanguageModel, embedder: Any, records: Sequence[NewMemory],
-                 strategy: str, train: TrainConfig) -> tuple[Arm, Mind]:
+                 strategy: str, train: TrainConfig, held_out: Sequence[str]) -> tuple[Arm, Mind]:
     """A fresh mind that learns `records` and sleeps once."""
     path = root / name.replace(" ", "-").replace("+", "-")
     if path.exists():
         shutil.rmtree(path)
     mind = make_mind(path, base, embedder, records)
-    slept = sleep_once(mind, strategy, train, name)
+    slept = sleep_once(mind, strategy, train, name, held_out)
     lm = _with_adapter(mind.base_model, slept["adapter"])  # the candidate, promoted or not
     return Arm(name, lm, info=slept["info"], training_texts=slept["training_texts"]), mind
 

@@ -113,13 +113,19 @@ class Bench:
                 arms["naive fine-tune"] = naive_arm(self.base, [qa.answer for qa in qas], self.settings.train())
             for strategy in self.settings.strategies:
                 name = f"lifelong ({strategy})"
-                arm, mind = lifelong_arm(self.root, f"facts {name}", self.base, self.embedder, records, strategy, self.settings.train())
+                arm, mind = lifelong_arm(self.root, f"facts {name}", self.base, self.embedder, records, strategy,
+                                         self.settings.train(), self.scoring_questions())
                 arm.name = name
                 arms[name] = arm
                 if strategy == self.settings.strategies[0]:
                     arms["lifelong + memory"] = with_memory(arm, mind)
             self._fact_arms = arms
         return self._fact_arms
+
+    def scoring_questions(self) -> list[str]:
+        """Every question the fact studies ask: the facts' and the retention sets'."""
+        return ([qa.question for qa in self.facts()] + [r["prompt"] for r in self.data.known(self.settings.known)]
+                + [r["question"] for r in self.data.world_mcq() + self.data.authors_mcq()])
 
     def fact_acquisition(self, name: str) -> dict[str, Any]:
         if name not in self._fact_scores:

@@ -32,7 +32,7 @@ def run(bench: Bench) -> dict[str, Any]:
     release_memory()
     mind = make_mind(bench.root / "cost", bench.base, bench.embedder, [fact_record(qa) for qa in qas])
     with PeakMemory() as peak:
-        slept = sleep_once(mind, strategy, train, "cost: one sleep")
+        slept = sleep_once(mind, strategy, train, "cost: one sleep", [qa.question for qa in qas])
     metrics = slept["info"]["gate_metrics"]
     rows[f"lifelong sleep ({strategy}): synthesis + training + gate"] = {
         "seconds": slept["info"]["sleep_seconds"], "train_seconds": metrics["train_seconds"], "tokens": metrics["train_tokens"],

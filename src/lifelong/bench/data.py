@@ -15,7 +15,7 @@ from pathlib import Path
 from lifelong.errors import InputError
 from lifelong.evaluate.knowledge import QA, key_span, read_jsonl
 from lifelong.learn.synthesis import QUESTION_WORDS, _span_kind, salient_spans
-from lifelong.scoring import normalize_answer
+from lifelong.scoring import mentioned, normalize_answer
 
 FILES = {
     "facts": "tofu_authors_dev.jsonl",
@@ -147,10 +147,4 @@ def _at_least(items: list, n: int, option: str, source: str) -> list:
 
 def leaked_questions(questions: list[str], training_texts: list[str]) -> list[str]:
     """Scoring questions that appear (normalised) inside any training prompt or answer."""
-    corpus = [f" {normalize_answer(t)} " for t in training_texts]
-    leaked = []
-    for question in questions:
-        q = f" {normalize_answer(question)} "
-        if q.strip() and any(q in text for text in corpus):
-            leaked.append(question)
-    return leaked
+    return mentioned(questions, training_texts)

@@ -66,7 +66,7 @@ def run(bench: Bench) -> dict[str, Any]:
         memory_mind.learn_records(records)
         lifelong_mind.learn_records(records)
         naive_stats.append(naive.train([qa.answer for qa in batch], f"naive fine-tune, batch {i + 1}"))
-        slept = sleep_once(lifelong_mind, strategy, s.train(), f"sleep {i + 1}")
+        slept = sleep_once(lifelong_mind, strategy, s.train(), f"sleep {i + 1}", questions)
         lifelong_texts += slept["training_texts"]
         sleeps.append(slept["info"])
         served = lifelong_mind.language_model  # the active version: a refused sleep leaves the previous one serving

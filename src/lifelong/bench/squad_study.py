@@ -71,7 +71,8 @@ def many_at_once(bench: Bench, label: str, documents: Sequence[tuple[str, str]],
     arms = [Arm("base", bench.base), Arm("memory", bench.base, retriever(source))]
     with status(f"{label}: naive fine-tune on {len(documents) + len(extra)} raw texts"):
         arms.append(naive_arm(bench.base, [text for _, text in [*documents, *extra]], s.train()))
-    lifelong, mind = lifelong_arm(bench.root, f"{label} lifelong", bench.base, bench.embedder, records, s.strategies[0], s.train())
+    lifelong, mind = lifelong_arm(bench.root, f"{label} lifelong", bench.base, bench.embedder, records, s.strategies[0], s.train(),
+                                  [qa.question for qa in qas])
     lifelong.name = f"lifelong ({s.strategies[0]})"
     arms += [lifelong, with_memory(lifelong, mind)]
     return _evaluate(arms, qas)
@@ -88,7 +89,8 @@ def one_at_a_time(bench: Bench, passages: Sequence[Passage]) -> dict[str, Any]:
         console().print(f"[bold]single passage {i + 1}/{len(passages)}[/bold]: {passage.title}")
         records = passage_records(passage.title, passage.text)
         naive = naive_arm(bench.base, [passage.text], s.train())
-        lifelong, mind = lifelong_arm(bench.root, "single lifelong", bench.base, bench.embedder, records, s.strategies[0], s.train())
+        lifelong, mind = lifelong_arm(bench.root, "single lifelong", bench.base, bench.embedder, records, s.strategies[0], s.train(),
+                                      [qa.question for qa in passage.questions])
         lifelong.name = names[3]
         arms = [Arm("base", bench.base), Arm("memory", bench.base, retriever(mind)), naive, lifelong, with_memory(lifelong, mind)]
         check_held_out(arms, [qa.question for qa in passage.questions])
