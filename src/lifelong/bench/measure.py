@@ -29,7 +29,7 @@ from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
 from lifelong.progress import status
 from lifelong.prompt import closed_book, content_words
-from lifelong.scoring import normalize_answer, token_f1
+from lifelong.scoring import contains_answer, normalize_answer, rouge_l_recall, token_f1
 
 Contexts = Sequence[Sequence[Memory]] | None
 MAX_ANSWER_TOKENS = 40
@@ -37,10 +37,17 @@ MAX_ANSWER_TOKENS = 40
 
 def acquisition(lm: LanguageModel, qas: Sequence[QA], contexts: Contexts = None) -> dict[str, Any]:
     """Scores of the closed-book (or, with `contexts`, retrieval-augmented) answers."""
-    score = answer_closed_book(lm, qas, contexts, max_new_tokens=MAX_ANSWER_TOKENS)
-    f1 = fmean(token_f1(p, qa.key) for p, qa in zip(score.predictions, qas, strict=True)) if qas else 0.0
-    return {"containment": score.containment, "token_f1": f1, "rouge_l_recall": score.rouge_l,
-            "questions": len(qas), "predictions": score.predictions}
+    return score_predictions(answer_closed_book(lm, qas, contexts, max_new_tokens=MAX_ANSWER_TOKENS).predictions, qas)
+
+
+def score_predictions(predictions: Sequence[str], qas: Sequence[QA]) -> dict[str, Any]:
+    """Containment of the key span, SQuAD token F1 against it, and ROUGE-L recall of the reference."""
+    pairs = list(zip(predictions, qas, strict=True))
+    mean = lambda values: fmean(values) if pairs else 0.0  # noqa: E731
+    return {"containment": mean([contains_answer(p, qa.key) for p, qa in pairs]),
+            "token_f1": mean([token_f1(p, qa.key) for p, qa in pairs]),
+            "rouge_l_recall": mean([rouge_l_recall(p, qa.answer) for p, qa in pairs]),
+            "questions": len(pairs), "predictions": list(predictions)}
 
 
 def perplexity(lm: LanguageModel, texts: Sequence[str], max_tokens: int = 512) -> float:

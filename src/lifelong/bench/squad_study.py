@@ -31,25 +31,18 @@ from lifelong.bench.arms import (
 )
 from lifelong.bench.context import Bench
 from lifelong.bench.data import Passage
-from lifelong.bench.measure import acquisition, release_memory
+from lifelong.bench.measure import acquisition, release_memory, score_predictions
 from lifelong.bench.output import markdown_table
 from lifelong.evaluate.knowledge import QA
 from lifelong.memory.ingest import MAX_CHUNK_WORDS, chunk_text
 from lifelong.memory.records import NewMemory
 from lifelong.progress import console, status
-from lifelong.scoring import contains_answer, token_f1
 
 
 def passage_records(title: str, text: str) -> list[NewMemory]:
     """A passage as `lifelong learn` stores a document: retrieval-sized chunks."""
     chunks = [text.strip()] if len(text.split()) <= MAX_CHUNK_WORDS else chunk_text(text)
     return [NewMemory(c, title or "squad", "user", "default", "document", None) for c in chunks]
-
-
-def _scores(predictions: Sequence[str], qas: Sequence[QA]) -> dict[str, Any]:
-    return {"containment": fmean(contains_answer(p, qa.key) for p, qa in zip(predictions, qas, strict=True)),
-            "token_f1": fmean(token_f1(p, qa.key) for p, qa in zip(predictions, qas, strict=True)),
-            "questions": len(qas), "predictions": list(predictions)}
 
 
 def _evaluate(arms: Sequence[Arm], qas: Sequence[QA]) -> dict[str, Any]:
@@ -104,7 +97,7 @@ def one_at_a_time(bench: Bench, passages: Sequence[Passage]) -> dict[str, Any]:
         del arms, naive, lifelong, mind
         release_memory()  # two model copies per passage: none may outlive its passage
     qas = [qa for p in passages for qa in p.questions]
-    out = {name: _scores(predictions[name], qas) for name in names}
+    out = {name: score_predictions(predictions[name], qas) for name in names}
     out[names[3]]["info"] = {"gate_passed": sum(verdicts), "sleeps": len(verdicts), "sleep_seconds_mean": fmean(sleep_seconds)}
     out["naive fine-tune"]["info"] = {"train_seconds_mean": fmean(naive_seconds)}
     return {"arms": out, "held_out": {"questions": len(qas), "leaked": 0}}
