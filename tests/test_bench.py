@@ -179,3 +179,48 @@ def test_sleep_never_trains_on_a_held_out_question(mind) -> None:
     rows = [json.loads(line) for line in (mind.versions.path(manifest.id) / TRAINING_DATA).read_text().splitlines()]
     texts = [m["content"] for r in rows for m in r["prompt"]] + [r["answer"] for r in rows]
     assert len(rows) >= 5 and mentioned([held_out], texts) == []
+
+
+def test_a_run_cut_short_resumes_its_finished_passages_with_the_same_results(bench_data: Path, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from lifelong.bench import squad_study
+
+    settings = BenchSettings.quick(passages=3, squad_modes=("single",))
+    whole = json.loads((run_bench(["acquisition-squad"], settings, bench_data, tmp_path / "a")["acquisition-squad"]
+                        / "results.json").read_text())
+
+    learn_passage, calls = squad_study._single_passage, []
+
+    def cut_short_at_the_third(bench, passage):  # the study's own signature
+        calls.append(passage.title)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return learn_passage(bench, passage)
+
+    monkeypatch.setattr(squad_study, "_single_passage", cut_short_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(["acquisition-squad"], settings, bench_data, tmp_path / "b")
+    assert len(list((tmp_path / "b" / "acquisition-squad").glob("partial-*.json"))) == 1
+    monkeypatch.setattr(squad_study, "_single_passage", learn_passage)
+
+    folder = run_bench(["acquisition-squad"], settings, bench_data, tmp_path / "b", resume=True)["acquisition-squad"]
+    resumed = json.loads((folder / "results.json").read_text())
+    assert resumed["checkpoint"]["resumed_units"] == [f"single/{i}/Vellum Bridge {i}" for i in (0, 1)]
+    assert "resumed unit(s)" in (folder / "report.md").read_text()
+    for arm, scores in whole["modes"]["single"]["arms"].items():
+        assert resumed["modes"]["single"]["arms"][arm]["predictions"] == scores["predictions"], arm
+    assert not list((tmp_path / "b" / "acquisition-squad").glob("partial-*.json"))  # finished: nothing left to resume
+
+
+def test_a_partial_run_is_only_reused_when_asked_and_for_the_same_settings(tmp_path: Path) -> None:
+    from lifelong.bench.checkpoint import Checkpoint
+
+    first = Checkpoint.for_study(tmp_path, "acquisition-squad", {"passages": 50}, "abc1234", resume=False)
+    assert first.unit("many", lambda: {"score": (1, 2)}) == {"score": [1, 2]}  # stored as JSON reads it back
+    again = Checkpoint.for_study(tmp_path, "acquisition-squad", {"passages": 50}, "def5678", resume=True)
+    assert again.unit("many", lambda: pytest.fail("a finished unit ran again")) == {"score": [1, 2]}
+    assert again.summary()["resumed_codes"] == ["abc1234"]
+    other = Checkpoint.for_study(tmp_path, "acquisition-squad", {"passages": 20}, "def5678", resume=True)
+    assert other.unit("many", lambda: {"score": [3]}) == {"score": [3]}
+    fresh = Checkpoint.for_study(tmp_path, "acquisition-squad", {"passages": 50}, "def5678", resume=False)
+    assert fresh.unit("many", lambda: {"score": [4]}) == {"score": [4]}

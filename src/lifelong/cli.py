@@ -436,6 +436,8 @@ def bench(
     epochs: Annotated[Optional[int], typer.Option(help="training epochs for every trained arm")] = None,
     seed: Annotated[int, typer.Option(help="seed of every trained arm")] = 0,
     model: Annotated[Optional[str], typer.Option(help="model to benchmark (default smollm2-135m; tiny with --quick)")] = None,
+    resume: Annotated[bool, typer.Option(help="reuse the finished units (SQuAD modes, single passages) of a run with "
+                                              "the same settings that was cut short")] = False,
 ) -> None:
     from lifelong.bench.context import BenchSettings
     from lifelong.bench.runner import run_bench, study_names
@@ -446,7 +448,7 @@ def bench(
     given.update(seed=seed, strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
                  squad_modes=tuple(m.strip() for m in squad_modes.split(",") if m.strip()))
     settings = BenchSettings.quick(**given) if quick else BenchSettings(**given)
-    written = run_bench(names, settings, data, out_dir, passages_file)
+    written = run_bench(names, settings, data, out_dir, passages_file, resume)
     for name, folder in written.items():
         out.print(f"{name}: {folder}")
 

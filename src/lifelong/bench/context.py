@@ -3,9 +3,10 @@ on the fact set (acquisition-facts and retention evaluate the same trained arms)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lifelong.bench.arms import (
     Arm,
@@ -16,6 +17,7 @@ from lifelong.bench.arms import (
     retriever,
     with_memory,
 )
+from lifelong.bench.checkpoint import Checkpoint
 from lifelong.bench.data import BenchData
 from lifelong.bench.measure import RetentionSuite, acquisition
 from lifelong.consolidate import SleepConfig
@@ -27,6 +29,7 @@ from lifelong.model.language_model import LanguageModel
 from lifelong.progress import status
 
 DEFAULT_STRATEGY = SleepConfig().strategy
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -95,9 +98,14 @@ class Bench:
     data: BenchData
     settings: BenchSettings
     root: Path  # scratch space for the minds the arms train in
+    checkpoint: Checkpoint | None = None  # the running study's finished units, for --resume
     _fact_arms: dict[str, Arm] | None = None
     _fact_scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     _retention: RetentionSuite | None = None
+
+    def unit(self, key: str, compute: Callable[[], T]) -> T:
+        """A resumable piece of the running study (computed directly without a checkpoint)."""
+        return self.checkpoint.unit(key, compute) if self.checkpoint else compute()
 
     def facts(self) -> list[QA]:
         return self.data.facts(self.settings.facts)

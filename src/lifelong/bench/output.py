@@ -39,14 +39,19 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def as_json(data: Any) -> Any:
+    """`data` as it reads back from a JSON file (tuples become lists, numpy scalars floats)."""
+    return json.loads(json.dumps(data, default=_jsonable))
+
+
 def write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n", encoding="utf-8")
     os.replace(tmp, path)  # a reader never sees half a file
 
 
-def machine_info() -> dict[str, Any]:
-    """What the numbers were measured on."""
+def machine_info(code: str | None = None) -> dict[str, Any]:
+    """What the numbers were measured on; `code` is the version the process started from."""
     import numpy as np
     import torch
 
@@ -62,7 +67,7 @@ def machine_info() -> dict[str, Any]:
         "sqlite": sqlite3.sqlite_version,
         "utc_time": datetime.now(UTC).isoformat(timespec="seconds"),
         "argv": sys.argv,
-        "code": source_version(),
+        "code": code or source_version(),
     }
 
 

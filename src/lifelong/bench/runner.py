@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lifelong.bench.checkpoint import Checkpoint
 from lifelong.bench.context import Bench, BenchSettings
 from lifelong.bench.data import BenchData
-from lifelong.bench.output import machine_info, results_dir, write_json
+from lifelong.bench.output import machine_info, results_dir, source_version, write_json
 from lifelong.errors import InputError
 from lifelong.progress import console, status
 
@@ -58,11 +59,13 @@ def load_base(model: str) -> Any:
 
 
 def run_bench(names: Sequence[str], settings: BenchSettings, data_dir: Path, out_root: Path,
-              passages_file: Path | None = None) -> dict[str, Path]:
-    """Run the named studies in order; returns each study's results folder."""
+              passages_file: Path | None = None, resume: bool = False) -> dict[str, Path]:
+    """Run the named studies in order; returns each study's results folder. With `resume`,
+    a study cut short earlier reuses the units it had finished (see bench/checkpoint.py)."""
     unknown = [n for n in names if n not in STUDIES]
     if unknown:
         raise InputError(f"unknown study {', '.join(unknown)}; choose from: {', '.join(STUDIES)} (or all)")
+    code = source_version()  # what this process loaded, whatever is committed while it runs
     data = BenchData(data_dir, passages_file)
     from lifelong.memory.embedder import MiniLMEmbedder
 
@@ -76,17 +79,22 @@ def run_bench(names: Sequence[str], settings: BenchSettings, data_dir: Path, out
         for name in names:
             study = STUDIES[name]
             console().rule(f"{name}: {study.title}")
-            out = results_dir(out_root, name)
+            data_label = str(data_dir) + (f" (passages: {passages_file})" if passages_file else "")
+            identity = {"study": name, "model": base.name, "data": str(Path(data_dir).resolve()),
+                        "passages_file": str(passages_file.resolve()) if passages_file else None, "settings": settings.to_dict()}
+            bench.checkpoint = Checkpoint.for_study(out_root, name, identity, code, resume)
             started = time.perf_counter()
             results = study.function(study.run)(bench)
-            meta = {"study": name, "model": base.name, "data": str(data_dir) + (f" (passages: {passages_file})" if passages_file else ""), "settings": settings.to_dict(),
-                    "seed": settings.seed, "machine": machine_info(), "command": command,
-                    "wall_seconds": time.perf_counter() - started}
+            out = results_dir(out_root, name)
+            meta = {"study": name, "model": base.name, "data": data_label, "settings": settings.to_dict(),
+                    "seed": settings.seed, "machine": machine_info(code), "command": command,
+                    "wall_seconds": time.perf_counter() - started, "checkpoint": bench.checkpoint.summary()}
             results = {**meta, **results}
             write_json(out / "results.json", results)
             if study.plot:
                 study.function(study.plot)(results, out)
             (out / "report.md").write_text(render_report(study, results), encoding="utf-8")
+            bench.checkpoint.finish()
             console().print(f"[bold]{name}[/bold]: {out / 'report.md'} ({meta['wall_seconds']:.0f} s)")
             written[name] = out
     return written
@@ -102,9 +110,17 @@ def render_report(study: Study, results: dict[str, Any]) -> str:
         f"`{settings['strategies'][0]}`; LoRA rank {settings['train_config']['rank']}, lr {settings['train_config']['learning_rate']}",
         f"- data: {results['data']}",
         f"- machine: {machine['cpu_count']} CPUs ({machine['processor']}), torch {machine['torch']}, {machine['torch_threads']} threads",
-        f"- code: {machine.get('code', 'unknown')}; wall time: {results['wall_seconds']:.0f} s",
+        f"- code: {machine.get('code', 'unknown')}; wall time: {results['wall_seconds']:.0f} s{_resumed(results)}",
         f"- command: `{results['command']}`",
         "",
         *study.function(study.report)(results),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _resumed(results: dict[str, Any]) -> str:
+    checkpoint = results.get("checkpoint") or {}
+    if not checkpoint.get("resumed_units"):
+        return ""
+    return (f", plus {checkpoint['resumed_seconds']:.0f} s in earlier processes for {len(checkpoint['resumed_units'])} "
+            f"resumed unit(s) (code {', '.join(checkpoint['resumed_codes'])})")

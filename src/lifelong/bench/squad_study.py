@@ -73,34 +73,42 @@ def many_at_once(bench: Bench, label: str, documents: Sequence[tuple[str, str]],
 
 def one_at_a_time(bench: Bench, passages: Sequence[Passage]) -> dict[str, Any]:
     """A fresh module per passage, asked that passage's questions only (every arm, the base
-    too, passage by passage); scores pooled over all questions."""
-    s = bench.settings
-    names = ["base", "memory", "naive fine-tune", f"lifelong ({s.strategies[0]})", "lifelong + memory"]
-    predictions: dict[str, list[str]] = {n: [] for n in names}
-    verdicts, sleep_seconds, naive_seconds = [], [], []
+    too, passage by passage); scores pooled over all questions. Each passage is a resumable unit."""
+    names = _single_arm_names(bench)
+    units = []
     for i, passage in enumerate(passages):
         console().print(f"[bold]single passage {i + 1}/{len(passages)}[/bold]: {passage.title}")
-        records = passage_records(passage.title, passage.text)
-        naive = naive_arm(bench.base, [passage.text], s.train())
-        lifelong, mind = lifelong_arm(bench.root, "single lifelong", bench.base, bench.embedder, records, s.strategies[0], s.train(),
-                                      [qa.question for qa in passage.questions])
-        lifelong.name = names[3]
-        arms = [Arm("base", bench.base), Arm("memory", bench.base, retriever(mind)), naive, lifelong, with_memory(lifelong, mind)]
-        check_held_out(arms, [qa.question for qa in passage.questions])
-        for arm in arms:
-            score = acquisition(arm.lm, passage.questions, contexts(arm, [qa.question for qa in passage.questions]))
-            predictions[arm.name] += score["predictions"]
-        verdicts.append(lifelong.info["passed"])
-        sleep_seconds.append(lifelong.info["sleep_seconds"])
-        naive_seconds.append(naive.info["train"]["seconds"])
-        mind.close()
-        del arms, naive, lifelong, mind
-        release_memory()  # two model copies per passage: none may outlive its passage
+        units.append(bench.unit(f"single/{i}/{passage.title}", lambda passage=passage: _single_passage(bench, passage)))
     qas = [qa for p in passages for qa in p.questions]
-    out = {name: score_predictions(predictions[name], qas) for name in names}
-    out[names[3]]["info"] = {"gate_passed": sum(verdicts), "sleeps": len(verdicts), "sleep_seconds_mean": fmean(sleep_seconds)}
-    out["naive fine-tune"]["info"] = {"train_seconds_mean": fmean(naive_seconds)}
+    out = {name: score_predictions([p for u in units for p in u["predictions"][name]], qas) for name in names}
+    out[names[3]]["info"] = {"gate_passed": sum(u["passed"] for u in units), "sleeps": len(units),
+                             "sleep_seconds_mean": fmean(u["sleep_seconds"] for u in units)}
+    out["naive fine-tune"]["info"] = {"train_seconds_mean": fmean(u["naive_seconds"] for u in units)}
     return {"arms": out, "held_out": {"questions": len(qas), "leaked": 0}}
+
+
+def _single_arm_names(bench: Bench) -> list[str]:
+    return ["base", "memory", "naive fine-tune", f"lifelong ({bench.settings.strategies[0]})", "lifelong + memory"]
+
+
+def _single_passage(bench: Bench, passage: Passage) -> dict[str, Any]:
+    """Learn one passage into fresh modules and ask every arm its questions."""
+    s, names = bench.settings, _single_arm_names(bench)
+    questions = [qa.question for qa in passage.questions]
+    records = passage_records(passage.title, passage.text)
+    naive = naive_arm(bench.base, [passage.text], s.train())
+    lifelong, mind = lifelong_arm(bench.root, "single lifelong", bench.base, bench.embedder, records, s.strategies[0], s.train(),
+                                  questions)
+    lifelong.name = names[3]
+    arms = [Arm("base", bench.base), Arm("memory", bench.base, retriever(mind)), naive, lifelong, with_memory(lifelong, mind)]
+    check_held_out(arms, questions)
+    predictions = {arm.name: acquisition(arm.lm, passage.questions, contexts(arm, questions))["predictions"] for arm in arms}
+    result = {"predictions": predictions, "passed": lifelong.info["passed"], "sleep_seconds": lifelong.info["sleep_seconds"],
+              "naive_seconds": naive.info["train"]["seconds"]}
+    mind.close()
+    del arms, naive, lifelong, mind
+    release_memory()  # two model copies per passage: none may outlive its passage
+    return result
 
 
 def run(bench: Bench) -> dict[str, Any]:
@@ -112,7 +120,7 @@ def run(bench: Bench) -> dict[str, Any]:
         results.update(passages=len(passages), questions=len(qas))
         if "many" in s.squad_modes:
             console().rule(f"many at once: {len(passages)} passages")
-            results["modes"]["many"] = many_at_once(bench, "many", [(p.title, p.text) for p in passages], qas)
+            results["modes"]["many"] = bench.unit("many", lambda: many_at_once(bench, "many", [(p.title, p.text) for p in passages], qas))
         if "single" in s.squad_modes:
             console().rule(f"one passage at a time: {len(passages)} fresh modules")
             results["modes"]["single"] = one_at_a_time(bench, passages)
@@ -123,9 +131,11 @@ def run(bench: Bench) -> dict[str, Any]:
         extra = [(p.title, "\n".join(p.training)) for p in implied]
         results.update(implication_passages=len(implied), implication_questions=len(qas))
         console().rule(f"implications: {len(implied)} passages, passage alone")
-        results["modes"]["implications: passage only"] = many_at_once(bench, "impl-passage", documents, qas)
+        results["modes"]["implications: passage only"] = bench.unit(
+            "implications: passage only", lambda: many_at_once(bench, "impl-passage", documents, qas))
         console().rule(f"implications: {len(implied)} passages, passage + implications")
-        results["modes"]["implications: passage + implications"] = many_at_once(bench, "impl-extra", documents, qas, extra)
+        results["modes"]["implications: passage + implications"] = bench.unit(
+            "implications: passage + implications", lambda: many_at_once(bench, "impl-extra", documents, qas, extra))
     return results
 
 
