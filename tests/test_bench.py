@@ -224,3 +224,16 @@ def test_a_partial_run_is_only_reused_when_asked_and_for_the_same_settings(tmp_p
     assert other.unit("many", lambda: {"score": [3]}) == {"score": [3]}
     fresh = Checkpoint.for_study(tmp_path, "acquisition-squad", {"passages": 50}, "def5678", resume=False)
     assert fresh.unit("many", lambda: {"score": [4]}) == {"score": [4]}
+
+
+def test_reports_name_every_arm_that_beats_lifelong_and_on_what() -> None:
+    from lifelong.bench.verdict import losses
+
+    arms = {"base": {"containment": 0.0, "perplexity": 10.0}, "memory": {"containment": 0.5, "perplexity": 10.0},
+            "lifelong (kl+replay)": {"containment": 0.3, "perplexity": 11.0},
+            "lifelong + memory": {"containment": 0.6, "perplexity": float("nan")}}
+    lines = losses(arms, {"containment": True, "perplexity": False})
+    assert lines[0] == "Where lifelong loses:"
+    ours = next(line for line in lines if "**lifelong (kl+replay)**" in line)
+    assert "memory on containment (0.500 against 0.300)" in ours and "base on perplexity" in ours and "base on containment" not in ours
+    assert any("**lifelong + memory** is at least as good" in line for line in lines)

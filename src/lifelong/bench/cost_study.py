@@ -12,6 +12,7 @@ from lifelong.bench.context import Bench, fact_record
 from lifelong.bench.measure import PeakMemory, release_memory
 from lifelong.bench.naive import RawTextFineTune, naive_peft_loop
 from lifelong.bench.output import markdown_table
+from lifelong.bench.verdict import losses
 from lifelong.consolidate import TRAINING_DATA, _read_examples
 from lifelong.learn.rehearsal import base_rehearsal
 from lifelong.learn.strategies import parse_strategy
@@ -74,4 +75,16 @@ def report(results: dict[str, Any]) -> list[str]:
             f"on the raw sentences as the baseline arm does. Peak memory is the process's resident set, sampled every 20 ms (everything the process holds included: the "
             f"base model, the embedder, and in `bench all` the arms of earlier studies); 'increase' is over the row's start "
             f"and includes each row's copy of the model.", "",
-            *markdown_table(["what", "wall s", "train s", "tokens", "tokens/s", "peak RSS MiB", "increase MiB"], rows)]
+            *markdown_table(["what", "wall s", "train s", "tokens", "tokens/s", "peak RSS MiB", "increase MiB"], rows),
+            *_sleep_against_baseline(results["rows"]),
+            *losses(results["rows"], {"tokens_per_second": True, "peak_rss_mib": False})]
+
+
+def _sleep_against_baseline(rows: dict[str, Any]) -> list[str]:
+    sleep = next((r for name, r in rows.items() if name.startswith("lifelong sleep")), None)
+    baseline = next((r for name, r in rows.items() if name.startswith("naive fine-tune")), None)
+    if not sleep or not baseline or not baseline["seconds"]:
+        return []
+    return [f"A whole sleep takes {sleep['seconds']:.0f} s against the naive fine-tune's {baseline['seconds']:.1f} s "
+            f"({sleep['seconds'] / baseline['seconds']:.0f} times longer), training on {sleep['tokens']:,} tokens against "
+            f"{baseline['tokens']:,}: lifelong loses on cost.", ""]

@@ -9,6 +9,7 @@ from typing import Any
 from lifelong.bench.arms import check_held_out, gate_summary
 from lifelong.bench.context import Bench
 from lifelong.bench.output import markdown_table
+from lifelong.bench.verdict import losses
 from lifelong.progress import status
 
 
@@ -33,7 +34,8 @@ def report_acquisition(results: dict[str, Any]) -> list[str]:
     return [f"{results['facts']} TOFU facts (fictitious authors), one question each, asked closed-book "
             f"(memory arms: with the 3 retrieved memories in the prompt). Scoring questions found in training data: "
             f"{results['held_out']['leaked']}.", "",
-            *markdown_table(["arm", "containment", "ROUGE-L recall", "token F1 (key)", "gate", "train/sleep s"], rows)]
+            *markdown_table(["arm", "containment", "ROUGE-L recall", "token F1 (key)", "gate", "train/sleep s"], rows),
+            *losses(results["arms"], {"containment": True, "rouge_l_recall": True, "token_f1": True})]
 
 
 def run_retention(bench: Bench) -> dict[str, Any]:
@@ -61,7 +63,9 @@ def report_retention(results: dict[str, Any]) -> list[str]:
             f"the held-out anchor prompts. Memory arms share their weights' cloze, perplexity and KL. Items that share "
             f"their answer and a content word with a rehearsal or training-anchor prompt (what the anti-forgetting "
             f"objectives train on) are left out of every arm: {sizes['excluded']} of them, listed in results.json.", "",
-            *markdown_table(["arm", "known facts kept", "world MCQ", "authors MCQ", "perplexity", "KL to base", "acquisition"], rows)]
+            *markdown_table(["arm", "known facts kept", "world MCQ", "authors MCQ", "perplexity", "KL to base", "acquisition"], rows),
+            *losses(results["arms"], {"known_facts": True, "world_mcq": True, "authors_mcq": True, "perplexity": False,
+                                      "kl_drift": False})]
 
 
 def plot_retention(results: dict[str, Any], out: Path) -> None:

@@ -19,6 +19,7 @@ from lifelong.bench.context import Bench, fact_record
 from lifelong.bench.measure import acquisition
 from lifelong.bench.naive import RawTextFineTune
 from lifelong.bench.output import markdown_table
+from lifelong.bench.verdict import losses
 from lifelong.consolidate import _with_adapter
 from lifelong.progress import console, status
 from lifelong.scoring import contains_answer
@@ -104,7 +105,8 @@ def report(results: dict[str, Any]) -> list[str]:
              *markdown_table(["arm", "average accuracy", "BWT", "forgetting"],
                              [[name, a["average_accuracy"], a["backward_transfer"], a["forgetting"]] for name, a in results["arms"].items()]),
              f"For reference only (different model, data and edits): SEAL (Zweiger et al. 2025) reports BWT of about "
-             f"{results['seal_reference_bwt']:+.2f} for sequential self-edits on Qwen2.5-7B.", ""]
+             f"{results['seal_reference_bwt']:+.2f} for sequential self-edits on Qwen2.5-7B.", "",
+             *losses(results["arms"], {"average_accuracy": True, "backward_transfer": True, "forgetting": False})]
     lines += ["Base model row: " + " ".join(f"{v:.2f}" for v in results["base_row"]), ""]
     for name, arm in results["arms"].items():
         rows = [[str(i + 1), *r] + ([gate_summary(results["sleeps"][i])] if name == "lifelong" else [])

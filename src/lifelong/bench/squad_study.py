@@ -33,6 +33,7 @@ from lifelong.bench.context import Bench
 from lifelong.bench.data import Passage
 from lifelong.bench.measure import acquisition, release_memory, score_predictions
 from lifelong.bench.output import markdown_table
+from lifelong.bench.verdict import losses
 from lifelong.evaluate.knowledge import QA
 from lifelong.memory.ingest import MAX_CHUNK_WORDS, chunk_text
 from lifelong.memory.records import NewMemory
@@ -152,7 +153,8 @@ def report(results: dict[str, Any]) -> list[str]:
     for mode, result in results["modes"].items():
         lines += [f"### {mode}", "", *markdown_table(["arm", "containment", "token F1", "gate"],
                                                      [[n, a["containment"], a["token_f1"], gate_summary(a.get("info", {}))]
-                                                      for n, a in result["arms"].items()])]
+                                                      for n, a in result["arms"].items()]),
+                  *losses(result["arms"], {"containment": True, "token_f1": True})]
     return lines
 
 
