@@ -10,7 +10,7 @@ EXPECTED_FULL_RUN = {
     "acquisition-squad": "over 5 h by estimate (50 passages, three modes; --squad-modes runs one, --resume goes on after a stop)",
     "acquisition-facts": "about 53 min (100 facts; its trained arms are shared with retention)",
     "retention": "about 23 min more when run with acquisition-facts, 75 min alone",
-    "sequential": "about 35 min (5 sleeps of 8 facts)",
+    "sequential": "about 34 min (5 sleeps of 8 facts)",
     "cost": "about 8 min (15 facts)",
     "retrieval": "about 1 min",
 }
