@@ -57,7 +57,7 @@ def test_every_study_runs_end_to_end_on_a_tiny_model(bench_data: Path, tmp_path:
         report = (folder / "report.md").read_text()
         assert results["study"] == name and results["seed"] == 0 and results["wall_seconds"] > 0
         assert "tiny-llama" in report and "wall time" in report and "machine" in report
-        assert STUDIES[name].plot is None or list(folder.glob("*.png")), name
+        assert list(folder.glob("*.png")), name
     facts = json.loads((written["acquisition-facts"] / "results.json").read_text())
     assert list(facts["arms"]) == ["base", "memory", "naive fine-tune", "lifelong (kl+replay)", "lifelong + memory"]
     assert facts["held_out"]["leaked"] == 0 and facts["arms"]["lifelong (kl+replay)"]["info"]["gate_metrics"]
@@ -66,6 +66,7 @@ def test_every_study_runs_end_to_end_on_a_tiny_model(bench_data: Path, tmp_path:
     squad = json.loads((written["acquisition-squad"] / "results.json").read_text())
     assert set(squad["modes"]) == {"many", "single", "implications: passage only", "implications: passage + implications"}
     assert squad["modes"]["single"]["arms"]["base"]["questions"] == 4
+    assert squad["modes"]["single"]["held_out"]["training_texts_checked"]["lifelong (kl+replay)"] > 0
     cost = json.loads((written["cost"] / "results.json").read_text())
     assert all(row["tokens"] > 0 and row["peak_rss_mib"] > 0 for row in cost["rows"].values())
 
@@ -78,27 +79,69 @@ def test_a_scoring_question_inside_training_text_is_caught() -> None:
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
-def test_no_scoring_question_of_the_real_sets_is_in_what_sleep_trains_on(mind) -> None:
-    """The synthesis of the real TOFU facts and SQuAD passages, distilled by a model, never
-    contains the questions those studies score (the harness also checks every run)."""
+def test_no_scoring_question_of_the_real_sets_is_in_what_the_arms_train_on(tiny_lm, embedder, tmp_path: Path) -> None:
+    """The harness's own path on the real TOFU facts and SQuAD passages: the lifelong arm's sleep
+    is told the scoring questions (facts, passages and retention sets), and neither its
+    synthesised examples, nor its rehearsal and anchor texts, nor the naive arm's raw text
+    contain one (check_held_out raises if any does)."""
+    from lifelong.bench.arms import check_held_out, lifelong_arm, naive_arm
+    from lifelong.bench.context import fact_record
     from lifelong.bench.squad_study import passage_records
-    from lifelong.consolidate import TRAINING_DATA, SleepConfig
+    from lifelong.learn.anchors import TRAINING_RAW
     from lifelong.learn.trainer import TrainConfig
 
     data = BenchData(SHARED_DATA)
     facts, passages = data.facts(4), data.passages(2)
-    mind.learn_records([r for p in passages for r in passage_records(p.title, p.text)])
-    for qa in facts:
-        mind.learn(qa.answer)
-    manifest = mind.sleep(SleepConfig(train=TrainConfig(rank=4, epochs=1, bf16=False))).manifest
-    rows = [json.loads(line) for line in (mind.versions.path(manifest.id) / TRAINING_DATA).read_text().splitlines()]
-    texts = [m["content"] for r in rows for m in r["prompt"]] + [r["answer"] for r in rows]
-    questions = [qa.question for qa in facts] + [qa.question for p in passages for qa in p.questions]
-    assert len(texts) > 50 and leaked_questions(questions, texts) == []
+    records = [r for p in passages for r in passage_records(p.title, p.text)] + [fact_record(qa) for qa in facts]
+    questions = ([qa.question for qa in facts] + [qa.question for p in passages for qa in p.questions]
+                 + [r["prompt"] for r in data.known(200)] + [r["question"] for r in data.world_mcq() + data.authors_mcq()])
+    train = TrainConfig(rank=4, epochs=1, bf16=False, max_length=400, pack_length=400)
+    lifelong, mind = lifelong_arm(tmp_path, "leak", tiny_lm, embedder, records, "kl+replay", train, questions)
+    naive = naive_arm(tiny_lm, [p.text for p in passages] + [qa.answer for qa in facts], train)
+    summary = check_held_out([lifelong, naive], questions)
+    assert summary["leaked"] == 0 and summary["training_texts_checked"]["leak"] > 50
+    assert set(TRAINING_RAW) <= set(lifelong.training_texts)  # the KL anchors are checked too
+    mind.close()
     implied = data.implication_passages(3)
     assert sum(len(p.questions) for p in implied) >= 3
     for p in implied:  # the held-out half of the implications is never a training item
         assert not {qa.answer for qa in p.questions} & set(p.training)
+
+
+def test_the_held_out_check_covers_what_the_objectives_train_on(tiny_lm) -> None:
+    """A scoring question hidden in the KL anchors or the rehearsal set stops the run."""
+    from lifelong.bench.arms import Arm, check_held_out, objective_texts
+    from lifelong.learn.anchors import TRAINING_CHAT
+    from lifelong.learn.rehearsal import REHEARSAL_PROMPTS
+
+    assert objective_texts(tiny_lm, "naive") == []
+    for strategy, planted in (("kl", TRAINING_CHAT[0]), ("replay", REHEARSAL_PROMPTS[0])):
+        arm = Arm("lifelong", tiny_lm, training_texts=objective_texts(tiny_lm, strategy))
+        with pytest.raises(RuntimeError, match="void"):
+            check_held_out([arm], [planted])
+
+
+def test_a_held_out_implication_that_a_learned_one_repeats_is_not_scored(tmp_path: Path) -> None:
+    passage = "The Ostrel Canal opened in 1905 near Tromso and carried grain to the sea."
+    learned = "The Ostrel Canal opened in 1905 near Tromso and carried grain."
+    _write(tmp_path / "squad_implications_dev.jsonl", [{
+        "id": "i0", "title": "Ostrel Canal", "passage": passage,
+        "implications": f"1. {learned}\n2. The Ostrel Canal opened in 1905 near Tromso, carrying grain.\n"
+                        "3. Boats on the canal carried grain to the sea.\n4. Grain from Tromso reached the sea by 1905 on a canal."}])
+    [implied] = BenchData(tmp_path).implication_passages(1)
+    assert implied.training == [learned, "Boats on the canal carried grain to the sea."]
+    assert [qa.answer for qa in implied.questions] == ["Grain from Tromso reached the sea by 1905 on a canal."]
+
+
+def test_the_cost_verdict_follows_the_numbers() -> None:
+    from lifelong.bench.cost_study import _sleep_against_baseline
+
+    def rows(sleep: float, naive: float) -> dict:
+        return {"lifelong sleep (kl+replay)": {"seconds": sleep, "tokens": 1000},
+                "naive fine-tune on raw text": {"seconds": naive, "tokens": 500}}
+
+    assert "lifelong loses on cost" in _sleep_against_baseline(rows(300.0, 10.0))[0]
+    assert "lifelong wins on cost" in _sleep_against_baseline(rows(5.0, 10.0))[0]
 
 
 def test_transfer_metrics_match_their_definitions() -> None:
@@ -237,3 +280,16 @@ def test_reports_name_every_arm_that_beats_lifelong_and_on_what() -> None:
     ours = next(line for line in lines if "**lifelong (kl+replay)**" in line)
     assert "memory on containment (0.500 against 0.300)" in ours and "base on perplexity" in ours and "base on containment" not in ours
     assert any("**lifelong + memory** is at least as good" in line for line in lines)
+
+
+def test_the_bench_command_runs_a_quick_study(run_cli, bench_data: Path, tmp_path: Path) -> None:
+    """`lifelong bench STUDY --quick` as a user types it: options reach the settings, the
+    command is recorded, and the folder it prints holds the results."""
+    code, out, err = run_cli("bench", "cost", "--quick", "--data", str(bench_data), "--out", str(tmp_path / "r"),
+                             "--cost-facts", "2", "--known", "5")
+    assert code == 0, err
+    [folder] = (tmp_path / "r" / "cost").iterdir()
+    assert "cost:" in out
+    results = json.loads((folder / "results.json").read_text())
+    assert results["facts"] == 2 and results["settings"]["known"] == 5 and results["settings"]["model"] == "tiny"
+    assert results["command"].startswith("lifelong bench cost --quick") and (folder / "cost.png").is_file()

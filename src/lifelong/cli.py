@@ -432,7 +432,9 @@ def bench(
     sleeps: Annotated[Optional[int], typer.Option(help="sequential: number of sleeps (full: 5)")] = None,
     batch_facts: Annotated[Optional[int], typer.Option(help="sequential: facts per sleep (full: 8)")] = None,
     cost_facts: Annotated[Optional[int], typer.Option(help="cost: facts whose synthesised data is timed (full: 15)")] = None,
-    strategies: Annotated[str, typer.Option(help="lifelong strategies; the first is the default arm (others: naive, replay, kl, ewc)")] = "kl+replay",
+    known: Annotated[Optional[int], typer.Option(help="retention: known cloze facts screened for those the base gets right (full: 200)")] = None,
+    strategies: Annotated[str, typer.Option(help="lifelong strategies; the first is the lifelong arm of every study, the others "
+                                                 "add arms to acquisition-facts and retention (naive, replay, kl, ewc)")] = "kl+replay",
     epochs: Annotated[Optional[int], typer.Option(help="training epochs for every trained arm")] = None,
     seed: Annotated[int, typer.Option(help="seed of every trained arm")] = 0,
     model: Annotated[Optional[str], typer.Option(help="model to benchmark (default smollm2-135m; tiny with --quick)")] = None,
@@ -444,7 +446,8 @@ def bench(
 
     names = study_names() if studies == ["all"] else studies
     given = {k: v for k, v in dict(facts=facts, passages=passages, implication_passages=implication_passages, sleeps=sleeps,
-                                    batch_facts=batch_facts, cost_facts=cost_facts, epochs=epochs, model=model).items() if v is not None}
+                                    batch_facts=batch_facts, cost_facts=cost_facts, known=known, epochs=epochs,
+                                    model=model).items() if v is not None}
     given.update(seed=seed, strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
                  squad_modes=tuple(m.strip() for m in squad_modes.split(",") if m.strip()))
     settings = BenchSettings.quick(**given) if quick else BenchSettings(**given)

@@ -1,7 +1,8 @@
 """Reproducible side-by-side studies: does the model learn, and what does it forget?
 
 `lifelong bench STUDY...` runs studies on the same data, prompts and greedy decoding for every
-arm (base, memory, naive fine-tune, lifelong sleep, lifelong + memory) and writes
+arm (base, memory, naive fine-tune, lifelong sleep, lifelong + memory; cost and retrieval time
+the sleep and the context layer instead) and writes
 results/<study>/<timestamp>/ with results.json, PNG plots and report.md.
 """
 
@@ -11,6 +12,6 @@ EXPECTED_FULL_RUN = {
     "acquisition-facts": "about 53 min (100 facts; its trained arms are shared with retention)",
     "retention": "about 23 min more when run with acquisition-facts, 75 min alone",
     "sequential": "about 34 min (5 sleeps of 8 facts)",
-    "cost": "about 8 min (15 facts)",
+    "cost": "about 13 min (15 facts)",
     "retrieval": "about 1 min",
 }

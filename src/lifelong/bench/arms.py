@@ -18,6 +18,9 @@ from typing import Any
 
 from lifelong.bench.data import leaked_questions
 from lifelong.consolidate import ADAPTER, TRAINING_DATA, SleepConfig, _with_adapter
+from lifelong.learn.anchors import TRAINING_CHAT, TRAINING_RAW
+from lifelong.learn.rehearsal import base_rehearsal
+from lifelong.learn.strategies import parse_strategy
 from lifelong.learn.trainer import TrainConfig
 from lifelong.memory.records import Memory, NewMemory
 from lifelong.mind import Mind
@@ -104,13 +107,26 @@ def sleep_once(mind: Mind, strategy: str, train: TrainConfig, label: str, held_o
         raise RuntimeError(f"{label}: the sleep had nothing to consolidate ({result.message})")
     folder = mind.versions.path(manifest.id)
     rows = [json.loads(line) for line in (folder / TRAINING_DATA).read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = [m["content"] for r in rows for m in r["prompt"]] + [r["answer"] for r in rows]
     return {
         "adapter": folder / ADAPTER,
         "info": {"version": manifest.id, "activated": result.activated, "passed": manifest.verdict.passed,
                  "reasons": manifest.verdict.reasons, "gate_metrics": manifest.metrics, "sleep_seconds": seconds,
                  "strategy": strategy},
-        "training_texts": [m["content"] for r in rows for m in r["prompt"]] + [r["answer"] for r in rows],
+        "training_texts": texts + objective_texts(mind.base_model, strategy),
     }
+
+
+def objective_texts(lm: LanguageModel, strategy: str) -> list[str]:
+    """What the anti-forgetting objectives train on beside the synthesised examples (the
+    frozen model's rehearsal answers, the KL anchor prompts), so the held-out check sees it."""
+    chosen = parse_strategy(strategy)
+    texts: list[str] = []
+    if chosen.replay:
+        texts += [t for e in base_rehearsal(lm) for t in [*(m["content"] for m in e.prompt), e.answer]]
+    if chosen.kl:
+        texts += [*TRAINING_CHAT, *TRAINING_RAW]
+    return texts
 
 
 def lifelong_arm(root: Path, name: str, base: LanguageModel, embedder: Any, records: Sequence[NewMemory],

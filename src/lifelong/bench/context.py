@@ -110,6 +110,10 @@ class Bench:
     def facts(self) -> list[QA]:
         return self.data.facts(self.settings.facts)
 
+    def fact_arms_ready(self) -> bool:
+        """Whether an earlier study of this run already trained the fact arms."""
+        return self._fact_arms is not None
+
     def fact_arms(self) -> dict[str, Arm]:
         """base, memory, naive fine-tune, lifelong per strategy, lifelong + memory: trained once."""
         if self._fact_arms is None:

@@ -4,7 +4,9 @@ trainers behind it against the naive loops a user would write, on the same data.
 from __future__ import annotations
 
 import copy
+import textwrap
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from lifelong.bench.arms import make_mind, sleep_once
@@ -85,6 +87,30 @@ def _sleep_against_baseline(rows: dict[str, Any]) -> list[str]:
     baseline = next((r for name, r in rows.items() if name.startswith("naive fine-tune")), None)
     if not sleep or not baseline or not baseline["seconds"]:
         return []
+    ratio = sleep["seconds"] / baseline["seconds"]
+    verdict = (f"{ratio:.1f} times longer: lifelong loses on cost" if ratio > 1
+               else f"{1 / ratio:.1f} times faster: lifelong wins on cost")
     return [f"A whole sleep takes {sleep['seconds']:.0f} s against the naive fine-tune's {baseline['seconds']:.1f} s "
-            f"({sleep['seconds'] / baseline['seconds']:.0f} times longer), training on {sleep['tokens']:,} tokens against "
-            f"{baseline['tokens']:,}: lifelong loses on cost.", ""]
+            f"({verdict}), training on {sleep['tokens']:,} tokens against {baseline['tokens']:,}.", ""]
+
+
+def plot(results: dict[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results["rows"]
+    names = list(rows)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 0.6 * len(names) + 1.5), sharey=True)
+    for ax, (key, label) in zip(axes, (("seconds", "wall s"), ("tokens_per_second", "tokens/s"),
+                                       ("peak_rss_mib", "peak RSS MiB")), strict=True):
+        bars = ax.barh(range(len(names)), [rows[n][key] for n in names], color="tab:blue")
+        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+        ax.set_xlabel(label)
+    axes[0].set_yticks(range(len(names)), [textwrap.fill(n, 38) for n in names], fontsize=7)
+    axes[0].invert_yaxis()
+    fig.suptitle(f"cost: {results['facts']} TOFU facts, {results['examples']} synthesised examples", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / "cost.png", dpi=120)
+    plt.close(fig)

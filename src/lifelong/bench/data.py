@@ -26,6 +26,7 @@ FILES = {
     "authors_mcq": "real_authors_mcq.jsonl",
 }
 HELD_OUT_TEXTS = 50  # the last passages of the SQuAD file: perplexity text, never learned
+NEAR_COPY = 0.6  # word overlap (Jaccard) at which a held-out implication counts as a copy of a learned one
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,8 @@ class BenchData:
         out = []
         for row in self._read("implications")[:n]:
             items = _numbered_items(row["implications"])
-            training, scored = items[0::2], items[1::2]
+            training = items[0::2]
+            scored = [s for s in items[1::2] if not _restates(s, training)]
             questions = [q for q in (_implication_question(s, row["passage"]) for s in scored) if q]
             out.append(ImplicationPassage(row["id"], row.get("title", ""), row["passage"], training, questions))
         return _at_least(out, n, "--implication-passages", FILES["implications"])
@@ -122,6 +124,17 @@ def _numbered_items(text: str) -> list[str]:
             if len(item.split()) >= 5 and item not in items:
                 items.append(item)
     return items
+
+
+def _restates(statement: str, learned: list[str], threshold: float = NEAR_COPY) -> bool:
+    """Whether a learned statement nearly repeats this one word for word: scoring it would
+    ask for text an arm trained on, not for what the passage states."""
+    words = set(normalize_answer(statement).split())
+    for other in learned:
+        theirs = set(normalize_answer(other).split())
+        if words and len(words & theirs) / len(words | theirs) >= threshold:
+            return True
+    return False
 
 
 def _implication_question(statement: str, passage: str) -> QA | None:

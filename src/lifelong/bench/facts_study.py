@@ -39,11 +39,12 @@ def report_acquisition(results: dict[str, Any]) -> list[str]:
 
 
 def run_retention(bench: Bench) -> dict[str, Any]:
+    trained_here = not bench.fact_arms_ready()
     suite = bench.retention()
     held_out = held_out_check(bench)
     suite.leave_out_trained([text for arm in bench.fact_arms().values() for text in arm.training_texts])
     results: dict[str, Any] = {"facts": len(bench.facts()), "sizes": suite.sizes(), "held_out": held_out,
-                               "excluded": suite.excluded, "arms": {}}
+                               "excluded": suite.excluded, "arms_trained_here": trained_here, "arms": {}}
     for name, arm in bench.fact_arms().items():
         with status(f"retention: measuring {name}"):
             measured = suite.measure(arm.lm, arm.retrieve)
@@ -53,6 +54,8 @@ def run_retention(bench: Bench) -> dict[str, Any]:
 
 def report_retention(results: dict[str, Any]) -> list[str]:
     sizes = results["sizes"]
+    trained = sum(e["because"] == "in training data" for e in results["excluded"])
+    anchored = len(results["excluded"]) - trained
     rows = [[name, a["known_facts"], a["world_mcq"], a["authors_mcq"], a["perplexity"], a["kl_drift"], a["acquisition"]]
             for name, a in results["arms"].items()]
     return [f"Before (base) and after learning {results['facts']} TOFU facts with each arm. Known facts: the "
@@ -60,9 +63,12 @@ def report_retention(results: dict[str, Any]) -> list[str]:
             f"correctly; world MCQ {sizes['world_mcq']} and real-authors MCQ {sizes['authors_mcq']} questions (4-way, by "
             f"length-normalised likelihood; memory arms with retrieved notes in the prompt); perplexity on "
             f"{sizes['held_out_texts']} held-out Wikipedia passages; KL per token to the base along its continuations of "
-            f"the held-out anchor prompts. Memory arms share their weights' cloze, perplexity and KL. Items that share "
-            f"their answer and a content word with a rehearsal or training-anchor prompt (what the anti-forgetting "
-            f"objectives train on) are left out of every arm: {sizes['excluded']} of them, listed in results.json.", "",
+            f"the held-out anchor prompts. Memory arms share their weights' cloze, perplexity and KL. Left out of every "
+            f"arm, and listed in results.json: {anchored} item(s) that share their answer and a content word with a "
+            f"rehearsal or training-anchor prompt (what the anti-forgetting objectives train on), and {trained} found "
+            f"inside some arm's training data.", "",
+            *([] if results.get("arms_trained_here", True) else
+              ["The wall time leaves out training the arms: acquisition-facts trained them earlier in the same run.", ""]),
             *markdown_table(["arm", "known facts kept", "world MCQ", "authors MCQ", "perplexity", "KL to base", "acquisition"], rows),
             *losses(results["arms"], {"known_facts": True, "world_mcq": True, "authors_mcq": True, "perplexity": False,
                                       "kl_drift": False})]

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 
-def results_dir(root: Path, study: str) -> Path:
-    """A fresh <root>/<study>/<UTC timestamp>/ folder, so runs never overwrite each other."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+def results_dir(root: Path, study: str, started: datetime | None = None) -> Path:
+    """A fresh <root>/<study>/<UTC start time>/ folder, so runs never overwrite each other."""
+    stamp = (started or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     path = root / study / stamp
     suffix = 1
     while path.exists():  # two studies of one run can start within the same second

@@ -9,6 +9,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ class Study:
     module: str  # lifelong.bench.<module>, imported only when the study runs
     run: str
     report: str
-    plot: str | None
+    plot: str
     title: str
 
     def function(self, name: str) -> Callable[..., Any]:
@@ -39,7 +40,7 @@ STUDIES = {
     "retention": Study("facts_study", "run_retention", "report_retention", "plot_retention",
                        "Retention: what every arm still knows after learning"),
     "sequential": Study("sequential_study", "run", "report", "plot", "Sequential: K sleeps over K batches"),
-    "cost": Study("cost_study", "run", "report", None, "Cost of a sleep against the naive loop"),
+    "cost": Study("cost_study", "run", "report", "plot", "Cost of a sleep against the naive loop"),
     "retrieval": Study("retrieval_study", "run", "report", "plot", "Retrieval quality and latency"),
 }
 
@@ -83,16 +84,16 @@ def run_bench(names: Sequence[str], settings: BenchSettings, data_dir: Path, out
             identity = {"study": name, "model": base.name, "data": str(Path(data_dir).resolve()),
                         "passages_file": str(passages_file.resolve()) if passages_file else None, "settings": settings.to_dict()}
             bench.checkpoint = Checkpoint.for_study(out_root, name, identity, code, resume)
+            machine = machine_info(code)  # its utc_time is when the study started
             started = time.perf_counter()
             results = study.function(study.run)(bench)
-            out = results_dir(out_root, name)
+            out = results_dir(out_root, name, datetime.fromisoformat(machine["utc_time"]))
             meta = {"study": name, "model": base.name, "data": data_label, "settings": settings.to_dict(),
-                    "seed": settings.seed, "machine": machine_info(code), "command": command,
+                    "seed": settings.seed, "machine": machine, "command": command,
                     "wall_seconds": time.perf_counter() - started, "checkpoint": bench.checkpoint.summary()}
             results = {**meta, **results}
             write_json(out / "results.json", results)
-            if study.plot:
-                study.function(study.plot)(results, out)
+            study.function(study.plot)(results, out)
             (out / "report.md").write_text(render_report(study, results), encoding="utf-8")
             bench.checkpoint.finish()
             console().print(f"[bold]{name}[/bold]: {out / 'report.md'} ({meta['wall_seconds']:.0f} s)")
@@ -105,7 +106,7 @@ def render_report(study: Study, results: dict[str, Any]) -> str:
     lines = [
         f"# {results['study']}: {study.title}",
         "",
-        f"- date (UTC): {machine['utc_time']}",
+        f"- started (UTC): {machine['utc_time']}",
         f"- model: {results['model']}; seed {results['seed']}; {settings['epochs']} epochs; default strategy "
         f"`{settings['strategies'][0]}`; LoRA rank {settings['train_config']['rank']}, lr {settings['train_config']['learning_rate']}",
         f"- data: {results['data']}",

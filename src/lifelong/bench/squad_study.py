@@ -85,7 +85,20 @@ def one_at_a_time(bench: Bench, passages: Sequence[Passage]) -> dict[str, Any]:
     out[names[3]]["info"] = {"gate_passed": sum(u["passed"] for u in units), "sleeps": len(units),
                              "sleep_seconds_mean": fmean(u["sleep_seconds"] for u in units)}
     out["naive fine-tune"]["info"] = {"train_seconds_mean": fmean(u["naive_seconds"] for u in units)}
-    return {"arms": out, "held_out": {"questions": len(qas), "leaked": 0}}
+    refusals = [{"passage": p.title, "reasons": u["reasons"]} for p, u in zip(passages, units, strict=True)
+                if not u["passed"] and "reasons" in u]
+    return {"arms": out, "held_out": _pooled_held_out(units, len(qas)), "refusals": refusals}
+
+
+def _pooled_held_out(units: Sequence[dict[str, Any]], questions: int) -> dict[str, Any]:
+    """Every passage's held-out check, summed (a leak stops the run inside its unit; units
+    from before this summary was kept only say that they passed)."""
+    checked = [u["held_out"] for u in units if "held_out" in u]
+    texts: dict[str, int] = {}
+    for summary in checked:
+        for arm, count in summary["training_texts_checked"].items():
+            texts[arm] = texts.get(arm, 0) + count
+    return {"questions": questions, "training_texts_checked": texts, "units_with_counts": len(checked), "leaked": 0}
 
 
 def _single_arm_names(bench: Bench) -> list[str]:
@@ -102,10 +115,11 @@ def _single_passage(bench: Bench, passage: Passage) -> dict[str, Any]:
                                   questions)
     lifelong.name = names[3]
     arms = [Arm("base", bench.base), Arm("memory", bench.base, retriever(mind)), naive, lifelong, with_memory(lifelong, mind)]
-    check_held_out(arms, questions)
+    held_out = check_held_out(arms, questions)
     predictions = {arm.name: acquisition(arm.lm, passage.questions, contexts(arm, questions))["predictions"] for arm in arms}
-    result = {"predictions": predictions, "passed": lifelong.info["passed"], "sleep_seconds": lifelong.info["sleep_seconds"],
-              "naive_seconds": naive.info["train"]["seconds"]}
+    result = {"predictions": predictions, "passed": lifelong.info["passed"], "reasons": lifelong.info["reasons"],
+              "sleep_seconds": lifelong.info["sleep_seconds"], "naive_seconds": naive.info["train"]["seconds"],
+              "held_out": held_out}
     mind.close()
     del arms, naive, lifelong, mind
     release_memory()  # two model copies per passage: none may outlive its passage
@@ -154,8 +168,23 @@ def report(results: dict[str, Any]) -> list[str]:
         lines += [f"### {mode}", "", *markdown_table(["arm", "containment", "token F1", "gate"],
                                                      [[n, a["containment"], a["token_f1"], gate_summary(a.get("info", {}))]
                                                       for n, a in result["arms"].items()]),
-                  *losses(result["arms"], {"containment": True, "token_f1": True})]
+                  *losses(result["arms"], {"containment": True, "token_f1": True}),
+                  *_held_out_line(result["held_out"]), *_refusal_lines(result.get("refusals", []))]
     return lines
+
+
+def _held_out_line(held_out: dict[str, Any]) -> list[str]:
+    texts = held_out.get("training_texts_checked") or {}
+    checked = f" against {sum(texts.values()):,} training texts" if texts else ""
+    return [f"Scoring questions found in any arm's training data: {held_out['leaked']} of {held_out['questions']}{checked}.", ""]
+
+
+def _refusal_lines(refusals: Sequence[dict[str, Any]]) -> list[str]:
+    """Why the gate refused the modules it refused (their predictions are scored all the same)."""
+    if not refusals:
+        return []
+    return [f"The gate refused {len(refusals)} passage module(s); each is scored anyway:", "",
+            *[f"- {r['passage']}: {'; '.join(r['reasons'])}" for r in refusals], ""]
 
 
 def plot(results: dict[str, Any], out: Path) -> None:
