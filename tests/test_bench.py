@@ -109,14 +109,18 @@ def test_no_scoring_question_of_the_real_sets_is_in_what_the_arms_train_on(tiny_
 
 
 def test_the_held_out_check_covers_what_the_objectives_train_on(tiny_lm) -> None:
-    """A scoring question hidden in the KL anchors or the rehearsal set stops the run."""
-    from lifelong.bench.arms import Arm, check_held_out, objective_texts
-    from lifelong.learn.anchors import TRAINING_CHAT
-    from lifelong.learn.rehearsal import REHEARSAL_PROMPTS
+    """A scoring question hidden in the KL or EWC anchors or the rehearsal set stops the run:
+    the record a sleep keeps of its training texts includes what each objective trains on."""
+    from lifelong.bench.arms import Arm, check_held_out
+    from lifelong.learn.anchors import TRAINING_CHAT, TRAINING_RAW
+    from lifelong.learn.rehearsal import REHEARSAL_PROMPTS, base_rehearsal
+    from lifelong.learn.strategies import parse_strategy
+    from lifelong.learn.trainer import trained_texts
 
-    assert objective_texts(tiny_lm, "naive") == []
-    for strategy, planted in (("kl", TRAINING_CHAT[0]), ("replay", REHEARSAL_PROMPTS[0])):
-        arm = Arm("lifelong", tiny_lm, training_texts=objective_texts(tiny_lm, strategy))
+    rehearsal = base_rehearsal(tiny_lm)
+    assert trained_texts([], rehearsal, parse_strategy("naive")) == []  # naive ignores replay and anchors
+    for strategy, planted in (("kl", TRAINING_CHAT[0]), ("replay", REHEARSAL_PROMPTS[0]), ("ewc", TRAINING_RAW[0])):
+        arm = Arm("lifelong", tiny_lm, training_texts=[r["text"] for r in trained_texts([], rehearsal, parse_strategy(strategy))])
         with pytest.raises(RuntimeError, match="void"):
             check_held_out([arm], [planted])
 

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from lifelong import Mind, consolidate
-from lifelong.consolidate import ADAPTER, TRAINING_DATA, GatePolicy, SleepConfig
+from lifelong.consolidate import ADAPTER, TRAINING_DATA, GatePolicy, SleepConfig, _read_examples, read_trained_on
+from lifelong.learn.anchors import TRAINING_RAW
+from lifelong.learn.rehearsal import REHEARSAL_PROMPTS
 from lifelong.learn.trainer import TrainConfig
 
 FACTS = [
@@ -29,6 +31,9 @@ def test_sleep_writes_a_gated_version_with_lineage_and_a_loadable_adapter(mind: 
     assert {"acquisition", "acquisition_parent", "retention_agreement", "kl_drift", "tokens_per_second"} <= set(manifest.metrics)
     folder = mind.versions.path(manifest.id)
     assert (folder / TRAINING_DATA).is_file()
+    trained = read_trained_on(folder)  # the audit record: examples, rehearsal and KL anchors
+    assert {e.answer for e in _read_examples(folder / TRAINING_DATA)} <= set(trained)
+    assert set(TRAINING_RAW) <= set(trained) and REHEARSAL_PROMPTS[0] in trained
     PeftModel.from_pretrained(mind.base_model.model.__class__(mind.base_model.model.config), str(folder / ADAPTER))
     # A random tiny model cannot learn these facts closed-book, so the gate must refuse it.
     assert not result.activated and mind.versions.active_id() == "base"

@@ -28,7 +28,7 @@ from lifelong.learn.rehearsal import base_rehearsal
 from lifelong.learn.strategies import Strategy, parse_strategy
 from lifelong.learn.synthesis import MODEL_QUESTION_REQUEST, TrainingExample, data_hash, synthesise, whole_sentences
 from lifelong.learn.teacher import Teacher, TeacherConfig
-from lifelong.learn.trainer import TrainConfig, attach_lora, train_module
+from lifelong.learn.trainer import TrainConfig, attach_lora, train_module, trained_texts
 from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
 from lifelong.prompt import build_messages, closed_book
@@ -37,6 +37,7 @@ from lifelong.versions import BASE_VERSION, Manifest, Verdict, VersionRegistry
 
 RETENTION_PROBES = "retention_probes.jsonl"
 TRAINING_DATA = "training_data.jsonl"
+TRAINED_ON = "trained_on.jsonl"  # every text the module learned from, with its source (learn/trainer.py)
 ADAPTER = "adapter"
 
 
@@ -104,6 +105,14 @@ def _read_examples(path: Path) -> list[TrainingExample]:
     # them in the format the module is served in.
     return [TrainingExample(r["prompt"] if r["prompt"][0]["role"] == "system" else closed_book(r["prompt"][-1]["content"]),
                             r["answer"], tuple(r["memory_ids"]), r["kind"]) for r in rows]
+
+
+def read_trained_on(folder: Path) -> list[str]:
+    """The texts a version's module learned from (empty for versions that trained nothing)."""
+    path = folder / TRAINED_ON
+    if not path.is_file():
+        return []
+    return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def run_sleep(
@@ -197,6 +206,8 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
         candidate_peft.save_pretrained(folder / ADAPTER)
         kept = [*(e for e in replay if e.memory_ids), *examples]
         (folder / TRAINING_DATA).write_text("\n".join(json.dumps(e.to_dict()) for e in kept) + "\n", encoding="utf-8")
+        trained = trained_texts(examples, replay, strategy)
+        (folder / TRAINED_ON).write_text("".join(json.dumps(row) + "\n" for row in trained), encoding="utf-8")
         return Manifest(
             id=registry.new_id(), parent=parent_id, created_at=time.time(), kind="module",
             memory_ids=memory_ids, memory_hashes={str(i): current[i].content_hash for i in memory_ids},

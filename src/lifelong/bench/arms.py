@@ -16,11 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lifelong.bench.data import leaked_questions
-from lifelong.consolidate import ADAPTER, TRAINING_DATA, SleepConfig, _read_examples, _with_adapter
-from lifelong.learn.anchors import TRAINING_CHAT, TRAINING_RAW
-from lifelong.learn.rehearsal import base_rehearsal
-from lifelong.learn.strategies import parse_strategy
-from lifelong.learn.synthesis import TrainingExample
+from lifelong.consolidate import ADAPTER, SleepConfig, _with_adapter, read_trained_on
 from lifelong.learn.trainer import TrainConfig
 from lifelong.memory.records import Memory, NewMemory
 from lifelong.mind import Mind
@@ -111,21 +107,8 @@ def sleep_once(mind: Mind, strategy: str, train: TrainConfig, label: str, held_o
         "info": {"version": manifest.id, "activated": result.activated, "passed": manifest.verdict.passed,
                  "reasons": manifest.verdict.reasons, "gate_metrics": manifest.metrics, "sleep_seconds": seconds,
                  "strategy": strategy},
-        "training_texts": example_texts(_read_examples(folder / TRAINING_DATA)) + objective_texts(mind.base_model, strategy),
+        "training_texts": read_trained_on(folder),  # what the sleep itself recorded training on
     }
-
-
-def example_texts(examples: Sequence[TrainingExample]) -> list[str]:
-    """Every prompt turn and answer of some training examples, for the held-out check."""
-    return [t for e in examples for t in [*(m["content"] for m in e.prompt), e.answer]]
-
-
-def objective_texts(lm: LanguageModel, strategy: str) -> list[str]:
-    """What the anti-forgetting objectives train on beside the synthesised examples (the
-    frozen model's rehearsal examples, the KL anchor prompts as plain text: inside a chat
-    template a question would run into the template's markup and escape the check)."""
-    chosen = parse_strategy(strategy)
-    return (example_texts(base_rehearsal(lm)) if chosen.replay else []) + ([*TRAINING_CHAT, *TRAINING_RAW] if chosen.kl else [])
 
 
 def lifelong_arm(root: Path, name: str, base: LanguageModel, embedder: Any, records: Sequence[NewMemory],

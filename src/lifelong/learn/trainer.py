@@ -159,6 +159,21 @@ def anchor_texts(lm: LanguageModel) -> list[str]:
     return [lm.format_chat(closed_book(p)) for p in TRAINING_CHAT] + list(TRAINING_RAW)
 
 
+def trained_texts(examples: Sequence[TrainingExample], replay: Sequence[TrainingExample],
+                  strategy: Strategy) -> list[dict[str, str]]:
+    """Every text `train_module` learns from under `strategy`, each tagged with its source.
+    A version keeps this beside its adapter so what a module saw can be audited without
+    re-deriving it from the strategy (the benchmark's held-out check reads it). Anchors are
+    kept as plain prompts: inside a chat template a sentence runs into the markup."""
+    def turns(items: Sequence[TrainingExample], source: str) -> list[dict[str, str]]:
+        return [{"source": source, "text": t} for e in items for t in [*(m["content"] for m in e.prompt), e.answer]]
+
+    anchors = [*TRAINING_CHAT, *TRAINING_RAW]
+    return [*turns(examples, "example"), *(turns(replay, "replay") if strategy.replay else []),
+            *({"source": "kl anchor", "text": t} for t in (anchors if strategy.kl else [])),
+            *({"source": "ewc anchor", "text": t} for t in (anchors if strategy.ewc else []))]
+
+
 def train_module(
     lm: LanguageModel,
     peft_model: Any,
