@@ -71,6 +71,26 @@ def test_every_study_runs_end_to_end_on_a_tiny_model(bench_data: Path, tmp_path:
     assert all(row["tokens"] > 0 and row["peak_rss_mib"] > 0 for row in cost["rows"].values())
 
 
+def test_each_extra_strategy_adds_a_lifelong_arm_to_every_training_study(bench_data: Path, tmp_path: Path) -> None:
+    """`--strategies kl+replay,naive` gives squad (both modes), sequential and cost a second
+    lifelong arm with its own sleeps and gate verdicts; the first strategy stays the one served with memory."""
+    settings = BenchSettings.quick(strategies=("kl+replay", "naive"), squad_modes=("many", "single"))
+    written = run_bench(["acquisition-squad", "sequential", "cost"], settings, bench_data, tmp_path / "results")
+    squad = json.loads((written["acquisition-squad"] / "results.json").read_text())
+    for mode in ("many", "single"):
+        arms = squad["modes"][mode]["arms"]
+        assert list(arms) == ["base", "memory", "naive fine-tune", "lifelong (kl+replay)", "lifelong (naive)", "lifelong + memory"]
+        assert arms["lifelong (naive)"]["questions"] == 4
+        assert squad["modes"][mode]["held_out"]["training_texts_checked"]["lifelong (naive)"] > 0
+    assert squad["modes"]["single"]["arms"]["lifelong (naive)"]["info"]["sleeps"] == 2
+    sequential = json.loads((written["sequential"] / "results.json").read_text())
+    assert len(sequential["arms"]["lifelong (naive)"]["matrix"]) == 2 and len(sequential["extra_sleeps"]["lifelong (naive)"]) == 2
+    assert "### lifelong (naive)" in (written["sequential"] / "report.md").read_text()
+    cost = json.loads((written["cost"] / "results.json").read_text())
+    assert {"lifelong sleep (naive): synthesis + training + gate", "lifelong trainer, kl+replay, 1 epoch",
+            "lifelong trainer, naive objective, 1 epoch"} <= set(cost["rows"]) and set(cost["sleep_verdicts"]) == {"kl+replay", "naive"}
+
+
 def test_a_scoring_question_inside_training_text_is_caught() -> None:
     questions = ["Where was the novelist Arvid Tollen born?", "Who designed the Vellum Bridge 3?"]
     training = ["Fill in the blank: ____ was born in Tromso.", "Q: where was the novelist arvid tollen born? A: Tromso"]

@@ -433,8 +433,9 @@ def bench(
     batch_facts: Annotated[Optional[int], typer.Option(help="sequential: facts per sleep (full: 8)")] = None,
     cost_facts: Annotated[Optional[int], typer.Option(help="cost: facts whose synthesised data is timed (full: 15)")] = None,
     known: Annotated[Optional[int], typer.Option(help="retention: known cloze facts screened for those the base gets right (full: 200)")] = None,
-    strategies: Annotated[str, typer.Option(help="lifelong strategies; the first is the lifelong arm of every study, the others "
-                                                 "add arms to acquisition-facts and retention (naive, replay, kl, ewc)")] = "kl+replay",
+    strategies: Annotated[str, typer.Option(help="lifelong strategies (naive, replay, kl, ewc, '+' combines); the first is the "
+                                                 "lifelong arm of every study and the one served with memory, each other adds "
+                                                 "a lifelong arm (one more sleep per unit) to every study but retrieval")] = "kl+replay",
     epochs: Annotated[Optional[int], typer.Option(help="training epochs for every trained arm")] = None,
     seed: Annotated[int, typer.Option(help="seed of every trained arm")] = 0,
     model: Annotated[Optional[str], typer.Option(help="model to benchmark (default smollm2-135m; tiny with --quick)")] = None,

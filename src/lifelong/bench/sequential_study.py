@@ -49,9 +49,12 @@ def run(bench: Bench) -> dict[str, Any]:
     lifelong_mind = make_mind(bench.root / "sequential-lifelong", bench.base, bench.embedder, [])
     naive = RawTextFineTune(bench.base, s.train())
     strategy = s.strategies[0]
+    extras = {f"lifelong ({x})": (x, make_mind(bench.root / f"sequential-lifelong-{i + 1}", bench.base, bench.embedder, []))
+              for i, x in enumerate(s.strategies[1:])}  # each other strategy on request: its own mind, served arm only
+    extra_sleeps: dict[str, list[dict[str, Any]]] = {name: [] for name in extras}
 
-    matrices: dict[str, list[list[float]]] = {name: [] for name in ARMS}
-    predictions: dict[str, list[list[str]]] = {name: [] for name in ("base", *ARMS)}
+    matrices: dict[str, list[list[float]]] = {name: [] for name in (*ARMS, *extras)}
+    predictions: dict[str, list[list[str]]] = {name: [] for name in ("base", *ARMS, *extras)}
 
     def row(name: str, lm: Any, retrieve: Any = None) -> list[float]:
         score = acquisition(lm, qas, [retrieve(q) for q in questions] if retrieve else None)
@@ -62,6 +65,7 @@ def run(bench: Bench) -> dict[str, Any]:
     with status("sequential: the base model's row"):
         base_row = row("base", bench.base)
     sleeps, naive_stats, lifelong_texts = [], [], []
+    extra_texts: dict[str, list[str]] = {name: [] for name in extras}
     for i, batch in enumerate(batches):
         records = [fact_record(qa) for qa in batch]
         memory_mind.learn_records(records)
@@ -70,6 +74,11 @@ def run(bench: Bench) -> dict[str, Any]:
         slept = sleep_once(lifelong_mind, strategy, s.train(), f"sleep {i + 1}", questions)
         lifelong_texts += slept["training_texts"]
         sleeps.append(slept["info"])
+        for name, (other, mind) in extras.items():
+            mind.learn_records(records)
+            other_slept = sleep_once(mind, other, s.train(), f"sleep {i + 1}, {other}", questions)
+            extra_texts[name] += other_slept["training_texts"]
+            extra_sleeps[name].append(other_slept["info"])
         served = lifelong_mind.language_model  # the active version: a refused sleep leaves the previous one serving
         with status(f"sequential: evaluating every arm after batch {i + 1}"):
             matrices["memory"].append(row("memory", bench.base, retriever(memory_mind)))
@@ -81,15 +90,20 @@ def run(bench: Bench) -> dict[str, Any]:
             else:
                 matrices["lifelong candidate"].append(row("lifelong candidate", _with_adapter(bench.base, slept["adapter"])))
             matrices["lifelong + memory"].append(row("lifelong + memory", served, retriever(lifelong_mind)))
+            for name, (_, mind) in extras.items():
+                matrices[name].append(row(name, mind.language_model))
         verdict = "promoted" if slept["info"]["activated"] else "refused"
         console().print(f"  after batch {i + 1} (sleep {verdict}): " + "; ".join(
-            f"{name} " + " ".join(f"{v:.2f}" for v in matrices[name][-1]) for name in ARMS))
+            f"{name} " + " ".join(f"{v:.2f}" for v in matrices[name][-1]) for name in matrices))
     held_out = check_held_out([Arm("naive fine-tune", naive.lm, training_texts=naive.texts),
-                               Arm("lifelong", served, training_texts=lifelong_texts)], questions)
+                               Arm("lifelong", served, training_texts=lifelong_texts),
+                               *(Arm(name, mind.language_model, training_texts=extra_texts[name])
+                                 for name, (_, mind) in extras.items())], questions)
     return {
         "batches": k, "batch_size": size, "strategy": strategy, "base_row": base_row,
         "arms": {name: {"matrix": m, **transfer(m)} for name, m in matrices.items()},
-        "sleeps": sleeps, "naive_train": naive_stats, "seal_reference_bwt": SEAL_BWT, "held_out": held_out,
+        "sleeps": sleeps, "extra_sleeps": extra_sleeps, "naive_train": naive_stats, "seal_reference_bwt": SEAL_BWT,
+        "held_out": held_out,
         "predictions": predictions, "questions": [{"question": qa.question, "key": qa.key} for qa in qas],
     }
 
@@ -107,11 +121,15 @@ def report(results: dict[str, Any]) -> list[str]:
              f"For reference only (different model, data and edits): SEAL (Zweiger et al. 2025) reports BWT of about "
              f"{results['seal_reference_bwt']:+.2f} for sequential self-edits on Qwen2.5-7B.", "",
              *losses(results["arms"], {"average_accuracy": True, "backward_transfer": True, "forgetting": False})]
+    if results.get("extra_sleeps"):
+        lines += [f"`lifelong (<strategy>)` arms: the served model of the same {k} sleeps with that strategy instead of "
+                  f"`{results['strategy']}`, in a mind of its own.", ""]
     lines += ["Base model row: " + " ".join(f"{v:.2f}" for v in results["base_row"]), ""]
+    gated = {"lifelong": results["sleeps"], **results.get("extra_sleeps", {})}
     for name, arm in results["arms"].items():
-        rows = [[str(i + 1), *r] + ([gate_summary(results["sleeps"][i])] if name == "lifelong" else [])
+        rows = [[str(i + 1), *r] + ([gate_summary(gated[name][i])] if name in gated else [])
                 for i, r in enumerate(arm["matrix"])]
-        lines += [f"### {name}", "", *markdown_table(["after batch", *[f"batch {j + 1}" for j in range(k)]] + (["gate"] if name == "lifelong" else []), rows)]
+        lines += [f"### {name}", "", *markdown_table(["after batch", *[f"batch {j + 1}" for j in range(k)]] + (["gate"] if name in gated else []), rows)]
     return lines
 
 

@@ -37,6 +37,7 @@ from lifelong.bench.verdict import losses
 from lifelong.evaluate.knowledge import QA
 from lifelong.memory.ingest import MAX_CHUNK_WORDS, chunk_text
 from lifelong.memory.records import NewMemory
+from lifelong.mind import Mind
 from lifelong.progress import console, status
 
 
@@ -65,11 +66,21 @@ def many_at_once(bench: Bench, label: str, documents: Sequence[tuple[str, str]],
     arms = [Arm("base", bench.base), Arm("memory", bench.base, retriever(source))]
     with status(f"{label}: naive fine-tune on {len(documents) + len(extra)} raw texts"):
         arms.append(naive_arm(bench.base, [text for _, text in [*documents, *extra]], s.train()))
-    lifelong, mind = lifelong_arm(bench.root, f"{label} lifelong", bench.base, bench.embedder, records, s.strategies[0], s.train(),
-                                  [qa.question for qa in qas])
-    lifelong.name = f"lifelong ({s.strategies[0]})"
-    arms += [lifelong, with_memory(lifelong, mind)]
+    lifelongs = _lifelong_arms(bench, label, records, [qa.question for qa in qas])
+    arms += [arm for arm, _ in lifelongs] + [with_memory(*lifelongs[0])]
     return _evaluate(arms, qas)
+
+
+def _lifelong_arms(bench: Bench, label: str, records: Sequence[NewMemory],
+                   held_out: Sequence[str]) -> list[tuple[Arm, Mind]]:
+    """One sleep per requested strategy, the default first (it alone also serves with memory)."""
+    s, out = bench.settings, []
+    for i, strategy in enumerate(s.strategies):
+        arm, mind = lifelong_arm(bench.root, f"{label} lifelong" + (f" {i}" if i else ""), bench.base, bench.embedder,
+                                 records, strategy, s.train(), held_out)
+        arm.name = f"lifelong ({strategy})"
+        out.append((arm, mind))
+    return out
 
 
 def one_at_a_time(bench: Bench, passages: Sequence[Passage]) -> dict[str, Any]:
@@ -82,11 +93,14 @@ def one_at_a_time(bench: Bench, passages: Sequence[Passage]) -> dict[str, Any]:
         units.append(bench.unit(f"single/{i}/{passage.title}", lambda passage=passage: _single_passage(bench, passage)))
     qas = [qa for p in passages for qa in p.questions]
     out = {name: score_predictions([p for u in units for p in u["predictions"][name]], qas) for name in names}
-    out[names[3]]["info"] = {"gate_passed": sum(u["passed"] for u in units), "sleeps": len(units),
-                             "sleep_seconds_mean": fmean(u["sleep_seconds"] for u in units)}
+    verdicts = [u["strategies"] if "strategies" in u else {names[3]: u} for u in units]  # units of older runs: one
+    for name in names[3:-1]:
+        out[name]["info"] = {"gate_passed": sum(v[name]["passed"] for v in verdicts), "sleeps": len(units),
+                             "sleep_seconds_mean": fmean(v[name]["sleep_seconds"] for v in verdicts)}
     out["naive fine-tune"]["info"] = {"train_seconds_mean": fmean(u["naive_seconds"] for u in units)}
-    refusals = [{"passage": p.title, "reasons": u["reasons"]} for p, u in zip(passages, units, strict=True)
-                if not u["passed"] and "reasons" in u]
+    refusals = [{"passage": p.title + (f" ({name})" if len(names) > 5 else ""), "reasons": v["reasons"]}
+                for p, by_arm in zip(passages, verdicts, strict=True) for name, v in by_arm.items()
+                if not v["passed"] and "reasons" in v]
     return {"arms": out, "held_out": _pooled_held_out(units, len(qas)), "refusals": refusals}
 
 
@@ -102,27 +116,27 @@ def _pooled_held_out(units: Sequence[dict[str, Any]], questions: int) -> dict[st
 
 
 def _single_arm_names(bench: Bench) -> list[str]:
-    return ["base", "memory", "naive fine-tune", f"lifelong ({bench.settings.strategies[0]})", "lifelong + memory"]
+    return ["base", "memory", "naive fine-tune", *(f"lifelong ({s})" for s in bench.settings.strategies), "lifelong + memory"]
 
 
 def _single_passage(bench: Bench, passage: Passage) -> dict[str, Any]:
     """Learn one passage into fresh modules and ask every arm its questions."""
-    s, names = bench.settings, _single_arm_names(bench)
+    s = bench.settings
     questions = [qa.question for qa in passage.questions]
     records = passage_records(passage.title, passage.text)
     naive = naive_arm(bench.base, [passage.text], s.train())
-    lifelong, mind = lifelong_arm(bench.root, "single lifelong", bench.base, bench.embedder, records, s.strategies[0], s.train(),
-                                  questions)
-    lifelong.name = names[3]
-    arms = [Arm("base", bench.base), Arm("memory", bench.base, retriever(mind)), naive, lifelong, with_memory(lifelong, mind)]
+    lifelongs = _lifelong_arms(bench, "single", records, questions)
+    lifelong, mind = lifelongs[0]
+    arms = [Arm("base", bench.base), Arm("memory", bench.base, retriever(mind)), naive,
+            *(arm for arm, _ in lifelongs), with_memory(lifelong, mind)]
     held_out = check_held_out(arms, questions)
     predictions = {arm.name: acquisition(arm.lm, passage.questions, contexts(arm, questions))["predictions"] for arm in arms}
-    result = {"predictions": predictions, "passed": lifelong.info["passed"], "reasons": lifelong.info["reasons"],
-              "sleep_seconds": lifelong.info["sleep_seconds"], "naive_seconds": naive.info["train"]["seconds"],
-              "held_out": held_out}
-    mind.close()
-    del arms, naive, lifelong, mind
-    release_memory()  # two model copies per passage: none may outlive its passage
+    result = {"predictions": predictions, "naive_seconds": naive.info["train"]["seconds"], "held_out": held_out,
+              "strategies": {arm.name: {k: arm.info[k] for k in ("passed", "reasons", "sleep_seconds")} for arm, _ in lifelongs}}
+    for _, each in lifelongs:
+        each.close()
+    del arms, naive, lifelong, mind, lifelongs
+    release_memory()  # a model copy per arm and passage: none may outlive its passage
     return result
 
 
