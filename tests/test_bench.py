@@ -317,3 +317,12 @@ def test_the_bench_command_runs_a_quick_study(run_cli, bench_data: Path, tmp_pat
     results = json.loads((folder / "results.json").read_text())
     assert results["facts"] == 2 and results["settings"]["known"] == 5 and results["settings"]["model"] == "tiny"
     assert results["command"].startswith("lifelong bench cost --quick") and (folder / "cost.png").is_file()
+
+
+def test_each_implications_unit_runs_alone(bench_data: Path, tmp_path: Path) -> None:
+    """Each unit is 1-2 h at full size, so a user can run (or rerun) one without the other."""
+    settings = BenchSettings.quick(squad_modes=("implications-extra",))
+    folder = run_bench(["acquisition-squad"], settings, bench_data, tmp_path)["acquisition-squad"]
+    results = json.loads((folder / "results.json").read_text())
+    assert set(results["modes"]) == {"implications: passage + implications"}
+    assert "passage + implications" in (folder / "report.md").read_text()

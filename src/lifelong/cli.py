@@ -428,7 +428,8 @@ def bench(
     facts: Annotated[Optional[int], typer.Option(help="TOFU facts for acquisition-facts and retention (full: 100)")] = None,
     passages: Annotated[Optional[int], typer.Option(help="SQuAD passages (full: 50)")] = None,
     implication_passages: Annotated[Optional[int], typer.Option(help="passages with teacher implications (full: 50)")] = None,
-    squad_modes: Annotated[str, typer.Option(help="comma-separated: many, single, implications")] = "many,single,implications",
+    squad_modes: Annotated[str, typer.Option(help="comma-separated: many, single, implications (both its units), "
+                                                     "implications-passage, implications-extra (one unit each)")] = "many,single,implications",
     sleeps: Annotated[Optional[int], typer.Option(help="sequential: number of sleeps (full: 5)")] = None,
     batch_facts: Annotated[Optional[int], typer.Option(help="sequential: facts per sleep (full: 8)")] = None,
     cost_facts: Annotated[Optional[int], typer.Option(help="cost: facts whose synthesised data is timed (full: 15)")] = None,

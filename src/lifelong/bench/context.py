@@ -32,6 +32,10 @@ DEFAULT_STRATEGY = SleepConfig().strategy
 T = TypeVar("T")
 
 
+# "implications" runs both of its units; the -passage / -extra names run one (each is ~1-2 h at 50 passages).
+SQUAD_MODES = ("many", "single", "implications", "implications-passage", "implications-extra")
+
+
 @dataclass(frozen=True)
 class BenchSettings:
     """Sizes of a full run; `quick()` gives the few-minute run CI uses."""
@@ -39,7 +43,7 @@ class BenchSettings:
     facts: int = 100
     passages: int = 50
     implication_passages: int = 50
-    squad_modes: tuple[str, ...] = ("many", "single", "implications")
+    squad_modes: tuple[str, ...] = ("many", "single", "implications")  # implications = both of its units
     sleeps: int = 5
     batch_facts: int = 8
     cost_facts: int = 15
@@ -61,7 +65,7 @@ class BenchSettings:
         if not self.strategies:
             raise InputError("--strategies is empty; name at least one, e.g. kl+replay")
         if not self.squad_modes:
-            raise InputError("--squad-modes is empty; use many, single and/or implications")
+            raise InputError(f"--squad-modes is empty; use {', '.join(SQUAD_MODES)}")
         for strategy in self.strategies:
             try:
                 parse_strategy(strategy)  # a bad name fails before any model loads
@@ -71,9 +75,9 @@ class BenchSettings:
         for name in ("facts", "passages", "implication_passages", "sleeps", "batch_facts", "cost_facts", "known", "epochs"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
-        unknown = set(self.squad_modes) - {"many", "single", "implications"}
+        unknown = set(self.squad_modes) - set(SQUAD_MODES)
         if unknown:
-            raise InputError(f"--squad-modes has {', '.join(sorted(unknown))}; use many, single and/or implications")
+            raise InputError(f"--squad-modes has {', '.join(sorted(unknown))}; use {', '.join(SQUAD_MODES)}")
 
     def train(self) -> TrainConfig:
         config = TrainConfig(epochs=self.epochs, seed=self.seed)

@@ -7,7 +7,8 @@ Learn Wikipedia passages, then answer their SQuAD questions without the passage.
                 memories, against the passage alone: the same update algorithm on different data.
                 Those passages come without SQuAD questions, so half of each passage's
                 implications are held out and turned into questions about spans the passage
-                states; the other half may be learned.
+                states; the other half may be learned. implications-passage and
+                implications-extra run one of its two units each.
 Scored by normalised containment of the gold answer and SQuAD token F1.
 """
 
@@ -153,18 +154,22 @@ def run(bench: Bench) -> dict[str, Any]:
         if "single" in s.squad_modes:
             console().rule(f"one passage at a time: {len(passages)} fresh modules")
             results["modes"]["single"] = one_at_a_time(bench, passages)
-    if "implications" in s.squad_modes:
+    passage_only = bool({"implications", "implications-passage"} & set(s.squad_modes))
+    with_extra = bool({"implications", "implications-extra"} & set(s.squad_modes))
+    if passage_only or with_extra:
         implied = bench.data.implication_passages(s.implication_passages)
         qas = [qa for p in implied for qa in p.questions]
         documents = [(p.title, p.text) for p in implied]
         extra = [(p.title, "\n".join(p.training)) for p in implied]
         results.update(implication_passages=len(implied), implication_questions=len(qas))
-        console().rule(f"implications: {len(implied)} passages, passage alone")
-        results["modes"]["implications: passage only"] = bench.unit(
-            "implications: passage only", lambda: many_at_once(bench, "impl-passage", documents, qas))
-        console().rule(f"implications: {len(implied)} passages, passage + implications")
-        results["modes"]["implications: passage + implications"] = bench.unit(
-            "implications: passage + implications", lambda: many_at_once(bench, "impl-extra", documents, qas, extra))
+        if passage_only:
+            console().rule(f"implications: {len(implied)} passages, passage alone")
+            results["modes"]["implications: passage only"] = bench.unit(
+                "implications: passage only", lambda: many_at_once(bench, "impl-passage", documents, qas))
+        if with_extra:
+            console().rule(f"implications: {len(implied)} passages, passage + implications")
+            results["modes"]["implications: passage + implications"] = bench.unit(
+                "implications: passage + implications", lambda: many_at_once(bench, "impl-extra", documents, qas, extra))
     return results
 
 
