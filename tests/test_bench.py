@@ -298,12 +298,16 @@ def test_reports_name_every_arm_that_beats_lifelong_and_on_what() -> None:
 
     arms = {"base": {"containment": 0.0, "perplexity": 10.0}, "memory": {"containment": 0.5, "perplexity": 10.0},
             "lifelong (kl+replay)": {"containment": 0.3, "perplexity": 11.0},
-            "lifelong + memory": {"containment": 0.6, "perplexity": float("nan")}}
+            "lifelong + memory": {"containment": 0.6, "perplexity": float("nan"),
+                                  "info": {"passed": False, "reasons": ["KL drift 0.560 > 0.5"]}}}
     lines = losses(arms, {"containment": True, "perplexity": False})
     assert lines[0] == "Where lifelong loses:"
     ours = next(line for line in lines if "**lifelong (kl+replay)**" in line)
     assert "memory on containment (0.500 against 0.300)" in ours and "base on perplexity" in ours and "base on containment" not in ours
     assert any("**lifelong + memory** is at least as good" in line for line in lines)
+    # a module that wins every column but that the gate refused is still reported as refused
+    assert any("**lifelong + memory**: the gate refused" in line and "KL drift 0.560 > 0.5" in line for line in lines)
+    assert not any("**lifelong (kl+replay)**: the gate refused" in line for line in lines)
 
 
 def test_the_bench_command_runs_a_quick_study(run_cli, bench_data: Path, tmp_path: Path) -> None:

@@ -187,7 +187,7 @@ def report(results: dict[str, Any]) -> list[str]:
         lines += [f"### {mode}", "", *markdown_table(["arm", "containment", "token F1", "gate"],
                                                      [[n, a["containment"], a["token_f1"], gate_summary(a.get("info", {}))]
                                                       for n, a in result["arms"].items()]),
-                  *losses(result["arms"], {"containment": True, "token_f1": True}),
+                  *losses(result["arms"], {"containment": True, "token_f1": True, "rouge_l_recall": True}),
                   *_held_out_line(result["held_out"]), *_refusal_lines(result.get("refusals", []))]
     return lines
 

@@ -30,5 +30,14 @@ def losses(arms: Mapping[str, Mapping[str, Any]], metrics: Mapping[str, bool]) -
                 if isinstance(value, int | float) and value == value and (value > mine if higher_is_better else value < mine):
                     beaten.append(f"{other} on {LABELS.get(metric, metric)} ({cell(value)} against {cell(mine)})")
         lines.append(f"- **{name}** loses to " + "; ".join(beaten) + "." if beaten
-                     else f"- **{name}** is at least as good as every other arm on every metric here.")
+                     else f"- **{name}** is at least as good as every other arm on the metrics compared here.")
+        lines += _refusal(name, arms[name].get("info"))
     return ["Where lifelong loses:", "", *lines, ""] if lines else []
+
+
+def _refusal(name: str, info: Any) -> list[str]:
+    """A module the gate refused would not be served, whatever it scores: say so beside the scores."""
+    if not isinstance(info, Mapping) or info.get("passed", True):
+        return []
+    reasons = "; ".join(info.get("reasons") or []) or "no reason recorded"
+    return [f"- **{name}**: the gate refused this module ({reasons}); it is scored anyway, but would not be served."]
