@@ -57,13 +57,15 @@ def perplexity(lm: LanguageModel, texts: Sequence[str], max_tokens: int = 512) -
 
     total, count = 0.0, 0
     with torch.inference_mode():
-        for text in texts:
-            ids = lm.encode(text)[:max_tokens]
-            if len(ids) < 2:
-                continue
-            logits = lm.model(input_ids=torch.tensor([ids])).logits[0, :-1].float()
-            total += float(F.cross_entropy(logits, torch.tensor(ids[1:]), reduction="sum"))
-            count += len(ids) - 1
+        for indices, weights in lm.routes(texts):
+            for index in indices:
+                ids = lm.encode(texts[index])[:max_tokens]
+                if len(ids) < 2:
+                    continue
+                with weights:
+                    logits = lm.model(input_ids=torch.tensor([ids])).logits[0, :-1].float()
+                total += float(F.cross_entropy(logits, torch.tensor(ids[1:]), reduction="sum"))
+                count += len(ids) - 1
     return math.exp(total / count) if count else float("nan")
 
 
@@ -127,6 +129,11 @@ class RetentionSuite:
             self.excluded += [{"set": name, "item": r[field], "answer": r["answer"], "because": "in training data"}
                               for r in rows if r[field] in leaked]
             setattr(self, attribute, [r for r in rows if r[field] not in leaked])
+
+    def general_inputs(self) -> list[str]:
+        """Every retention input as a router would read it: cloze prompts, MCQ questions, held-out text."""
+        return ([r["prompt"] for r in self.known] + [r["question"] for r in self.world_mcq + self.authors_mcq]
+                + list(self.held_out_text))
 
     def sizes(self) -> dict[str, int]:
         return {"known_facts_screened": self.screened, "known_facts_kept": len(self.known), "world_mcq": len(self.world_mcq),

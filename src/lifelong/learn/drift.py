@@ -9,6 +9,7 @@ content). The penalty uses the training anchors, the gate the held-out ones.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,19 +22,25 @@ from lifelong.prompt import closed_book
 Row = tuple[list[int], int]  # token ids, index of the first continuation token
 
 
-def continuation_rows(lm: LanguageModel, chat_prompts: Sequence[str], raw_texts: Sequence[str],
-                      continuation: int = 16) -> list[Row]:
+def continuation_rows_with_text(lm: LanguageModel, chat_prompts: Sequence[str], raw_texts: Sequence[str],
+                                continuation: int = 16) -> list[tuple[Row, str]]:
     """Anchor prompts (chat ones in the closed-book serving format) followed by the reference
-    model's greedy continuation of each."""
+    model's greedy continuation of each, with the anchor's text (what a router reads)."""
     chats = [closed_book(p) for p in chat_prompts]
     chat_ids = [lm.encode(lm.format_chat(c)) for c in chats]
     raw_ids = [lm.encode(text) for text in raw_texts]
     replies = lm.generate_batch(chats, max_new_tokens=continuation) if chats else []
     completions = lm.complete_batch(list(raw_texts), max_new_tokens=continuation) if raw_texts else []
     tokenize = lambda text: lm.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-    pairs = [(p, tokenize(r)) for p, r in zip(chat_ids, replies, strict=True)]
-    pairs += [(p, tokenize(" " + c)) for p, c in zip(raw_ids, completions, strict=True)]
-    return [(prompt + cont, len(prompt)) for prompt, cont in pairs if cont]
+    triples = [(p, tokenize(r), t) for p, r, t in zip(chat_ids, replies, chat_prompts, strict=True)]
+    triples += [(p, tokenize(" " + c), t) for p, c, t in zip(raw_ids, completions, raw_texts, strict=True)]
+    return [((prompt + cont, len(prompt)), text) for prompt, cont, text in triples if cont]
+
+
+def continuation_rows(lm: LanguageModel, chat_prompts: Sequence[str], raw_texts: Sequence[str],
+                      continuation: int = 16) -> list[Row]:
+    """The rows of `continuation_rows_with_text`, without their texts."""
+    return [row for row, _ in continuation_rows_with_text(lm, chat_prompts, raw_texts, continuation)]
 
 
 def continuation_log_probs(causal_lm: Any, rows: Sequence[Row], pad_id: int) -> torch.Tensor:
@@ -57,14 +64,19 @@ def kl_per_token(reference: torch.Tensor, adapted: torch.Tensor) -> torch.Tensor
 
 
 @torch.inference_mode()
-def continuation_kl(reference: LanguageModel, model: LanguageModel, rows: Sequence[Row], batch_size: int = 8) -> float:
-    """Mean KL(reference || model) per token of the reference's continuations."""
+def continuation_kl(reference: LanguageModel, model: LanguageModel, rows: Sequence[Row], batch_size: int = 8,
+                    texts: Sequence[str] | None = None) -> float:
+    """Mean KL(reference || model) per token of the reference's continuations. With `texts`
+    (each row's anchor text), each row runs on the weights `model` routes it to."""
+    groups = model.routes(texts) if texts is not None else [(list(range(len(rows))), contextlib.nullcontext())]
     pad = reference.tokenizer.pad_token_id
     total, count = 0.0, 0
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        ref = continuation_log_probs(_causal_lm(reference.model), chunk, pad)
-        new = continuation_log_probs(_causal_lm(model.model), chunk, pad)
-        total += float(kl_per_token(ref, new)) * ref.shape[0]
-        count += ref.shape[0]
+    for indices, weights in groups:
+        for start in range(0, len(indices), batch_size):
+            chunk = [rows[i] for i in indices[start : start + batch_size]]
+            ref = continuation_log_probs(_causal_lm(reference.model), chunk, pad)
+            with weights:
+                new = continuation_log_probs(_causal_lm(model.model), chunk, pad)
+            total += float(kl_per_token(ref, new)) * ref.shape[0]
+            count += ref.shape[0]
     return total / count if count else 0.0

@@ -6,6 +6,7 @@ training code (LoRA, merges) works on the same objects that answer questions.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -39,6 +40,13 @@ class LanguageModel:
         if key not in self._memo:
             self._memo[key] = compute()
         return self._memo[key]
+
+    def routes(self, texts: Sequence[str]) -> list[tuple[list[int], contextlib.AbstractContextManager[Any]]]:
+        """Which weights serve each input, as (indices, context that selects those weights).
+        One set of weights here; a routed model (model/routed.py) sends each input to one of
+        its modules or to the exact base weights. Code that calls `.model` directly (perplexity,
+        KL) goes through this, so every measurement sees what serving would run."""
+        return [(list(range(len(texts))), contextlib.nullcontext())]
 
     @property
     def context_window(self) -> int:

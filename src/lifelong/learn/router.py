@@ -1,0 +1,91 @@
+"""Which knowledge module, if any, may act on an input.
+
+A module learned from a sleep's memories is only asked about those memories; on everything
+else the exact base weights answer, so what the base knew cannot be damaged by a module it
+never runs. The router keeps, per module, unit embeddings of the memories it learned (each
+memory whole and each of its sentences, since a question is usually about one sentence of a
+long note). An input goes to the module holding the nearest key when that key is within the
+radius (cosine similarity >= radius), and to the base otherwise: keys with a radius, as GRACE
+and WISE route edits, built from the memories' embeddings the store already has.
+
+The default radius 0.5 was read off all-MiniLM-L6-v2 similarities between questions and the
+notes that answer them (lowest 0.50, median 0.76) against general questions and text
+(95th percentile 0.30 to 0.50): `lifelong bench` reports the router's precision and recall.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lifelong.memory.embedder import Embedder
+
+DEFAULT_RADIUS = 0.5
+KEYS_FILE = "router_keys.npy"
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
+_MEMORY_BLOCK = re.compile(r"<memory id=\"\d+\">.*?</memory>", re.DOTALL)
+
+
+def key_texts(memory_texts: Sequence[str]) -> list[str]:
+    """Each memory, plus each of its sentences when it has more than one."""
+    keys: list[str] = []
+    for text in memory_texts:
+        keys.append(text)
+        sentences = [s.strip() for s in _SENTENCE_END.split(text) if len(s.split()) >= 4]
+        if len(sentences) > 1:
+            keys += sentences
+    return keys
+
+
+def routing_text(user_content: str) -> str:
+    """What an input asks about: the question, without any memories quoted into the prompt
+    (retrieved notes must not pull an unrelated question onto a module)."""
+    if "</memory>" not in user_content:
+        return user_content
+    rest = _MEMORY_BLOCK.sub("", user_content).strip()
+    return rest.removeprefix("Question:").strip()
+
+
+@dataclass(frozen=True)
+class ModuleKeys:
+    name: str  # the adapter name: the version that trained the module
+    vectors: np.ndarray  # (keys, dim), unit-normalised
+
+    def save(self, folder: Path) -> None:
+        np.save(folder / KEYS_FILE, self.vectors.astype(np.float32))
+
+    @classmethod
+    def load(cls, name: str, folder: Path) -> ModuleKeys:
+        return cls(name, np.load(folder / KEYS_FILE))
+
+
+class Router:
+    """Nearest key within a radius wins; no key within it means the base weights."""
+
+    def __init__(self, embedder: Embedder, modules: Sequence[ModuleKeys], radius: float = DEFAULT_RADIUS) -> None:
+        self.embedder = embedder
+        self.radius = radius
+        self.names = [m.name for m in modules]
+        self._owner = np.concatenate([np.full(len(m.vectors), i) for i, m in enumerate(modules)]) if modules else np.zeros(0, int)
+        self._keys = np.concatenate([m.vectors for m in modules]) if modules else np.zeros((0, embedder.dim), np.float32)
+        self._cache: dict[str, tuple[str | None, float]] = {}
+
+    def nearest(self, texts: Sequence[str]) -> list[tuple[str | None, float]]:
+        """(module name or None, similarity of the nearest key) for each text."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing and len(self._keys):
+            similarity = self.embedder.embed(missing) @ self._keys.T
+            best = similarity.argmax(axis=1)
+            for text, row, column in zip(missing, similarity, best, strict=True):
+                score = float(row[column])
+                self._cache[text] = (self.names[int(self._owner[column])] if score >= self.radius else None, score)
+        for text in missing:
+            self._cache.setdefault(text, (None, 0.0))
+        return [self._cache[t] for t in texts]
+
+    def route(self, texts: Sequence[str]) -> list[str | None]:
+        return [name for name, _ in self.nearest(texts)]

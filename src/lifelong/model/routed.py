@@ -1,0 +1,87 @@
+"""A base model with a library of knowledge modules, each input served by the module its
+router picks or by the exact base weights.
+
+The modules are PEFT LoRA adapters loaded side by side into one PeftModel (one copy of the
+base weights, a few MB per module). Inputs are grouped by route and each group runs with its
+adapter set, or with every adapter disabled: PEFT then calls the untouched base layers, so an
+input no module claims gets the base model's answer exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from lifelong.learn.router import Router, routing_text
+from lifelong.model.language_model import LanguageModel, Message
+
+T = TypeVar("T")
+
+
+def conversation_route_text(messages: Sequence[Message]) -> str:
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    return routing_text(users[-1]) if users else ""
+
+
+class _Weights(contextlib.AbstractContextManager):
+    """Selects one module's adapter, or disables every adapter; reusable, unlike a generator
+    context, because a measurement enters it once per batch."""
+
+    def __init__(self, peft_model: Any, module: str | None) -> None:
+        self.peft_model, self.module = peft_model, module
+        self._inner: contextlib.AbstractContextManager[Any] | None = None
+
+    def __enter__(self) -> None:
+        if self.module is None:
+            self._inner = self.peft_model.disable_adapter()
+            self._inner.__enter__()
+        else:
+            self.peft_model.set_adapter(self.module)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._inner is not None:
+            inner, self._inner = self._inner, None
+            inner.__exit__(*exc)
+
+
+class RoutedLanguageModel(LanguageModel):
+    def __init__(self, peft_model: Any, tokenizer: Any, name: str, needs_bos: bool | None, router: Router) -> None:
+        super().__init__(peft_model, tokenizer, name, needs_bos)
+        self.router = router
+
+    def _weights(self, module: str | None) -> _Weights:
+        return _Weights(self.model, module)
+
+    def routes(self, texts: Sequence[str]) -> list[tuple[list[int], contextlib.AbstractContextManager[Any]]]:
+        groups: dict[str | None, list[int]] = {}
+        for index, module in enumerate(self.router.route([routing_text(t) for t in texts])):
+            groups.setdefault(module, []).append(index)
+        return [(indices, self._weights(module)) for module, indices in groups.items()]
+
+    def _scatter(self, texts: Sequence[str], run: Callable[[list[int]], list[T]]) -> list[T]:
+        results: list[Any] = [None] * len(texts)
+        for indices, weights in self.routes(texts):
+            with weights:
+                for index, value in zip(indices, run(indices), strict=True):
+                    results[index] = value
+        return results
+
+    def generate_batch(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int = 64,
+                       temperature: float = 0.0, seed: int = 0, batch_size: int = 16) -> list[str]:
+        texts = [conversation_route_text(c) for c in conversations]
+        return self._scatter(texts, lambda idx: LanguageModel.generate_batch(
+            self, [conversations[i] for i in idx], max_new_tokens, temperature, seed, batch_size))
+
+    def complete_batch(self, texts: Sequence[str], max_new_tokens: int = 8, batch_size: int = 16) -> list[str]:
+        return self._scatter(texts, lambda idx: LanguageModel.complete_batch(
+            self, [texts[i] for i in idx], max_new_tokens, batch_size))
+
+    def score(self, messages: Sequence[Message], candidates: Sequence[str], normalize: bool = False) -> list[float]:
+        [(_, weights)] = self.routes([conversation_route_text(messages)])
+        with weights:
+            return LanguageModel.score(self, messages, candidates, normalize)
+
+    def modules_for(self, texts: Sequence[str]) -> list[str | None]:
+        """The module each input would be served by (None: the base weights)."""
+        return self.router.route([routing_text(t) for t in texts])
