@@ -15,25 +15,37 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lifelong.evaluate.gate import GateMetrics, GatePolicy, judge
 from lifelong.evaluate.probes import (
     acquisition_probes,
     accuracy,
+    Probe,
     load_probes,
     record_retention_probes,
     retention_agreement,
 )
 from lifelong.learn.anchors import HELD_OUT_CHAT, HELD_OUT_RAW
-from lifelong.learn.drift import continuation_kl, continuation_rows
+from lifelong.learn.drift import continuation_kl, continuation_rows_with_text
 from lifelong.learn.rehearsal import base_rehearsal
 from lifelong.learn.strategies import Strategy, parse_strategy
-from lifelong.learn.synthesis import MODEL_QUESTION_REQUEST, TrainingExample, data_hash, synthesise, whole_sentences
+from lifelong.learn.router import DEFAULT_RADIUS, ModuleKeys, Router, key_texts
+from lifelong.learn.synthesis import (
+    MODEL_QUESTION_REQUEST,
+    TrainingExample,
+    context_examples,
+    data_hash,
+    synthesise,
+    whole_sentences,
+)
 from lifelong.learn.teacher import Teacher, TeacherConfig
 from lifelong.learn.trainer import TrainConfig, attach_lora, train_module, trained_texts
 from lifelong.memory.records import Memory
+from lifelong.memory.embedder import Embedder
 from lifelong.model.language_model import LanguageModel
+from lifelong.model.routed import RoutedLanguageModel
 from lifelong.prompt import build_messages, closed_book
 from lifelong.scoring import mentioned
-from lifelong.versions import BASE_VERSION, Manifest, Verdict, VersionRegistry
+from lifelong.versions import BASE_VERSION, Manifest, VersionRegistry
 
 RETENTION_PROBES = "retention_probes.jsonl"
 TRAINING_DATA = "training_data.jsonl"
@@ -42,20 +54,8 @@ ADAPTER = "adapter"
 
 
 @dataclass(frozen=True)
-class GatePolicy:
-    min_retention: float = 0.8  # share of recorded base completions still given
-    # Mean KL(base || candidate) per token of the base's continuations of the held-out
-    # anchors. Measured on SmolLM2-135M with 10 TOFU facts: naive 0.72 (retention 0.75),
-    # kl+replay 0.16 (retention 0.83); 0.5 lets the second kind through, not the first.
-    max_kl: float = 0.5
-    # Earlier sleeps' facts may lose at most this share of their probes, and one probe when
-    # there are at least 10: there a single flipped probe is within noise.
-    max_old_fact_drop: float = 0.1
-
-
-@dataclass(frozen=True)
 class SleepConfig:
-    strategy: str = "kl+replay"
+    strategy: str = "routed+context"
     train: TrainConfig = field(default_factory=TrainConfig)
     gate: GatePolicy = field(default_factory=GatePolicy)
     distill: bool = True
@@ -64,6 +64,8 @@ class SleepConfig:
     # answer contains one is dropped (a model writing its own questions can hit a generic one,
     # "What is the full name of the author?", by chance).
     held_out_questions: tuple[str, ...] = ()
+    embedder: Embedder | None = None  # router keys of a routed sleep (the mind's embedder)
+    router_radius: float = DEFAULT_RADIUS
 
 
 class ModelDistiller:
@@ -97,7 +99,7 @@ class SleepResult:
     message: str
 
 
-def _read_examples(path: Path) -> list[TrainingExample]:
+def read_examples(path: Path) -> list[TrainingExample]:
     if not path.is_file():
         return []
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -139,82 +141,99 @@ def run_sleep(
 def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foundation: LanguageModel,
            memories: list[Memory], config: SleepConfig, strategy: Strategy, report: Callable[[str], None],
            progress: Any) -> SleepResult:
+    # 1. select: memories no valid module of the active version has learned
     parent_id = registry.active_id()
     parent = registry.get(parent_id) if parent_id != BASE_VERSION else None
-    consolidated = set(parent.memory_ids) if parent else set()
     current = {m.id: m for m in memories if m.current}
+    library = _valid_library(registry, parent, current) if strategy.routed else []
+    if strategy.routed:
+        consolidated = {i for origin in library for i in registry.get(origin).own_memory_ids}
+    else:
+        consolidated = set(parent.memory_ids) if parent else set()
     new = [m for m in memories if m.current and m.id not in consolidated]
     if not new:
         return SleepResult(None, False, "nothing new to consolidate")
     old = [current[i] for i in sorted(consolidated) if i in current]
-    superseded = sorted(consolidated & {m.id for m in memories if not m.current})
-    report(f"selected {len(new)} new memories ({len(old)} consolidated before"
-           + (f", {len(superseded)} of them since superseded)" if superseded else ")"))
+    superseded = sorted(set(parent.memory_ids if parent else ()) & {m.id for m in memories if not m.current})
+    report(f"selected {len(new)} new {_plural(len(new), 'memory', 'memories')} ({len(old)} consolidated before"
+           + (f", {len(superseded)} since superseded or forgotten)" if superseded else ")"))
 
     probes_path = mind_path / RETENTION_PROBES
     retention = load_probes(probes_path) if probes_path.is_file() else []
     if not retention:
+        report("recording the base model's retention probes (once per mind)")
         retention = record_retention_probes(base, probes_path)
 
+    # 2. build training data
     report("synthesising training data" + (" (with the teacher)" if config.teacher else ""))
     extra = Teacher(config.teacher).examples(new) if config.teacher else []
     examples = synthesise(new, ModelDistiller(foundation) if config.distill else None, extra)
+    if strategy.context:
+        examples += context_examples(examples, new, seed=config.train.seed)
     if config.held_out_questions:
         kept = [e for e in examples if not mentioned(config.held_out_questions, [m["content"] for m in e.prompt] + [e.answer])]
         report(f"dropped {len(examples) - len(kept)} examples that contain a held-out question")
         examples = kept
-    earlier = _read_examples(registry.path(parent_id) / TRAINING_DATA) if parent else []
-    replay = [e for e in earlier if e.memory_ids and all(i in current for i in e.memory_ids)]
+    replay: list[TrainingExample] = []
     if strategy.replay:
+        if not strategy.routed and parent:
+            earlier = read_examples(registry.path(parent_id) / TRAINING_DATA)
+            replay += [e for e in earlier if e.memory_ids and all(i in current for i in e.memory_ids)]
         replay += base_rehearsal(foundation)
     report(f"synthesised {len(examples)} examples ({len(replay)} for replay)")
 
-    parent_adapter = registry.path(parent_id) / ADAPTER if parent and parent.kind == "module" else None
-    if parent_adapter is not None:
+    # 3. train the candidate: a fresh module per sleep when routed, else the active one continued
+    parent_adapter = None
+    if not strategy.routed and parent and parent.kind == "module" and not parent.modules:
+        parent_adapter = registry.path(parent_id) / ADAPTER
         _check_same_shape(parent_id, parent_adapter, config.train)
-    parent_lm = _with_adapter(foundation, parent_adapter)
     candidate_peft = attach_lora(
         LanguageModel(copy.deepcopy(foundation.model), base.tokenizer, base.name, base.needs_bos),
         config.train,
         adapter_path=str(parent_adapter) if parent_adapter else None,
     )
-    report(f"training a LoRA module ({strategy.name}, {config.train.epochs} epochs)")
+    report(f"training a LoRA module ({strategy.name}, {config.train.epochs} epochs, {len(examples)} examples)")
     stats = train_module(foundation, candidate_peft, examples, strategy, config.train, replay=replay, progress=progress)
-    candidate = LanguageModel(candidate_peft, base.tokenizer, base.name, base.needs_bos)
     report(f"trained {stats.steps} steps, {stats.tokens} tokens in {stats.seconds:.1f}s; evaluating the candidate")
 
-    new_probes, old_probes = acquisition_probes(new), acquisition_probes(old)
-    metrics = {
-        "acquisition": accuracy(candidate, new_probes),
-        "acquisition_parent": accuracy(parent_lm, new_probes),
-        "acquisition_probes": len(new_probes),
-        "old_facts": accuracy(candidate, old_probes) if old_probes else None,
-        "old_facts_parent": accuracy(parent_lm, old_probes) if old_probes else None,
-        "old_fact_probes": len(old_probes),
-        "retention_agreement": retention_agreement(candidate, retention),
-        "kl_drift": kl_to_base(base, candidate),
-        "train_seconds": stats.seconds,
-        "train_tokens": stats.tokens,
-        "tokens_per_second": stats.tokens_per_second,
-        "final_loss": stats.final_loss,
-        "examples": len(examples),
-    }
-    verdict = _gate(metrics, config.gate)
+    new_id = registry.new_id()
+    keys = ModuleKeys("default", _embed_keys(config, [m.text for m in new])) if strategy.routed else None
+    if keys is not None:
+        candidate = _library_model(registry, foundation, library, config, extra=(candidate_peft, keys))
+    else:
+        candidate = LanguageModel(candidate_peft, base.tokenizer, base.name, base.needs_bos)
+    parent_lm = version_model(registry, parent_id, foundation, config.embedder, config.router_radius)
+
+    # 4. measure
+    gate_metrics = measure_candidate(candidate, parent_lm, base, new, old, retention)
+    metrics = {**gate_metrics.to_dict(), "train_seconds": stats.seconds, "train_tokens": stats.tokens,
+               "tokens_per_second": stats.tokens_per_second, "final_loss": stats.final_loss, "examples": len(examples)}
+    if isinstance(candidate, RoutedLanguageModel):
+        metrics.update(router_metrics(candidate, new, "default", retention))
+
+    # 5. judge
+    verdict = judge(gate_metrics, config.gate)
+
+    # 6. commit: the version folder is complete before the active pointer moves
     memory_ids = sorted(consolidated & set(current) | {m.id for m in new})
 
     def write(folder: Path) -> Manifest:
-        candidate_peft.save_pretrained(folder / ADAPTER)
+        candidate_peft.save_pretrained(folder / ADAPTER, selected_adapters=["default"])
+        if keys is not None:
+            keys.save(folder)
         kept = [*(e for e in replay if e.memory_ids), *examples]
         (folder / TRAINING_DATA).write_text("\n".join(json.dumps(e.to_dict()) for e in kept) + "\n", encoding="utf-8")
         trained = trained_texts(examples, replay, strategy)
         (folder / TRAINED_ON).write_text("".join(json.dumps(row) + "\n" for row in trained), encoding="utf-8")
         return Manifest(
-            id=registry.new_id(), parent=parent_id, created_at=time.time(), kind="module",
+            id=new_id, parent=parent_id, created_at=time.time(), kind="module",
             memory_ids=memory_ids, memory_hashes={str(i): current[i].content_hash for i in memory_ids},
             synthetic_data_hash=data_hash(examples),
-            hyperparameters={"strategy": strategy.name, **config.train.to_dict(), "gate": asdict(config.gate)},
+            hyperparameters={"strategy": strategy.name, **config.train.to_dict(), "gate": asdict(config.gate),
+                             **({"router_radius": config.router_radius} if strategy.routed else {})},
             metrics=metrics, verdict=verdict, base_model=base.name,
             data_sources=sorted({e.kind for e in examples}), superseded_ids=superseded,
+            modules=[*library, new_id] if strategy.routed else [], own_memory_ids=sorted(m.id for m in new),
         )
 
     manifest = registry.create(write)
@@ -222,6 +241,54 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
         registry.activate(manifest.id, "promoted")
         return SleepResult(manifest, True, f"{manifest.id} promoted")
     return SleepResult(manifest, False, f"{manifest.id} kept for inspection, not activated: " + "; ".join(verdict.reasons))
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return one if count == 1 else many
+
+
+def _valid_library(registry: VersionRegistry, parent: Manifest | None, current: dict[int, Memory]) -> list[str]:
+    """The parent's modules whose memories are all still current and unchanged. A module that
+    learned a memory since superseded or forgotten leaves the library, and its memories that
+    are still current are learned again by this sleep's module (a local rebuild)."""
+    if parent is None or not parent.modules:
+        return []
+    valid = []
+    for origin in parent.modules:
+        manifest = registry.get(origin)
+        if all(i in current and current[i].content_hash == manifest.memory_hashes.get(str(i)) for i in manifest.own_memory_ids):
+            valid.append(origin)
+    return valid
+
+
+def _embed_keys(config: SleepConfig, texts: list[str]) -> Any:
+    if config.embedder is None:
+        raise ValueError("a routed sleep needs an embedder for its router keys (SleepConfig.embedder)")
+    return config.embedder.embed(key_texts(texts))
+
+
+def _library_model(registry: VersionRegistry, foundation: LanguageModel, library: list[str], config: SleepConfig,
+                   extra: tuple[Any, ModuleKeys] | None = None) -> LanguageModel:
+    """The foundation with every module of `library` (and, for a candidate, the freshly trained
+    one) loaded side by side behind one router."""
+    from peft import PeftModel
+
+    modules = [ModuleKeys.load(origin, registry.path(origin)) for origin in library]
+    if extra is not None:  # the candidate: its trained adapter is "default" in its PeftModel
+        model, keys = extra
+        for origin in library:
+            model.load_adapter(str(registry.path(origin) / ADAPTER), adapter_name=origin)
+        modules.append(keys)
+    elif library:
+        model = PeftModel.from_pretrained(copy.deepcopy(foundation.model), str(registry.path(library[0]) / ADAPTER),
+                                          adapter_name=library[0])
+        for origin in library[1:]:
+            model.load_adapter(str(registry.path(origin) / ADAPTER), adapter_name=origin)
+    else:
+        return foundation
+    model.eval()
+    router = Router(config.embedder, modules, config.router_radius)
+    return RoutedLanguageModel(model, foundation.tokenizer, foundation.name, foundation.needs_bos, router)
 
 
 def _check_same_shape(parent_id: str, adapter: Path, train: Any) -> None:
@@ -238,44 +305,44 @@ def _check_same_shape(parent_id: str, adapter: Path, train: Any) -> None:
         )
 
 
-def _gate(metrics: dict[str, Any], policy: GatePolicy) -> Verdict:
-    reasons = []
-    if metrics["acquisition_probes"] == 0:
-        pass  # nothing to ask (no salient span with a 3-word prefix): acquisition cannot be judged, so it does not block
-    elif not metrics["acquisition"] > metrics["acquisition_parent"]:
-        reasons.append(f"acquisition {metrics['acquisition']:.2f} does not beat the parent's {metrics['acquisition_parent']:.2f}")
-    reasons += retention_reasons(metrics, policy)
-    if metrics["old_facts"] is not None and _lost_probes(metrics) > _allowed_loss(metrics["old_fact_probes"], policy):
-        reasons.append(f"earlier facts fell from {metrics['old_facts_parent']:.2f} to {metrics['old_facts']:.2f}")
-    return Verdict(passed=not reasons, reasons=reasons)
+def measure_candidate(candidate: LanguageModel, parent: LanguageModel, base: LanguageModel, new: list[Memory],
+                      old: list[Memory], retention: list[Probe]) -> GateMetrics:
+    """What the gate reads: the new facts closed-book and with their memory in the prompt
+    (candidate and parent), earlier facts, retention of the base's completions, and drift."""
+    new_probes, old_probes = acquisition_probes(new), acquisition_probes(old)
+    notes = {m.id: m for m in new}
+    return GateMetrics(
+        acquisition=accuracy(candidate, new_probes),
+        acquisition_parent=accuracy(parent, new_probes),
+        acquisition_probes=len(new_probes),
+        with_memory=accuracy(candidate, new_probes, notes) if new_probes else None,
+        with_memory_parent=accuracy(parent, new_probes, notes) if new_probes else None,
+        old_facts=accuracy(candidate, old_probes) if old_probes else None,
+        old_facts_parent=accuracy(parent, old_probes) if old_probes else None,
+        old_fact_probes=len(old_probes),
+        retention_agreement=retention_agreement(candidate, retention),
+        retention_probes=len(retention),
+        kl_drift=kl_to_base(base, candidate),
+    )
 
 
-def retention_reasons(metrics: dict[str, Any], policy: GatePolicy) -> list[str]:
-    """The retention checks a sleep and a merge share (a NaN metric fails them too)."""
-    reasons = []
-    if not metrics["retention_agreement"] >= policy.min_retention:
-        reasons.append(f"retention agreement {metrics['retention_agreement']:.2f} < {policy.min_retention}")
-    if not metrics["kl_drift"] <= policy.max_kl:
-        reasons.append(f"KL drift {metrics['kl_drift']:.3f} > {policy.max_kl}")
-    return reasons
-
-
-def _allowed_loss(probes: int, policy: GatePolicy) -> float:
-    return max(1 if probes >= 10 else 0, policy.max_old_fact_drop * probes)
-
-
-def _lost_probes(metrics: dict[str, Any]) -> float:
-    return round((metrics["old_facts_parent"] - metrics["old_facts"]) * metrics["old_fact_probes"])
+def router_metrics(candidate: RoutedLanguageModel, new: list[Memory], module: str, retention: list[Probe]) -> dict[str, Any]:
+    """How often the new module claims its own probes (recall) and general text (false routes)."""
+    probes = acquisition_probes(new)
+    own = candidate.modules_for([p.prompt for p in probes])
+    general = candidate.modules_for([p.prompt for p in retention])
+    return {"router_recall": sum(m == module for m in own) / len(own) if own else None,
+            "router_general_claimed": sum(m is not None for m in general) / len(general) if general else 0.0}
 
 
 def kl_to_base(base: LanguageModel, model: LanguageModel) -> float:
     """Mean KL(base || model) per token of the base's own continuations of the held-out
     anchors (0 for the base itself): how much of what the base would say has moved."""
-    rows = base.memo(("held-out anchor rows", 16), lambda: continuation_rows(base, HELD_OUT_CHAT, HELD_OUT_RAW))
-    return continuation_kl(base, model, rows)
+    pairs = base.memo(("held-out anchor rows", 16), lambda: continuation_rows_with_text(base, HELD_OUT_CHAT, HELD_OUT_RAW))
+    return continuation_kl(base, model, [row for row, _ in pairs], texts=[text for _, text in pairs])
 
 
-def _with_adapter(base: LanguageModel, adapter: Path | None) -> LanguageModel:
+def with_adapter(base: LanguageModel, adapter: Path | None) -> LanguageModel:
     """The base with a saved adapter applied, on a copy so the base stays pure."""
     if adapter is None:
         return base
@@ -283,3 +350,20 @@ def _with_adapter(base: LanguageModel, adapter: Path | None) -> LanguageModel:
 
     model = PeftModel.from_pretrained(copy.deepcopy(base.model), str(adapter))
     return LanguageModel(model, base.tokenizer, base.name, base.needs_bos)
+
+
+def version_model(registry: VersionRegistry, version_id: str, foundation: LanguageModel, embedder: Embedder | None,
+                  radius: float | None = None) -> LanguageModel:
+    """The model a version serves, on `foundation` (the base, or the merge it builds on): the
+    foundation itself, one adapter on every input, or a routed library of modules."""
+    if version_id == BASE_VERSION:
+        return foundation
+    manifest = registry.get(version_id)
+    if manifest.kind != "module":
+        return foundation
+    if not manifest.modules:
+        return with_adapter(foundation, registry.path(version_id) / ADAPTER)
+    if embedder is None:
+        raise ValueError(f"{version_id} is a routed module library; its router needs the mind's embedder")
+    chosen = radius if radius is not None else manifest.hyperparameters.get("router_radius", DEFAULT_RADIUS)
+    return _library_model(registry, foundation, manifest.modules, SleepConfig(embedder=embedder, router_radius=chosen))

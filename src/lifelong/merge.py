@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from lifelong.consolidate import ADAPTER, RETENTION_PROBES, TRAINING_DATA, GatePolicy, SleepResult, _with_adapter, kl_to_base, retention_reasons
+from lifelong.consolidate import ADAPTER, RETENTION_PROBES, TRAINING_DATA, SleepResult, kl_to_base, with_adapter
+from lifelong.evaluate.gate import GatePolicy, retention_reasons
 from lifelong.errors import MindError
 from lifelong.evaluate.probes import acquisition_probes, accuracy, load_probes, retention_agreement
 from lifelong.learn.anchors import HELD_OUT_CHAT, HELD_OUT_RAW
@@ -63,10 +64,14 @@ def _merge(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     module = registry.get(active_id)
     if module.kind != "module":
         raise MindError(f"{active_id} is already a merged checkpoint; sleep again to create a module to merge")
+    if module.modules:
+        raise MindError(f"{active_id} is a routed module library: each module acts only on inputs about its memories, and "
+                        f"merging it into the weights would apply it to every input; sleep with --strategy kl+replay to build "
+                        f"an unrouted module to merge")
     foundation = foundation_for(module.parent or BASE_VERSION)  # what the module was trained on
-    module_lm = _with_adapter(foundation, registry.path(active_id) / ADAPTER)
+    module_lm = with_adapter(foundation, registry.path(active_id) / ADAPTER)
     report(f"merging {active_id} into a copy of its base")
-    merged_model = _with_adapter(LanguageModel(copy.deepcopy(foundation.model), base.tokenizer, base.name, base.needs_bos),
+    merged_model = with_adapter(LanguageModel(copy.deepcopy(foundation.model), base.tokenizer, base.name, base.needs_bos),
                                  registry.path(active_id) / ADAPTER).model.merge_and_unload()
     merged = LanguageModel(merged_model, base.tokenizer, base.name, base.needs_bos)
 

@@ -24,7 +24,8 @@ from lifelong.model.language_model import LanguageModel
 from lifelong.model.registry import DEFAULT_MODEL
 from lifelong.paths import mind_dir
 from lifelong.prompt import build_messages, cited_memories
-from lifelong.consolidate import GatePolicy, SleepConfig, SleepResult
+from lifelong.consolidate import SleepConfig, SleepResult
+from lifelong.evaluate.gate import GatePolicy
 from lifelong.versions import BASE_VERSION, Manifest, VersionRegistry
 
 MEMORY_DB = "memory.db"
@@ -174,17 +175,20 @@ class Mind:
             self._base = load_model(self.config.model)
         return self._base
 
+    def version_model(self, version_id: str) -> LanguageModel:
+        """The model a version serves (promoted or not): for inspection and benchmarks."""
+        from lifelong.consolidate import version_model
+
+        return version_model(self.versions, version_id, self._foundation(version_id), self.embedder)
+
     @property
     def language_model(self) -> LanguageModel:
         """The active version's model: its merged checkpoint and/or its module applied."""
         active = self.versions.active_id()
         if self._active is None or self._active[0] != active:
-            from lifelong.consolidate import ADAPTER, _with_adapter
+            from lifelong.consolidate import version_model
 
-            foundation = self._foundation(active)
-            kind = "base" if active == BASE_VERSION else self.versions.get(active).kind
-            adapter = self.versions.path(active) / ADAPTER if kind == "module" else None
-            self._active = (active, _with_adapter(foundation, adapter))
+            self._active = (active, version_model(self.versions, active, self._foundation(active), self.embedder))
         return self._active[1]
 
     def _foundation(self, version_id: str) -> LanguageModel:
@@ -205,7 +209,10 @@ class Mind:
         """Consolidate memories not yet in the active module into a new, gated version."""
         from lifelong.consolidate import run_sleep
 
-        return run_sleep(self.path, self.base_model, self.store.list(), config or SleepConfig(), report, progress,
+        config = config or SleepConfig()
+        if config.embedder is None:
+            config = dataclasses.replace(config, embedder=self.embedder)
+        return run_sleep(self.path, self.base_model, self.store.list(), config, report, progress,
                          foundation_for=self._foundation)
 
     def merge(self, report: Callable[[str], None] = lambda _m: None, policy: GatePolicy | None = None) -> SleepResult:

@@ -1,26 +1,46 @@
-"""Anti-forgetting strategies as small plug-ins: each may add examples or a loss term.
+"""What a sleep does beyond learning its examples, as small plug-ins named in one registry.
 
-A strategy string combines names with '+', e.g. "kl+replay". Each strategy is tested by
-showing less forgetting than `naive` (tests/test_training.py), not by exercising itself.
+A strategy string combines names with '+', e.g. "routed+context". Each component either adds
+training rows, adds a loss term, or decides where the module acts; the CLI help and the
+benchmark's strategy lists read `COMPONENTS`, so a new one is named in one place. Each
+anti-forgetting component is tested by showing less forgetting than `naive`
+(tests/test_training.py), not by exercising itself.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
-KNOWN = ("naive", "replay", "kl", "ewc")
+COMPONENTS: dict[str, str] = {
+    "naive": "answer loss on the synthesised examples only",
+    "routed": "one module per sleep, acting only on inputs near its memories (a router with a radius); "
+              "the exact base weights answer everything else",
+    "context": "also train with the memory and distractor notes in the prompt, and with distractors only, "
+               "so the module reads retrieved notes instead of fighting them (RAFT)",
+    "ewc": "Fisher-weighted penalty on the module's weight change",
+    "kl": "KL to the frozen model on general anchor prompts",
+    "replay": "mix in examples of earlier sleeps and the frozen model's answers to general prompts",
+}
+KNOWN = tuple(COMPONENTS)
 
 
 @dataclass(frozen=True)
 class Strategy:
-    replay: bool = False  # mix in examples of memories consolidated by earlier sleeps
-    kl: bool = False  # KL to the frozen model on general anchor prompts
-    ewc: bool = False  # Fisher-weighted penalty on the module's weight change
+    routed: bool = False
+    context: bool = False
+    ewc: bool = False
+    kl: bool = False
+    replay: bool = False
 
     @property
     def name(self) -> str:
-        parts = [n for n, on in (("ewc", self.ewc), ("kl", self.kl), ("replay", self.replay)) if on]
+        parts = [f.name for f in fields(self) if getattr(self, f.name)]
         return "+".join(parts) or "naive"
+
+
+def describe() -> str:
+    """One line per component, for --help texts."""
+    return "; ".join(f"{name}: {text}" for name, text in COMPONENTS.items())
 
 
 def parse_strategy(text: str) -> Strategy:
@@ -29,5 +49,5 @@ def parse_strategy(text: str) -> Strategy:
     names = {part.strip() for part in text.split("+") if part.strip()}
     unknown = names - set(KNOWN)
     if unknown or not names:
-        raise InputError(f"strategy '{text}' is not known; combine {', '.join(KNOWN)} with '+', e.g. kl+replay")
-    return Strategy(replay="replay" in names, kl="kl" in names, ewc="ewc" in names)
+        raise InputError(f"strategy '{text}' is not known; combine {', '.join(KNOWN)} with '+', e.g. routed+context")
+    return Strategy(**{f.name: f.name in names for f in fields(Strategy)})

@@ -15,8 +15,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
+import random
+
 from lifelong.memory.records import Memory
-from lifelong.prompt import closed_book
+from lifelong.prompt import build_messages, closed_book
 
 Message = dict[str, str]
 
@@ -151,6 +153,34 @@ def synthesise(
     if distiller is not None and memories:
         examples += distillation_examples(memories, distiller)
     return examples + list(extra)
+
+
+QUESTION_KINDS = ("distilled", "qa")  # span questions are statement rewrites: context rows of them add cost, not reading
+
+
+def context_examples(examples: Sequence[TrainingExample], memories: Sequence[Memory], distractors: int = 2,
+                     seed: int = 0) -> list[TrainingExample]:
+    """RAFT-style rows for each question example: the same question and answer with its memory
+    among 1-`distractors` other notes in the prompt (shuffled), and with the other notes only.
+    The first teaches the module to read a retrieved note; the second to answer from its
+    weights when retrieval brought the wrong ones. Prompts are built exactly as `ask` builds
+    them, so the module learns the format it is served in."""
+    rng = random.Random(seed)
+    by_id = {m.id: m for m in memories}
+    rows: list[TrainingExample] = []
+    for example in examples:
+        if example.kind not in QUESTION_KINDS or len(example.memory_ids) != 1 or example.memory_ids[0] not in by_id:
+            continue
+        memory = by_id[example.memory_ids[0]]
+        others = [m for m in memories if m.id != memory.id]
+        chosen = rng.sample(others, min(len(others), rng.randint(1, distractors))) if others else []
+        question = example.prompt[-1]["content"]
+        with_memory = [memory, *chosen]
+        rng.shuffle(with_memory)
+        rows.append(TrainingExample(build_messages(question, with_memory), example.answer, example.memory_ids, "context"))
+        if chosen:
+            rows.append(TrainingExample(build_messages(question, chosen), example.answer, example.memory_ids, "distractors"))
+    return rows
 
 
 def data_hash(examples: Sequence[TrainingExample]) -> str:

@@ -31,6 +31,10 @@ class Manifest:
     # Memories an ancestor consolidated that a newer fact has since replaced: this version
     # trained on the replacement and dropped them from replay, so the current value wins.
     superseded_ids: list[int] = field(default_factory=list)
+    # A routed version serves a library: the versions whose modules (adapter + router keys)
+    # it loads, this one included. Empty: one adapter in this folder, acting on every input.
+    modules: list[str] = field(default_factory=list)
+    own_memory_ids: list[int] = field(default_factory=list)  # what this version's own module learned
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
