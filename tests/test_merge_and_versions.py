@@ -10,8 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from lifelong.versions import Verdict
 from lifelong import Mind
-from lifelong.consolidate import ADAPTER, GatePolicy, SleepConfig
+from lifelong.consolidate import ADAPTER, SleepConfig
+from lifelong.evaluate.gate import GatePolicy
 from lifelong.learn.trainer import TrainConfig
 from lifelong.merge import CHECKPOINT
 
@@ -29,7 +31,7 @@ def promoted(mind: Mind, monkeypatch: pytest.MonkeyPatch) -> Mind:
     """A mind whose first sleep is promoted (the tiny model cannot pass the real acquisition gate)."""
     from lifelong import consolidate
 
-    monkeypatch.setattr(consolidate, "_gate", lambda metrics, policy: consolidate.Verdict(True, []))
+    monkeypatch.setattr(consolidate, "judge", lambda metrics, policy: Verdict(True, []))
     mind.learn(FACTS[0])
     assert mind.sleep(LOUD).activated
     return mind
@@ -80,7 +82,7 @@ def test_merge_with_nothing_active_says_what_to_do(mind: Mind) -> None:
 def test_show_and_diff_on_the_command_line(promoted: Mind, run_cli, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from lifelong import consolidate
 
-    monkeypatch.setattr(consolidate, "_gate", lambda metrics, policy: consolidate.Verdict(True, []))
+    monkeypatch.setattr(consolidate, "judge", lambda metrics, policy: Verdict(True, []))
     promoted.learn(FACTS[1])
     promoted.sleep(LOUD)
     path = str(promoted.path)
@@ -115,4 +117,4 @@ def test_sleep_on_the_command_line_adapts_only_the_layers_asked_for(run_cli, tin
     with safe_open(str(adapter), "pt") as weights:
         assert {k.split("layers.")[1].split(".")[0] for k in weights.keys()} == {"1"}
     code, _, err = run_cli("sleep", "--mind", path, "--strategy", "magic")
-    assert code == 2 and "combine naive, replay, kl, ewc" in err
+    assert code == 2 and "combine naive, routed, context, ewc, kl, replay" in err

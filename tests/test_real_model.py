@@ -78,3 +78,22 @@ def test_sleep_puts_a_fact_into_the_weights_and_rollback_takes_it_out(run_cli, t
     assert contains_answer(learned, ANSWER), learned
     assert run_cli("rollback", "base", "--mind", mind)[0] == 0
     assert closed_book() == before
+
+
+def test_a_consolidated_fact_is_answered_without_memory_and_unrelated_answers_stay_byte_identical(tmp_path: Path) -> None:
+    """The default sleep (a routed module) on the default model: the new fact is answered from
+    the weights alone, and questions about anything else get exactly the base model's answer."""
+    from lifelong import Mind
+    from lifelong.consolidate import SleepConfig
+    from lifelong.learn.trainer import TrainConfig
+
+    unrelated = ["What is the capital of France?", "Who wrote Romeo and Juliet?", "Name three primary colours."]
+    with Mind.open(tmp_path / "mind", create=True) as mind:
+        before = [mind.ask(q, use_memory=False).text for q in unrelated]
+        for fact in [FACT, *OTHER_FACTS]:
+            mind.learn(fact)
+        result = mind.sleep(SleepConfig(train=TrainConfig(epochs=12)))
+        assert result.activated, result.message
+        learned = mind.ask(QUESTION, use_memory=False).text
+        assert contains_answer(learned, ANSWER), learned
+        assert [mind.ask(q, use_memory=False).text for q in unrelated] == before

@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lifelong.versions import Verdict
 from lifelong import Mind, consolidate
-from lifelong.consolidate import ADAPTER, TRAINING_DATA, GatePolicy, SleepConfig, _read_examples, read_trained_on
+from lifelong.consolidate import ADAPTER, TRAINING_DATA, SleepConfig, read_examples, read_trained_on
+from lifelong.evaluate.gate import GatePolicy
 from lifelong.learn.anchors import TRAINING_RAW
 from lifelong.learn.rehearsal import REHEARSAL_PROMPTS
 from lifelong.learn.trainer import TrainConfig
@@ -32,7 +34,7 @@ def test_sleep_writes_a_gated_version_with_lineage_and_a_loadable_adapter(mind: 
     folder = mind.versions.path(manifest.id)
     assert (folder / TRAINING_DATA).is_file()
     trained = read_trained_on(folder)  # the audit record: examples, rehearsal and KL anchors
-    assert {e.answer for e in _read_examples(folder / TRAINING_DATA)} <= set(trained)
+    assert {e.answer for e in read_examples(folder / TRAINING_DATA)} <= set(trained)
     assert set(TRAINING_RAW) <= set(trained) and REHEARSAL_PROMPTS[0] in trained
     PeftModel.from_pretrained(mind.base_model.model.__class__(mind.base_model.model.config), str(folder / ADAPTER))
     # A random tiny model cannot learn these facts closed-book, so the gate must refuse it.
@@ -51,7 +53,7 @@ def test_a_passing_gate_promotes_and_rollback_restores_the_old_answers(mind: Min
 
     # A tiny random model never passes the real acquisition gate; this test is about what
     # promotion and rollback do to answers, so the verdict is forced to pass.
-    monkeypatch.setattr(consolidate, "_gate", lambda metrics, policy: consolidate.Verdict(True, []))
+    monkeypatch.setattr(consolidate, "judge", lambda metrics, policy: Verdict(True, []))
     result = mind.sleep(loud)
     assert result.activated and mind.versions.active_id() == result.manifest.id
     after = mind.ask(QUESTION, use_memory=False, max_new_tokens=12).text
@@ -72,28 +74,36 @@ def test_the_base_model_is_never_modified_by_sleep(mind: Mind) -> None:
 
 
 def _metrics(**overrides: float | None) -> dict:
-    base = {"acquisition": 0.5, "acquisition_parent": 0.0, "acquisition_probes": 10, "retention_agreement": 0.9,
+    base = {"acquisition": 0.5, "acquisition_parent": 0.0, "acquisition_probes": 10, "retention_agreement": 0.99,
             "kl_drift": 0.1, "old_facts": None, "old_facts_parent": None, "old_fact_probes": 0}
     return {**base, **overrides}
 
 
 def test_the_gate_names_each_failed_check() -> None:
-    policy = consolidate.GatePolicy()
-    assert consolidate._gate(_metrics(), policy).passed
-    reasons = consolidate._gate(_metrics(acquisition=0.0, retention_agreement=0.5, kl_drift=float("nan")), policy).reasons
+    policy = GatePolicy()
+    assert consolidate.judge(_metrics(), policy).passed
+    reasons = consolidate.judge(_metrics(acquisition=0.0, retention_agreement=0.5, kl_drift=float("nan")), policy).reasons
     assert [r.split()[0] for r in reasons] == ["acquisition", "retention", "KL"]
 
 
+def test_the_gate_refuses_a_module_that_reads_its_notes_worse_than_the_parent() -> None:
+    policy = GatePolicy()
+    same = _metrics(with_memory=0.9, with_memory_parent=0.9)
+    worse = _metrics(with_memory=0.7, with_memory_parent=0.9)  # 2 of 10 probes lost with the note in the prompt
+    assert consolidate.judge(same, policy).passed
+    assert consolidate.judge(worse, policy).reasons == ["answers with the memory in the prompt fell from 0.90 to 0.70"]
+
+
 def test_earlier_facts_may_lose_one_probe_of_ten_or_more_but_not_two() -> None:
-    policy = consolidate.GatePolicy()
+    policy = GatePolicy()
     one_of_13 = _metrics(old_facts=6 / 13, old_facts_parent=7 / 13, old_fact_probes=13)
     two_of_13 = _metrics(old_facts=5 / 13, old_facts_parent=7 / 13, old_fact_probes=13)
     one_of_5 = _metrics(old_facts=0.2, old_facts_parent=0.4, old_fact_probes=5)  # (0.4-0.2)*5 is 1.0000000000000002
-    assert consolidate._gate(one_of_13, policy).passed
-    assert consolidate._gate(two_of_13, policy).reasons == ["earlier facts fell from 0.54 to 0.38"]
-    assert consolidate._gate(one_of_5, policy).reasons == ["earlier facts fell from 0.40 to 0.20"]
+    assert consolidate.judge(one_of_13, policy).passed
+    assert consolidate.judge(two_of_13, policy).reasons == ["earlier facts fell from 0.54 to 0.38"]
+    assert consolidate.judge(one_of_5, policy).reasons == ["earlier facts fell from 0.40 to 0.20"]
     many = _metrics(old_facts=0.85, old_facts_parent=1.0, old_fact_probes=40)  # 6 of 40 lost, over 10%
-    assert not consolidate._gate(many, policy).passed
+    assert not consolidate.judge(many, policy).passed
 
 
 def test_a_superseding_fact_wins_over_the_consolidated_one(mind: Mind, monkeypatch) -> None:
@@ -101,7 +111,7 @@ def test_a_superseding_fact_wins_over_the_consolidated_one(mind: Mind, monkeypat
     sleep 2 must make the weights prefer the new value, and the manifest says what it replaced."""
     from lifelong.prompt import closed_book
 
-    monkeypatch.setattr(consolidate, "_gate", lambda metrics, policy: consolidate.Verdict(True, []))
+    monkeypatch.setattr(consolidate, "judge", lambda metrics, policy: Verdict(True, []))
     loud = SleepConfig(strategy="kl+replay", train=TrainConfig(rank=8, epochs=20, learning_rate=1e-2, bf16=False),
                        distill=False)
     old_text = "The Vellmar Observatory is directed by Ilse Brandvik."

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from lifelong.bench import EXPECTED_FULL_RUN
 from lifelong.errors import LifelongError
+from lifelong.learn.strategies import KNOWN as KNOWN_STRATEGY_COMPONENTS
 from lifelong.memory.records import TRUST_LEVELS
 from lifelong.mind import Answer, LearnReport, Mind
 from lifelong.model.registry import DEFAULT_MODEL, PACKAGED_MODELS
@@ -244,7 +245,7 @@ def _print_result(result: Any, json_output: bool) -> None:
 
 @app.command()
 def sleep(
-    strategy: Annotated[Optional[str], typer.Option(help="Anti-forgetting strategy: naive, replay, kl, ewc, or a '+' combination [default: the measured best]")] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="Strategy components joined with '+': " + ", ".join(KNOWN_STRATEGY_COMPONENTS) + " (default routed+context: one module per sleep, used only on inputs near its memories, trained to read retrieved notes)")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Passes over the synthesised data", min=1)] = None,
     layers: Annotated[Optional[int], typer.Option(help="Adapt only the last N decoder layers [default: all]", min=1)] = None,
     teacher_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint that writes extra training data, e.g. http://localhost:8000/v1")] = None,
@@ -433,10 +434,10 @@ def bench(
     sleeps: Annotated[Optional[int], typer.Option(help="sequential: number of sleeps (full: 5)")] = None,
     batch_facts: Annotated[Optional[int], typer.Option(help="sequential: facts per sleep (full: 8)")] = None,
     cost_facts: Annotated[Optional[int], typer.Option(help="cost: facts whose synthesised data is timed (full: 15)")] = None,
-    known: Annotated[Optional[int], typer.Option(help="retention: known cloze facts screened for those the base gets right (full: 200)")] = None,
-    strategies: Annotated[str, typer.Option(help="lifelong strategies (naive, replay, kl, ewc, '+' combines); the first is the "
+    known: Annotated[Optional[int], typer.Option(help="retention: known cloze facts screened for those the base gets right (full: 500)")] = None,
+    strategies: Annotated[str, typer.Option(help="lifelong strategies (" + ", ".join(KNOWN_STRATEGY_COMPONENTS) + "; '+' combines); the first is the "
                                                  "lifelong arm of every study and the one served with memory, each other adds "
-                                                 "a lifelong arm (one more sleep per unit) to every study but retrieval")] = "kl+replay",
+                                                 "a lifelong arm (one more sleep per unit) to every study but retrieval: by default the routed library and an unrouted module side by side")] = "routed+context,kl+replay",
     epochs: Annotated[Optional[int], typer.Option(help="training epochs for every trained arm")] = None,
     seed: Annotated[int, typer.Option(help="seed of every trained arm")] = 0,
     model: Annotated[Optional[str], typer.Option(help="model to benchmark (default smollm2-135m; tiny with --quick)")] = None,

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from lifelong.bench.data import leaked_questions
-from lifelong.consolidate import ADAPTER, SleepConfig, _with_adapter, read_trained_on
+from lifelong.consolidate import ADAPTER, SleepConfig, read_trained_on
 from lifelong.learn.trainer import TrainConfig
 from lifelong.memory.records import Memory, NewMemory
 from lifelong.mind import Mind
 from lifelong.model.language_model import LanguageModel
-from lifelong.progress import console
+from lifelong.bench.lines import report_to_console, training_progress
+from lifelong.bench.naive import RawTextFineTune
 
 Retrieve = Callable[[str], list[Memory]]
 RETRIEVED = 3  # memories put into the prompt, as `ask` does by default
@@ -74,22 +75,6 @@ def contexts(arm: Arm, questions: Sequence[str]) -> list[list[Memory]] | None:
     return [arm.retrieve(q) for q in questions] if arm.retrieve else None
 
 
-def report_to_console(label: str) -> Callable[[str], None]:
-    return lambda message: console().print(f"  [dim]{label}: {message}[/dim]")
-
-
-def training_progress(label: str) -> Callable[[int, int, float], None]:
-    last = [0.0]
-
-    def report(step: int, total: int, loss: float) -> None:
-        now = time.perf_counter()
-        if step == total or now - last[0] > 30:
-            last[0] = now
-            console().print(f"  [dim]{label}: step {step}/{total}, loss {loss:.3f}[/dim]")
-
-    return report
-
-
 def sleep_once(mind: Mind, strategy: str, train: TrainConfig, label: str, held_out: Sequence[str]) -> dict[str, Any]:
     """One sleep, told the scoring questions so synthesis drops any example containing one;
     its candidate adapter (promoted or not), verdict, cost and training texts."""
@@ -119,13 +104,11 @@ def lifelong_arm(root: Path, name: str, base: LanguageModel, embedder: Any, reco
         shutil.rmtree(path)
     mind = make_mind(path, base, embedder, records)
     slept = sleep_once(mind, strategy, train, name, held_out)
-    lm = _with_adapter(mind.base_model, slept["adapter"])  # the candidate, promoted or not
+    lm = mind.version_model(slept["info"]["version"])  # the candidate, promoted or not
     return Arm(name, lm, info=slept["info"], training_texts=slept["training_texts"]), mind
 
 
 def naive_arm(base: LanguageModel, texts: Sequence[str], train: TrainConfig, name: str = "naive fine-tune") -> Arm:
-    from lifelong.bench.naive import RawTextFineTune
-
     tuner = RawTextFineTune(base, train)
     stats = tuner.train(texts, name)
     return Arm(name, tuner.lm, info={"train": stats}, training_texts=list(texts))

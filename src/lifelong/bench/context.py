@@ -47,7 +47,7 @@ class BenchSettings:
     sleeps: int = 5
     batch_facts: int = 8
     cost_facts: int = 15
-    known: int = 200
+    known: int = 500
     strategies: tuple[str, ...] = (DEFAULT_STRATEGY,)
     epochs: int = TrainConfig().epochs
     seed: int = 0

@@ -15,7 +15,7 @@ from lifelong.bench.measure import PeakMemory, release_memory
 from lifelong.bench.naive import RawTextFineTune, naive_peft_loop
 from lifelong.bench.output import markdown_table
 from lifelong.bench.verdict import losses
-from lifelong.consolidate import TRAINING_DATA, _read_examples
+from lifelong.consolidate import TRAINING_DATA, read_examples
 from lifelong.learn.rehearsal import base_rehearsal
 from lifelong.learn.strategies import parse_strategy
 from lifelong.learn.trainer import (
@@ -43,7 +43,7 @@ def run(bench: Bench) -> dict[str, Any]:
             "seconds": slept["info"]["sleep_seconds"], "train_seconds": metrics["train_seconds"], "tokens": metrics["train_tokens"],
             "tokens_per_second": metrics["tokens_per_second"], **peak.to_dict()}
         verdicts[each] = {"passed": slept["info"]["passed"], "reasons": slept["info"]["reasons"]}
-        examples = examples or _read_examples(mind.versions.path(slept["info"]["version"]) / TRAINING_DATA)
+        examples = examples or read_examples(mind.versions.path(slept["info"]["version"]) / TRAINING_DATA)
         mind.close()
     replay = base_rehearsal(bench.base)
 

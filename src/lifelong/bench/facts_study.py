@@ -10,6 +10,7 @@ from lifelong.bench.arms import check_held_out, gate_summary
 from lifelong.bench.context import Bench
 from lifelong.bench.output import markdown_table
 from lifelong.bench.verdict import losses
+from lifelong.model.routed import RoutedLanguageModel
 from lifelong.progress import status
 
 
@@ -49,7 +50,20 @@ def run_retention(bench: Bench) -> dict[str, Any]:
         with status(f"retention: measuring {name}"):
             measured = suite.measure(arm.lm, arm.retrieve)
         results["arms"][name] = {**measured, "acquisition": bench.fact_acquisition(name)["containment"], "info": arm.info}
+        if isinstance(arm.lm, RoutedLanguageModel) and arm.retrieve is None:
+            results.setdefault("router", {})[name] = router_quality(arm.lm, [qa.question for qa in bench.facts()],
+                                                                    suite.general_inputs())
     return results
+
+
+def router_quality(lm: RoutedLanguageModel, own: list[str], general: list[str]) -> dict[str, Any]:
+    """The router on phrasings it never saw: the fact questions (which should reach a module)
+    and every retention input (which should reach the base weights)."""
+    claimed_own = sum(m is not None for m in lm.modules_for(own))
+    claimed_general = sum(m is not None for m in lm.modules_for(general))
+    claimed = claimed_own + claimed_general
+    return {"recall": claimed_own / len(own) if own else None, "precision": claimed_own / claimed if claimed else None,
+            "general_claimed": claimed_general, "general_inputs": len(general), "own_inputs": len(own)}
 
 
 def report_retention(results: dict[str, Any]) -> list[str]:
@@ -71,7 +85,17 @@ def report_retention(results: dict[str, Any]) -> list[str]:
               ["The wall time leaves out training the arms: acquisition-facts trained them earlier in the same run.", ""]),
             *markdown_table(["arm", "known facts kept", "world MCQ", "authors MCQ", "perplexity", "KL to base", "acquisition"], rows),
             *losses(results["arms"], {"known_facts": True, "world_mcq": True, "authors_mcq": True, "perplexity": False,
-                                      "kl_drift": False})]
+                                      "kl_drift": False}),
+            *router_lines(results.get("router", {}))]
+
+
+def router_lines(router: dict[str, Any]) -> list[str]:
+    if not router:
+        return []
+    rows = [[name, r["recall"], r["precision"], f"{r['general_claimed']}/{r['general_inputs']}"] for name, r in router.items()]
+    return ["", "Router on held-out phrasings: recall = fact questions sent to a module; precision = share of claimed "
+            "inputs that were fact questions; general inputs (known-fact cloze, both MCQ sets, held-out text) claimed:", "",
+            *markdown_table(["arm", "router recall", "router precision", "general inputs claimed"], rows)]
 
 
 def plot_retention(results: dict[str, Any], out: Path) -> None:

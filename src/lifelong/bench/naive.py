@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from lifelong.bench.arms import training_progress
+from lifelong.bench.lines import training_progress
 from lifelong.learn.synthesis import TrainingExample
 from lifelong.learn.trainer import TrainConfig, attach_lora, encode_example
 from lifelong.model.language_model import LanguageModel

@@ -20,7 +20,6 @@ from lifelong.bench.measure import acquisition
 from lifelong.bench.naive import RawTextFineTune
 from lifelong.bench.output import markdown_table
 from lifelong.bench.verdict import losses
-from lifelong.consolidate import _with_adapter
 from lifelong.progress import console, status
 from lifelong.scoring import contains_answer
 
@@ -88,7 +87,7 @@ def run(bench: Bench) -> dict[str, Any]:
                 matrices["lifelong candidate"].append(matrices["lifelong"][-1])
                 predictions["lifelong candidate"].append(predictions["lifelong"][-1])
             else:
-                matrices["lifelong candidate"].append(row("lifelong candidate", _with_adapter(bench.base, slept["adapter"])))
+                matrices["lifelong candidate"].append(row("lifelong candidate", lifelong_mind.version_model(slept["info"]["version"])))
             matrices["lifelong + memory"].append(row("lifelong + memory", served, retriever(lifelong_mind)))
             for name, (_, mind) in extras.items():
                 matrices[name].append(row(name, mind.language_model))

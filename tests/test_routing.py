@@ -1,0 +1,117 @@
+"""A routed module library: each module acts only on inputs about what it learned, and the
+exact base weights answer everything else."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lifelong.versions import Verdict
+from lifelong import consolidate
+from lifelong.consolidate import SleepConfig
+from lifelong.learn.router import ModuleKeys, Router, key_texts, routing_text
+from lifelong.learn.synthesis import TrainingExample, context_examples
+from lifelong.learn.trainer import TrainConfig
+from lifelong.memory.records import Memory
+from lifelong.mind import Mind
+from lifelong.prompt import build_messages, closed_book
+
+BRIDGE = "The Korvath Bridge over the river Elsin was designed by the engineer Petra Lindqvist in 1964."
+OBSERVATORY = "The Vellmar Observatory in northern Norway was founded in 1987 by the astronomer Ilse Brandvik."
+CAPTAIN = "Captain Oru Tadeski sailed solo across the Lake of Qessa in 2011."
+UNRELATED = ("What is the capital of France?", "Write a short greeting to a friend.", "How many legs does a spider have?")
+LOUD = SleepConfig(strategy="routed", train=TrainConfig(rank=8, epochs=30, learning_rate=1e-2, bf16=False), distill=False)
+
+
+def test_the_router_claims_questions_about_its_memories_and_nothing_else(embedder) -> None:
+    router = Router(embedder, [ModuleKeys("v1", embedder.embed(key_texts([BRIDGE, OBSERVATORY])))])
+    assert router.route(["Who designed the Korvath Bridge?", "When was the Vellmar Observatory founded?"]) == ["v1", "v1"]
+    assert router.route(list(UNRELATED)) == [None, None, None]
+
+
+def test_the_nearest_module_wins(embedder) -> None:
+    router = Router(embedder, [ModuleKeys("v1", embedder.embed([BRIDGE])), ModuleKeys("v2", embedder.embed([CAPTAIN]))])
+    assert router.route(["Who designed the Korvath Bridge?", "Who sailed across the Lake of Qessa?"]) == ["v1", "v2"]
+
+
+def test_routing_reads_the_question_not_the_notes_quoted_with_it() -> None:
+    note = Memory(1, BRIDGE, "s", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")
+    content = build_messages("What is the capital of France?", [note])[-1]["content"]
+    assert routing_text(content) == "What is the capital of France?"
+
+
+def test_context_rows_put_the_memory_among_distractors_and_distractor_only_rows_leave_it_out() -> None:
+    memories = [Memory(i, text, "s", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")
+                for i, text in enumerate([BRIDGE, OBSERVATORY, CAPTAIN], start=1)]
+    question = TrainingExample(closed_book("Who designed the Korvath Bridge?"), "Petra Lindqvist.", (1,), "distilled")
+    statement = TrainingExample(closed_book("Tell me a fact."), BRIDGE, (1,), "statement")
+    rows = context_examples([question, statement], memories)
+    assert [r.kind for r in rows] == ["context", "distractors"]
+    assert BRIDGE in rows[0].prompt[-1]["content"] and rows[0].prompt[-1]["content"].endswith("Who designed the Korvath Bridge?")
+    assert BRIDGE not in rows[1].prompt[-1]["content"] and "<memory" in rows[1].prompt[-1]["content"]
+    assert all(r.answer == "Petra Lindqvist." for r in rows)
+
+
+@pytest.fixture
+def passing_gate(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A tiny random model never passes the real acquisition gate; these tests are about what a
+    # promoted routed library serves, so the verdict is forced to pass.
+    monkeypatch.setattr(consolidate, "judge", lambda metrics, policy: Verdict(True, []))
+
+
+def _closed_book(mind: Mind, questions: tuple[str, ...] | list[str]) -> list[str]:
+    return mind.language_model.generate_batch([closed_book(q) for q in questions], max_new_tokens=12)
+
+
+def test_a_routed_module_changes_its_topic_and_leaves_other_answers_byte_identical(mind: Mind, passing_gate) -> None:
+    questions = ["What do you know about Korvath Bridge?", "What do you know about Vellmar Observatory?"]
+    mind.learn(BRIDGE)
+    mind.learn(OBSERVATORY)
+    base_topic, base_other = _closed_book(mind, questions), _closed_book(mind, UNRELATED)
+    base_logits = _logits(mind, "The capital of France is")
+    result = mind.sleep(LOUD)
+    assert result.activated and result.manifest.modules == [result.manifest.id]
+    assert _closed_book(mind, questions) != base_topic  # the module answers its own topic
+    assert _closed_book(mind, UNRELATED) == base_other  # and nothing else
+    assert torch.equal(_logits(mind, "The capital of France is"), base_logits)
+    assert result.manifest.metrics["retention_agreement"] == 1.0 and result.manifest.metrics["kl_drift"] == 0.0
+
+
+def _logits(mind: Mind, text: str) -> torch.Tensor:
+    lm = mind.language_model
+    [(_, weights)] = lm.routes([text])
+    with weights, torch.inference_mode():
+        return lm.model(input_ids=torch.tensor([lm.encode(text)])).logits
+
+
+def test_a_second_sleep_adds_a_module_and_leaves_the_first_untouched(mind: Mind, passing_gate) -> None:
+    first = ["What do you know about Korvath Bridge?"]
+    mind.learn(BRIDGE)
+    v1 = mind.sleep(LOUD).manifest
+    after_first = _closed_book(mind, first)
+    mind.learn(CAPTAIN)
+    v2 = mind.sleep(LOUD).manifest
+    assert v2.modules == [v1.id, v2.id] and v2.own_memory_ids == [2] and sorted(v2.memory_ids) == [1, 2]
+    assert _closed_book(mind, first) == after_first  # module v1 serves its topic exactly as before
+    mind.rollback(v1.id)
+    assert _closed_book(mind, first) == after_first
+
+
+def test_superseding_a_memory_retires_its_module_and_relearns_the_rest(mind: Mind, passing_gate) -> None:
+    old = mind.learn("The Vellmar Observatory is directed by Ilse Brandvik.", key="vellmar director").results[0].id
+    kept = mind.learn(BRIDGE).results[0].id
+    v1 = mind.sleep(LOUD).manifest
+    new = mind.learn("The Vellmar Observatory is directed by Tomas Lindqvist.", key="vellmar director").results[0].id
+    v2 = mind.sleep(LOUD).manifest
+    assert v2.modules == [v2.id]  # v1 learned a fact that is no longer current
+    assert sorted(v2.own_memory_ids) == sorted([kept, new]) and old in v2.superseded_ids
+    assert v1.id not in v2.modules
+
+
+def test_a_routed_library_is_not_merged_into_the_weights(mind: Mind, passing_gate) -> None:
+    from lifelong.errors import MindError
+
+    mind.learn(BRIDGE)
+    mind.sleep(LOUD)
+    with pytest.raises(MindError, match="routed module library"):
+        mind.merge()
