@@ -541,6 +541,7 @@ def bench(
     batch_facts: Annotated[Optional[int], typer.Option(help="sequential: facts per sleep (full: 8)")] = None,
     cost_facts: Annotated[Optional[int], typer.Option(help="cost: facts whose synthesised data is timed (full: 15)")] = None,
     known: Annotated[Optional[int], typer.Option(help="retention: known cloze facts screened for those the base gets right (full: 200)")] = None,
+    citation_questions: Annotated[Optional[int], typer.Option(help="citations: TOFU questions asked (full: all 300)")] = None,
     strategies: Annotated[str, typer.Option(help="lifelong strategies (naive, replay, kl, ewc, '+' combines); the first is the "
                                                  "lifelong arm of every study and the one served with memory, each other adds "
                                                  "a lifelong arm (one more sleep per unit) to every study but retrieval")] = "kl+replay",
@@ -555,7 +556,8 @@ def bench(
 
     names = study_names() if studies == ["all"] else studies
     given = {k: v for k, v in dict(facts=facts, passages=passages, implication_passages=implication_passages, sleeps=sleeps,
-                                    batch_facts=batch_facts, cost_facts=cost_facts, known=known, epochs=epochs,
+                                    batch_facts=batch_facts, cost_facts=cost_facts, known=known,
+                                    citation_questions=citation_questions, epochs=epochs,
                                     model=model).items() if v is not None}
     given.update(seed=seed, strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
                  squad_modes=tuple(m.strip() for m in squad_modes.split(",") if m.strip()))
