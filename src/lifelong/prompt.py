@@ -83,14 +83,13 @@ def cited_memories(answer: str, question: str, memories: Sequence[Memory]) -> li
     weight = {w: math.log(1 + len(memories) / count) for w, count in frequency.items()}
     cited: list[int] = []
     covered: set[str] = set()
-    while True:
-        gains = [(sum(weight[w] for w in words - covered), -i) for i, words in enumerate(support) if i not in cited]
-        if not gains:
+    remaining = list(range(len(memories)))
+    while remaining:
+        best = max(remaining, key=lambda i: (sum(weight[w] for w in support[i] - covered), -i))
+        added = support[best] - covered
+        if not added or (cited and len(added) < MIN_ADDED):
             break
-        gain, index = max(gains)
-        added = support[-index] - covered
-        if gain <= 0 or (cited and len(added) < MIN_ADDED):
-            break
-        cited.append(-index)
+        cited.append(best)
         covered |= added
+        remaining.remove(best)
     return [memories[i] for i in sorted(cited)]
