@@ -294,11 +294,18 @@ def merge(mind: MindOption = None, json_output: JsonOption = False) -> None:
     _print_result(result, json_output)
 
 
-@app.command()
-def versions(mind: MindOption = None, json_output: JsonOption = False) -> None:
+versions_app = typer.Typer(help="List the versions of this mind's model (lineage, metrics, verdict); `versions prune` deletes unused ones.",
+                            invoke_without_command=True, no_args_is_help=False)
+app.add_typer(versions_app, name="versions")
+
+
+@versions_app.callback()
+def versions(ctx: typer.Context, mind: MindOption = None, json_output: JsonOption = False) -> None:
     """List the versions of this mind's model: lineage, metrics, verdict."""
     from datetime import datetime
 
+    if ctx.invoked_subcommand is not None:
+        return
     with Mind.open(mind) as opened:
         manifests, active = opened.versions.list(), opened.versions.active_id()
     if json_output:
@@ -316,6 +323,106 @@ def versions(mind: MindOption = None, json_output: JsonOption = False) -> None:
 
 def _metric(value: Any, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+@versions_app.command("prune")
+def versions_prune(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be deleted and freed; delete nothing")] = False,
+    mind: MindOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Delete versions outside the active one's lineage (it, its parents, the merge it builds on)."""
+    from lifelong.disk_usage import human
+    from lifelong.mind_config import require_mind
+    from lifelong.paths import mind_dir
+    from lifelong.versions.prune import prune
+
+    directory = mind_dir(mind)
+    require_mind(directory)
+    plan = prune(directory, dry_run=dry_run)
+    if json_output:
+        _emit_json(plan.to_dict())
+        return
+    table = Table("id", "kind", "size", "action")
+    for version in plan.usage.versions:
+        action = ("keep (active)" if version.active else "keep (lineage)") if version.in_lineage else (
+            "would delete" if dry_run else "deleted")
+        table.add_row(version.id, version.kind, human(version.bytes), action)
+    if plan.usage.versions:
+        out.print(table)
+    if plan.usage.leftover_bytes:
+        out.print(f"crash leftovers: {human(plan.usage.leftover_bytes)}, {'would be removed' if dry_run else 'removed'}")
+    verb = "would free" if dry_run else "freed"
+    out.print(f"active {plan.usage.active}; {len(plan.remove)} version(s) {'to delete' if dry_run else 'deleted'}; "
+              f"{verb} {human(plan.frees_bytes)} of {human(plan.usage.total_bytes)}")
+
+
+@app.command()
+def du(mind: MindOption = None, json_output: JsonOption = False) -> None:
+    """What this mind costs on disk: memory database, each version, total, and what prune would free."""
+    from lifelong.disk_usage import human, measure
+    from lifelong.mind_config import require_mind
+    from lifelong.paths import mind_dir
+
+    directory = mind_dir(mind)
+    require_mind(directory)
+    usage = measure(directory)
+    if json_output:
+        _emit_json(usage.to_dict())
+        return
+    table = Table("part", "kind", "size", "prune")
+    table.add_row("memory.db", "memories", human(usage.memory_bytes), "keeps")
+    for version in usage.versions:
+        table.add_row(version.id + (" (active)" if version.active else ""), version.kind, human(version.bytes),
+                      "keeps" if version.in_lineage else "deletes")
+    if usage.leftover_bytes:
+        table.add_row("crash leftovers", "-", human(usage.leftover_bytes), "deletes")
+    table.add_row("other", "config, audit log, probes", human(usage.other_bytes), "keeps")
+    table.add_row("[bold]total[/bold]", "", f"[bold]{human(usage.total_bytes)}[/bold]", "")
+    out.print(table)
+    out.print(f"`lifelong versions prune` would free {human(usage.prunable_bytes)}; "
+              "converted models in the shared cache are not counted")
+
+
+@app.command()
+def backup(
+    dest: Annotated[Path, typer.Argument(help="New folder for the backup (must not exist, or be empty)")],
+    mind: MindOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Copy this mind consistently, even while other commands use it (the backup is itself a mind folder)."""
+    from lifelong.backup import backup as backup_mind
+    from lifelong.disk_usage import human
+    from lifelong.paths import mind_dir
+
+    report = backup_mind(mind_dir(mind), dest)
+    if json_output:
+        _emit_json(report.to_dict())
+        return
+    out.print(f"backed up {report.memories} memories and {len(report.versions)} version(s) (active {report.active}), "
+              f"{human(report.bytes)}, to {report.target}")
+
+
+@app.command()
+def restore(
+    source: Annotated[Path, typer.Argument(help="A folder written by `lifelong backup` (or another mind)")],
+    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --mind; its contents are kept beside it")] = False,
+    mind: MindOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Make --mind a copy of a backup; refuses a non-empty mind unless --force."""
+    from lifelong.backup import restore as restore_mind
+    from lifelong.disk_usage import human
+    from lifelong.paths import mind_dir
+
+    report = restore_mind(source, mind_dir(mind), force=force)
+    if json_output:
+        _emit_json(report.to_dict())
+        return
+    out.print(f"restored {report.memories} memories and {len(report.versions)} version(s) (active {report.active}), "
+              f"{human(report.bytes)}, into {report.target}")
+    if report.replaced:
+        out.print(f"the mind that was there is kept at {report.replaced}; delete it when you no longer need it")
 
 
 @app.command()
@@ -435,6 +542,7 @@ def bench(
     batch_facts: Annotated[Optional[int], typer.Option(help="sequential: facts per sleep (full: 8)")] = None,
     cost_facts: Annotated[Optional[int], typer.Option(help="cost: facts whose synthesised data is timed (full: 15)")] = None,
     known: Annotated[Optional[int], typer.Option(help="retention: known cloze facts screened for those the base gets right (full: 500)")] = None,
+    citation_questions: Annotated[Optional[int], typer.Option(help="citations: TOFU questions asked (full: all 300)")] = None,
     strategies: Annotated[str, typer.Option(help="lifelong strategies (" + ", ".join(KNOWN_STRATEGY_COMPONENTS) + "; '+' combines); the first is the "
                                                  "lifelong arm of every study and the one served with memory, each other adds "
                                                  "a lifelong arm (one more sleep per unit) to every study but retrieval: by default the routed library and an unrouted module side by side")] = "routed+context,kl+replay",
@@ -449,7 +557,8 @@ def bench(
 
     names = study_names() if studies == ["all"] else studies
     given = {k: v for k, v in dict(facts=facts, passages=passages, implication_passages=implication_passages, sleeps=sleeps,
-                                    batch_facts=batch_facts, cost_facts=cost_facts, known=known, epochs=epochs,
+                                    batch_facts=batch_facts, cost_facts=cost_facts, known=known,
+                                    citation_questions=citation_questions, epochs=epochs,
                                     model=model).items() if v is not None}
     given.update(seed=seed, strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
                  squad_modes=tuple(m.strip() for m in squad_modes.split(",") if m.strip()))

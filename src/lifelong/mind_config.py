@@ -58,3 +58,11 @@ def write_config(directory: Path, config: MindConfig) -> None:
     tmp = path.with_suffix(".toml.tmp")
     tmp.write_text(config.to_toml(), encoding="utf-8")
     tmp.replace(path)
+
+
+def require_mind(directory: Path) -> MindConfig:
+    """The config of the mind at `directory`, or the error that says how to make one. For
+    commands (du, prune, backup) that need no model or embedder, only a real mind."""
+    if not (directory / CONFIG_FILE).is_file():
+        raise MindError(f"no mind at {directory}; create one with `lifelong init --mind {directory}` (or pass --mind DIR)")
+    return read_config(directory)

@@ -8,11 +8,15 @@ emit citation markers it rarely writes correctly.
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from collections.abc import Sequence
 
 from lifelong.memory.records import Memory
 from lifelong.memory.retrieval import STOPWORDS
+
+MIN_ADDED = 2  # answer words a second memory must add to be cited as well
 
 SYSTEM_WITHOUT_MEMORY = "You are a helpful assistant. Answer the question briefly."
 SYSTEM_WITH_MEMORY = (
@@ -45,10 +49,47 @@ def content_words(text: str) -> set[str]:
     return {t for t in tokens if t not in STOPWORDS and (len(t) > 1 or t.isdigit())}
 
 
+def _stem(word: str) -> str:
+    """A light stem, so "belongs" in an answer still counts as echoing "belong" in the
+    question, and "novels" in a memory supports "novel" in the answer."""
+    for suffix, replacement in (("ies", "y"), ("sses", "ss"), ("s", "")):
+        if word.endswith(suffix) and len(word) > len(suffix) + 2 and not word.endswith("ss") and not word.isdigit():
+            return word[: len(word) - len(suffix)] + replacement
+    return word
+
+
+def _stems(text: str) -> set[str]:
+    return {_stem(w) for w in content_words(text)}
+
+
 def cited_memories(answer: str, question: str, memories: Sequence[Memory]) -> list[Memory]:
-    """Memories the answer drew on: those sharing content words with the answer that the
-    question did not already contain (so echoing the question cites nothing)."""
-    answer_words = content_words(answer) - content_words(question)
-    if not answer_words:
+    """Memories the answer drew on: the one that best supports the answer's new words, and
+    others only when they add answer words it lacks.
+
+    An answer's new words are its content words that the question did not contain (echoing
+    the question cites nothing). Each is weighted by how distinctive it is among the memories
+    in the prompt (log(1 + n/df)): a word every retrieved memory shares ("author", "born",
+    "belongs") says little about which one the answer came from, a name or number found in
+    one says a lot. The best-supported memory is cited; another is cited too only if it
+    holds at least MIN_ADDED of the answer's words that the memories already cited lack, so
+    a generic word the best memory happens not to contain no longer cites a second memory.
+    Ties go to the better-retrieved memory.
+    """
+    new_words = _stems(answer) - _stems(question)
+    if not new_words or not memories:
         return []
-    return [m for m in memories if answer_words & content_words(m.text)]
+    support = [_stems(m.text) & new_words for m in memories]
+    frequency = Counter(w for words in support for w in words)
+    weight = {w: math.log(1 + len(memories) / count) for w, count in frequency.items()}
+    cited: list[int] = []
+    covered: set[str] = set()
+    remaining = list(range(len(memories)))
+    while remaining:
+        best = max(remaining, key=lambda i: (sum(weight[w] for w in support[i] - covered), -i))
+        added = support[best] - covered
+        if not added or (cited and len(added) < MIN_ADDED):
+            break
+        cited.append(best)
+        covered |= added
+        remaining.remove(best)
+    return [memories[i] for i in sorted(cited)]

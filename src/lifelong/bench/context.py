@@ -48,6 +48,7 @@ class BenchSettings:
     batch_facts: int = 8
     cost_facts: int = 15
     known: int = 500
+    citation_questions: int = 300  # citations: every TOFU question
     strategies: tuple[str, ...] = (DEFAULT_STRATEGY,)
     epochs: int = TrainConfig().epochs
     seed: int = 0
@@ -55,7 +56,7 @@ class BenchSettings:
 
     @classmethod
     def quick(cls, **overrides: Any) -> BenchSettings:
-        sizes = dict(facts=6, passages=2, implication_passages=2, sleeps=2, batch_facts=3, cost_facts=3, known=20,
+        sizes = dict(facts=6, passages=2, implication_passages=2, sleeps=2, batch_facts=3, cost_facts=3, known=20, citation_questions=6,
                      epochs=1, model="tiny")
         return cls(**{**sizes, **overrides})
 
@@ -72,7 +73,8 @@ class BenchSettings:
             except InputError as exc:
                 raise InputError(f"--strategies: {exc}") from exc
 
-        for name in ("facts", "passages", "implication_passages", "sleeps", "batch_facts", "cost_facts", "known", "epochs"):
+        for name in ("facts", "passages", "implication_passages", "sleeps", "batch_facts", "cost_facts", "known", "citation_questions",
+                     "epochs"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         unknown = set(self.squad_modes) - set(SQUAD_MODES)

@@ -42,6 +42,7 @@ STUDIES = {
     "sequential": Study("sequential_study", "run", "report", "plot", "Sequential: K sleeps over K batches"),
     "cost": Study("cost_study", "run", "report", "plot", "Cost of a sleep against the naive loop"),
     "retrieval": Study("retrieval_study", "run", "report", "plot", "Retrieval quality and latency"),
+    "citations": Study("citations_study", "run", "report", "plot", "Citations: does ask cite the memory its answer came from?"),
 }
 
 

@@ -65,8 +65,23 @@ class VersionRegistry:
         return self.root / version_id
 
     def new_id(self) -> str:
-        existing = [int(p.name[1:]) for p in self.root.glob("v*") if p.name[1:].isdigit()]
-        return f"v{max(existing, default=0) + 1}"
+        """The next id, never one used before: after `prune` deleted the newest folder, the
+        audit log still names it, and an id must keep meaning one version forever."""
+        existing = {int(p.name[1:]) for p in self.root.glob("v*") if p.name[1:].isdigit()}
+        return f"v{max(existing | self._audited_numbers(), default=0) + 1}"
+
+    def _audited_numbers(self) -> set[int]:
+        numbers: set[int] = set()
+        if not self.audit_log.is_file():
+            return numbers
+        for line in self.audit_log.read_text(encoding="utf-8").splitlines():
+            try:
+                version = json.loads(line).get("version", "")
+            except (json.JSONDecodeError, AttributeError):
+                continue  # a torn last line after a crash names nothing
+            if isinstance(version, str) and version[1:].isdigit():
+                numbers.add(int(version[1:]))
+        return numbers
 
     def create(self, write: Callable[[Path], Manifest]) -> Manifest:
         """Build a version in a temporary folder (write fills it and returns the manifest),
@@ -85,9 +100,10 @@ class VersionRegistry:
         return manifest
 
     def clean_incomplete(self) -> list[str]:
-        """Remove folders left by a crash mid-build; they were never active."""
+        """Remove folders left by a crash mid-build (never active) or mid-prune (already
+        renamed away from their id, so no longer a version)."""
         removed = []
-        for leftover in self.root.glob(".building-*"):
+        for leftover in [*self.root.glob(".building-*"), *self.root.glob(".pruning-*")]:
             shutil.rmtree(leftover, ignore_errors=True)
             removed.append(leftover.name)
         return removed
@@ -111,6 +127,15 @@ class VersionRegistry:
                 return version_id
             version_id = manifest.parent or BASE_VERSION
         return None
+
+    def lineage(self, version_id: str) -> list[str]:
+        """A version and its ancestors, newest first (base not included): everything it is
+        built from, merge checkpoints and the parents whose training data replay reads."""
+        chain: list[str] = []
+        while version_id != BASE_VERSION and version_id not in chain:
+            chain.append(version_id)
+            version_id = self.get(version_id).parent or BASE_VERSION
+        return chain
 
     def active_id(self) -> str:
         if not self.pointer.is_file():
