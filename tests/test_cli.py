@@ -159,3 +159,43 @@ def test_versions_and_rollback_commands(run_cli, mind_dir: str, tiny_model_dir: 
     code, _, err = run_cli("sleep", "--strategy", "magic", "--mind", mind_dir)
     assert code == 2
     _one_line_error(err, "strategy 'magic' is not known")
+
+
+USAGE_MISTAKES = [
+    (["nosuch"], "no such command 'nosuch'"),
+    (["ask"], "missing argument"),
+    (["ask", "--bogus", "x"], "--bogus"),
+    (["recall", "x", "--k", "notanint"], "'--k'"),
+    (["recall", "x", "--k", "0"], "'--k'"),
+    (["recall", "x", "--mode", "fuzzy"], "--mode 'fuzzy'"),
+    (["sleep", "--epochs", "0"], "'--epochs'"),
+    (["forget", "-1"], "'-1' is not a memory id"),
+    (["ask", "hi", "--max-new-tokens", "0"], "'--max-new-tokens'"),
+    (["ask", "hi", "--temperature", "-1"], "'--temperature'"),
+    (["ask", "hi", "--k", "0"], "'--k'"),
+    (["memories", "--limit", "0"], "'--limit'"),
+    (["bench", "all", "--facts", "0"], "'--facts'"),
+]
+
+
+@pytest.mark.parametrize(("args", "fragment"), USAGE_MISTAKES, ids=[" ".join(a) for a, _ in USAGE_MISTAKES])
+def test_usage_mistakes_are_one_line_with_exit_2_before_any_model_loads(
+        run_cli, monkeypatch: pytest.MonkeyPatch, args: list[str], fragment: str) -> None:
+    from lifelong.model import loader
+
+    monkeypatch.setattr(loader, "load_model", lambda *a, **k: pytest.fail("a model was loaded for a usage mistake"))
+    code, out, err = run_cli(*args)
+    assert code == 2, (out, err)
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    _one_line_error(err, fragment)
+
+
+def test_version_and_unknown_command_as_a_real_process() -> None:
+    """The installed entry point, not only the app: no traceback reaches the terminal."""
+    from lifelong.cli import package_version
+
+    version = subprocess.run([sys.executable, "-m", "lifelong", "--version"], capture_output=True, text=True, timeout=120)
+    assert version.returncode == 0 and version.stdout.strip() == f"lifelong {package_version()}"
+    unknown = subprocess.run([sys.executable, "-m", "lifelong", "nosuch"], capture_output=True, text=True, timeout=120)
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+    assert unknown.stderr.strip() == "error: no such command 'nosuch'; see `lifelong --help`"

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lifelong.bench import EXPECTED_FULL_RUN
-from lifelong.errors import LifelongError
+from lifelong.errors import InputError, LifelongError
 from lifelong.memory.records import TRUST_LEVELS
 from lifelong.mind import Answer, LearnReport, Mind
 from lifelong.model.registry import DEFAULT_MODEL, PACKAGED_MODELS
@@ -38,6 +38,32 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 NamespaceOption = Annotated[Optional[str], typer.Option("--namespace", "-n", help="Only this namespace")]
 
 out = Console()
+
+
+def package_version() -> str:
+    """The installed distribution's version (the one pip reports), or the source tree's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lifelong")
+    except PackageNotFoundError:
+        from lifelong import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"lifelong {package_version()}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit", is_eager=True,
+                                          callback=_print_version)] = False,
+) -> None:
+    """A language model that keeps learning after deployment: remember now, consolidate later."""
 
 
 def _emit_json(data: Any) -> None:
@@ -84,7 +110,7 @@ def learn(
 @app.command()
 def recall(
     query: Annotated[str, typer.Argument(help="What to search memories for")],
-    k: Annotated[int, typer.Option("--k", "-k", help="How many memories")] = 5,
+    k: Annotated[int, typer.Option("--k", "-k", help="How many memories", min=1)] = 5,
     mode: Annotated[str, typer.Option(help="hybrid, keyword or vector")] = "hybrid",
     namespace: NamespaceOption = None,
     current_only: Annotated[bool, typer.Option("--current-only", help="Hide superseded memories")] = False,
@@ -93,7 +119,7 @@ def recall(
 ) -> None:
     """Retrieve memories (no model involved)."""
     if mode not in ("hybrid", "keyword", "vector"):
-        raise LifelongError(f"--mode '{mode}' is not a retrieval mode; use hybrid, keyword or vector")
+        raise InputError(f"--mode '{mode}' is not a retrieval mode; use hybrid, keyword or vector")
     with Mind.open(mind) as opened:
         hits = opened.recall(query, k, mode=mode, namespace=namespace, include_superseded=not current_only)  # type: ignore[arg-type]
     if json_output:
@@ -119,10 +145,10 @@ def _print_answer(answer: Answer) -> None:
 def ask(
     question: Annotated[str, typer.Argument(help="The question")],
     no_memory: Annotated[bool, typer.Option("--no-memory", help="Answer from the model alone (no retrieval)")] = False,
-    k: Annotated[int, typer.Option("--k", "-k", help="Memories to put in the prompt")] = 3,
-    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens")] = 64,
-    temperature: Annotated[float, typer.Option(help="0 is greedy (default); > 0 samples")] = 0.0,
-    seed: Annotated[int, typer.Option(help="Sampling seed")] = 0,
+    k: Annotated[int, typer.Option("--k", "-k", help="Memories to put in the prompt", min=1)] = 3,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens", min=1)] = 64,
+    temperature: Annotated[float, typer.Option(help="0 is greedy (default); > 0 samples", min=0.0)] = 0.0,
+    seed: Annotated[int, typer.Option(help="Sampling seed", min=0)] = 0,
     namespace: NamespaceOption = None,
     model: ModelOption = None,
     mind: MindOption = None,
@@ -170,7 +196,7 @@ def memories(
     source: Annotated[Optional[str], typer.Option(help="Only memories from this source")] = None,
     contains: Annotated[Optional[str], typer.Option(help="Only memories whose text contains this")] = None,
     current_only: Annotated[bool, typer.Option("--current-only", help="Hide superseded memories")] = False,
-    limit: Annotated[Optional[int], typer.Option(help="At most this many")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="At most this many", min=1)] = None,
     mind: MindOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -188,7 +214,7 @@ def memories(
     out.print(table if found else "no memories")
 
 
-@app.command()
+@app.command(context_settings={"ignore_unknown_options": True})  # so `forget -1` is read as an id, and refused as one
 def forget(
     memory_id: Annotated[str, typer.Argument(help="Memory id (as shown by `lifelong memories`, e.g. 12 or #12)")],
     mind: MindOption = None,
@@ -197,7 +223,7 @@ def forget(
     """Remove a memory from the store and the retrieval indexes."""
     raw = memory_id.lstrip("#")
     if not raw.isdigit():
-        raise LifelongError(f"'{memory_id}' is not a memory id; ids are numbers, see `lifelong memories`")
+        raise InputError(f"'{memory_id}' is not a memory id; ids are positive numbers, see `lifelong memories`")
     with Mind.open(mind) as opened:
         removed = opened.forget(int(raw))
     if json_output:
@@ -425,20 +451,20 @@ def bench(
     data: Annotated[Path, typer.Option(help="folder with the benchmark JSONL files")] = Path("../shared/data"),
     passages_file: Annotated[Optional[Path], typer.Option("--passages-file", help="SQuAD-shaped JSONL to use instead of the default passages")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="results root; each study writes <out>/<study>/<timestamp>/")] = Path("results"),
-    facts: Annotated[Optional[int], typer.Option(help="TOFU facts for acquisition-facts and retention (full: 100)")] = None,
-    passages: Annotated[Optional[int], typer.Option(help="SQuAD passages (full: 50)")] = None,
-    implication_passages: Annotated[Optional[int], typer.Option(help="passages with teacher implications (full: 50)")] = None,
+    facts: Annotated[Optional[int], typer.Option(help="TOFU facts for acquisition-facts and retention (full: 100)", min=1)] = None,
+    passages: Annotated[Optional[int], typer.Option(help="SQuAD passages (full: 50)", min=1)] = None,
+    implication_passages: Annotated[Optional[int], typer.Option(help="passages with teacher implications (full: 50)", min=1)] = None,
     squad_modes: Annotated[str, typer.Option(help="comma-separated: many, single, implications (both its units), "
                                                      "implications-passage, implications-extra (one unit each)")] = "many,single,implications",
-    sleeps: Annotated[Optional[int], typer.Option(help="sequential: number of sleeps (full: 5)")] = None,
-    batch_facts: Annotated[Optional[int], typer.Option(help="sequential: facts per sleep (full: 8)")] = None,
-    cost_facts: Annotated[Optional[int], typer.Option(help="cost: facts whose synthesised data is timed (full: 15)")] = None,
-    known: Annotated[Optional[int], typer.Option(help="retention: known cloze facts screened for those the base gets right (full: 200)")] = None,
+    sleeps: Annotated[Optional[int], typer.Option(help="sequential: number of sleeps (full: 5)", min=1)] = None,
+    batch_facts: Annotated[Optional[int], typer.Option(help="sequential: facts per sleep (full: 8)", min=1)] = None,
+    cost_facts: Annotated[Optional[int], typer.Option(help="cost: facts whose synthesised data is timed (full: 15)", min=1)] = None,
+    known: Annotated[Optional[int], typer.Option(help="retention: known cloze facts screened for those the base gets right (full: 200)", min=1)] = None,
     strategies: Annotated[str, typer.Option(help="lifelong strategies (naive, replay, kl, ewc, '+' combines); the first is the "
                                                  "lifelong arm of every study and the one served with memory, each other adds "
                                                  "a lifelong arm (one more sleep per unit) to every study but retrieval")] = "kl+replay",
-    epochs: Annotated[Optional[int], typer.Option(help="training epochs for every trained arm")] = None,
-    seed: Annotated[int, typer.Option(help="seed of every trained arm")] = 0,
+    epochs: Annotated[Optional[int], typer.Option(help="training epochs for every trained arm", min=1)] = None,
+    seed: Annotated[int, typer.Option(help="seed of every trained arm", min=0)] = 0,
     model: Annotated[Optional[str], typer.Option(help="model to benchmark (default smollm2-135m; tiny with --quick)")] = None,
     resume: Annotated[bool, typer.Option(help="reuse the finished units (SQuAD modes, single passages) of a run with "
                                               "the same settings that was cut short")] = False,
@@ -458,24 +484,46 @@ def bench(
         out.print(f"{name}: {folder}")
 
 
+INTERRUPTED_EXIT_CODE = 130  # the shell's code for a process ended by SIGINT
+
+
+def _fail(message: str, code: int) -> None:
+    """Print one error line on stderr and exit: a user reads one line, not a traceback."""
+    flat = " ".join(message.split())
+    Console(stderr=True).print(f"[red]error:[/red] {escape(flat)}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def usage_error_line(exc: typer.TyperException) -> str:
+    """A click usage error as one line that names the problem and where the fix is documented.
+
+    typer raises its own vendored click classes (not subclasses of `click.ClickException`), so
+    they are recognised through their public base, `typer.TyperException`.
+    """
+    problem = " ".join(exc.format_message().split()).rstrip(".")
+    problem = problem[:1].lower() + problem[1:]
+    context = getattr(exc, "ctx", None)
+    command = getattr(context, "command_path", None) or "lifelong"
+    return f"{problem}; see `{command} --help`"
+
+
 def main() -> None:
-    """Entry point: run the app, turning LifelongError into one line and an exit code."""
+    """Entry point: run the app, turning every error a user can act on into one line and an exit code."""
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="lifelong")
+    except LifelongError as exc:
+        _fail(str(exc), exc.exit_code)
+    except typer.TyperException as exc:  # usage errors: bad option, missing argument, unknown command
+        if not exc.format_message().strip():
+            sys.exit(0)  # `lifelong` alone: typer has printed the help itself, and that is all that was asked
+        _fail(usage_error_line(exc), getattr(exc, "exit_code", 2) or 2)
+    except typer.Abort:  # end of input at a prompt
+        _fail("aborted; nothing more was done", 1)
+    else:
+        if code == INTERRUPTED_EXIT_CODE:  # typer turns Ctrl-C into this exit code
+            _fail("interrupted by Ctrl-C; run the command again to finish it", INTERRUPTED_EXIT_CODE)
         if isinstance(code, int) and code:
             sys.exit(code)  # typer.Exit(code) returns here when click does not exit itself
-    except LifelongError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own exit codes
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
 
 
 if __name__ == "__main__":

@@ -92,6 +92,16 @@ class VersionDiff:
                 "metric_deltas": self.metric_deltas}
 
 
+def _check_generation_settings(k: int, max_new_tokens: int, temperature: float) -> None:
+    """Out-of-range settings fail with the fix, not deep inside generation after a model load."""
+    if k < 1:
+        raise InputError(f"--k must be at least 1 (got {k})")
+    if max_new_tokens < 1:
+        raise InputError(f"--max-new-tokens must be at least 1 (got {max_new_tokens}); pass the longest answer you want, in tokens")
+    if not temperature >= 0:
+        raise InputError(f"--temperature must be 0 (greedy) or more (got {temperature})")
+
+
 class Mind:
     """A model plus its memory, stored in one directory (copy the directory, copy the mind)."""
 
@@ -323,6 +333,7 @@ class Mind:
         """Answer with the model; with memory, the top current memories go into the prompt."""
         if not question.strip():
             raise InputError("the question is empty; pass a question to ask")
+        _check_generation_settings(k, max_new_tokens, temperature)  # before the model loads
         lm = self.language_model
         lm.check_fits(len(lm.encode(question)), max_new_tokens, what="question")
         hits: list[RecallHit] = []
