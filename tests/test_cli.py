@@ -199,3 +199,61 @@ def test_version_and_unknown_command_as_a_real_process() -> None:
     unknown = subprocess.run([sys.executable, "-m", "lifelong", "nosuch"], capture_output=True, text=True, timeout=120)
     assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
     assert unknown.stderr.strip() == "error: no such command 'nosuch'; see `lifelong --help`"
+
+
+def _add_version(mind_dir: str, base_model: str, passed: bool = True, reasons: tuple[str, ...] = ()) -> str:
+    """A version recorded as a sleep would record it (no training: these tests are about the pointer)."""
+    from lifelong.versions import BASE_VERSION, Manifest, Verdict, VersionRegistry
+
+    registry = VersionRegistry(Path(mind_dir))
+    manifest = registry.create(lambda folder: Manifest(registry.new_id(), BASE_VERSION, 0.0, "module", [], {}, "d", {}, {},
+                                                       Verdict(passed, list(reasons)), base_model))
+    return manifest.id
+
+
+def _active(run_cli, mind_dir: str) -> str:
+    return json.loads(run_cli("versions", "--mind", mind_dir, "--json")[1])["active"]
+
+
+def test_init_refuses_a_model_that_can_never_load_and_creates_nothing(run_cli, mind_dir: str, tiny_model_dir: Path) -> None:
+    code, _, err = run_cli("init", "--mind", mind_dir, "--model", "nosuch-model-9b")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    _one_line_error(err, "model 'nosuch-model-9b' is not a packaged model")
+    assert not Path(mind_dir).exists()
+    assert run_cli("init", "--mind", mind_dir + "-hub", "--model", "some-org/some-model")[0] == 0  # a hub id may download
+    assert run_cli("init", "--mind", mind_dir, "--model", str(tiny_model_dir))[0] == 0
+
+
+def test_config_shows_and_changes_the_model_but_not_under_an_active_version(run_cli, mind_dir: str, tiny_model_dir: Path) -> None:
+    tiny = str(tiny_model_dir.resolve())
+    run_cli("init", "--mind", mind_dir, "--model", tiny)
+    assert json.loads(run_cli("config", "--mind", mind_dir, "--json")[1])["model"] == tiny
+    version = _add_version(mind_dir, tiny)
+    run_cli("rollback", version, "--mind", mind_dir)
+
+    code, _, err = run_cli("config", "--mind", mind_dir, "--model", "smollm2-135m")
+    assert code == 2
+    _one_line_error(err, "`lifelong rollback base`")
+    assert json.loads(run_cli("config", "--mind", mind_dir, "--json")[1])["model"] == tiny
+
+    assert run_cli("rollback", "base", "--mind", mind_dir)[0] == 0
+    code, out, _ = run_cli("config", "--mind", mind_dir, "--model", "smollm2-135m")
+    assert code == 0 and "to smollm2-135m" in out
+    assert json.loads(run_cli("config", "--mind", mind_dir, "--json")[1])["model"] == "smollm2-135m"
+    code, _, err = run_cli("rollback", version, "--mind", mind_dir)  # its module fits only the tiny model
+    assert code == 2 and _active(run_cli, mind_dir) == "base"
+    _one_line_error(err, f"`lifelong config --model {tiny}`")
+    code, _, err = run_cli("config", "--mind", mind_dir, "--model", "nosuch-model-9b")
+    assert code == 2 and json.loads(run_cli("config", "--mind", mind_dir, "--json")[1])["model"] == "smollm2-135m"
+
+
+def test_rollback_to_a_gate_refused_version_needs_force_and_says_why(run_cli, mind_dir: str, tiny_model_dir: Path) -> None:
+    tiny = str(tiny_model_dir.resolve())
+    run_cli("init", "--mind", mind_dir, "--model", tiny)
+    refused = _add_version(mind_dir, tiny, passed=False, reasons=("KL drift 0.906 > 0.5",))
+    code, _, err = run_cli("rollback", refused, "--mind", mind_dir)
+    assert code == 10 and _active(run_cli, mind_dir) == "base"
+    _one_line_error(err, "the gate refused v1 (KL drift 0.906 > 0.5)")
+    assert "--force" in err
+    code, out, _ = run_cli("rollback", refused, "--force", "--mind", mind_dir)
+    assert code == 0 and _active(run_cli, mind_dir) == refused

@@ -398,12 +398,36 @@ def diff(
 @app.command()
 def rollback(
     version: Annotated[str, typer.Argument(help="Version id (see `lifelong versions`) or 'base'")],
+    force: Annotated[bool, typer.Option("--force", help="Activate a version even though the gate refused it")] = False,
     mind: MindOption = None,
 ) -> None:
-    """Make an earlier version active again; nothing is deleted."""
+    """Make an earlier version active again; nothing is deleted. A gate-refused version needs --force."""
     with Mind.open(mind) as opened:
-        opened.rollback(version)
+        opened.rollback(version, force=force)
     out.print(f"active version: {version}")
+
+
+@app.command("config")
+def config_command(
+    model: Annotated[Optional[str], typer.Option("--model", help="Make this model the mind's base: a packaged name, a local "
+                                                "folder or .gguf file, or a hub id (refused while a trained version is active)")] = None,
+    mind: MindOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show this mind's configuration (model, embedder, teacher), or change its model with --model."""
+    with Mind.open(mind) as opened:
+        before = opened.config.model
+        settings = opened.set_model(model) if model is not None else opened.config
+    if json_output:
+        _emit_json({"model": settings.model, "embedder": settings.embedder,
+                    "teacher": {"url": settings.teacher_url, "model": settings.teacher_model} if settings.teacher_url else None})
+        return
+    if model is not None:
+        out.print(f"model changed from {before} to {settings.model}" if settings.model != before else f"model is already {before}",
+                  highlight=False)
+        return
+    teacher = f"{settings.teacher_model} at {settings.teacher_url}" if settings.teacher_url else "none"
+    out.print(f"model: {settings.model}\nembedder: {settings.embedder}\nteacher: {teacher}", highlight=False)
 
 
 @app.command()

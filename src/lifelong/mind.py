@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lifelong.errors import InputError, MindError
+from lifelong.errors import GateRefusedError, InputError, MindError
 from lifelong.memory.embedder import Embedder, MiniLMEmbedder
 from lifelong.memory.ingest import MAX_CHUNK_WORDS, chunk_text, decode_text, parse_document, parse_path, validate_labels
 from lifelong.memory.records import Memory, NewMemory, RecallHit
@@ -123,12 +123,16 @@ class Mind:
     def init(cls, path: str | Path | None = None, model: str = DEFAULT_MODEL, **kwargs: Any) -> Mind:
         """Create a mind directory (or open it, if it already exists with the same model)."""
         directory = mind_dir(path)
+        if kwargs.get("language_model") is None:  # an injected model's name is only a label
+            from lifelong.model.loader import check_model_reference
+
+            model = check_model_reference(model)  # refused here, before anything is created
         if (directory / CONFIG_FILE).exists():
             existing = read_config(directory)
             if existing.model != model:
                 raise MindError(
-                    f"{directory} is already a mind for model '{existing.model}'; "
-                    f"use another --mind directory for '{model}'"
+                    f"{directory} is already a mind for model '{existing.model}'; use another --mind directory "
+                    f"for '{model}', or change this mind's model with `lifelong config --model {model}`"
                 )
         else:
             if directory.exists() and not directory.is_dir():
@@ -246,10 +250,59 @@ class Mind:
         return VersionDiff(old_id, new_id, [memories[i] for i in sorted(new_ids - old_ids) if i in memories],
                            sorted(old_ids - new_ids), deltas)
 
-    def rollback(self, version_id: str) -> None:
-        """Make an earlier version (or 'base') active again; nothing is deleted."""
+    def rollback(self, version_id: str, force: bool = False) -> None:
+        """Make an earlier version (or 'base') active again; nothing is deleted.
+
+        A version the gate refused is not activated unless `force`: the gate's reasons are why
+        it was kept out, and a rollback should not quietly undo that judgement.
+        """
         with self.versions.exclusive("rollback"):
-            self.versions.activate(version_id, "rollback")
+            if version_id != BASE_VERSION:
+                self._check_can_activate(self.versions.get(version_id), force)
+            self.versions.activate(version_id, "forced rollback" if force else "rollback")
+
+    def _check_can_activate(self, manifest: Manifest, force: bool) -> None:
+        if manifest.base_model != self.base_model_name:
+            raise InputError(
+                f"{manifest.id} was trained on '{manifest.base_model}' and only fits that model, but this mind now uses "
+                f"'{self.base_model_name}'; switch back first with `lifelong config --model {manifest.base_model}`"
+            )
+        if not manifest.verdict.passed and not force:
+            raise GateRefusedError(
+                f"the gate refused {manifest.id} ({'; '.join(manifest.verdict.reasons) or 'no reason recorded'}); "
+                f"see `lifelong show {manifest.id}`, and pass --force to activate it anyway"
+            )
+
+    @property
+    def base_model_name(self) -> str:
+        """The name versions record as their base model, known without loading the model."""
+        return self._base.name if self._base is not None else self.config.model
+
+    def set_model(self, reference: str) -> MindConfig:
+        """Make another model this mind's base. Modules fit only the model they were trained on,
+        so the change is refused while a version is active: roll back to base first (versions
+        are kept, and rollback refuses those of another model) or make a new mind."""
+        from lifelong.consolidate import RETENTION_PROBES
+        from lifelong.model.loader import check_model_reference
+
+        model = check_model_reference(reference)
+        if model == self.config.model:
+            return self.config
+        with self.versions.exclusive("config"):
+            active = self.versions.active_id()
+            if active != BASE_VERSION:
+                raise InputError(
+                    f"the active version {active} was trained on '{self.config.model}' and only fits that model; roll back "
+                    f"first (`lifelong rollback base`, {active} is kept) or make a new mind (`lifelong init --mind DIR --model {model}`)"
+                )
+            previous, self.config = self.config.model, dataclasses.replace(self.config, model=model)
+            write_config(self.path, self.config)
+            # The gate's retention probes are the old base's own completions: the next sleep
+            # records them again from the new base.
+            (self.path / RETENTION_PROBES).unlink(missing_ok=True)
+            self.versions.audit("model changed", BASE_VERSION, previous=previous, model=model)
+        self._base = self._active = self._merged = None
+        return self.config
 
     # -- learning ------------------------------------------------------------------------
 

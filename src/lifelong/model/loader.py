@@ -7,17 +7,48 @@ GGUF dequantisation takes ~20 s while a safetensors reload takes well under a se
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
-from lifelong.errors import ModelNotFoundError
+from lifelong.errors import InputError, ModelNotFoundError
 from lifelong.model.language_model import LanguageModel
 from lifelong.model.registry import DEFAULT_MODEL, PACKAGED_MODELS, PackagedModel
 from lifelong.paths import cache_dir
 from lifelong.progress import status
 
 _COMPLETE_MARKER = "lifelong-converted.txt"
+# What a Hugging Face hub id looks like: owner/name, letters, digits, '.', '-', '_'.
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+# Where a user passes another model: every model error ends with this, so the advice is true
+# for every command (sleep and merge take no --model; they use the mind's configured one).
+WHERE_MODELS_GO = "--model for ask and chat, or `lifelong config --model` to change this mind's own"
+
+
+def check_model_reference(reference: str) -> str:
+    """The reference as it should be stored (an existing path made absolute), or InputError.
+
+    Called when a model is chosen (init, config), so a name that can never load is refused at
+    once instead of failing later in ask or sleep. A hub id is accepted by its shape alone: it
+    may be downloadable, and checking would need the network.
+    """
+    if reference in PACKAGED_MODELS:
+        return reference
+    path = Path(reference).expanduser()
+    if path.exists():
+        if (path.is_file() and path.suffix == ".gguf") or (path.is_dir() and _is_model_folder(path)):
+            return str(path.resolve())
+        raise InputError(f"'{reference}' is not a model folder (config.json and weights, or a .gguf file inside) "
+                         f"nor a .gguf file; pass one of those, or a packaged name ({_names()})")
+    if _HUB_ID.fullmatch(reference) and not reference.startswith((".", "~")) and not reference.endswith(".gguf"):
+        return reference
+    raise InputError(f"model '{reference}' is not a packaged model ({_names()}), an existing folder or .gguf file, "
+                     f"or a Hugging Face hub id (owner/name); pass one of those to --model")
+
+
+def _is_model_folder(path: Path) -> bool:
+    return (path / "config.json").is_file() or any(path.glob("*.gguf"))
 
 
 def converted_dir(entry: PackagedModel) -> Path:
@@ -95,7 +126,8 @@ def load_model(reference: str | None = None) -> LanguageModel:
     if path.exists():
         return _load_local(path, reference)
     if reference.startswith((".", "/", "~")) or reference.endswith(".gguf"):
-        raise ModelNotFoundError(f"model path '{reference}' does not exist; pass an existing folder or a packaged name ({_names()})")
+        raise ModelNotFoundError(f"model path '{reference}' does not exist; use an existing folder or a packaged name "
+                                 f"({_names()}) ({WHERE_MODELS_GO})")
     return _load_hub(reference)
 
 
@@ -104,12 +136,14 @@ def _load_local(path: Path, reference: str) -> LanguageModel:
     folder = path
     if path.is_file():
         if path.suffix != ".gguf":
-            raise ModelNotFoundError(f"model file '{reference}' is not a .gguf file; pass a model folder (config.json + weights) or a .gguf file")
+            raise ModelNotFoundError(f"model file '{reference}' is not a .gguf file; pass a model folder (config.json + weights) "
+                                     f"or a .gguf file ({WHERE_MODELS_GO})")
         folder, gguf_file = path.parent, path.name
     elif not (path / "config.json").is_file():
         ggufs = sorted(path.glob("*.gguf"))
         if not ggufs:
-            raise ModelNotFoundError(f"'{reference}' has no config.json and no .gguf file; pass a Hugging Face model folder")
+            raise ModelNotFoundError(f"'{reference}' has no config.json and no .gguf file; pass a Hugging Face model folder "
+                                     f"({WHERE_MODELS_GO})")
         gguf_file = ggufs[0].name
     try:
         with status(f"Loading {reference}"):
@@ -127,7 +161,7 @@ def _load_hub(reference: str) -> LanguageModel:
         raise ModelNotFoundError(
             f"could not load '{reference}': it is not a packaged model ({_names()}), not a local path, "
             f"and the Hugging Face Hub could not provide it (offline or unknown id: {type(exc).__name__}); "
-            f"download it elsewhere and pass its folder with --model PATH, or use the default '{DEFAULT_MODEL}'"
+            f"download it elsewhere and pass its folder, or use the default '{DEFAULT_MODEL}' ({WHERE_MODELS_GO})"
         ) from exc
     return LanguageModel(model, tokenizer, name=reference)
 
