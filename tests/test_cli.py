@@ -257,3 +257,15 @@ def test_rollback_to_a_gate_refused_version_needs_force_and_says_why(run_cli, mi
     assert "--force" in err
     code, out, _ = run_cli("rollback", refused, "--force", "--mind", mind_dir)
     assert code == 0 and _active(run_cli, mind_dir) == refused
+
+
+def test_supersedes_on_a_superseded_memory_is_refused_with_the_current_holder(run_cli, mind_dir: str) -> None:
+    run_cli("learn", "-", "--mind", mind_dir, stdin="The VPN is vpn1.example.org.")
+    code, out, _ = run_cli("learn", "-", "--supersedes", "1", "--mind", mind_dir, stdin="The VPN is vpn2.example.org.")
+    assert code == 0 and "superseded #1" in out
+    code, out, err = run_cli("learn", "-", "--supersedes", "1", "--mind", mind_dir, stdin="The VPN is vpn3.example.org.")
+    assert code == 2 and "superseded" not in out
+    _one_line_error(err, "#1 was already superseded by #2, which holds its place now; pass --supersedes 2 instead")
+    code, out, _ = run_cli("memories", "--current-only", "--mind", mind_dir, "--json")
+    assert [m["text"] for m in json.loads(out)] == ["The VPN is vpn2.example.org."]
+    assert len(json.loads(run_cli("memories", "--mind", mind_dir, "--json")[1])) == 2
