@@ -23,6 +23,7 @@ from lifelong.mind_config import CONFIG_FILE, MindConfig, read_config, write_con
 from lifelong.model.language_model import LanguageModel
 from lifelong.model.registry import DEFAULT_MODEL
 from lifelong.paths import mind_dir
+from lifelong.progress import quiet_libraries
 from lifelong.prompt import build_messages, cited_memories
 from lifelong.consolidate import GatePolicy, SleepConfig, SleepResult
 from lifelong.versions import BASE_VERSION, Manifest, VersionRegistry
@@ -198,7 +199,8 @@ class Mind:
             foundation = self._foundation(active)
             kind = "base" if active == BASE_VERSION else self.versions.get(active).kind
             adapter = self.versions.path(active) / ADAPTER if kind == "module" else None
-            self._active = (active, _with_adapter(foundation, adapter))
+            with quiet_libraries():
+                self._active = (active, _with_adapter(foundation, adapter))
         return self._active[1]
 
     def _foundation(self, version_id: str) -> LanguageModel:
@@ -209,7 +211,9 @@ class Mind:
         if self._merged is None or self._merged[0] != merge_id:
             from lifelong.merge import CHECKPOINT, load_checkpoint
 
-            self._merged = (merge_id, load_checkpoint(self.versions.path(merge_id) / CHECKPOINT, self.base_model))
+            base = self.base_model
+            with quiet_libraries():
+                self._merged = (merge_id, load_checkpoint(self.versions.path(merge_id) / CHECKPOINT, base))
         return self._merged[1]
 
     # -- consolidation and versions ------------------------------------------------------
@@ -219,15 +223,19 @@ class Mind:
         """Consolidate memories not yet in the active module into a new, gated version."""
         from lifelong.consolidate import run_sleep
 
-        return run_sleep(self.path, self.base_model, self.store.list(), config or SleepConfig(), report, progress,
-                         foundation_for=self._foundation)
+        base = self.base_model
+        with quiet_libraries():  # peft and transformers warn about their internals while training
+            return run_sleep(self.path, base, self.store.list(), config or SleepConfig(), report, progress,
+                             foundation_for=self._foundation)
 
     def merge(self, report: Callable[[str], None] = lambda _m: None, policy: GatePolicy | None = None) -> SleepResult:
         """Fold the active module into a new base checkpoint, gated like a sleep."""
         from lifelong.merge import merge_active
 
-        return merge_active(self.path, self.base_model, self._foundation, self.store.list(),
-                            policy=policy or GatePolicy(), report=report)
+        base = self.base_model
+        with quiet_libraries():
+            return merge_active(self.path, base, self._foundation, self.store.list(),
+                                policy=policy or GatePolicy(), report=report)
 
     def show(self, version_id: str) -> Manifest:
         return self.versions.get(version_id)

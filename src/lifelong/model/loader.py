@@ -16,7 +16,7 @@ from lifelong.errors import InputError, ModelNotFoundError
 from lifelong.model.language_model import LanguageModel
 from lifelong.model.registry import DEFAULT_MODEL, PACKAGED_MODELS, PackagedModel
 from lifelong.paths import cache_dir
-from lifelong.progress import status
+from lifelong.progress import quiet_libraries, status
 
 _COMPLETE_MARKER = "lifelong-converted.txt"
 # What a Hugging Face hub id looks like: owner/name, letters, digits, '.', '-', '_'.
@@ -73,7 +73,7 @@ def ensure_converted(entry: PackagedModel) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=target.parent))
     try:
-        with status(f"Converting {entry.name} from GGUF to safetensors (once; later loads take ~1 s)"):
+        with status(f"Converting {entry.name} from GGUF to safetensors (once; later loads take ~1 s)"), quiet_libraries():
             tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
             model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
             # The dequantised weights are plain fp32; drop the quantizer so the model can be
@@ -94,21 +94,15 @@ def ensure_converted(entry: PackagedModel) -> Path:
     return target
 
 
-def _from_pretrained(path_or_id: str, gguf_file: str | None = None, quiet: bool = False):  # noqa: ANN202 - HF types
-    """The real from_pretrained; `quiet` hides transformers' per-tensor bar on sub-second
-    reloads, where our own status line already says what is happening."""
+def _from_pretrained(path_or_id: str, gguf_file: str | None = None):  # noqa: ANN202 - HF types
+    """The real from_pretrained, without transformers' per-tensor bar: our own status line
+    already says what is loading and how long it took."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    if quiet:
-        hf_logging.disable_progress_bar()
-    try:
+    with quiet_libraries():
         tokenizer = AutoTokenizer.from_pretrained(path_or_id, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(path_or_id, **kwargs)
-    finally:
-        if quiet:
-            hf_logging.enable_progress_bar()
     return model, tokenizer
 
 
@@ -119,7 +113,7 @@ def load_model(reference: str | None = None) -> LanguageModel:
     if entry is not None:
         folder = ensure_converted(entry)
         with status(f"Loading {entry.name}"):
-            model, tokenizer = _from_pretrained(str(folder), quiet=True)
+            model, tokenizer = _from_pretrained(str(folder))
         return LanguageModel(model, tokenizer, name=entry.name, needs_bos=entry.needs_bos)
 
     path = Path(reference).expanduser()
@@ -147,7 +141,7 @@ def _load_local(path: Path, reference: str) -> LanguageModel:
         gguf_file = ggufs[0].name
     try:
         with status(f"Loading {reference}"):
-            model, tokenizer = _from_pretrained(str(folder), gguf_file, quiet=gguf_file is None)
+            model, tokenizer = _from_pretrained(str(folder), gguf_file)
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(f"could not load the model at '{reference}': {exc}".splitlines()[0]) from exc
     return LanguageModel(model, tokenizer, name=str(reference))
