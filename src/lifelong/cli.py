@@ -18,11 +18,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from lifelong.bench import EXPECTED_FULL_RUN
-from lifelong.errors import InputError, LifelongError
+from lifelong.errors import InputError, Interrupted, LifelongError
 from lifelong.memory.records import TRUST_LEVELS
 from lifelong.mind import Answer, LearnReport, Mind
 from lifelong.model.registry import DEFAULT_MODEL, PACKAGED_MODELS
 from lifelong.progress import console as progress_console
+from lifelong.progress import report_stage, step_progress
+from lifelong.versions import BASE_VERSION
 
 app = typer.Typer(
     name="lifelong",
@@ -70,8 +72,12 @@ def _emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 def _learn_summary(report: LearnReport) -> str:
-    parts = [f"learned {len(report.created)} new memories"]
+    parts = [f"learned {_count(len(report.created), 'new memory', 'new memories')}"]
     if report.duplicates:
         parts.append(f"{len(report.duplicates)} already known")
     if report.superseded:
@@ -99,8 +105,12 @@ def learn(
     json_output: JsonOption = False,
 ) -> None:
     """Remember files or standard input now (creates the mind if needed)."""
-    with Mind.open(mind, create=True) as opened:
-        report = opened.learn_files(paths, source=source, trust=trust, namespace=namespace, supersedes=supersedes or ())
+    try:
+        with Mind.open(mind, create=True) as opened:
+            report = opened.learn_files(paths, source=source, trust=trust, namespace=namespace, supersedes=supersedes or ())
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted by Ctrl-C; nothing was learned (a learn writes all of its memories in one "
+                          "transaction, or none); run it again to learn them") from None
     if json_output:
         _emit_json(report.to_dict())
     else:
@@ -233,29 +243,8 @@ def forget(
 
 
 REFUSED_EXIT_CODE = 10  # the gate kept the candidate but did not activate it
-
-
-def _sleep_progress() -> Any:
-    """A training progress bar on stderr, created when the first step reports."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    state: dict[str, Any] = {}
-
-    def update(step: int, total: int, loss: float) -> None:
-        if step < 0:  # closing call
-            if "bar" in state:
-                state.pop("bar").stop()
-            return
-        if "bar" not in state:
-            state["bar"] = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.3f}"),
-                                    TimeElapsedColumn(), TimeRemainingColumn(), console=progress_console())
-            state["bar"].start()
-            state["task"] = state["bar"].add_task("training", total=total, loss=loss)
-        state["bar"].update(state["task"], completed=step, loss=loss)
-        if step == total:
-            state.pop("bar").stop()
-
-    return update
+NOTHING_CHANGED = ("interrupted by Ctrl-C; no version was made and the active one is unchanged (a {what} builds its "
+                   "version in a temporary folder and only then activates it); run `lifelong {what}` again")
 
 
 def _print_result(result: Any, json_output: bool) -> None:
@@ -263,7 +252,7 @@ def _print_result(result: Any, json_output: bool) -> None:
         _emit_json({"message": result.message, "activated": result.activated,
                     "manifest": json.loads(result.manifest.to_json()) if result.manifest else None})
     else:
-        out.print(result.message)
+        out.print(result.message, soft_wrap=True, highlight=False)
     if result.manifest is not None and not result.activated:
         raise typer.Exit(REFUSED_EXIT_CODE)
 
@@ -303,9 +292,11 @@ def sleep(
 
             Teacher(TeacherConfig(url=url, model=model))  # a malformed URL fails before the model loads
             config = replace(config, teacher=TeacherConfig(url=url, model=model))
-        bar = _sleep_progress()
+        bar = step_progress("training")
         try:
-            result = opened.sleep(config, report=lambda m: progress_console().print(m), progress=bar)
+            result = opened.sleep(config, report=report_stage, progress=bar)
+        except KeyboardInterrupt:
+            raise Interrupted(NOTHING_CHANGED.format(what="sleep")) from None
         finally:
             bar(-1, -1, 0.0)  # stop the bar even when training raised
     _print_result(result, json_output)
@@ -315,28 +306,48 @@ def sleep(
 def merge(mind: MindOption = None, json_output: JsonOption = False) -> None:
     """Fold the active module into a new base checkpoint (checked for NaN and by the gates first)."""
     with Mind.open(mind) as opened:
-        result = opened.merge(report=lambda m: progress_console().print(m))
+        try:
+            result = opened.merge(report=report_stage)
+        except KeyboardInterrupt:
+            raise Interrupted(NOTHING_CHANGED.format(what="merge")) from None
     _print_result(result, json_output)
 
 
 @app.command()
 def versions(mind: MindOption = None, json_output: JsonOption = False) -> None:
-    """List the versions of this mind's model: lineage, metrics, verdict."""
-    from datetime import datetime
-
+    """List the versions of this mind's model: lineage, metrics, the gate's verdict, and which is active."""
     with Mind.open(mind) as opened:
         manifests, active = opened.versions.list(), opened.versions.active_id()
     if json_output:
         _emit_json({"active": active, "versions": [json.loads(m.to_json()) for m in manifests]})
         return
-    table = Table("id", "parent", "kind", "created", "memories", "acquisition", "retention", "KL", "verdict", "active")
+    out.print(_versions_table(manifests) if manifests else "no versions yet")
+    out.print(f"active: {active}", highlight=False)
+    for m in manifests:
+        if not m.verdict.passed:
+            out.print(f"{m.id} refused by the gate: {escape('; '.join(m.verdict.reasons) or 'no reason recorded')}",
+                      highlight=False)
+
+
+def _versions_table(manifests: list[Any]) -> Table:
+    """Fits 80 columns with every header whole: no side borders, whole-word headers that never
+    wrap, the creation time the only cell allowed to wrap, and the gate's reasons printed below
+    the table instead of in a cell."""
+    from datetime import datetime
+
+    from rich import box
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=0)  # one space between columns
+    widest = {"id": 3, "parent": 6, "kind": 6, "created": 10, "KL": 5, "gate": 7}  # widest usual cell, where wider than the header
+    for header in ("id", "parent", "kind", "created", "memories", "acquired", "retained", "KL", "gate"):
+        table.add_column(header, no_wrap=header != "created", min_width=max(len(header), widest.get(header, 0)))
     for m in manifests:
         metrics = m.metrics
         table.add_row(m.id, m.parent or "-", m.kind, datetime.fromtimestamp(m.created_at).strftime("%Y-%m-%d %H:%M"),
                       str(len(m.memory_ids)), _metric(metrics.get("acquisition")),
                       _metric(metrics.get("retention_agreement")), _metric(metrics.get("kl_drift"), 3),
-                      "pass" if m.verdict.passed else "fail: " + "; ".join(m.verdict.reasons), "*" if m.id == active else "")
-    out.print(table if manifests else f"no versions yet; active: {active}")
+                      "pass" if m.verdict.passed else "refused")
+    return table
 
 
 def _metric(value: Any, digits: int = 2) -> str:
@@ -345,12 +356,15 @@ def _metric(value: Any, digits: int = 2) -> str:
 
 @app.command()
 def show(
-    version: Annotated[str, typer.Argument(help="Version id (see `lifelong versions`)")],
+    version: Annotated[str, typer.Argument(help="Version id (see `lifelong versions`) or 'base'")],
     mind: MindOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Everything recorded about one version: lineage, memories, data, hyperparameters, metrics, verdict."""
     with Mind.open(mind) as opened:
+        if version == BASE_VERSION:
+            _show_base(opened, json_output)
+            return
         manifest = opened.show(version)
         memories = {m.id: m for m in opened.memories()}
     if json_output:
@@ -368,6 +382,19 @@ def show(
     for memory_id in manifest.memory_ids:
         text = memories[memory_id].text if memory_id in memories else "(forgotten)"
         out.print(f"  #{memory_id} {escape(text[:100])}")
+
+
+def _show_base(opened: Mind, json_output: bool) -> None:
+    """'base' has no manifest (nothing was trained), but diff and rollback accept it, so show
+    says what it is: the mind's model as loaded, with no module and no memories consolidated."""
+    active = opened.versions.active_id() == BASE_VERSION
+    if json_output:
+        _emit_json({"id": BASE_VERSION, "kind": "base", "parent": None, "base_model": opened.config.model,
+                    "memory_ids": [], "active": active})
+        return
+    out.print(f"[bold]{BASE_VERSION}[/bold] the model {escape(opened.config.model)} as loaded: no module, no memories "
+              f"consolidated{' (active)' if active else ''}", soft_wrap=True)
+    out.print("answers still use memory retrieval; `lifelong rollback base` makes it active")
 
 
 @app.command()
