@@ -21,9 +21,11 @@ from lifelong.progress import quiet_libraries, status
 _COMPLETE_MARKER = "lifelong-converted.txt"
 # What a Hugging Face hub id looks like: owner/name, letters, digits, '.', '-', '_'.
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
-# Where a user passes another model: every model error ends with this, so the advice is true
-# for every command (sleep and merge take no --model; they use the mind's configured one).
-WHERE_MODELS_GO = "--model for ask and chat, or `lifelong config --model` to change this mind's own"
+
+
+def where_models_go(placeholder: str = "NAME") -> str:
+    """Where a user passes another model; true for every command (sleep and merge take no --model)."""
+    return f"--model {placeholder} for ask and chat, or `lifelong config --model {placeholder}` to change this mind's own"
 
 
 def check_model_reference(reference: str) -> str:
@@ -121,7 +123,7 @@ def load_model(reference: str | None = None) -> LanguageModel:
         return _load_local(path, reference)
     if reference.startswith((".", "/", "~")) or reference.endswith(".gguf"):
         raise ModelNotFoundError(f"model path '{reference}' does not exist; use an existing folder or a packaged name "
-                                 f"({_names()}) ({WHERE_MODELS_GO})")
+                                 f"({_names()}) ({where_models_go()})")
     return _load_hub(reference)
 
 
@@ -131,13 +133,13 @@ def _load_local(path: Path, reference: str) -> LanguageModel:
     if path.is_file():
         if path.suffix != ".gguf":
             raise ModelNotFoundError(f"model file '{reference}' is not a .gguf file; pass a model folder (config.json + weights) "
-                                     f"or a .gguf file ({WHERE_MODELS_GO})")
+                                     f"or a .gguf file ({where_models_go('PATH')})")
         folder, gguf_file = path.parent, path.name
     elif not (path / "config.json").is_file():
         ggufs = sorted(path.glob("*.gguf"))
         if not ggufs:
             raise ModelNotFoundError(f"'{reference}' has no config.json and no .gguf file; pass a Hugging Face model folder "
-                                     f"({WHERE_MODELS_GO})")
+                                     f"({where_models_go('PATH')})")
         gguf_file = ggufs[0].name
     try:
         with status(f"Loading {reference}"):
@@ -155,7 +157,7 @@ def _load_hub(reference: str) -> LanguageModel:
         raise ModelNotFoundError(
             f"could not load '{reference}': it is not a packaged model ({_names()}), not a local path, "
             f"and the Hugging Face Hub could not provide it (offline or unknown id: {type(exc).__name__}); "
-            f"download it elsewhere and pass its folder, or use the default '{DEFAULT_MODEL}' ({WHERE_MODELS_GO})"
+            f"download it elsewhere and pass its folder ({where_models_go('PATH')}), or use the default '{DEFAULT_MODEL}'"
         ) from exc
     return LanguageModel(model, tokenizer, name=reference)
 
