@@ -93,3 +93,12 @@ def test_copying_the_directory_copies_the_mind(mind: Mind, tmp_path: Path, embed
     shutil.copytree(mind.path, tmp_path / "copy")
     with Mind.open(tmp_path / "copy", embedder=embedder, language_model=tiny_lm) as copy:
         assert copy.recall("How many moons does Zorb have?", k=1)[0].memory.id == fact
+
+
+@pytest.mark.parametrize(("setting", "fragment"), [({"max_new_tokens": 0}, "--max-new-tokens"), ({"temperature": -1.0}, "--temperature"),
+                                                   ({"k": 0}, "--k")])
+def test_out_of_range_generation_settings_are_refused_before_the_model_is_used(
+        mind: Mind, monkeypatch: pytest.MonkeyPatch, setting: dict, fragment: str) -> None:
+    monkeypatch.setattr(Mind, "language_model", property(lambda self: pytest.fail("the model was used")))
+    with pytest.raises(InputError, match=fragment):
+        mind.ask("How many moons does Zorb have?", **setting)

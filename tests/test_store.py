@@ -153,3 +153,22 @@ def test_killed_writer_never_leaves_a_half_written_batch(tmp_path: Path) -> None
     batch = store.get(last).text.split()[1]
     assert len(store.keyword_search(f'"batch" AND "{batch}"', 100)) == 50
     store.close()
+
+
+def test_superseding_an_already_superseded_memory_is_refused_and_names_the_current_one(store: MemoryStore) -> None:
+    from lifelong.errors import InputError
+
+    first = _add(store, NewMemory("The VPN is vpn1.example.org."))[0]
+    second = _add(store, NewMemory("The VPN is vpn2.example.org."), supersedes=[first.id])[0]
+    third = _add(store, NewMemory("The VPN is vpn3.example.org."), supersedes=[second.id])[0]
+    assert second.superseded == (first.id,) and third.superseded == (second.id,)
+    generation = store.generation()
+    with pytest.raises(InputError, match=rf"#{first.id} was already superseded by #{second.id} then #{third.id}, .*"
+                                         rf"pass --supersedes {third.id} instead"):
+        _add(store, NewMemory("The VPN is vpn4.example.org."), supersedes=[first.id])
+    assert store.generation() == generation  # nothing written
+    assert [m.id for m in store.list(include_superseded=False)] == [third.id]
+    store.delete(third.id)  # its replacement forgotten: nothing holds #2's place, and #2 stays closed
+    with pytest.raises(InputError, match="what replaced it was forgotten"):
+        _add(store, NewMemory("The VPN is vpn5.example.org."), supersedes=[second.id])
+    assert store.list(include_superseded=False) == []

@@ -18,12 +18,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from lifelong.bench import EXPECTED_FULL_RUN
-from lifelong.errors import LifelongError
+from lifelong.errors import InputError, Interrupted, LifelongError
 from lifelong.learn.strategies import KNOWN as KNOWN_STRATEGY_COMPONENTS
 from lifelong.memory.records import TRUST_LEVELS
 from lifelong.mind import Answer, LearnReport, Mind
 from lifelong.model.registry import DEFAULT_MODEL, PACKAGED_MODELS
 from lifelong.progress import console as progress_console
+from lifelong.progress import report_stage, step_progress
+from lifelong.versions import BASE_VERSION
 
 app = typer.Typer(
     name="lifelong",
@@ -41,12 +43,42 @@ NamespaceOption = Annotated[Optional[str], typer.Option("--namespace", "-n", hel
 out = Console()
 
 
+def package_version() -> str:
+    """The installed distribution's version (the one pip reports), or the source tree's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lifelong")
+    except PackageNotFoundError:
+        from lifelong import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"lifelong {package_version()}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit", is_eager=True,
+                                          callback=_print_version)] = False,
+) -> None:
+    """A language model that keeps learning after deployment: remember now, consolidate later."""
+
+
 def _emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 def _learn_summary(report: LearnReport) -> str:
-    parts = [f"learned {len(report.created)} new memories"]
+    parts = [f"learned {_count(len(report.created), 'new memory', 'new memories')}"]
     if report.duplicates:
         parts.append(f"{len(report.duplicates)} already known")
     if report.superseded:
@@ -74,8 +106,12 @@ def learn(
     json_output: JsonOption = False,
 ) -> None:
     """Remember files or standard input now (creates the mind if needed)."""
-    with Mind.open(mind, create=True) as opened:
-        report = opened.learn_files(paths, source=source, trust=trust, namespace=namespace, supersedes=supersedes or ())
+    try:
+        with Mind.open(mind, create=True) as opened:
+            report = opened.learn_files(paths, source=source, trust=trust, namespace=namespace, supersedes=supersedes or ())
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted by Ctrl-C; nothing was learned (a learn writes all of its memories in one "
+                          "transaction, or none); run it again to learn them") from None
     if json_output:
         _emit_json(report.to_dict())
     else:
@@ -85,7 +121,7 @@ def learn(
 @app.command()
 def recall(
     query: Annotated[str, typer.Argument(help="What to search memories for")],
-    k: Annotated[int, typer.Option("--k", "-k", help="How many memories")] = 5,
+    k: Annotated[int, typer.Option("--k", "-k", help="How many memories", min=1)] = 5,
     mode: Annotated[str, typer.Option(help="hybrid, keyword or vector")] = "hybrid",
     namespace: NamespaceOption = None,
     current_only: Annotated[bool, typer.Option("--current-only", help="Hide superseded memories")] = False,
@@ -94,7 +130,7 @@ def recall(
 ) -> None:
     """Retrieve memories (no model involved)."""
     if mode not in ("hybrid", "keyword", "vector"):
-        raise LifelongError(f"--mode '{mode}' is not a retrieval mode; use hybrid, keyword or vector")
+        raise InputError(f"--mode '{mode}' is not a retrieval mode; use hybrid, keyword or vector")
     with Mind.open(mind) as opened:
         hits = opened.recall(query, k, mode=mode, namespace=namespace, include_superseded=not current_only)  # type: ignore[arg-type]
     if json_output:
@@ -120,10 +156,10 @@ def _print_answer(answer: Answer) -> None:
 def ask(
     question: Annotated[str, typer.Argument(help="The question")],
     no_memory: Annotated[bool, typer.Option("--no-memory", help="Answer from the model alone (no retrieval)")] = False,
-    k: Annotated[int, typer.Option("--k", "-k", help="Memories to put in the prompt")] = 3,
-    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens")] = 64,
-    temperature: Annotated[float, typer.Option(help="0 is greedy (default); > 0 samples")] = 0.0,
-    seed: Annotated[int, typer.Option(help="Sampling seed")] = 0,
+    k: Annotated[int, typer.Option("--k", "-k", help="Memories to put in the prompt", min=1)] = 3,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens", min=1)] = 64,
+    temperature: Annotated[float, typer.Option(help="0 is greedy (default); > 0 samples", min=0.0)] = 0.0,
+    seed: Annotated[int, typer.Option(help="Sampling seed", min=0)] = 0,
     namespace: NamespaceOption = None,
     model: ModelOption = None,
     mind: MindOption = None,
@@ -171,7 +207,7 @@ def memories(
     source: Annotated[Optional[str], typer.Option(help="Only memories from this source")] = None,
     contains: Annotated[Optional[str], typer.Option(help="Only memories whose text contains this")] = None,
     current_only: Annotated[bool, typer.Option("--current-only", help="Hide superseded memories")] = False,
-    limit: Annotated[Optional[int], typer.Option(help="At most this many")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="At most this many", min=1)] = None,
     mind: MindOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -189,7 +225,7 @@ def memories(
     out.print(table if found else "no memories")
 
 
-@app.command()
+@app.command(context_settings={"ignore_unknown_options": True})  # so `forget -1` is read as an id, and refused as one
 def forget(
     memory_id: Annotated[str, typer.Argument(help="Memory id (as shown by `lifelong memories`, e.g. 12 or #12)")],
     mind: MindOption = None,
@@ -198,7 +234,7 @@ def forget(
     """Remove a memory from the store and the retrieval indexes."""
     raw = memory_id.lstrip("#")
     if not raw.isdigit():
-        raise LifelongError(f"'{memory_id}' is not a memory id; ids are numbers, see `lifelong memories`")
+        raise InputError(f"'{memory_id}' is not a memory id; ids are positive numbers, see `lifelong memories`")
     with Mind.open(mind) as opened:
         removed = opened.forget(int(raw))
     if json_output:
@@ -208,29 +244,8 @@ def forget(
 
 
 REFUSED_EXIT_CODE = 10  # the gate kept the candidate but did not activate it
-
-
-def _sleep_progress() -> Any:
-    """A training progress bar on stderr, created when the first step reports."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    state: dict[str, Any] = {}
-
-    def update(step: int, total: int, loss: float) -> None:
-        if step < 0:  # closing call
-            if "bar" in state:
-                state.pop("bar").stop()
-            return
-        if "bar" not in state:
-            state["bar"] = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.3f}"),
-                                    TimeElapsedColumn(), TimeRemainingColumn(), console=progress_console())
-            state["bar"].start()
-            state["task"] = state["bar"].add_task("training", total=total, loss=loss)
-        state["bar"].update(state["task"], completed=step, loss=loss)
-        if step == total:
-            state.pop("bar").stop()
-
-    return update
+NOTHING_CHANGED = ("interrupted by Ctrl-C; no version was made and the active one is unchanged (a {what} builds its "
+                   "version in a temporary folder and only then activates it); run `lifelong {what}` again")
 
 
 def _print_result(result: Any, json_output: bool) -> None:
@@ -238,7 +253,7 @@ def _print_result(result: Any, json_output: bool) -> None:
         _emit_json({"message": result.message, "activated": result.activated,
                     "manifest": json.loads(result.manifest.to_json()) if result.manifest else None})
     else:
-        out.print(result.message)
+        out.print(result.message, soft_wrap=True, highlight=False)
     if result.manifest is not None and not result.activated:
         raise typer.Exit(REFUSED_EXIT_CODE)
 
@@ -278,9 +293,11 @@ def sleep(
 
             Teacher(TeacherConfig(url=url, model=model))  # a malformed URL fails before the model loads
             config = replace(config, teacher=TeacherConfig(url=url, model=model))
-        bar = _sleep_progress()
+        bar = step_progress("training")
         try:
-            result = opened.sleep(config, report=lambda m: progress_console().print(m), progress=bar)
+            result = opened.sleep(config, report=report_stage, progress=bar)
+        except KeyboardInterrupt:
+            raise Interrupted(NOTHING_CHANGED.format(what="sleep")) from None
         finally:
             bar(-1, -1, 0.0)  # stop the bar even when training raised
     _print_result(result, json_output)
@@ -290,7 +307,10 @@ def sleep(
 def merge(mind: MindOption = None, json_output: JsonOption = False) -> None:
     """Fold the active module into a new base checkpoint (checked for NaN and by the gates first)."""
     with Mind.open(mind) as opened:
-        result = opened.merge(report=lambda m: progress_console().print(m))
+        try:
+            result = opened.merge(report=report_stage)
+        except KeyboardInterrupt:
+            raise Interrupted(NOTHING_CHANGED.format(what="merge")) from None
     _print_result(result, json_output)
 
 
@@ -301,9 +321,7 @@ app.add_typer(versions_app, name="versions")
 
 @versions_app.callback()
 def versions(ctx: typer.Context, mind: MindOption = None, json_output: JsonOption = False) -> None:
-    """List the versions of this mind's model: lineage, metrics, verdict."""
-    from datetime import datetime
-
+    """List the versions of this mind's model: lineage, metrics, the gate's verdict, and which is active."""
     if ctx.invoked_subcommand is not None:
         return
     with Mind.open(mind) as opened:
@@ -311,14 +329,33 @@ def versions(ctx: typer.Context, mind: MindOption = None, json_output: JsonOptio
     if json_output:
         _emit_json({"active": active, "versions": [json.loads(m.to_json()) for m in manifests]})
         return
-    table = Table("id", "parent", "kind", "created", "memories", "acquisition", "retention", "KL", "verdict", "active")
+    out.print(_versions_table(manifests) if manifests else "no versions yet")
+    out.print(f"active: {active}", highlight=False)
+    for m in manifests:
+        if not m.verdict.passed:
+            out.print(f"{m.id} refused by the gate: {escape('; '.join(m.verdict.reasons) or 'no reason recorded')}",
+                      highlight=False)
+
+
+def _versions_table(manifests: list[Any]) -> Table:
+    """Fits 80 columns with every header whole: no side borders, whole-word headers that never
+    wrap, the creation time the only cell allowed to wrap, and the gate's reasons printed below
+    the table instead of in a cell."""
+    from datetime import datetime
+
+    from rich import box
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=0)  # one space between columns
+    widest = {"id": 3, "parent": 6, "kind": 6, "created": 10, "KL": 5, "gate": 7}  # widest usual cell, where wider than the header
+    for header in ("id", "parent", "kind", "created", "memories", "acquired", "retained", "KL", "gate"):
+        table.add_column(header, no_wrap=header != "created", min_width=max(len(header), widest.get(header, 0)))
     for m in manifests:
         metrics = m.metrics
         table.add_row(m.id, m.parent or "-", m.kind, datetime.fromtimestamp(m.created_at).strftime("%Y-%m-%d %H:%M"),
                       str(len(m.memory_ids)), _metric(metrics.get("acquisition")),
                       _metric(metrics.get("retention_agreement")), _metric(metrics.get("kl_drift"), 3),
-                      "pass" if m.verdict.passed else "fail: " + "; ".join(m.verdict.reasons), "*" if m.id == active else "")
-    out.print(table if manifests else f"no versions yet; active: {active}")
+                      "pass" if m.verdict.passed else "refused")
+    return table
 
 
 def _metric(value: Any, digits: int = 2) -> str:
@@ -427,12 +464,15 @@ def restore(
 
 @app.command()
 def show(
-    version: Annotated[str, typer.Argument(help="Version id (see `lifelong versions`)")],
+    version: Annotated[str, typer.Argument(help="Version id (see `lifelong versions`) or 'base'")],
     mind: MindOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Everything recorded about one version: lineage, memories, data, hyperparameters, metrics, verdict."""
     with Mind.open(mind) as opened:
+        if version == BASE_VERSION:
+            _show_base(opened, json_output)
+            return
         manifest = opened.show(version)
         memories = {m.id: m for m in opened.memories()}
     if json_output:
@@ -450,6 +490,19 @@ def show(
     for memory_id in manifest.memory_ids:
         text = memories[memory_id].text if memory_id in memories else "(forgotten)"
         out.print(f"  #{memory_id} {escape(text[:100])}")
+
+
+def _show_base(opened: Mind, json_output: bool) -> None:
+    """'base' has no manifest (nothing was trained), but diff and rollback accept it, so show
+    says what it is: the mind's model as loaded, with no module and no memories consolidated."""
+    active = opened.versions.active_id() == BASE_VERSION
+    if json_output:
+        _emit_json({"id": BASE_VERSION, "kind": "base", "parent": None, "base_model": opened.config.model,
+                    "memory_ids": [], "active": active})
+        return
+    out.print(f"[bold]{BASE_VERSION}[/bold] the model {escape(opened.config.model)} as loaded: no module, no memories "
+              f"consolidated{' (active)' if active else ''}", soft_wrap=True)
+    out.print("answers still use memory retrieval; `lifelong rollback base` makes it active")
 
 
 @app.command()
@@ -480,12 +533,36 @@ def diff(
 @app.command()
 def rollback(
     version: Annotated[str, typer.Argument(help="Version id (see `lifelong versions`) or 'base'")],
+    force: Annotated[bool, typer.Option("--force", help="Activate a version even though the gate refused it")] = False,
     mind: MindOption = None,
 ) -> None:
-    """Make an earlier version active again; nothing is deleted."""
+    """Make an earlier version active again; nothing is deleted. A gate-refused version needs --force."""
     with Mind.open(mind) as opened:
-        opened.rollback(version)
+        opened.rollback(version, force=force)
     out.print(f"active version: {version}")
+
+
+@app.command("config")
+def config_command(
+    model: Annotated[Optional[str], typer.Option("--model", help="Make this model the mind's base: a packaged name, a local "
+                                                "folder or .gguf file, or a hub id (refused while a trained version is active)")] = None,
+    mind: MindOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show this mind's configuration (model, embedder, teacher), or change its model with --model."""
+    with Mind.open(mind) as opened:
+        before = opened.config.model
+        settings = opened.set_model(model) if model is not None else opened.config
+    if json_output:
+        _emit_json({"model": settings.model, "embedder": settings.embedder,
+                    "teacher": {"url": settings.teacher_url, "model": settings.teacher_model} if settings.teacher_url else None})
+        return
+    if model is not None:
+        out.print(f"model changed from {before} to {settings.model}" if settings.model != before else f"model is already {before}",
+                  highlight=False)
+        return
+    teacher = f"{settings.teacher_model} at {settings.teacher_url}" if settings.teacher_url else "none"
+    out.print(f"model: {settings.model}\nembedder: {settings.embedder}\nteacher: {teacher}", highlight=False)
 
 
 @app.command()
@@ -533,21 +610,21 @@ def bench(
     data: Annotated[Path, typer.Option(help="folder with the benchmark JSONL files")] = Path("../shared/data"),
     passages_file: Annotated[Optional[Path], typer.Option("--passages-file", help="SQuAD-shaped JSONL to use instead of the default passages")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="results root; each study writes <out>/<study>/<timestamp>/")] = Path("results"),
-    facts: Annotated[Optional[int], typer.Option(help="TOFU facts for acquisition-facts and retention (full: 100)")] = None,
-    passages: Annotated[Optional[int], typer.Option(help="SQuAD passages (full: 50)")] = None,
-    implication_passages: Annotated[Optional[int], typer.Option(help="passages with teacher implications (full: 50)")] = None,
+    facts: Annotated[Optional[int], typer.Option(help="TOFU facts for acquisition-facts and retention (full: 100)", min=1)] = None,
+    passages: Annotated[Optional[int], typer.Option(help="SQuAD passages (full: 50)", min=1)] = None,
+    implication_passages: Annotated[Optional[int], typer.Option(help="passages with teacher implications (full: 50)", min=1)] = None,
     squad_modes: Annotated[str, typer.Option(help="comma-separated: many, single, implications (both its units), "
                                                      "implications-passage, implications-extra (one unit each)")] = "many,single,implications",
-    sleeps: Annotated[Optional[int], typer.Option(help="sequential: number of sleeps (full: 5)")] = None,
-    batch_facts: Annotated[Optional[int], typer.Option(help="sequential: facts per sleep (full: 8)")] = None,
-    cost_facts: Annotated[Optional[int], typer.Option(help="cost: facts whose synthesised data is timed (full: 15)")] = None,
-    known: Annotated[Optional[int], typer.Option(help="retention: known cloze facts screened for those the base gets right (full: 500)")] = None,
-    citation_questions: Annotated[Optional[int], typer.Option(help="citations: TOFU questions asked (full: all 300)")] = None,
+    sleeps: Annotated[Optional[int], typer.Option(help="sequential: number of sleeps (full: 5)", min=1)] = None,
+    batch_facts: Annotated[Optional[int], typer.Option(help="sequential: facts per sleep (full: 8)", min=1)] = None,
+    cost_facts: Annotated[Optional[int], typer.Option(help="cost: facts whose synthesised data is timed (full: 15)", min=1)] = None,
+    known: Annotated[Optional[int], typer.Option(help="retention: known cloze facts screened for those the base gets right (full: 500)", min=1)] = None,
+    citation_questions: Annotated[Optional[int], typer.Option(help="citations: TOFU questions asked (full: all 300)", min=1)] = None,
     strategies: Annotated[str, typer.Option(help="lifelong strategies (" + ", ".join(KNOWN_STRATEGY_COMPONENTS) + "; '+' combines); the first is the "
                                                  "lifelong arm of every study and the one served with memory, each other adds "
                                                  "a lifelong arm (one more sleep per unit) to every study but retrieval: by default the routed library and an unrouted module side by side")] = "routed+context,kl+replay",
-    epochs: Annotated[Optional[int], typer.Option(help="training epochs for every trained arm")] = None,
-    seed: Annotated[int, typer.Option(help="seed of every trained arm")] = 0,
+    epochs: Annotated[Optional[int], typer.Option(help="training epochs for every trained arm", min=1)] = None,
+    seed: Annotated[int, typer.Option(help="seed of every trained arm", min=0)] = 0,
     model: Annotated[Optional[str], typer.Option(help="model to benchmark (default smollm2-135m; tiny with --quick)")] = None,
     resume: Annotated[bool, typer.Option(help="reuse the finished units (SQuAD modes, single passages) of a run with "
                                               "the same settings that was cut short")] = False,
@@ -568,24 +645,46 @@ def bench(
         out.print(f"{name}: {folder}")
 
 
+INTERRUPTED_EXIT_CODE = 130  # the shell's code for a process ended by SIGINT
+
+
+def _fail(message: str, code: int) -> None:
+    """Print one error line on stderr and exit: a user reads one line, not a traceback."""
+    flat = " ".join(message.split())
+    Console(stderr=True).print(f"[red]error:[/red] {escape(flat)}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def usage_error_line(exc: typer.TyperException) -> str:
+    """A click usage error as one line that names the problem and where the fix is documented.
+
+    typer raises its own vendored click classes (not subclasses of `click.ClickException`), so
+    they are recognised through their public base, `typer.TyperException`.
+    """
+    problem = " ".join(exc.format_message().split()).rstrip(".")
+    problem = problem[:1].lower() + problem[1:]
+    context = getattr(exc, "ctx", None)
+    command = getattr(context, "command_path", None) or "lifelong"
+    return f"{problem}; see `{command} --help`"
+
+
 def main() -> None:
-    """Entry point: run the app, turning LifelongError into one line and an exit code."""
+    """Entry point: run the app, turning every error a user can act on into one line and an exit code."""
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="lifelong")
+    except LifelongError as exc:
+        _fail(str(exc), exc.exit_code)
+    except typer.TyperException as exc:  # usage errors: bad option, missing argument, unknown command
+        if not exc.format_message().strip():
+            sys.exit(0)  # `lifelong` alone: typer has printed the help itself, and that is all that was asked
+        _fail(usage_error_line(exc), getattr(exc, "exit_code", 2) or 2)
+    except typer.Abort:  # end of input at a prompt
+        _fail("aborted; nothing more was done", 1)
+    else:
+        if code == INTERRUPTED_EXIT_CODE:  # typer turns Ctrl-C into this exit code
+            _fail("interrupted by Ctrl-C; run the command again to finish it", INTERRUPTED_EXIT_CODE)
         if isinstance(code, int) and code:
             sys.exit(code)  # typer.Exit(code) returns here when click does not exit itself
-    except LifelongError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own exit codes
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
 
 
 if __name__ == "__main__":

@@ -41,3 +41,15 @@ class BusyError(LifelongError):
     """Another process is changing the same mind's versions (a sleep, merge or rollback)."""
 
     exit_code = 6
+
+
+class GateRefusedError(LifelongError):
+    """A version the gate refused was asked to become active without --force."""
+
+    exit_code = 10  # the code `sleep` exits with when the gate refuses its candidate
+
+
+class Interrupted(LifelongError):
+    """Ctrl-C: the message says what was, and was not, written."""
+
+    exit_code = 130  # the shell's code for a process ended by SIGINT

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lifelong.errors import InputError, MindError
+from lifelong.errors import GateRefusedError, InputError, MindError
 from lifelong.memory.embedder import Embedder, MiniLMEmbedder
 from lifelong.memory.ingest import MAX_CHUNK_WORDS, chunk_text, decode_text, parse_document, parse_path, validate_labels
 from lifelong.memory.records import Memory, NewMemory, RecallHit
@@ -23,6 +23,7 @@ from lifelong.mind_config import CONFIG_FILE, MindConfig, read_config, write_con
 from lifelong.model.language_model import LanguageModel
 from lifelong.model.registry import DEFAULT_MODEL
 from lifelong.paths import mind_dir
+from lifelong.progress import quiet_libraries
 from lifelong.prompt import build_messages, cited_memories
 from lifelong.consolidate import SleepConfig, SleepResult
 from lifelong.evaluate.gate import GatePolicy
@@ -93,6 +94,16 @@ class VersionDiff:
                 "metric_deltas": self.metric_deltas}
 
 
+def _check_generation_settings(k: int, max_new_tokens: int, temperature: float) -> None:
+    """Out-of-range settings fail with the fix, not deep inside generation after a model load."""
+    if k < 1:
+        raise InputError(f"--k must be at least 1 (got {k})")
+    if max_new_tokens < 1:
+        raise InputError(f"--max-new-tokens must be at least 1 (got {max_new_tokens}); pass the longest answer you want, in tokens")
+    if not temperature >= 0:
+        raise InputError(f"--temperature must be 0 (greedy) or more (got {temperature})")
+
+
 class Mind:
     """A model plus its memory, stored in one directory (copy the directory, copy the mind)."""
 
@@ -114,12 +125,16 @@ class Mind:
     def init(cls, path: str | Path | None = None, model: str = DEFAULT_MODEL, **kwargs: Any) -> Mind:
         """Create a mind directory (or open it, if it already exists with the same model)."""
         directory = mind_dir(path)
+        if kwargs.get("language_model") is None:  # an injected model's name is only a label
+            from lifelong.model.loader import check_model_reference
+
+            model = check_model_reference(model)  # refused here, before anything is created
         if (directory / CONFIG_FILE).exists():
             existing = read_config(directory)
             if existing.model != model:
                 raise MindError(
-                    f"{directory} is already a mind for model '{existing.model}'; "
-                    f"use another --mind directory for '{model}'"
+                    f"{directory} is already a mind for model '{existing.model}'; use another --mind directory "
+                    f"for '{model}', or change this mind's model with `lifelong config --model {model}`"
                 )
         else:
             if directory.exists() and not directory.is_dir():
@@ -188,7 +203,8 @@ class Mind:
         if self._active is None or self._active[0] != active:
             from lifelong.consolidate import version_model
 
-            self._active = (active, version_model(self.versions, active, self._foundation(active), self.embedder))
+            with quiet_libraries():
+                self._active = (active, version_model(self.versions, active, self._foundation(active), self.embedder))
         return self._active[1]
 
     def _foundation(self, version_id: str) -> LanguageModel:
@@ -199,7 +215,9 @@ class Mind:
         if self._merged is None or self._merged[0] != merge_id:
             from lifelong.merge import CHECKPOINT, load_checkpoint
 
-            self._merged = (merge_id, load_checkpoint(self.versions.path(merge_id) / CHECKPOINT, self.base_model))
+            base = self.base_model
+            with quiet_libraries():
+                self._merged = (merge_id, load_checkpoint(self.versions.path(merge_id) / CHECKPOINT, base))
         return self._merged[1]
 
     # -- consolidation and versions ------------------------------------------------------
@@ -212,15 +230,18 @@ class Mind:
         config = config or SleepConfig()
         if config.embedder is None:
             config = dataclasses.replace(config, embedder=self.embedder)
-        return run_sleep(self.path, self.base_model, self.store.list(), config, report, progress,
-                         foundation_for=self._foundation)
+        base = self.base_model
+        with quiet_libraries():  # peft and transformers warn about their internals while training
+            return run_sleep(self.path, base, self.store.list(), config, report, progress, foundation_for=self._foundation)
 
     def merge(self, report: Callable[[str], None] = lambda _m: None, policy: GatePolicy | None = None) -> SleepResult:
         """Fold the active module into a new base checkpoint, gated like a sleep."""
         from lifelong.merge import merge_active
 
-        return merge_active(self.path, self.base_model, self._foundation, self.store.list(),
-                            policy=policy or GatePolicy(), report=report)
+        base = self.base_model
+        with quiet_libraries():
+            return merge_active(self.path, base, self._foundation, self.store.list(),
+                                policy=policy or GatePolicy(), report=report)
 
     def show(self, version_id: str) -> Manifest:
         return self.versions.get(version_id)
@@ -243,10 +264,59 @@ class Mind:
         return VersionDiff(old_id, new_id, [memories[i] for i in sorted(new_ids - old_ids) if i in memories],
                            sorted(old_ids - new_ids), deltas)
 
-    def rollback(self, version_id: str) -> None:
-        """Make an earlier version (or 'base') active again; nothing is deleted."""
+    def rollback(self, version_id: str, force: bool = False) -> None:
+        """Make an earlier version (or 'base') active again; nothing is deleted.
+
+        A version the gate refused is not activated unless `force`: the gate's reasons are why
+        it was kept out, and a rollback should not quietly undo that judgement.
+        """
         with self.versions.exclusive("rollback"):
-            self.versions.activate(version_id, "rollback")
+            if version_id != BASE_VERSION:
+                self._check_can_activate(self.versions.get(version_id), force)
+            self.versions.activate(version_id, "forced rollback" if force else "rollback")
+
+    def _check_can_activate(self, manifest: Manifest, force: bool) -> None:
+        if manifest.base_model != self.base_model_name:
+            raise InputError(
+                f"{manifest.id} was trained on '{manifest.base_model}' and only fits that model, but this mind now uses "
+                f"'{self.base_model_name}'; switch back first with `lifelong config --model {manifest.base_model}`"
+            )
+        if not manifest.verdict.passed and not force:
+            raise GateRefusedError(
+                f"the gate refused {manifest.id} ({'; '.join(manifest.verdict.reasons) or 'no reason recorded'}); "
+                f"see `lifelong show {manifest.id}`, and pass --force to activate it anyway"
+            )
+
+    @property
+    def base_model_name(self) -> str:
+        """The name versions record as their base model, known without loading the model."""
+        return self._base.name if self._base is not None else self.config.model
+
+    def set_model(self, reference: str) -> MindConfig:
+        """Make another model this mind's base. Modules fit only the model they were trained on,
+        so the change is refused while a version is active: roll back to base first (versions
+        are kept, and rollback refuses those of another model) or make a new mind."""
+        from lifelong.consolidate import RETENTION_PROBES
+        from lifelong.model.loader import check_model_reference
+
+        model = check_model_reference(reference)
+        if model == self.config.model:
+            return self.config
+        with self.versions.exclusive("config"):
+            active = self.versions.active_id()
+            if active != BASE_VERSION:
+                raise InputError(
+                    f"the active version {active} was trained on '{self.config.model}' and only fits that model; roll back "
+                    f"first (`lifelong rollback base`, {active} is kept) or make a new mind (`lifelong init --mind DIR --model {model}`)"
+                )
+            previous, self.config = self.config.model, dataclasses.replace(self.config, model=model)
+            write_config(self.path, self.config)
+            # The gate's retention probes are the old base's own completions: the next sleep
+            # records them again from the new base.
+            (self.path / RETENTION_PROBES).unlink(missing_ok=True)
+            self.versions.audit("model changed", BASE_VERSION, previous=previous, model=model)
+        self._base = self._active = self._merged = None
+        return self.config
 
     # -- learning ------------------------------------------------------------------------
 
@@ -330,6 +400,7 @@ class Mind:
         """Answer with the model; with memory, the top current memories go into the prompt."""
         if not question.strip():
             raise InputError("the question is empty; pass a question to ask")
+        _check_generation_settings(k, max_new_tokens, temperature)  # before the model loads
         lm = self.language_model
         lm.check_fits(len(lm.encode(question)), max_new_tokens, what="question")
         hits: list[RecallHit] = []

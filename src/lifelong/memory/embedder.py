@@ -30,7 +30,10 @@ def _sentence_transformer(path: str) -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(path, device="cpu")
+    from lifelong.progress import quiet_libraries
+
+    with quiet_libraries():  # no "Loading weights" bar on every learn and ask
+        return SentenceTransformer(path, device="cpu")
 
 
 class MiniLMEmbedder:

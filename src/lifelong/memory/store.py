@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lifelong.errors import MindError, NotFoundError
+from lifelong.errors import InputError, MindError, NotFoundError
 from lifelong.memory.records import TRUST_LEVELS, Memory, NewMemory, content_hash
 
 SCHEMA_VERSION = 1
@@ -73,6 +73,34 @@ def _statements(script: str) -> Iterator[str]:
         if sqlite3.complete_statement(buffer):
             yield buffer.strip()
             buffer = ""
+
+
+def _succession(db: sqlite3.Connection, memory_id: int) -> list[int]:
+    """The chain from a memory through each one that superseded it; the last is current, or
+    the chain ends at a replacement that was since forgotten."""
+    chain = [memory_id]
+    while True:
+        row = db.execute("SELECT valid_to, superseded_by FROM memories WHERE id = ?", (chain[-1],)).fetchone()
+        if row is None or row[0] is None or row[1] is None or row[1] in chain:
+            return chain
+        chain.append(int(row[1]))
+
+
+def _check_supersedable(db: sqlite3.Connection, target: int) -> None:
+    """An explicit --supersedes must name a current memory: superseding an old one would close
+    nothing and leave two facts current, so the user is pointed at the one holding its place."""
+    if db.execute("SELECT 1 FROM memories WHERE id = ?", (target,)).fetchone() is None:
+        raise NotFoundError(f"--supersedes {target}: no memory with that id; see `lifelong memories`")
+    chain = _succession(db, target)
+    last = db.execute("SELECT valid_to FROM memories WHERE id = ?", (chain[-1],)).fetchone()
+    if last is not None and last[0] is None:
+        if len(chain) == 1:
+            return
+        path = " then ".join(f"#{i}" for i in chain[1:])
+        raise InputError(f"--supersedes {target}: #{target} was already superseded by {path}, which holds its place now; "
+                         f"pass --supersedes {chain[-1]} instead")
+    raise InputError(f"--supersedes {target}: #{target} is no longer current and what replaced it was forgotten; "
+                     f"learn the new fact without --supersedes")
 
 
 def _row_to_memory(row: Sequence) -> Memory:
@@ -169,8 +197,7 @@ class MemoryStore:
         results: list[WriteResult] = []
         with self._transaction() as db:
             for target in explicit:
-                if db.execute("SELECT 1 FROM memories WHERE id = ?", (target,)).fetchone() is None:
-                    raise NotFoundError(f"--supersedes {target}: no memory with that id; see `lifelong memories`")
+                _check_supersedable(db, target)
             for item, vector in zip(items, embeddings, strict=True):
                 results.append(self._add_one(db, item, np.asarray(vector, dtype=np.float32), explicit, now))
         return results
@@ -198,12 +225,10 @@ class MemoryStore:
             ).fetchall()
             for old_id, old_trust in rows:
                 (superseded if TRUST_LEVELS.index(old_trust) <= rank else conflicts).append(old_id)
-        for old_id in superseded:
-            db.execute(
-                "UPDATE memories SET valid_to = ?, superseded_by = ? WHERE id = ? AND valid_to IS NULL",
-                (now, new_id, old_id),
-            )
-        return WriteResult(id=new_id, created=True, superseded=tuple(superseded), conflicts=tuple(conflicts))
+        closed = [old_id for old_id in superseded if db.execute(
+            "UPDATE memories SET valid_to = ?, superseded_by = ? WHERE id = ? AND valid_to IS NULL", (now, new_id, old_id),
+        ).rowcount]  # report only what this memory really closed (an earlier one in the batch may have)
+        return WriteResult(id=new_id, created=True, superseded=tuple(closed), conflicts=tuple(conflicts))
 
     def delete(self, memory_id: int) -> Memory:
         """Remove a memory and its index entries; only its id and hash are kept, as a tombstone."""
