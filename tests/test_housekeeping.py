@@ -16,7 +16,9 @@ import pytest
 
 from lifelong import Mind
 from lifelong.backup import backup, restore
-from lifelong.consolidate import GatePolicy, SleepConfig
+from lifelong.consolidate import SleepConfig
+from lifelong.evaluate.gate import GatePolicy
+from lifelong.versions import Verdict
 from lifelong.disk_usage import measure, tree_bytes
 from lifelong.errors import BusyError, MindError
 from lifelong.learn.trainer import TrainConfig
@@ -44,7 +46,7 @@ def grown(mind: Mind, monkeypatch: pytest.MonkeyPatch) -> Mind:
     from lifelong import consolidate
 
     passing = {"value": True}
-    monkeypatch.setattr(consolidate, "_gate", lambda metrics, policy: consolidate.Verdict(passing["value"], [] if passing["value"] else ["refused"]))
+    monkeypatch.setattr(consolidate, "judge", lambda metrics, policy: Verdict(passing["value"], [] if passing["value"] else ["refused"]))
     mind.learn(FACTS[0])
     assert mind.sleep(LOUD).activated
     assert mind.merge(policy=OPEN).activated
