@@ -615,8 +615,8 @@ def bench(
     implication_passages: Annotated[Optional[int], typer.Option(help="passages with teacher implications (full: 50)", min=1)] = None,
     squad_modes: Annotated[str, typer.Option(help="comma-separated: many, single, implications (both its units), "
                                                      "implications-passage, implications-extra (one unit each)")] = "many,single,implications",
-    sleeps: Annotated[Optional[int], typer.Option(help="sequential: number of sleeps (full: 5)", min=1)] = None,
-    batch_facts: Annotated[Optional[int], typer.Option(help="sequential: facts per sleep (full: 8)", min=1)] = None,
+    sleeps: Annotated[Optional[int], typer.Option(help="sequential: number of sleeps (full: 10)", min=1)] = None,
+    batch_facts: Annotated[Optional[int], typer.Option(help="sequential: facts per sleep (full: 10)", min=1)] = None,
     cost_facts: Annotated[Optional[int], typer.Option(help="cost: facts whose synthesised data is timed (full: 15)", min=1)] = None,
     known: Annotated[Optional[int], typer.Option(help="retention: known cloze facts screened for those the base gets right (full: 500)", min=1)] = None,
     citation_questions: Annotated[Optional[int], typer.Option(help="citations: TOFU questions asked (full: all 300)", min=1)] = None,

@@ -44,8 +44,8 @@ class BenchSettings:
     passages: int = 50
     implication_passages: int = 50
     squad_modes: tuple[str, ...] = ("many", "single", "implications")  # implications = both of its units
-    sleeps: int = 5
-    batch_facts: int = 8
+    sleeps: int = 10
+    batch_facts: int = 10
     cost_facts: int = 15
     known: int = 500
     citation_questions: int = 300  # citations: every TOFU question
