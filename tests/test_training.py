@@ -174,3 +174,36 @@ def test_continuation_log_probs_match_a_full_forward_pass_on_rows_of_unequal_len
                            for ids, start in rows])
     assert torch.allclose(batched, alone, atol=1e-4)
     assert kl_to_base(lm, lm) == pytest.approx(0.0, abs=1e-6)
+
+
+def _distance_to_teacher(peft_model, lm: LanguageModel, examples, memories) -> float:
+    """Mean KL(teacher with the memory || student without it) over the answer tokens."""
+    from lifelong.learn.soft_targets import teacher_prompt
+
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for example in examples:
+            prompt = teacher_prompt(example, memories)
+            ids, start = encode_example(lm, example, 512)
+            if prompt is None:
+                continue
+            context = lm.encode(lm.format_chat(prompt))
+            teacher = lm.model(input_ids=torch.tensor([context + ids[start:]])).logits[0, len(context) - 1 : -1]
+            student = peft_model(input_ids=torch.tensor([ids])).logits[0, start - 1 : len(ids) - 1]
+            total += float(torch.nn.functional.kl_div(student.log_softmax(-1), teacher.log_softmax(-1), log_target=True,
+                                                      reduction="sum"))
+            count += len(ids) - start
+    return total / count
+
+
+def test_distill_brings_the_module_closer_to_the_teacher_with_the_note_than_hard_answers_do() -> None:
+    lm = build_tiny_model()
+    memories = {1: _memory(1, FACT)}
+    examples = synthesise(list(memories.values()))
+    config = TrainConfig(rank=8, epochs=15, learning_rate=3e-3, bf16=False, distill_weight=1.0, max_length=512, pack_length=512)
+    distance = {}
+    for strategy in ("naive", "distill"):
+        peft_model = attach_lora(LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, "tiny"), config)
+        train_module(lm, peft_model, examples, parse_strategy(strategy), config, memories=memories)
+        distance[strategy] = _distance_to_teacher(peft_model, lm, examples, memories)
+    assert distance["distill"] < 0.8 * distance["naive"], distance

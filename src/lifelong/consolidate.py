@@ -193,7 +193,8 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
         adapter_path=str(parent_adapter) if parent_adapter else None,
     )
     report(f"training a LoRA module ({strategy.name}, {config.train.epochs} epochs, {len(examples)} examples)")
-    stats = train_module(foundation, candidate_peft, examples, strategy, config.train, replay=replay, progress=progress)
+    stats = train_module(foundation, candidate_peft, examples, strategy, config.train, replay=replay, progress=progress,
+                         memories={m.id: m for m in new})
     report(f"trained {stats.steps} steps, {stats.tokens} tokens in {stats.seconds:.1f}s; evaluating the candidate")
 
     new_id = registry.new_id()

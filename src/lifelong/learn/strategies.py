@@ -15,6 +15,8 @@ COMPONENTS: dict[str, str] = {
     "naive": "answer loss on the synthesised examples only",
     "routed": "one module per sleep, acting only on inputs near its memories (a router with a radius); "
               "the exact base weights answer everything else",
+    "distill": "learn the frozen model's top-k next-token distribution over each answer with the memory in its "
+               "prompt (soft targets), beside the answer itself",
     "context": "also train with the memory and distractor notes in the prompt, and with distractors only, "
                "so the module reads retrieved notes instead of fighting them (RAFT)",
     "ewc": "Fisher-weighted penalty on the module's weight change",
@@ -28,6 +30,7 @@ KNOWN = tuple(COMPONENTS)
 class Strategy:
     routed: bool = False
     context: bool = False
+    distill: bool = False
     ewc: bool = False
     kl: bool = False
     replay: bool = False

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,9 +23,11 @@ from lifelong.errors import InputError
 from lifelong.learn.anchors import TRAINING_CHAT, TRAINING_RAW
 from lifelong.learn.drift import continuation_log_probs, continuation_rows, kl_per_token
 from lifelong.learn.packing import build_batch
+from lifelong.learn.soft_targets import SoftTargets, soft_cross_entropy, teacher_targets
 from lifelong.learn.strategies import Strategy
 from lifelong.learn.synthesis import TrainingExample
 from lifelong.learn.weight_anchor import WeightAnchor
+from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
 from lifelong.prompt import closed_book
 
@@ -41,6 +43,7 @@ class TrainConfig:
     batch_size: int = 8
     max_length: int = 256  # longer examples are skipped; at least one must fit
     kl_weight: float = 1.0
+    distill_weight: float = 1.0  # soft cross-entropy to the teacher's top-k, beside the hard answer loss
     ewc_weight: float = 3e5  # chosen on SmolLM2-135M: 1e4 had no measurable effect there (the sleep study at commit 4685b11)
     replay_per_batch: int = 4  # 2 lost 3 of 13 earlier-fact probes over a second sleep (40-fact sequential study)
     pack_length: int | None = 256  # tokens per packed row; None pads each example instead
@@ -116,8 +119,10 @@ def _batches(encoded: list[tuple[list[int], int]], batch_size: int, rng: random.
 
 
 def answer_only_loss(peft_model: Any, batch: list[tuple[list[int], int]], pad_id: int,
-                     pack_length: int | None = None) -> tuple[torch.Tensor, int, int]:
-    """Cross-entropy over answer tokens, projecting only those positions through the LM head."""
+                     pack_length: int | None = None, soft_targets: Mapping[int, SoftTargets] | None = None,
+                     soft_weight: float = 1.0) -> tuple[torch.Tensor, int, int]:
+    """Cross-entropy over answer tokens, projecting only those positions through the LM head;
+    with `soft_targets` (keyed by id() of a segment), plus the soft cross-entropy to the teacher."""
     causal_lm = peft_model.get_base_model()
     eager = getattr(causal_lm.config, "_attn_implementation", "sdpa") == "eager"
     packed = build_batch(batch, pad_id, pack_length, eager_attention=eager)
@@ -126,6 +131,10 @@ def answer_only_loss(peft_model: Any, batch: list[tuple[list[int], int]], pad_id
     mask = packed.targets != -100
     logits = causal_lm.lm_head(hidden[mask]).float()
     loss = F.cross_entropy(logits, packed.targets[mask])
+    if soft_targets:
+        soft = soft_cross_entropy(logits, batch, pack_length, soft_targets)
+        if soft is not None:
+            loss = loss + soft_weight * soft
     return loss, packed.tokens, int(mask.sum())
 
 
@@ -182,11 +191,18 @@ def train_module(
     config: TrainConfig,
     replay: Sequence[TrainingExample] = (),
     progress: Any = None,
+    memories: Mapping[int, Memory] | None = None,
 ) -> TrainStats:
-    """Train the adapter in place; returns what it cost."""
+    """Train the adapter in place; returns what it cost. `memories` (id -> memory) are the
+    teacher's notes for the `distill` component."""
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
-    encoded = [e for e in (encode_example(lm, ex, config.max_length) for ex in examples) if e is not None]
+    segments = [encode_example(lm, ex, config.max_length) for ex in examples]
+    encoded = [e for e in segments if e is not None]
+    soft: dict[int, SoftTargets] = {}
+    if strategy.distill and memories:
+        by_index = teacher_targets(lm, examples, segments, memories, config.max_length)
+        soft = {id(segments[i]): targets for i, targets in by_index.items()}
     if examples and not encoded:
         raise InputError(f"none of the {len(examples)} training examples fits in max_length={config.max_length} tokens; raise max_length")
     replay_encoded = [e for e in (encode_example(lm, ex, config.max_length) for ex in replay) if e is not None] if strategy.replay else []
@@ -204,7 +220,8 @@ def train_module(
         if replay_encoded:
             batch = batch + rng.sample(replay_encoded, min(config.replay_per_batch, len(replay_encoded)))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-            loss, batch_tokens, batch_answer = answer_only_loss(peft_model, batch, pad, config.pack_length)
+            loss, batch_tokens, batch_answer = answer_only_loss(peft_model, batch, pad, config.pack_length, soft,
+                                                                config.distill_weight)
             if kl is not None:
                 loss = loss + config.kl_weight * kl()
             if anchor is not None:
