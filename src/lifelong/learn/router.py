@@ -76,6 +76,8 @@ class Router:
 
     def nearest(self, texts: Sequence[str]) -> list[tuple[str | None, float]]:
         """(module name or None, similarity of the nearest key) for each text."""
+        if len(self._cache) > 50_000:  # a long-running server asks many distinct questions
+            self._cache.clear()
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing and len(self._keys):
             similarity = self.embedder.embed(missing) @ self._keys.T
