@@ -45,11 +45,14 @@ def test_context_rows_put_the_memory_among_distractors_and_distractor_only_rows_
                 for i, text in enumerate([BRIDGE, OBSERVATORY, CAPTAIN], start=1)]
     question = TrainingExample(closed_book("Who designed the Korvath Bridge?"), "Petra Lindqvist.", (1,), "distilled")
     statement = TrainingExample(closed_book("Tell me a fact."), BRIDGE, (1,), "statement")
-    rows = context_examples([question, statement], memories)
+    rows = context_examples([question, statement], memories, distractor_only_share=1.0)
     assert [r.kind for r in rows] == ["context", "distractors"]
     assert BRIDGE in rows[0].prompt[-1]["content"] and rows[0].prompt[-1]["content"].endswith("Who designed the Korvath Bridge?")
     assert BRIDGE not in rows[1].prompt[-1]["content"] and "<memory" in rows[1].prompt[-1]["content"]
     assert all(r.answer == "Petra Lindqvist." for r in rows)
+    many = [TrainingExample(closed_book(f"Question {i}?"), "Petra Lindqvist.", (1,), "distilled") for i in range(200)]
+    kinds = [r.kind for r in context_examples(many, memories)]
+    assert kinds.count("context") == 200 and 30 <= kinds.count("distractors") <= 70  # a quarter, by default
 
 
 @pytest.fixture
