@@ -34,6 +34,15 @@ def test_the_nearest_module_wins(embedder) -> None:
     assert router.route(["Who designed the Korvath Bridge?", "Who sailed across the Lake of Qessa?"]) == ["v1", "v2"]
 
 
+def test_a_module_steps_aside_when_the_prompt_quotes_a_memory_it_learned(embedder) -> None:
+    router = Router(embedder, [ModuleKeys("v1", embedder.embed([BRIDGE]), frozenset({1}))])
+    learned = Memory(1, BRIDGE, "s", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")
+    other = Memory(2, CAPTAIN, "s", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")
+    question = "Who designed the Korvath Bridge?"
+    prompts = [build_messages(question, notes)[-1]["content"] for notes in ([learned, other], [other], [])]
+    assert router.route_prompts(prompts) == [None, "v1", "v1"]  # the base reads its note; the module covers a miss
+
+
 def test_routing_reads_the_question_not_the_notes_quoted_with_it() -> None:
     note = Memory(1, BRIDGE, "s", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")
     content = build_messages("What is the capital of France?", [note])[-1]["content"]

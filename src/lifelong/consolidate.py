@@ -198,7 +198,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     report(f"trained {stats.steps} steps, {stats.tokens} tokens in {stats.seconds:.1f}s; evaluating the candidate")
 
     new_id = registry.new_id()
-    keys = ModuleKeys("default", _embed_keys(config, [m.text for m in new])) if strategy.routed else None
+    keys = ModuleKeys("default", _embed_keys(config, [m.text for m in new]), frozenset(m.id for m in new)) if strategy.routed else None
     if keys is not None:
         candidate = _library_model(registry, foundation, library, config, extra=(candidate_peft, keys))
     else:
@@ -274,7 +274,7 @@ def _library_model(registry: VersionRegistry, foundation: LanguageModel, library
     one) loaded side by side behind one router."""
     from peft import PeftModel
 
-    modules = [ModuleKeys.load(origin, registry.path(origin)) for origin in library]
+    modules = [ModuleKeys.load(origin, registry.path(origin), frozenset(registry.get(origin).own_memory_ids)) for origin in library]
     if extra is not None:  # the candidate: its trained adapter is "default" in its PeftModel
         model, keys = extra
         for origin in library:

@@ -50,17 +50,26 @@ def routing_text(user_content: str) -> str:
     return rest.removeprefix("Question:").strip()
 
 
+_NOTE_ID = re.compile(r"<memory id=\"(\d+)\">")
+
+
+def quoted_memory_ids(user_content: str) -> set[int]:
+    """Ids of the memories quoted into a prompt (as prompt.render_memories writes them)."""
+    return {int(i) for i in _NOTE_ID.findall(user_content)}
+
+
 @dataclass(frozen=True)
 class ModuleKeys:
     name: str  # the adapter name: the version that trained the module
     vectors: np.ndarray  # (keys, dim), unit-normalised
+    memory_ids: frozenset[int] = frozenset()  # the memories the module learned
 
     def save(self, folder: Path) -> None:
         np.save(folder / KEYS_FILE, self.vectors.astype(np.float32))
 
     @classmethod
-    def load(cls, name: str, folder: Path) -> ModuleKeys:
-        return cls(name, np.load(folder / KEYS_FILE))
+    def load(cls, name: str, folder: Path, memory_ids: frozenset[int] = frozenset()) -> ModuleKeys:
+        return cls(name, np.load(folder / KEYS_FILE), memory_ids)
 
 
 class Router:
@@ -70,6 +79,7 @@ class Router:
         self.embedder = embedder
         self.radius = radius
         self.names = [m.name for m in modules]
+        self._learned = {m.name: m.memory_ids for m in modules}
         self._owner = np.concatenate([np.full(len(m.vectors), i) for i, m in enumerate(modules)]) if modules else np.zeros(0, int)
         self._keys = np.concatenate([m.vectors for m in modules]) if modules else np.zeros((0, embedder.dim), np.float32)
         self._cache: dict[str, tuple[str | None, float]] = {}
@@ -91,3 +101,11 @@ class Router:
 
     def route(self, texts: Sequence[str]) -> list[str | None]:
         return [name for name, _ in self.nearest(texts)]
+
+    def route_prompts(self, user_contents: Sequence[str]) -> list[str | None]:
+        """Routes for whole user turns. A module steps aside when the prompt already quotes a
+        memory it learned: the base reads that note exactly as retrieval alone would, so a
+        module can only add answers where retrieval missed, never read a note worse."""
+        names = self.route([routing_text(c) for c in user_contents])
+        return [None if name is not None and quoted_memory_ids(content) & self._learned[name] else name
+                for name, content in zip(names, user_contents, strict=True)]

@@ -13,15 +13,16 @@ import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from lifelong.learn.router import Router, routing_text
+from lifelong.learn.router import Router
 from lifelong.model.language_model import LanguageModel, Message
 
 T = TypeVar("T")
 
 
 def conversation_route_text(messages: Sequence[Message]) -> str:
+    """The last user turn, quoted notes included (the router reads the question out of it)."""
     users = [m["content"] for m in messages if m["role"] == "user"]
-    return routing_text(users[-1]) if users else ""
+    return users[-1] if users else ""
 
 
 class _Weights(contextlib.AbstractContextManager):
@@ -55,7 +56,7 @@ class RoutedLanguageModel(LanguageModel):
 
     def routes(self, texts: Sequence[str]) -> list[tuple[list[int], contextlib.AbstractContextManager[Any]]]:
         groups: dict[str | None, list[int]] = {}
-        for index, module in enumerate(self.router.route([routing_text(t) for t in texts])):
+        for index, module in enumerate(self.router.route_prompts(texts)):
             groups.setdefault(module, []).append(index)
         return [(indices, self._weights(module)) for module, indices in groups.items()]
 
@@ -84,4 +85,4 @@ class RoutedLanguageModel(LanguageModel):
 
     def modules_for(self, texts: Sequence[str]) -> list[str | None]:
         """The module each input would be served by (None: the base weights)."""
-        return self.router.route([routing_text(t) for t in texts])
+        return self.router.route_prompts(texts)
