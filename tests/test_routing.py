@@ -35,12 +35,16 @@ def test_the_nearest_module_wins(embedder) -> None:
 
 
 def test_a_module_steps_aside_when_the_prompt_quotes_a_memory_it_learned(embedder) -> None:
-    router = Router(embedder, [ModuleKeys("v1", embedder.embed([BRIDGE]), frozenset({1}))])
+    import numpy as np
+
+    router = Router(embedder, [ModuleKeys("v1", embedder.embed([BRIDGE, OBSERVATORY]), np.array([1, 3]))])
     learned = Memory(1, BRIDGE, "s", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")
     other = Memory(2, CAPTAIN, "s", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")
+    sibling = Memory(3, OBSERVATORY, "s", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")  # learned too
     question = "Who designed the Korvath Bridge?"
-    prompts = [build_messages(question, notes)[-1]["content"] for notes in ([learned, other], [other], [])]
-    assert router.route_prompts(prompts) == [None, "v1", "v1"]  # the base reads its note; the module covers a miss
+    prompts = [build_messages(question, notes)[-1]["content"] for notes in ([learned, other], [other], [sibling], [])]
+    # the base reads the note that answers; the module covers a retrieval miss, even among notes it learned
+    assert router.route_prompts(prompts) == [None, "v1", "v1", "v1"]
 
 
 def test_routing_reads_the_question_not_the_notes_quoted_with_it() -> None:

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lifelong.evaluate.gate import GateMetrics, GatePolicy, judge
 from lifelong.evaluate.probes import (
     acquisition_probes,
@@ -28,7 +30,7 @@ from lifelong.learn.anchors import HELD_OUT_CHAT, HELD_OUT_RAW
 from lifelong.learn.drift import continuation_kl, continuation_rows_with_text
 from lifelong.learn.rehearsal import base_rehearsal
 from lifelong.learn.strategies import Strategy, parse_strategy
-from lifelong.learn.router import DEFAULT_RADIUS, ModuleKeys, Router, key_texts
+from lifelong.learn.router import DEFAULT_RADIUS, ModuleKeys, Router, keyed_texts
 from lifelong.learn.synthesis import (
     MODEL_QUESTION_REQUEST,
     TrainingExample,
@@ -198,7 +200,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     report(f"trained {stats.steps} steps, {stats.tokens} tokens in {stats.seconds:.1f}s; evaluating the candidate")
 
     new_id = registry.new_id()
-    keys = ModuleKeys("default", _embed_keys(config, [m.text for m in new]), frozenset(m.id for m in new)) if strategy.routed else None
+    keys = _module_keys(config, new) if strategy.routed else None
     if keys is not None:
         candidate = _library_model(registry, foundation, library, config, extra=(candidate_peft, keys))
     else:
@@ -262,10 +264,13 @@ def _valid_library(registry: VersionRegistry, parent: Manifest | None, current: 
     return valid
 
 
-def _embed_keys(config: SleepConfig, texts: list[str]) -> Any:
+def _module_keys(config: SleepConfig, memories: list[Memory]) -> ModuleKeys:
+    """The new module's router keys, each with the memory it comes from ("default" is the
+    trained adapter's name inside the candidate's PeftModel)."""
     if config.embedder is None:
         raise ValueError("a routed sleep needs an embedder for its router keys (SleepConfig.embedder)")
-    return config.embedder.embed(key_texts(texts))
+    keyed = keyed_texts([m.text for m in memories], [m.id for m in memories])
+    return ModuleKeys("default", config.embedder.embed([text for text, _ in keyed]), np.array([i for _, i in keyed]))
 
 
 def _library_model(registry: VersionRegistry, foundation: LanguageModel, library: list[str], config: SleepConfig,
@@ -274,7 +279,7 @@ def _library_model(registry: VersionRegistry, foundation: LanguageModel, library
     one) loaded side by side behind one router."""
     from peft import PeftModel
 
-    modules = [ModuleKeys.load(origin, registry.path(origin), frozenset(registry.get(origin).own_memory_ids)) for origin in library]
+    modules = [ModuleKeys.load(origin, registry.path(origin)) for origin in library]
     if extra is not None:  # the candidate: its trained adapter is "default" in its PeftModel
         model, keys = extra
         for origin in library:

@@ -26,18 +26,24 @@ from lifelong.memory.embedder import Embedder
 
 DEFAULT_RADIUS = 0.5
 KEYS_FILE = "router_keys.npy"
+KEY_MEMORIES_FILE = "router_key_memories.npy"  # the memory id behind each key
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
 _MEMORY_BLOCK = re.compile(r"<memory id=\"\d+\">.*?</memory>", re.DOTALL)
 
 
 def key_texts(memory_texts: Sequence[str]) -> list[str]:
     """Each memory, plus each of its sentences when it has more than one."""
-    keys: list[str] = []
-    for text in memory_texts:
-        keys.append(text)
+    return [text for text, _ in keyed_texts(memory_texts, range(len(memory_texts)))]
+
+
+def keyed_texts(memory_texts: Sequence[str], memory_ids: Sequence[int]) -> list[tuple[str, int]]:
+    """(key text, id of the memory it comes from), in `key_texts` order."""
+    keys: list[tuple[str, int]] = []
+    for text, memory_id in zip(memory_texts, memory_ids, strict=True):
+        keys.append((text, memory_id))
         sentences = [s.strip() for s in _SENTENCE_END.split(text) if len(s.split()) >= 4]
         if len(sentences) > 1:
-            keys += sentences
+            keys += [(sentence, memory_id) for sentence in sentences]
     return keys
 
 
@@ -62,14 +68,17 @@ def quoted_memory_ids(user_content: str) -> set[int]:
 class ModuleKeys:
     name: str  # the adapter name: the version that trained the module
     vectors: np.ndarray  # (keys, dim), unit-normalised
-    memory_ids: frozenset[int] = frozenset()  # the memories the module learned
+    key_memories: np.ndarray | None = None  # (keys,) the memory id behind each key
 
     def save(self, folder: Path) -> None:
         np.save(folder / KEYS_FILE, self.vectors.astype(np.float32))
+        if self.key_memories is not None:
+            np.save(folder / KEY_MEMORIES_FILE, self.key_memories.astype(np.int64))
 
     @classmethod
-    def load(cls, name: str, folder: Path, memory_ids: frozenset[int] = frozenset()) -> ModuleKeys:
-        return cls(name, np.load(folder / KEYS_FILE), memory_ids)
+    def load(cls, name: str, folder: Path) -> ModuleKeys:
+        owners = folder / KEY_MEMORIES_FILE
+        return cls(name, np.load(folder / KEYS_FILE), np.load(owners) if owners.is_file() else None)
 
 
 class Router:
@@ -79,15 +88,18 @@ class Router:
         self.embedder = embedder
         self.radius = radius
         self.names = [m.name for m in modules]
-        self._learned = {m.name: m.memory_ids for m in modules}
+        self._key_memory = np.concatenate([m.key_memories if m.key_memories is not None else np.full(len(m.vectors), -1)
+                                           for m in modules]) if modules else np.zeros(0, int)
         self._owner = np.concatenate([np.full(len(m.vectors), i) for i, m in enumerate(modules)]) if modules else np.zeros(0, int)
         self._keys = np.concatenate([m.vectors for m in modules]) if modules else np.zeros((0, embedder.dim), np.float32)
         self._cache: dict[str, tuple[str | None, float]] = {}
+        self._source: dict[str, int] = {}  # text -> the memory behind its nearest key (-1: unknown)
 
     def nearest(self, texts: Sequence[str]) -> list[tuple[str | None, float]]:
         """(module name or None, similarity of the nearest key) for each text."""
         if len(self._cache) > 50_000:  # a long-running server asks many distinct questions
             self._cache.clear()
+            self._source.clear()
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing and len(self._keys):
             similarity = self.embedder.embed(missing) @ self._keys.T
@@ -95,6 +107,7 @@ class Router:
             for text, row, column in zip(missing, similarity, best, strict=True):
                 score = float(row[column])
                 self._cache[text] = (self.names[int(self._owner[column])] if score >= self.radius else None, score)
+                self._source[text] = int(self._key_memory[column])
         for text in missing:
             self._cache.setdefault(text, (None, 0.0))
         return [self._cache[t] for t in texts]
@@ -103,9 +116,11 @@ class Router:
         return [name for name, _ in self.nearest(texts)]
 
     def route_prompts(self, user_contents: Sequence[str]) -> list[str | None]:
-        """Routes for whole user turns. A module steps aside when the prompt already quotes a
-        memory it learned: the base reads that note exactly as retrieval alone would, so a
-        module can only add answers where retrieval missed, never read a note worse."""
-        names = self.route([routing_text(c) for c in user_contents])
-        return [None if name is not None and quoted_memory_ids(content) & self._learned[name] else name
-                for name, content in zip(names, user_contents, strict=True)]
+        """Routes for whole user turns. A module steps aside when the prompt already quotes the
+        memory behind the question's nearest key (the note the router takes to answer it): the
+        base reads that note exactly as retrieval alone would, so a module answers only where
+        retrieval missed that note, and never reads it worse."""
+        questions = [routing_text(c) for c in user_contents]
+        names = self.route(questions)
+        return [None if name is not None and self._source.get(q, -1) in quoted_memory_ids(content) else name
+                for name, q, content in zip(names, questions, user_contents, strict=True)]
