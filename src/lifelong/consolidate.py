@@ -57,7 +57,7 @@ ADAPTER = "adapter"
 
 @dataclass(frozen=True)
 class SleepConfig:
-    strategy: str = "routed+context"
+    strategy: str = "routed"
     train: TrainConfig = field(default_factory=TrainConfig)
     gate: GatePolicy = field(default_factory=GatePolicy)
     distill: bool = True

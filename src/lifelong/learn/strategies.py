@@ -1,6 +1,6 @@
 """What a sleep does beyond learning its examples, as small plug-ins named in one registry.
 
-A strategy string combines names with '+', e.g. "routed+context". Each component either adds
+A strategy string combines names with '+', e.g. "routed+distill". Each component either adds
 training rows, adds a loss term, or decides where the module acts; the CLI help and the
 benchmark's strategy lists read `COMPONENTS`, so a new one is named in one place. Each
 anti-forgetting component is tested by showing less forgetting than `naive`
@@ -18,7 +18,8 @@ COMPONENTS: dict[str, str] = {
     "distill": "learn the frozen model's top-k next-token distribution over each answer with the memory in its "
                "prompt (soft targets), beside the answer itself",
     "context": "also train with the memory and distractor notes in the prompt, and with distractors only, "
-               "so the module reads retrieved notes instead of fighting them (RAFT)",
+               "so the module reads retrieved notes instead of fighting them (RAFT; for an unrouted module: a "
+               "routed one answers the bare question beside the base reading the notes)",
     "ewc": "Fisher-weighted penalty on the module's weight change",
     "kl": "KL to the frozen model on general anchor prompts",
     "replay": "mix in examples of earlier sleeps and the frozen model's answers to general prompts",
@@ -52,5 +53,5 @@ def parse_strategy(text: str) -> Strategy:
     names = {part.strip() for part in text.split("+") if part.strip()}
     unknown = names - set(KNOWN)
     if unknown or not names:
-        raise InputError(f"strategy '{text}' is not known; combine {', '.join(KNOWN)} with '+', e.g. routed+context")
+        raise InputError(f"strategy '{text}' is not known; combine {', '.join(KNOWN)} with '+', e.g. routed+distill")
     return Strategy(**{f.name: f.name in names for f in fields(Strategy)})
