@@ -147,9 +147,9 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     parent_id = registry.active_id()
     parent = registry.get(parent_id) if parent_id != BASE_VERSION else None
     current = {m.id: m for m in memories if m.current}
-    library = _valid_library(registry, parent, current) if strategy.routed else []
+    library = _valid_library(registry, parent, current) if strategy.routed else {}
     if strategy.routed:
-        consolidated = {i for origin in library for i in registry.get(origin).own_memory_ids}
+        consolidated = {i for own in library.values() for i in own}
     else:
         consolidated = set(parent.memory_ids) if parent else set()
     new = [m for m in memories if m.current and m.id not in consolidated]
@@ -202,17 +202,18 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     new_id = registry.new_id()
     keys = _module_keys(config, new) if strategy.routed else None
     if keys is not None:
-        candidate = _library_model(registry, foundation, library, config, extra=(candidate_peft, keys))
+        candidate = _library_model(registry, foundation, list(library), config, extra=(candidate_peft, keys))
     else:
         candidate = LanguageModel(candidate_peft, base.tokenizer, base.name, base.needs_bos)
     parent_lm = version_model(registry, parent_id, foundation, config.embedder, config.router_radius)
 
     # 4. measure
-    gate_metrics = measure_candidate(candidate, parent_lm, base, new, old, retention)
+    new_probes = acquisition_probes(new)
+    gate_metrics = measure_candidate(candidate, parent_lm, base, new, old, retention, new_probes)
     metrics = {**gate_metrics.to_dict(), "train_seconds": stats.seconds, "train_tokens": stats.tokens,
                "tokens_per_second": stats.tokens_per_second, "final_loss": stats.final_loss, "examples": len(examples)}
     if isinstance(candidate, RoutedLanguageModel):
-        metrics.update(router_metrics(candidate, new, "default", retention))
+        metrics.update(router_metrics(candidate, new_probes, "default", retention))
 
     # 5. judge
     verdict = judge(gate_metrics, config.gate)
@@ -250,17 +251,18 @@ def _plural(count: int, one: str, many: str) -> str:
     return one if count == 1 else many
 
 
-def _valid_library(registry: VersionRegistry, parent: Manifest | None, current: dict[int, Memory]) -> list[str]:
-    """The parent's modules whose memories are all still current and unchanged. A module that
-    learned a memory since superseded or forgotten leaves the library, and its memories that
-    are still current are learned again by this sleep's module (a local rebuild)."""
+def _valid_library(registry: VersionRegistry, parent: Manifest | None, current: dict[int, Memory]) -> dict[str, list[int]]:
+    """The parent's modules whose memories are all still current and unchanged, each with the
+    memory ids it learned. A module that learned a memory since superseded or forgotten leaves
+    the library, and its memories that are still current are learned again by this sleep's
+    module (a local rebuild)."""
     if parent is None or not parent.modules:
-        return []
-    valid = []
+        return {}
+    valid = {}
     for origin in parent.modules:
         manifest = registry.get(origin)
         if all(i in current and current[i].content_hash == manifest.memory_hashes.get(str(i)) for i in manifest.own_memory_ids):
-            valid.append(origin)
+            valid[origin] = list(manifest.own_memory_ids)
     return valid
 
 
@@ -312,10 +314,11 @@ def _check_same_shape(parent_id: str, adapter: Path, train: Any) -> None:
 
 
 def measure_candidate(candidate: LanguageModel, parent: LanguageModel, base: LanguageModel, new: list[Memory],
-                      old: list[Memory], retention: list[Probe]) -> GateMetrics:
+                      old: list[Memory], retention: list[Probe], new_probes: list[Probe] | None = None) -> GateMetrics:
     """What the gate reads: the new facts closed-book and with their memory in the prompt
     (candidate and parent), earlier facts, retention of the base's completions, and drift."""
-    new_probes, old_probes = acquisition_probes(new), acquisition_probes(old)
+    new_probes = acquisition_probes(new) if new_probes is None else new_probes
+    old_probes = acquisition_probes(old)
     notes = {m.id: m for m in new}
     return GateMetrics(
         acquisition=accuracy(candidate, new_probes),
@@ -332,9 +335,8 @@ def measure_candidate(candidate: LanguageModel, parent: LanguageModel, base: Lan
     )
 
 
-def router_metrics(candidate: RoutedLanguageModel, new: list[Memory], module: str, retention: list[Probe]) -> dict[str, Any]:
+def router_metrics(candidate: RoutedLanguageModel, probes: list[Probe], module: str, retention: list[Probe]) -> dict[str, Any]:
     """How often the new module claims its own probes (recall) and general text (false routes)."""
-    probes = acquisition_probes(new)
     own = candidate.modules_for([p.prompt for p in probes])
     general = candidate.modules_for([p.prompt for p in retention])
     return {"router_recall": sum(m == module for m in own) / len(own) if own else None,

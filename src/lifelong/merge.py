@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from lifelong.consolidate import ADAPTER, RETENTION_PROBES, TRAINING_DATA, SleepResult, kl_to_base, with_adapter
-from lifelong.evaluate.gate import GatePolicy, retention_reasons
+from lifelong.evaluate.gate import GateMetrics, GatePolicy, judge
 from lifelong.errors import MindError
 from lifelong.evaluate.probes import acquisition_probes, accuracy, load_probes, retention_agreement
 from lifelong.learn.anchors import HELD_OUT_CHAT, HELD_OUT_RAW
@@ -84,24 +84,24 @@ def _merge(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     current = {m.id: m for m in memories if m.current}
     probes = acquisition_probes([current[i] for i in module.memory_ids if i in current])
     retention = load_probes(mind_path / RETENTION_PROBES) if (mind_path / RETENTION_PROBES).is_file() else []
-    metrics = {
-        "finite": finite,
-        "max_logit_gap_to_module": gap,
-        "acquisition": accuracy(merged, probes) if probes else None,
-        "acquisition_module": accuracy(module_lm, probes) if probes else None,
-        "retention_agreement": retention_agreement(merged, retention),
-        "kl_drift": kl_to_base(base, merged),
-    }
-    reasons = []
+    gate_metrics = GateMetrics(
+        acquisition=accuracy(merged, probes) if probes else 0.0,
+        acquisition_parent=accuracy(module_lm, probes) if probes else 0.0,  # the module being folded in
+        acquisition_probes=len(probes),
+        retention_agreement=retention_agreement(merged, retention),
+        kl_drift=kl_to_base(base, merged),
+        retention_probes=len(retention),
+    )
+    metrics = {"finite": finite, "max_logit_gap_to_module": gap, **gate_metrics.to_dict()}
+    integrity = []  # checks only a merge needs, before the shared gate
     if not finite:
-        reasons.append("the merged weights contain NaN or inf")
+        integrity.append("the merged weights contain NaN or inf")
     if not gap <= MAX_LOGIT_GAP:
-        reasons.append(f"merged logits differ from the module's by {gap:.3g} > {MAX_LOGIT_GAP}")
-    if probes and metrics["acquisition"] < metrics["acquisition_module"]:
-        reasons.append(f"acquisition fell from {metrics['acquisition_module']:.2f} to {metrics['acquisition']:.2f}")
+        integrity.append(f"merged logits differ from the module's by {gap:.3g} > {MAX_LOGIT_GAP}")
     if not retention:
-        reasons.append("no retention probes recorded for this mind; retention cannot be checked")
-    reasons += retention_reasons(metrics, policy)
+        integrity.append("no retention probes recorded for this mind; retention cannot be checked")
+    gate = judge(gate_metrics, policy, require_gain=False)
+    reasons = integrity + gate.reasons
     verdict = Verdict(passed=not reasons, reasons=reasons)
 
     def write(folder: Path) -> Manifest:

@@ -23,7 +23,7 @@ from typing import Any
 
 from lifelong.bench.arms import RETRIEVED, make_mind
 from lifelong.bench.context import Bench
-from lifelong.bench.output import markdown_table
+from lifelong.bench.output import markdown_table, paired_bars
 from lifelong.evaluate.knowledge import key_span
 from lifelong.memory.records import Memory, NewMemory
 from lifelong.progress import track
@@ -99,13 +99,8 @@ def plot(results: dict[str, Any], out: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, view in zip(axes, ("in context", "grounded"), strict=True):
         names = list(results["rules"])
-        for offset, key in ((-0.2, "precision"), (0.2, "recall")):
-            bars = ax.bar([i + offset for i in range(len(names))], [results["rules"][n][view][key] for n in names], 0.4, label=key)
-            ax.bar_label(bars, fmt="%.2f", fontsize=8)
-        ax.set_xticks(range(len(names)), names, fontsize=8)
-        ax.set_ylim(0, 1.1)
-        ax.set_title(f"{view} ({results['in_context' if view == 'in context' else 'grounded']} questions)", fontsize=9)
-        ax.legend(fontsize=8)
+        paired_bars(ax, names, {key: [results["rules"][n][view][key] for n in names] for key in ("precision", "recall")},
+                    f"{view} ({results['in_context' if view == 'in context' else 'grounded']} questions)")
     fig.tight_layout()
     fig.savefig(out / "citations.png", dpi=120)
     plt.close(fig)

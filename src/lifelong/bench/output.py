@@ -116,3 +116,14 @@ def cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 100 else f"{value:,.0f}"
     return str(value)
+
+
+def paired_bars(ax: Any, labels: Sequence[str], pair: dict[str, Sequence[float]], title: str, label_size: int = 8) -> None:
+    """Two metrics side by side per label on one matplotlib axis, each bar labelled with its value."""
+    for offset, (key, values) in zip((-0.2, 0.2), pair.items(), strict=True):
+        bars = ax.bar([i + offset for i in range(len(labels))], list(values), 0.4, label=key)
+        ax.bar_label(bars, fmt="%.2f", fontsize=label_size)
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylim(0, 1.1)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)

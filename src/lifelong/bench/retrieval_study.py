@@ -16,7 +16,7 @@ from typing import Any
 
 from lifelong.bench.arms import make_mind
 from lifelong.bench.context import Bench
-from lifelong.bench.output import markdown_table
+from lifelong.bench.output import markdown_table, paired_bars
 from lifelong.bench.squad_study import passage_records
 from lifelong.memory.records import NewMemory
 from lifelong.memory.retrieval import MODES
@@ -101,13 +101,8 @@ def plot(results: dict[str, Any], out: Path) -> None:
     fig, axes = plt.subplots(1, len(results["sets"]), figsize=(5 * len(results["sets"]), 4), squeeze=False)
     for ax, (name, data) in zip(axes[0], results["sets"].items(), strict=True):
         modes = list(data["modes"])
-        for offset, key in ((-0.2, "recall@1"), (0.2, f"recall@{k}")):
-            bars = ax.bar([i + offset for i in range(len(modes))], [data["modes"][m][key] for m in modes], 0.4, label=key)
-            ax.bar_label(bars, fmt="%.2f", fontsize=7)
-        ax.set_xticks(range(len(modes)), modes)
-        ax.set_ylim(0, 1.1)
-        ax.set_title(f"{name} ({data['questions']} questions)", fontsize=9)
-        ax.legend(fontsize=8)
+        paired_bars(ax, modes, {key: [data["modes"][m][key] for m in modes] for key in ("recall@1", f"recall@{k}")},
+                    f"{name} ({data['questions']} questions)", label_size=7)
     fig.tight_layout()
     fig.savefig(out / "retrieval.png", dpi=120)
     plt.close(fig)

@@ -52,14 +52,18 @@ class GateMetrics:
         return asdict(self)
 
 
-def judge(metrics: GateMetrics | Mapping[str, Any], policy: GatePolicy) -> Verdict:
+def judge(metrics: GateMetrics | Mapping[str, Any], policy: GatePolicy, require_gain: bool = True) -> Verdict:
     """Promote only a candidate that learned, kept what the base knew, did not drift, and lost
-    nothing of earlier facts or of reading its notes. A NaN metric fails its check."""
+    nothing of earlier facts or of reading its notes. A NaN metric fails its check. A merge
+    passes `require_gain=False`: it must answer its probes as well as the module it folds in
+    (its parent here), not better."""
     m = metrics if isinstance(metrics, GateMetrics) else GateMetrics.from_dict(metrics)
     reasons = []
-    if m.acquisition_probes and not m.acquisition > m.acquisition_parent:
-        # no probes (no salient span with a 3-word prefix): acquisition cannot be judged, so it does not block
+    # no probes (no salient span with a 3-word prefix): acquisition cannot be judged, so it does not block
+    if m.acquisition_probes and require_gain and not m.acquisition > m.acquisition_parent:
         reasons.append(f"acquisition {m.acquisition:.2f} does not beat the parent's {m.acquisition_parent:.2f}")
+    if m.acquisition_probes and not require_gain and not m.acquisition >= m.acquisition_parent:
+        reasons.append(f"acquisition fell from {m.acquisition_parent:.2f} to {m.acquisition:.2f}")
     reasons += retention_reasons(m, policy)
     if m.old_facts is not None and m.old_facts_parent is not None and \
             _lost(m.old_facts_parent, m.old_facts, m.old_fact_probes) > allowed_loss(m.old_fact_probes, policy):
@@ -70,15 +74,13 @@ def judge(metrics: GateMetrics | Mapping[str, Any], policy: GatePolicy) -> Verdi
     return Verdict(passed=not reasons, reasons=reasons)
 
 
-def retention_reasons(metrics: GateMetrics | Mapping[str, Any], policy: GatePolicy) -> list[str]:
+def retention_reasons(m: GateMetrics, policy: GatePolicy) -> list[str]:
     """The retention checks every candidate shares (a NaN metric fails them too)."""
-    retention = metrics.retention_agreement if isinstance(metrics, GateMetrics) else metrics["retention_agreement"]
-    drift = metrics.kl_drift if isinstance(metrics, GateMetrics) else metrics["kl_drift"]
     reasons = []
-    if not retention >= policy.min_retention:
-        reasons.append(f"retention agreement {retention:.2f} < {policy.min_retention}")
-    if not drift <= policy.max_kl:
-        reasons.append(f"KL drift {drift:.3f} > {policy.max_kl}")
+    if not m.retention_agreement >= policy.min_retention:
+        reasons.append(f"retention agreement {m.retention_agreement:.2f} < {policy.min_retention}")
+    if not m.kl_drift <= policy.max_kl:
+        reasons.append(f"KL drift {m.kl_drift:.3f} > {policy.max_kl}")
     return reasons
 
 
