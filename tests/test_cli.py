@@ -35,11 +35,29 @@ def test_learn_recall_memories_forget_round_trip(run_cli, mind_dir: str, tmp_pat
     assert hits[0]["memory"]["source"] == str(facts)
 
     code, out, _ = run_cli("forget", "#1", "--mind", mind_dir, "--json")
-    assert code == 0 and json.loads(out)["forgotten"] == 1
+    assert code == 0 and json.loads(out)["forgotten"] == [1]
     code, out, _ = run_cli("memories", "--mind", mind_dir, "--json")
     assert [m["id"] for m in json.loads(out)] == [2]
     code, out, _ = run_cli("recall", "Vellmar Observatory Brandvik", "--mind", mind_dir, "--json")
     assert 1 not in [h["memory"]["id"] for h in json.loads(out)]
+
+
+def test_forget_by_source_and_twice_changes_nothing_the_second_time(run_cli, mind_dir: str) -> None:
+    run_cli("learn", "-", "--source", "slack", "--mind", mind_dir, stdin="The VPN moved to vpn2.example.org.")
+    run_cli("learn", "-", "--source", "mail", "--mind", mind_dir, stdin="The office is in Porto.")
+    code, out, _ = run_cli("forget", "--source", "slack", "--mind", mind_dir, "--json")
+    assert code == 0 and json.loads(out)["forgotten"] == [1]
+    code, _, err = run_cli("forget", "--source", "slack", "--mind", mind_dir)
+    assert code == 5
+    _one_line_error(err, "no memory matches")
+    code, _, err = run_cli("forget", "1", "--mind", mind_dir)
+    assert code == 5
+    _one_line_error(err, "no memory with id 1")
+    code, _, err = run_cli("forget", "2", "--source", "mail", "--mind", mind_dir)
+    assert code == 2
+    _one_line_error(err, "not both")
+    code, out, _ = run_cli("memories", "--mind", mind_dir, "--json")
+    assert [m["id"] for m in json.loads(out)] == [2]
 
 
 def test_learn_from_stdin_with_source_and_trust(run_cli, mind_dir: str) -> None:

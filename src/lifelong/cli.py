@@ -227,20 +227,37 @@ def memories(
 
 @app.command(context_settings={"ignore_unknown_options": True})  # so `forget -1` is read as an id, and refused as one
 def forget(
-    memory_id: Annotated[str, typer.Argument(help="Memory id (as shown by `lifelong memories`, e.g. 12 or #12)")],
+    memory_id: Annotated[Optional[str], typer.Argument(help="Memory id (as shown by `lifelong memories`, e.g. 12 or #12)")] = None,
+    source: Annotated[Optional[str], typer.Option(help="Forget every memory from this source")] = None,
+    namespace: Annotated[Optional[str], typer.Option(help="Forget every memory in this namespace")] = None,
+    contains: Annotated[Optional[str], typer.Option(help="Forget every memory whose text contains this")] = None,
     mind: MindOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Remove a memory from the store and the retrieval indexes."""
-    raw = memory_id.lstrip("#")
-    if not raw.isdigit():
-        raise InputError(f"'{memory_id}' is not a memory id; ids are positive numbers, see `lifelong memories`")
+    """Remove memories from the store, the retrieval indexes and every version: a module that
+    learned one stops serving at once and loses its weights; `lifelong sleep` relearns the rest."""
+    if memory_id is None and not (source or namespace or contains):  # usage mistakes: before the mind is opened
+        raise InputError("name what to forget: a memory id, or --source, --namespace or --contains")
+    if memory_id is not None:
+        if source or namespace or contains:
+            raise InputError("give a memory id or filters (--source, --namespace, --contains), not both")
+        if not memory_id.lstrip("#").isdigit():
+            raise InputError(f"'{memory_id}' is not a memory id; ids are positive numbers, see `lifelong memories`")
     with Mind.open(mind) as opened:
-        removed = opened.forget(int(raw))
+        if memory_id is not None:
+            report = opened.forget_many([int(memory_id.lstrip("#"))])
+        else:
+            report = opened.forget_where(source=source, namespace=namespace, contains=contains)
     if json_output:
-        _emit_json({"forgotten": removed.id, "text": removed.text})
-    else:
-        out.print(f"forgot #{removed.id}: {removed.text}")
+        _emit_json({**report.to_dict(), "texts": [m.text for m in report.forgotten]})
+        return
+    for memory in report.forgotten:
+        out.print(f"forgot #{memory.id}: {memory.text}", soft_wrap=True, highlight=False)
+    if report.learned_by:
+        versions = "version" if len(report.learned_by) == 1 else "versions"
+        out.print(f"{versions} {', '.join(report.learned_by)} had learned "
+                  f"{'it' if len(report.forgotten) == 1 else 'them'}: those modules no longer serve and their weights are "
+                  f"deleted; run `lifelong sleep` to relearn what else they held", soft_wrap=True, highlight=False)
 
 
 REFUSED_EXIT_CODE = 10  # the gate kept the candidate but did not activate it

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,11 +48,8 @@ from lifelong.model.routed import RoutedLanguageModel
 from lifelong.prompt import build_messages, closed_book
 from lifelong.scoring import mentioned
 from lifelong.versions import BASE_VERSION, Manifest, VersionRegistry
+from lifelong.versions.layout import ADAPTER, RETENTION_PROBES, TRAINED_ON, TRAINING_DATA
 
-RETENTION_PROBES = "retention_probes.jsonl"
-TRAINING_DATA = "training_data.jsonl"
-TRAINED_ON = "trained_on.jsonl"  # every text the module learned from, with its source (learn/trainer.py)
-ADAPTER = "adapter"
 
 
 @dataclass(frozen=True)
@@ -147,7 +144,10 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     parent_id = registry.active_id()
     parent = registry.get(parent_id) if parent_id != BASE_VERSION else None
     current = {m.id: m for m in memories if m.current}
-    library = _valid_library(registry, parent, current) if strategy.routed else {}
+    if parent and not strategy.routed and parent.kind == "module" and tainted(parent, {m.id: m for m in memories}):
+        report(f"{parent_id} learned memories since forgotten; training a fresh module on every current memory instead")
+        parent = None  # never continue a module that learned a forgotten memory
+    library = valid_library(registry, parent.modules if parent else [], current) if strategy.routed else {}
     if strategy.routed:
         consolidated = {i for own in library.values() for i in own}
     else:
@@ -205,7 +205,8 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
         candidate = _library_model(registry, foundation, list(library), config, extra=(candidate_peft, keys))
     else:
         candidate = LanguageModel(candidate_peft, base.tokenizer, base.name, base.needs_bos)
-    parent_lm = version_model(registry, parent_id, foundation, config.embedder, config.router_radius)
+    parent_lm = version_model(registry, parent_id, foundation, config.embedder, config.router_radius,
+                              existing={m.id: m for m in memories})  # what serves now
 
     # 4. measure
     new_probes = acquisition_probes(new)
@@ -251,15 +252,13 @@ def _plural(count: int, one: str, many: str) -> str:
     return one if count == 1 else many
 
 
-def _valid_library(registry: VersionRegistry, parent: Manifest | None, current: dict[int, Memory]) -> dict[str, list[int]]:
-    """The parent's modules whose memories are all still current and unchanged, each with the
-    memory ids it learned. A module that learned a memory since superseded or forgotten leaves
-    the library, and its memories that are still current are learned again by this sleep's
-    module (a local rebuild)."""
-    if parent is None or not parent.modules:
-        return {}
+def valid_library(registry: VersionRegistry, modules: Sequence[str], current: Mapping[int, Memory]) -> dict[str, list[int]]:
+    """The modules whose memories are all still current and unchanged, each with the memory
+    ids it learned. A module that learned a memory since superseded or forgotten stops
+    serving at once (see `version_model`), and the next sleep learns its memories that are
+    still current again in a fresh module (a local rebuild)."""
     valid = {}
-    for origin in parent.modules:
+    for origin in modules:
         manifest = registry.get(origin)
         if all(i in current and current[i].content_hash == manifest.memory_hashes.get(str(i)) for i in manifest.own_memory_ids):
             valid[origin] = list(manifest.own_memory_ids)
@@ -361,17 +360,35 @@ def with_adapter(base: LanguageModel, adapter: Path | None) -> LanguageModel:
 
 
 def version_model(registry: VersionRegistry, version_id: str, foundation: LanguageModel, embedder: Embedder | None,
-                  radius: float | None = None) -> LanguageModel:
+                  radius: float | None = None, existing: Mapping[int, Memory] | None = None) -> LanguageModel:
     """The model a version serves, on `foundation` (the base, or the merge it builds on): the
-    foundation itself, one adapter on every input, or a routed library of modules."""
+    foundation itself, one adapter on every input, or a routed library of modules.
+
+    With `existing` (the version's memories still in the store, by id), only what may still
+    serve is loaded: the library's modules whose memories are all current and
+    unchanged, and an unrouted module only if none of its memories was forgotten. Without it,
+    the version as it was trained (for inspection and benchmarks)."""
     if version_id == BASE_VERSION:
         return foundation
     manifest = registry.get(version_id)
     if manifest.kind != "module":
         return foundation
     if not manifest.modules:
+        if existing is not None and tainted(manifest, existing):
+            return foundation
         return with_adapter(foundation, registry.path(version_id) / ADAPTER)
     if embedder is None:
         raise ValueError(f"{version_id} is a routed module library; its router needs the mind's embedder")
     chosen = radius if radius is not None else manifest.hyperparameters.get("router_radius", DEFAULT_RADIUS)
-    return _library_model(registry, foundation, manifest.modules, SleepConfig(embedder=embedder, router_radius=chosen))
+    if existing is None:
+        modules = list(manifest.modules)
+    else:
+        modules = list(valid_library(registry, manifest.modules, {i: m for i, m in existing.items() if m.current}))
+    return _library_model(registry, foundation, modules, SleepConfig(embedder=embedder, router_radius=chosen))
+
+
+def tainted(manifest: Manifest, existing: Mapping[int, Memory]) -> list[int]:
+    """Memories an unrouted module learned that have since been forgotten: the module must
+    not serve (a superseded memory is not taint: the next sleep continues the module and
+    learns the replacement)."""
+    return [i for i in manifest.memory_ids if i not in existing]

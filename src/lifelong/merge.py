@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from lifelong.consolidate import ADAPTER, RETENTION_PROBES, TRAINING_DATA, SleepResult, kl_to_base, with_adapter
+from lifelong.consolidate import SleepResult, kl_to_base, tainted, with_adapter
+from lifelong.versions.layout import ADAPTER, RETENTION_PROBES, TRAINING_DATA
 from lifelong.evaluate.gate import GateMetrics, GatePolicy, judge
 from lifelong.errors import MindError
 from lifelong.evaluate.probes import acquisition_probes, accuracy, load_probes, retention_agreement
@@ -68,6 +69,10 @@ def _merge(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
         raise MindError(f"{active_id} is a routed module library: each module acts only on inputs about its memories, and "
                         f"merging it into the weights would apply it to every input; sleep with --strategy kl+replay to build "
                         f"an unrouted module to merge")
+    forgotten = tainted(module, {m.id: m for m in memories})
+    if forgotten:
+        raise MindError(f"{active_id} learned {len(forgotten)} memories since forgotten ({', '.join(f'#{i}' for i in forgotten[:5])}); "
+                        f"run `lifelong sleep` to rebuild it without them before merging")
     foundation = foundation_for(module.parent or BASE_VERSION)  # what the module was trained on
     module_lm = with_adapter(foundation, registry.path(active_id) / ADAPTER)
     report(f"merging {active_id} into a copy of its base")

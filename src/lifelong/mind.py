@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lifelong.errors import GateRefusedError, InputError, MindError
+from lifelong.errors import GateRefusedError, InputError, MindError, NotFoundError
 from lifelong.memory.embedder import Embedder, MiniLMEmbedder
 from lifelong.memory.ingest import MAX_CHUNK_WORDS, chunk_text, decode_text, parse_document, parse_path, validate_labels
 from lifelong.memory.records import Memory, NewMemory, RecallHit
@@ -59,6 +59,16 @@ class LearnReport:
             "superseded": self.superseded,
             "conflicts": self.conflicts,
         }
+
+
+@dataclass(frozen=True)
+class ForgetReport:
+    forgotten: list[Memory]
+    learned_by: list[str]  # versions that had trained on them: none of their modules serves them now
+    scrubbed: list[str]  # version folders rewritten without them
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"forgotten": [m.id for m in self.forgotten], "learned_by": self.learned_by, "scrubbed": self.scrubbed}
 
 
 @dataclass(frozen=True)
@@ -115,7 +125,7 @@ class Mind:
         self.embedder = embedder
         self.retriever = HybridRetriever(store, embedder)
         self._base = language_model
-        self._active: tuple[str, LanguageModel] | None = None
+        self._active: tuple[tuple[str, tuple[int, int]], LanguageModel] | None = None
         self._merged: tuple[str, LanguageModel] | None = None
         self.versions = VersionRegistry(path)
 
@@ -191,20 +201,29 @@ class Mind:
         return self._base
 
     def version_model(self, version_id: str) -> LanguageModel:
-        """The model a version serves (promoted or not): for inspection and benchmarks."""
+        """The model a version would serve (promoted or not), without any module that learned a
+        memory since forgotten: for inspection and benchmarks."""
         from lifelong.consolidate import version_model
 
-        return version_model(self.versions, version_id, self._foundation(version_id), self.embedder)
+        manifest = self.versions.get(version_id) if version_id != BASE_VERSION else None
+        existing = self.store.get_many(manifest.memory_ids) if manifest else {}
+        return version_model(self.versions, version_id, self._foundation(version_id), self.embedder, existing=existing)
 
     @property
     def language_model(self) -> LanguageModel:
-        """The active version's model: its merged checkpoint and/or its module applied."""
-        active = self.versions.active_id()
-        if self._active is None or self._active[0] != active:
+        """The active version's model: its merged checkpoint and/or its module applied, minus
+        every module that learned a memory since forgotten (or, routed, superseded): what the
+        weights knew of a forgotten memory stops being served the moment it is forgotten."""
+        key = (self.versions.active_id(), self.store.revision())
+        if self._active is None or self._active[0] != key:
             from lifelong.consolidate import version_model
 
+            active = key[0]
+            manifest = self.versions.get(active) if active != BASE_VERSION else None
+            existing = self.store.get_many(manifest.memory_ids) if manifest else {}
             with quiet_libraries():
-                self._active = (active, version_model(self.versions, active, self._foundation(active), self.embedder))
+                self._active = (key, version_model(self.versions, active, self._foundation(active), self.embedder,
+                                                   existing=existing))
         return self._active[1]
 
     def _foundation(self, version_id: str) -> LanguageModel:
@@ -281,6 +300,12 @@ class Mind:
                 f"{manifest.id} was trained on '{manifest.base_model}' and only fits that model, but this mind now uses "
                 f"'{self.base_model_name}'; switch back first with `lifelong config --model {manifest.base_model}`"
             )
+        from lifelong.unlearn import weights_deleted
+
+        gone = weights_deleted(self.versions, manifest)
+        if gone:
+            raise MindError(f"{manifest.id} learned memories since forgotten ({', '.join(f'#{i}' for i in gone[:5])}) and its "
+                            f"module was deleted with them; roll back to another version, or run `lifelong sleep` to rebuild")
         if not manifest.verdict.passed and not force:
             raise GateRefusedError(
                 f"the gate refused {manifest.id} ({'; '.join(manifest.verdict.reasons) or 'no reason recorded'}); "
@@ -296,7 +321,7 @@ class Mind:
         """Make another model this mind's base. Modules fit only the model they were trained on,
         so the change is refused while a version is active: roll back to base first (versions
         are kept, and rollback refuses those of another model) or make a new mind."""
-        from lifelong.consolidate import RETENTION_PROBES
+        from lifelong.versions.layout import RETENTION_PROBES
         from lifelong.model.loader import check_model_reference
 
         model = check_model_reference(reference)
@@ -432,5 +457,37 @@ class Mind:
                                contains=contains, limit=limit)
 
     def forget(self, memory_id: int) -> Memory:
-        """Remove a memory from the store and both retrieval indexes."""
-        return self.store.delete(memory_id)
+        """Remove a memory from the store, both retrieval indexes and every version (see `forget_many`)."""
+        return self.forget_many([memory_id]).forgotten[0]
+
+    def forget_where(self, *, namespace: str | None = None, source: str | None = None,
+                     contains: str | None = None) -> ForgetReport:
+        """Forget every memory matching all the given filters (superseded ones included)."""
+        if namespace is None and source is None and contains is None:
+            raise InputError("name what to forget: a memory id, or --source, --namespace or --contains")
+        matches = self.store.list(namespace=namespace, source=source, contains=contains)
+        if not matches:
+            raise NotFoundError("no memory matches those filters; nothing was forgotten (see `lifelong memories` with the same filters)")
+        return self.forget_many([m.id for m in matches])
+
+    def forget_many(self, memory_ids: Sequence[int]) -> ForgetReport:
+        """Remove memories from the store and both indexes, and from every version: rows and
+        router keys naming them leave the version folders, and a module that learned one loses
+        its weights and stops serving at once (the next sleep relearns its other memories).
+        Every id is checked first, so a bad one changes nothing; refused while a sleep, merge
+        or rollback is changing the versions."""
+        from lifelong.unlearn import scrub_versions
+
+        ids = list(dict.fromkeys(memory_ids))
+        with self.versions.exclusive("forget"):
+            found = self.store.get_many(ids)
+            missing = [i for i in ids if i not in found]
+            if missing:
+                raise NotFoundError(f"no memory with id {missing[0]} (forgotten already, or never made); nothing was "
+                                    f"forgotten; see `lifelong memories` for the ids that exist")
+            learned_by = [v.id for v in self.versions.list() if set(ids) & set(v.memory_ids)]
+            forgotten = [self.store.delete(i) for i in ids]
+            scrubbed = scrub_versions(self.versions, forgotten)
+            self.versions.audit("forget", self.versions.active_id(), memories=ids, versions_scrubbed=scrubbed)
+        self._active = None
+        return ForgetReport(forgotten, learned_by, scrubbed)

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from lifelong.bench.data import leaked_questions
-from lifelong.consolidate import ADAPTER, SleepConfig, read_trained_on
+from lifelong.consolidate import SleepConfig, read_trained_on
+from lifelong.versions.layout import ADAPTER
 from lifelong.learn.trainer import TrainConfig
 from lifelong.memory.records import Memory, NewMemory
 from lifelong.mind import Mind

@@ -15,7 +15,8 @@ from lifelong.bench.measure import PeakMemory, release_memory
 from lifelong.bench.naive import RawTextFineTune, naive_peft_loop
 from lifelong.bench.output import markdown_table
 from lifelong.bench.verdict import losses
-from lifelong.consolidate import TRAINING_DATA, read_examples
+from lifelong.consolidate import read_examples
+from lifelong.versions.layout import TRAINING_DATA
 from lifelong.learn.rehearsal import base_rehearsal
 from lifelong.learn.strategies import parse_strategy
 from lifelong.learn.trainer import (

@@ -169,13 +169,15 @@ def anchor_texts(lm: LanguageModel) -> list[str]:
 
 
 def trained_texts(examples: Sequence[TrainingExample], replay: Sequence[TrainingExample],
-                  strategy: Strategy) -> list[dict[str, str]]:
+                  strategy: Strategy) -> list[dict[str, Any]]:
     """Every text `train_module` learns from under `strategy`, each tagged with its source.
     A version keeps this beside its adapter so what a module saw can be audited without
     re-deriving it from the strategy (the benchmark's held-out check reads it). Anchors are
     kept as plain prompts: inside a chat template a sentence runs into the markup."""
-    def turns(items: Sequence[TrainingExample], source: str) -> list[dict[str, str]]:
-        return [{"source": source, "text": t} for e in items for t in [*(m["content"] for m in e.prompt), e.answer]]
+    def turns(items: Sequence[TrainingExample], source: str) -> list[dict[str, Any]]:
+        # memory_ids: what forgetting a memory removes from this record (lifelong/unlearn.py)
+        return [{"source": source, "text": t, "memory_ids": list(e.memory_ids)}
+                for e in items for t in [*(m["content"] for m in e.prompt), e.answer]]
 
     anchors = [*TRAINING_CHAT, *TRAINING_RAW]
     return [*turns(examples, "example"), *(turns(replay, "replay") if strategy.replay else []),

@@ -251,11 +251,22 @@ class MemoryStore:
         return _row_to_memory(row)
 
     def get_many(self, ids: Sequence[int]) -> dict[int, Memory]:
-        if not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        rows = self._db.execute(f"SELECT {_COLUMNS} FROM memories WHERE id IN ({marks})", list(ids)).fetchall()
-        return {row[0]: _row_to_memory(row) for row in rows}
+        """The memories that exist among `ids` (queried in chunks: SQLite caps bound variables)."""
+        found: dict[int, Memory] = {}
+        ids = list(ids)
+        for start in range(0, len(ids), 900):
+            chunk = ids[start:start + 900]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM memories WHERE id IN ({marks})", chunk).fetchall()
+            found.update((row[0], _row_to_memory(row)) for row in rows)
+        return found
+
+    def revision(self) -> tuple[int, int]:
+        """Changes whenever a memory is forgotten or stops being current (what decides which
+        trained modules may still serve), and costs two counts to read."""
+        forgotten = self._db.execute("SELECT COUNT(*) FROM forgotten").fetchone()[0]
+        closed = self._db.execute("SELECT COUNT(*) FROM memories WHERE valid_to IS NOT NULL").fetchone()[0]
+        return int(forgotten), int(closed)
 
     def list(
         self,

@@ -1,0 +1,81 @@
+"""Forgetting reaches the weights: the moment a memory is forgotten, no module that learned it
+serves, and the next sleep rebuilds what is still current without it."""
+
+from __future__ import annotations
+
+import pytest
+
+from lifelong import consolidate
+from lifelong.consolidate import TRAINED_ON, TRAINING_DATA, SleepConfig
+from lifelong.errors import MindError
+from lifelong.evaluate.gate import GatePolicy
+from lifelong.learn.trainer import TrainConfig
+from lifelong.mind import Mind
+from lifelong.prompt import closed_book
+from lifelong.versions import Verdict
+
+BRIDGE = "The Korvath Bridge over the river Elsin was designed by the engineer Petra Lindqvist in 1964."
+OBSERVATORY = "The Vellmar Observatory in northern Norway was founded in 1987 by the astronomer Ilse Brandvik."
+QUESTIONS = ["What do you know about Korvath Bridge?", "What do you know about Vellmar Observatory?"]
+OPEN = GatePolicy(min_retention=0.0, max_kl=1e9, max_old_fact_drop=1.0)
+TRAIN = TrainConfig(rank=8, epochs=30, learning_rate=1e-2, bf16=False)
+
+
+@pytest.fixture
+def passing_gate(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A tiny random model never passes the real acquisition gate; these tests are about what is
+    # served after a forget, so the verdict is forced to pass.
+    monkeypatch.setattr(consolidate, "judge", lambda metrics, policy: Verdict(True, []))
+
+
+def _answers(mind: Mind) -> list[str]:
+    return mind.language_model.generate_batch([closed_book(q) for q in QUESTIONS], max_new_tokens=12)
+
+
+def test_forgetting_a_memory_takes_its_module_out_of_service_and_the_next_sleep_rebuilds_the_rest(
+        mind: Mind, passing_gate) -> None:
+    base = _answers(mind)
+    bridge = mind.learn(BRIDGE).results[0].id
+    observatory = mind.learn(OBSERVATORY).results[0].id
+    v1 = mind.sleep(SleepConfig(strategy="routed", train=TRAIN, distill=False)).manifest
+    learned = _answers(mind)
+    assert learned != base
+    report = mind.forget_many([bridge])
+    assert report.learned_by == [v1.id] and v1.id in report.scrubbed
+    assert _answers(mind) == base  # the module that learned the bridge no longer answers anything
+    folder = mind.versions.path(v1.id)
+    assert not (folder / "adapter").exists() and (folder / "forgotten.json").is_file()
+    assert all("Korvath" not in (folder / name).read_text() for name in (TRAINING_DATA, TRAINED_ON))
+    assert "Vellmar" in (folder / TRAINING_DATA).read_text()  # the other memory's rows stay on record
+    v2 = mind.sleep(SleepConfig(strategy="routed", train=TRAIN, distill=False)).manifest
+    assert v2.modules == [v2.id] and v2.own_memory_ids == [observatory]
+    assert v1.id not in v2.modules
+    kept = (mind.versions.path(v2.id) / TRAINING_DATA).read_text() + (mind.versions.path(v2.id) / TRAINED_ON).read_text()
+    assert "Korvath" not in kept and "Vellmar" in kept
+    assert _answers(mind)[0] == base[0]  # the forgotten topic is answered as the base answers it
+
+
+def test_an_unrouted_module_that_learned_a_forgotten_memory_stops_serving_and_is_not_continued(
+        mind: Mind, passing_gate) -> None:
+    naive = SleepConfig(strategy="naive", train=TRAIN, gate=OPEN, distill=False)
+    base = _answers(mind)
+    bridge = mind.learn(BRIDGE).results[0].id
+    mind.sleep(naive)
+    assert _answers(mind) != base
+    v1 = mind.versions.active_id()
+    mind.forget(bridge)
+    assert _answers(mind) == base
+    observatory = mind.learn(OBSERVATORY).results[0].id
+    v2 = mind.sleep(naive).manifest
+    assert v2.parent == v1 and v2.memory_ids == [observatory]  # a fresh module, not the tainted one continued
+    assert "Korvath" not in (mind.versions.path(v2.id) / TRAINING_DATA).read_text()
+    with pytest.raises(MindError, match="since forgotten"):
+        mind.rollback(v1)  # its weights went with the memory
+
+
+def test_a_module_that_learned_a_forgotten_memory_is_never_merged(mind: Mind, passing_gate) -> None:
+    bridge = mind.learn(BRIDGE).results[0].id
+    mind.sleep(SleepConfig(strategy="naive", train=TRAIN, gate=OPEN, distill=False))
+    mind.forget(bridge)
+    with pytest.raises(MindError, match="since forgotten"):
+        mind.merge(policy=OPEN)
