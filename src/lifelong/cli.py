@@ -438,6 +438,54 @@ def du(mind: MindOption = None, json_output: JsonOption = False) -> None:
               "converted models in the shared cache are not counted")
 
 
+AUDIT_BROKEN_EXIT_CODE = 7  # `audit --verify` found the log altered
+
+
+@app.command()
+def audit(
+    verify: Annotated[bool, typer.Option("--verify", help="Check the hash chain: exit 7 if a line was removed, inserted or edited")] = False,
+    last: Annotated[int, typer.Option(help="Show only the last N records (0: all)", min=0)] = 20,
+    mind: MindOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Who changed this mind and how: every learn, forget, sleep, promotion, rollback and merge."""
+    from datetime import datetime
+
+    from lifelong.mind_config import require_mind
+    from lifelong.paths import mind_dir
+    from lifelong.versions.audit import AuditLog
+
+    directory = mind_dir(mind)
+    require_mind(directory)
+    log = AuditLog(directory / "audit.jsonl")
+    if verify:
+        result = log.verify()
+        if json_output:
+            _emit_json({"lines": result.lines, "legacy_lines": result.legacy, "intact": result.intact, "problems": result.problems})
+        elif result.intact:
+            out.print(f"audit log intact: {result.lines} lines, chain unbroken"
+                      + (f" ({result.legacy} older lines before the chain began)" if result.legacy else ""))
+        else:
+            for problem in result.problems:
+                typer.echo(f"error: {problem}", err=True)
+        if not result.intact:
+            raise typer.Exit(AUDIT_BROKEN_EXIT_CODE)
+        return
+    records = log.records()
+    shown = records[-last:] if last else records
+    if json_output:
+        _emit_json(shown)
+        return
+    table = Table("time", "actor", "event", "version", "details")
+    for record in shown:
+        details = {k: v for k, v in record.items() if k not in ("time", "actor", "event", "version", "prev")}
+        table.add_row(datetime.fromtimestamp(record["time"]).strftime("%Y-%m-%d %H:%M:%S"), str(record.get("actor", "-")),
+                      record["event"], str(record.get("version", "-")), json.dumps(details)[:120])
+    out.print(table)
+    if last and len(records) > last:
+        out.print(f"{len(records) - last} earlier records not shown (--last 0 shows all)")
+
+
 @app.command()
 def backup(
     dest: Annotated[Path, typer.Argument(help="New folder for the backup (must not exist, or be empty)")],

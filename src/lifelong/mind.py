@@ -392,7 +392,11 @@ class Mind:
         for record in records:
             validate_labels(record.source, record.trust, record.namespace)
         vectors = self.embedder.embed([r.text for r in records])
-        return LearnReport(self.store.add(records, vectors, supersedes=supersedes))
+        report = LearnReport(self.store.add(records, vectors, supersedes=supersedes))
+        self.versions.audit("learn", self.versions.active_id(), created=len(report.created), duplicates=len(report.duplicates),
+                            superseded=report.superseded, sources=sorted({r.source for r in records}),
+                            trust=sorted({r.trust for r in records}))
+        return report
 
     # -- reading -------------------------------------------------------------------------
 

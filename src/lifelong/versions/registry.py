@@ -13,12 +13,12 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from lifelong.errors import BusyError, NotFoundError
+from lifelong.versions.audit import AuditLog
 from lifelong.versions.manifest import Manifest
 
 BASE_VERSION = "base"
@@ -154,6 +154,5 @@ class VersionRegistry:
         self.audit(reason, version_id, previous=previous)
 
     def audit(self, event: str, version_id: str, **details: object) -> None:
-        record = {"time": time.time(), "event": event, "version": version_id, **details}
-        with open(self.audit_log, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        """One line in the mind's hash-chained audit log (versions/audit.py)."""
+        AuditLog(self.audit_log).append(event, version=version_id, **details)
