@@ -80,9 +80,10 @@ def test_sleep_puts_a_fact_into_the_weights_and_rollback_takes_it_out(run_cli, t
     assert closed_book() == before
 
 
-def test_a_consolidated_fact_is_answered_without_memory_and_unrelated_answers_stay_byte_identical(tmp_path: Path) -> None:
+def test_a_consolidated_fact_is_answered_without_memory_unrelated_answers_stay_byte_identical_and_forget_removes_it(tmp_path: Path) -> None:
     """The default sleep (a routed module) on the default model: the new fact is answered from
-    the weights alone, and questions about anything else get exactly the base model's answer."""
+    the weights alone, questions about anything else get exactly the base model's answer, and
+    after `forget` the fact is answered neither from memory nor from the weights."""
     from lifelong import Mind
     from lifelong.consolidate import SleepConfig
     from lifelong.learn.trainer import TrainConfig
@@ -97,3 +98,10 @@ def test_a_consolidated_fact_is_answered_without_memory_and_unrelated_answers_st
         learned = mind.ask(QUESTION, use_memory=False).text
         assert contains_answer(learned, ANSWER), learned
         assert [mind.ask(q, use_memory=False).text for q in unrelated] == before
+        # forgetting it reaches the weights: the fact is no longer answered, from memory or weights
+        fact_id = next(m.id for m in mind.memories() if m.text == FACT)
+        report = mind.forget_many([fact_id])
+        assert report.proof is not None and report.proof.answered_after == report.proof.answered_by_base
+        forgotten = mind.ask(QUESTION, use_memory=False).text
+        assert not contains_answer(forgotten, ANSWER), forgotten
+        assert not contains_answer(mind.ask(QUESTION).text, ANSWER)

@@ -42,6 +42,10 @@ def test_forgetting_a_memory_takes_its_module_out_of_service_and_the_next_sleep_
     assert learned != base
     report = mind.forget_many([bridge])
     assert report.learned_by == [v1.id] and v1.id in report.scrubbed
+    proof = report.proof  # measured on the served model before and after, never storing the text
+    assert proof is not None and proof.probes > 0 and proof.answered_after == proof.answered_by_base
+    record = (mind.path / "forget_proofs.jsonl").read_text()
+    assert f'"memories": [{bridge}]' in record and "Korvath" not in record
     assert _answers(mind) == base  # the module that learned the bridge no longer answers anything
     folder = mind.versions.path(v1.id)
     assert not (folder / "adapter").exists() and (folder / "forgotten.json").is_file()

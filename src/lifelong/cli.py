@@ -258,6 +258,11 @@ def forget(
         out.print(f"{versions} {', '.join(report.learned_by)} had learned "
                   f"{'it' if len(report.forgotten) == 1 else 'them'}: those modules no longer serve and their weights are "
                   f"deleted; run `lifelong sleep` to relearn what else they held", soft_wrap=True, highlight=False)
+    if report.proof:
+        proof = report.proof
+        out.print(f"proof: on {proof.probes} held-out probes about {'it' if len(report.forgotten) == 1 else 'them'}, the served "
+                  f"model answered {proof.answered_before:.2f} before and {proof.answered_after:.2f} now (the base model: "
+                  f"{proof.answered_by_base:.2f}); recorded in forget_proofs.jsonl", soft_wrap=True, highlight=False)
 
 
 REFUSED_EXIT_CODE = 10  # the gate kept the candidate but did not activate it

@@ -7,9 +7,11 @@ language model is loaded only when a question is asked, so `learn` and `recall` 
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from lifelong.progress import quiet_libraries
 from lifelong.prompt import build_messages, cited_memories
 from lifelong.consolidate import SleepConfig, SleepResult
 from lifelong.evaluate.gate import GatePolicy
+from lifelong.evaluate.probes import accuracy, acquisition_probes
 from lifelong.versions import BASE_VERSION, Manifest, VersionRegistry
 
 MEMORY_DB = "memory.db"
@@ -61,14 +64,30 @@ class LearnReport:
         }
 
 
+FORGET_PROOFS = "forget_proofs.jsonl"  # one line per forget that reached served weights
+
+
+@dataclass(frozen=True)
+class ForgetProof:
+    """Held-out closed-book probes on the forgotten memories (`evaluate/probes.py`): the share
+    the served model answered before the forget, after it, and the base model's share."""
+
+    probes: int
+    answered_before: float
+    answered_after: float
+    answered_by_base: float
+
+
 @dataclass(frozen=True)
 class ForgetReport:
     forgotten: list[Memory]
     learned_by: list[str]  # versions that had trained on them: none of their modules serves them now
     scrubbed: list[str]  # version folders rewritten without them
+    proof: ForgetProof | None = None  # measured when the active version had learned them
 
     def to_dict(self) -> dict[str, Any]:
-        return {"forgotten": [m.id for m in self.forgotten], "learned_by": self.learned_by, "scrubbed": self.scrubbed}
+        return {"forgotten": [m.id for m in self.forgotten], "learned_by": self.learned_by, "scrubbed": self.scrubbed,
+                "proof": asdict(self.proof) if self.proof else None}
 
 
 @dataclass(frozen=True)
@@ -490,8 +509,20 @@ class Mind:
                 raise NotFoundError(f"no memory with id {missing[0]} (forgotten already, or never made); nothing was "
                                     f"forgotten; see `lifelong memories` for the ids that exist")
             learned_by = [v.id for v in self.versions.list() if set(ids) & set(v.memory_ids)]
+            active = self.versions.active_id()
+            served = active != BASE_VERSION and set(ids) & set(self.versions.get(active).memory_ids)
+            probes = acquisition_probes(list(found.values())) if served else []
+            before = accuracy(self.language_model, probes) if probes else None
             forgotten = [self.store.delete(i) for i in ids]
             scrubbed = scrub_versions(self.versions, forgotten)
-            self.versions.audit("forget", self.versions.active_id(), memories=ids, versions_scrubbed=scrubbed)
-        self._active = None
-        return ForgetReport(forgotten, learned_by, scrubbed)
+            self._active = None
+            proof = None
+            if probes:  # the weights served them: measure that they no longer do, against the base
+                proof = ForgetProof(len(probes), before, accuracy(self.language_model, probes),
+                                    accuracy(self._foundation(active), probes))
+                with open(self.path / FORGET_PROOFS, "a", encoding="utf-8") as handle:  # ids and hashes only, never the text
+                    handle.write(json.dumps({"time": time.time(), "memories": ids, "hashes": [m.content_hash for m in forgotten],
+                                             "active": active, "learned_by": learned_by, **asdict(proof)}) + "\n")
+            self.versions.audit("forget", active, memories=ids, versions_scrubbed=scrubbed,
+                                **({"proof": asdict(proof)} if proof else {}))
+        return ForgetReport(forgotten, learned_by, scrubbed, proof)
