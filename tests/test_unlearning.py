@@ -12,6 +12,7 @@ from lifelong.evaluate.gate import GatePolicy
 from lifelong.learn.trainer import TrainConfig
 from lifelong.mind import Mind
 from lifelong.prompt import closed_book
+from lifelong.unlearn import weights_deleted
 from lifelong.versions import Verdict
 
 BRIDGE = "The Korvath Bridge over the river Elsin was designed by the engineer Petra Lindqvist in 1964."
@@ -48,7 +49,7 @@ def test_forgetting_a_memory_takes_its_module_out_of_service_and_the_next_sleep_
     assert f'"memories": [{bridge}]' in record and "Korvath" not in record
     assert _answers(mind) == base  # the module that learned the bridge no longer answers anything
     folder = mind.versions.path(v1.id)
-    assert not (folder / "adapter").exists() and (folder / "forgotten.json").is_file()
+    assert not (folder / "adapter").exists() and weights_deleted(mind.versions, v1) == [bridge]  # what `show` reports
     assert all("Korvath" not in (folder / name).read_text() for name in (TRAINING_DATA, TRAINED_ON))
     assert "Vellmar" in (folder / TRAINING_DATA).read_text()  # the other memory's rows stay on record
     v2 = mind.sleep(SleepConfig(strategy="routed", train=TRAIN, distill=False)).manifest

@@ -545,10 +545,16 @@ def show(
             return
         manifest = opened.show(version)
         memories = {m.id: m for m in opened.memories()}
+        from lifelong.unlearn import weights_deleted
+
+        deleted = weights_deleted(opened.versions, manifest)
     if json_output:
-        _emit_json(json.loads(manifest.to_json()))
+        _emit_json({**json.loads(manifest.to_json()), "weights_deleted_for_forgotten": deleted})
         return
     out.print(f"[bold]{manifest.id}[/bold] ({manifest.kind}) parent {manifest.parent}, base model {manifest.base_model}")
+    if deleted:
+        out.print(f"[yellow]its module was deleted when {', '.join(f'#{i}' for i in deleted)} "
+                  f"{'was' if len(deleted) == 1 else 'were'} forgotten; it no longer serves[/yellow]")
     out.print(f"verdict: {'pass' if manifest.verdict.passed else 'fail'}" + "".join(f"\n  - {escape(r)}" for r in manifest.verdict.reasons))
     table = Table("metric", "value")
     for key, value in sorted(manifest.metrics.items()):
