@@ -258,6 +258,9 @@ def forget(
         out.print(f"{versions} {', '.join(report.learned_by)} had learned "
                   f"{'it' if len(report.forgotten) == 1 else 'them'}: those modules no longer serve and their weights are "
                   f"deleted; run `lifelong sleep` to relearn what else they held", soft_wrap=True, highlight=False)
+    if report.merged:
+        typer.echo(f"warning: merged checkpoint(s) {', '.join(report.merged)} folded it into their weights, which still hold "
+                   f"it: roll back to a version before the merge (rebuilding a merge without it is not built yet)", err=True)
     if report.proof:
         proof = report.proof
         out.print(f"proof: on {proof.probes} held-out probes about {'it' if len(report.forgotten) == 1 else 'them'}, the served "

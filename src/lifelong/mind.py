@@ -84,10 +84,11 @@ class ForgetReport:
     learned_by: list[str]  # versions that had trained on them: none of their modules serves them now
     scrubbed: list[str]  # version folders rewritten without them
     proof: ForgetProof | None = None  # measured when the active version had learned them
+    merged: list[str] = field(default_factory=list)  # merged checkpoints whose weights still hold them (no rebuild yet)
 
     def to_dict(self) -> dict[str, Any]:
         return {"forgotten": [m.id for m in self.forgotten], "learned_by": self.learned_by, "scrubbed": self.scrubbed,
-                "proof": asdict(self.proof) if self.proof else None}
+                "proof": asdict(self.proof) if self.proof else None, "merged_checkpoints_still_holding": self.merged}
 
 
 @dataclass(frozen=True)
@@ -525,4 +526,5 @@ class Mind:
                                              "active": active, "learned_by": learned_by, **asdict(proof)}) + "\n")
             self.versions.audit("forget", active, memories=ids, versions_scrubbed=scrubbed,
                                 **({"proof": asdict(proof)} if proof else {}))
-        return ForgetReport(forgotten, learned_by, scrubbed, proof)
+        merged = [v.id for v in self.versions.list() if v.kind == "merge" and set(ids) & set(v.memory_ids)]
+        return ForgetReport(forgotten, learned_by, scrubbed, proof, merged)
