@@ -9,8 +9,8 @@ results/<study>/<timestamp>/ with results.json, PNG plots and report.md.
 # Full-run times on SmolLM2-135M and 2 CPU cores, for --help (kept free of heavy imports).
 EXPECTED_FULL_RUN = {
     "acquisition-squad": "50 passages: single about 109 min, many about 75 min, implications about 73 min passage only plus about 143 min with implications (--squad-modes runs one: implications-passage, implications-extra for a single unit; --resume goes on after a stop)",
-    "acquisition-facts": "100 facts with the routed and the unrouted arm: not yet measured (the unrouted arm alone took about 53 min); its trained arms are shared with retention",
-    "retention": "about 23 min more when run with acquisition-facts, 75 min alone",
+    "acquisition-facts": "100 facts: about 58 min with the routed arm alone (measured on a shared machine), the unrouted arm about 53 min more; its trained arms are shared with retention",
+    "retention": "over an hour more with acquisition-facts on a shared machine (each memory arm answers about 1,000 items with retrieval), 75 min alone before sleep v2",
     "sequential": "10 sleeps of 10 facts, not yet measured (5 sleeps of 8 facts took about 34 min before sleep v2)",
     "cost": "about 13 min (15 facts)",
     "retrieval": "about 1 min",
