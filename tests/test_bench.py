@@ -59,14 +59,14 @@ def test_every_study_runs_end_to_end_on_a_tiny_model(bench_data: Path, tmp_path:
         assert "tiny-llama" in report and "wall time" in report and "machine" in report
         assert list(folder.glob("*.png")), name
     facts = json.loads((written["acquisition-facts"] / "results.json").read_text())
-    assert list(facts["arms"]) == ["base", "memory", "naive fine-tune", "lifelong (routed)", "lifelong + memory"]
-    assert facts["held_out"]["leaked"] == 0 and facts["arms"]["lifelong (routed)"]["info"]["gate_metrics"]
+    assert list(facts["arms"]) == ["base", "memory", "naive fine-tune", "lifelong (routed+context)", "lifelong + memory"]
+    assert facts["held_out"]["leaked"] == 0 and facts["arms"]["lifelong (routed+context)"]["info"]["gate_metrics"]
     sequential = json.loads((written["sequential"] / "results.json").read_text())
     assert all(len(arm["matrix"]) == 2 and len(arm["matrix"][0]) == 2 for arm in sequential["arms"].values())
     squad = json.loads((written["acquisition-squad"] / "results.json").read_text())
     assert set(squad["modes"]) == {"many", "single", "implications: passage only", "implications: passage + implications"}
     assert squad["modes"]["single"]["arms"]["base"]["questions"] == 4
-    assert squad["modes"]["single"]["held_out"]["training_texts_checked"]["lifelong (routed)"] > 0
+    assert squad["modes"]["single"]["held_out"]["training_texts_checked"]["lifelong (routed+context)"] > 0
     cost = json.loads((written["cost"] / "results.json").read_text())
     assert all(row["tokens"] > 0 and row["peak_rss_mib"] > 0 for row in cost["rows"].values())
 

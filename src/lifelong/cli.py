@@ -285,7 +285,7 @@ def _print_result(result: Any, json_output: bool) -> None:
 
 @app.command()
 def sleep(
-    strategy: Annotated[Optional[str], typer.Option(help="Strategy components joined with '+': " + ", ".join(KNOWN_STRATEGY_COMPONENTS) + " (default routed: one module per sleep, used only on inputs near its memories; with retrieved notes it answers beside the base reading them)")] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="Strategy components joined with '+': " + ", ".join(KNOWN_STRATEGY_COMPONENTS) + " (default routed+context: one module per sleep, used only on inputs near its memories, trained with RAFT rows too; with retrieved notes it answers beside the base reading them)")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Passes over the synthesised data", min=1)] = None,
     layers: Annotated[Optional[int], typer.Option(help="Adapt only the last N decoder layers [default: all]", min=1)] = None,
     teacher_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint that writes extra training data, e.g. http://localhost:8000/v1")] = None,
@@ -701,7 +701,7 @@ def bench(
     citation_questions: Annotated[Optional[int], typer.Option(help="citations: TOFU questions asked (full: all 300)", min=1)] = None,
     strategies: Annotated[str, typer.Option(help="lifelong strategies (" + ", ".join(KNOWN_STRATEGY_COMPONENTS) + "; '+' combines); the first is the "
                                                  "lifelong arm of every study and the one served with memory, each other adds "
-                                                 "a lifelong arm (one more sleep per unit) to every study but retrieval: by default the routed library and an unrouted module side by side")] = "routed,kl+replay",
+                                                 "a lifelong arm (one more sleep per unit) to every study but retrieval: by default the routed library and an unrouted module side by side")] = "routed+context,kl+replay",
     epochs: Annotated[Optional[int], typer.Option(help="training epochs for every trained arm", min=1)] = None,
     seed: Annotated[int, typer.Option(help="seed of every trained arm", min=0)] = 0,
     model: Annotated[Optional[str], typer.Option(help="model to benchmark (default smollm2-135m; tiny with --quick)")] = None,

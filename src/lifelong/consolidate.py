@@ -54,7 +54,7 @@ from lifelong.versions.layout import ADAPTER, RETENTION_PROBES, TRAINED_ON, TRAI
 
 @dataclass(frozen=True)
 class SleepConfig:
-    strategy: str = "routed"
+    strategy: str = "routed+context"
     train: TrainConfig = field(default_factory=TrainConfig)
     gate: GatePolicy = field(default_factory=GatePolicy)
     distill: bool = True

@@ -18,8 +18,8 @@ COMPONENTS: dict[str, str] = {
     "distill": "learn the frozen model's top-k next-token distribution over each answer with the memory in its "
                "prompt (soft targets), beside the answer itself",
     "context": "also train with the memory and distractor notes in the prompt, and with distractors only, "
-               "so the module reads retrieved notes instead of fighting them (RAFT; for an unrouted module: a "
-               "routed one answers the bare question beside the base reading the notes)",
+               "so the module reads retrieved notes instead of fighting them (RAFT); a routed module answers the "
+               "bare question at serving time, yet learns it better with these rows",
     "ewc": "Fisher-weighted penalty on the module's weight change",
     "kl": "KL to the frozen model on general anchor prompts",
     "replay": "mix in examples of earlier sleeps and the frozen model's answers to general prompts",
