@@ -14,7 +14,6 @@ from lifelong.learn.synthesis import TrainingExample, context_examples
 from lifelong.learn.trainer import TrainConfig
 from lifelong.memory.records import Memory
 from lifelong.mind import Mind
-from lifelong.model.language_model import LanguageModel
 from lifelong.prompt import build_messages, closed_book
 
 BRIDGE = "The Korvath Bridge over the river Elsin was designed by the engineer Petra Lindqvist in 1964."
@@ -35,58 +34,17 @@ def test_the_nearest_module_wins(embedder) -> None:
     assert router.route(["Who designed the Korvath Bridge?", "Who sailed across the Lake of Qessa?"]) == ["v1", "v2"]
 
 
-def test_a_prompt_with_notes_is_routed_by_its_question(embedder) -> None:
-    router = Router(embedder, [ModuleKeys("v1", embedder.embed([BRIDGE, OBSERVATORY]))])
+def test_a_module_steps_aside_when_the_prompt_quotes_a_memory_it_learned(embedder) -> None:
+    import numpy as np
+
+    router = Router(embedder, [ModuleKeys("v1", embedder.embed([BRIDGE, OBSERVATORY]), np.array([1, 3]))])
     learned = Memory(1, BRIDGE, "s", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")
     other = Memory(2, CAPTAIN, "s", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")
-    prompts = [build_messages(q, notes)[-1]["content"]
-               for q, notes in (("Who designed the Korvath Bridge?", [learned, other]), ("Who designed the Korvath Bridge?", [other]),
-                                ("What is the capital of France?", [learned]))]
-    assert router.route_prompts(prompts) == ["v1", "v1", None]
-
-
-def test_a_product_of_one_expert_with_itself_decodes_what_greedy_generation_does(tiny_lm) -> None:
-    import contextlib
-
-    from lifelong.model.fused import product_of_experts
-
-    conversations = [closed_book("Hi"), closed_book("Tell me about the Korvath Bridge and the river Elsin, please.")]
-    rows = [tiny_lm.encode(tiny_lm.format_chat(c)) for c in conversations]  # different lengths: left padding
-    same = contextlib.nullcontext()
-    fused = product_of_experts(tiny_lm.model, [(same, rows), (same, rows)], [tiny_lm.tokenizer.eos_token_id],
-                               tiny_lm.tokenizer.pad_token_id, max_new_tokens=12)
-    decoded = [tiny_lm.tokenizer.decode(r, skip_special_tokens=True).strip() for r in fused]
-    assert decoded == tiny_lm.generate_batch(conversations, max_new_tokens=12)
-
-
-def test_a_claimed_question_with_notes_is_answered_by_the_notes_reader_and_the_module_together(mind: Mind, passing_gate) -> None:
-    question = "What do you know about Korvath Bridge?"
-    mind.learn(BRIDGE)
-    mind.sleep(LOUD)
-    lm = mind.language_model
-    distractor = Memory(99, CAPTAIN, "s", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")
-    with_notes = build_messages(question, [distractor])
-    [module] = lm.modules_for([with_notes[-1]["content"]])
-    assert module is not None
-    with lm.routes(["nothing claims this"])[0][1]:  # the base weights alone, reading the notes
-        base_reading = LanguageModel.generate_batch(lm, [with_notes], max_new_tokens=12)
-    [closed] = _closed_book(mind, [question])
-    [fused] = lm.generate_batch([with_notes], max_new_tokens=12)
-    # the loud module is confident and the random base reading is not: the product follows the module
-    assert fused == closed and fused != base_reading[0]
-    candidates = [closed, "something else entirely"]
-    assert lm.score(with_notes, candidates) == pytest.approx(
-        [a + b for a, b in zip(_base_scores(lm, with_notes, candidates), _module_scores(lm, module, question, candidates))])
-
-
-def _base_scores(lm, messages, candidates) -> list[float]:
-    with lm.routes(["nothing claims this"])[0][1]:
-        return LanguageModel.score(lm, messages, candidates)
-
-
-def _module_scores(lm, module: str, question: str, candidates) -> list[float]:
-    lm.model.set_adapter(module)
-    return LanguageModel.score(lm, closed_book(question), candidates)
+    sibling = Memory(3, OBSERVATORY, "s", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")  # learned too
+    question = "Who designed the Korvath Bridge?"
+    prompts = [build_messages(question, notes)[-1]["content"] for notes in ([learned, other], [other], [sibling], [])]
+    # the base reads the note that answers; the module covers a retrieval miss, even among notes it learned
+    assert router.route_prompts(prompts) == [None, "v1", "v1", "v1"]
 
 
 def test_routing_reads_the_question_not_the_notes_quoted_with_it() -> None:

@@ -56,11 +56,19 @@ def routing_text(user_content: str) -> str:
     return rest.removeprefix("Question:").strip()
 
 
+_NOTE_ID = re.compile(r"<memory id=\"(\d+)\">")
+
+
+def quoted_memory_ids(user_content: str) -> set[int]:
+    """Ids of the memories quoted into a prompt (as prompt.render_memories writes them)."""
+    return {int(i) for i in _NOTE_ID.findall(user_content)}
+
+
 @dataclass(frozen=True)
 class ModuleKeys:
     name: str  # the adapter name: the version that trained the module
     vectors: np.ndarray  # (keys, dim), unit-normalised
-    key_memories: np.ndarray | None = None  # (keys,) the memory id behind each key: what forgetting one memory removes
+    key_memories: np.ndarray | None = None  # (keys,) the memory id behind each key
 
     def save(self, folder: Path) -> None:
         np.save(folder / KEYS_FILE, self.vectors.astype(np.float32))
@@ -80,14 +88,18 @@ class Router:
         self.embedder = embedder
         self.radius = radius
         self.names = [m.name for m in modules]
+        self._key_memory = np.concatenate([m.key_memories if m.key_memories is not None else np.full(len(m.vectors), -1)
+                                           for m in modules]) if modules else np.zeros(0, int)
         self._owner = np.concatenate([np.full(len(m.vectors), i) for i, m in enumerate(modules)]) if modules else np.zeros(0, int)
         self._keys = np.concatenate([m.vectors for m in modules]) if modules else np.zeros((0, embedder.dim), np.float32)
         self._cache: dict[str, tuple[str | None, float]] = {}
+        self._source: dict[str, int] = {}  # text -> the memory behind its nearest key (-1: unknown)
 
     def nearest(self, texts: Sequence[str]) -> list[tuple[str | None, float]]:
         """(module name or None, similarity of the nearest key) for each text."""
         if len(self._cache) > 50_000:  # a long-running server asks many distinct questions
             self._cache.clear()
+            self._source.clear()
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing and len(self._keys):
             similarity = self.embedder.embed(missing) @ self._keys.T
@@ -95,6 +107,7 @@ class Router:
             for text, row, column in zip(missing, similarity, best, strict=True):
                 score = float(row[column])
                 self._cache[text] = (self.names[int(self._owner[column])] if score >= self.radius else None, score)
+                self._source[text] = int(self._key_memory[column])
         for text in missing:
             self._cache.setdefault(text, (None, 0.0))
         return [self._cache[t] for t in texts]
@@ -103,5 +116,11 @@ class Router:
         return [name for name, _ in self.nearest(texts)]
 
     def route_prompts(self, user_contents: Sequence[str]) -> list[str | None]:
-        """Routes for whole user turns, read from the question alone (see `routing_text`)."""
-        return self.route([routing_text(c) for c in user_contents])
+        """Routes for whole user turns. A module steps aside when the prompt already quotes the
+        memory behind the question's nearest key (the note the router takes to answer it): the
+        base reads that note exactly as retrieval alone would, so a module answers only where
+        retrieval missed that note, and never reads it worse."""
+        questions = [routing_text(c) for c in user_contents]
+        names = self.route(questions)
+        return [None if name is not None and self._source.get(q, -1) in quoted_memory_ids(content) else name
+                for name, q, content in zip(names, questions, user_contents, strict=True)]
