@@ -18,8 +18,8 @@ COMPONENTS: dict[str, str] = {
     "distill": "learn the frozen model's top-k next-token distribution over each answer with the memory in its "
                "prompt (soft targets), beside the answer itself",
     "context": "also train with the memory and distractor notes in the prompt, and with distractors only, "
-               "so the module reads retrieved notes instead of fighting them (RAFT); a routed module answers the "
-               "bare question at serving time, yet learns it better with these rows",
+               "so the module reads retrieved notes instead of fighting them (RAFT); they also help it learn "
+               "the bare question",
     "ewc": "Fisher-weighted penalty on the module's weight change",
     "kl": "KL to the frozen model on general anchor prompts",
     "replay": "mix in examples of earlier sleeps and the frozen model's answers to general prompts",
