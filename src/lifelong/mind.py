@@ -236,14 +236,8 @@ class Mind:
         weights knew of a forgotten memory stops being served the moment it is forgotten."""
         key = (self.versions.active_id(), self.store.revision())
         if self._active is None or self._active[0] != key:
-            from lifelong.consolidate import version_model
-
-            active = key[0]
-            manifest = self.versions.get(active) if active != BASE_VERSION else None
-            existing = self.store.get_many(manifest.memory_ids) if manifest else {}
             with quiet_libraries():
-                self._active = (key, version_model(self.versions, active, self._foundation(active), self.embedder,
-                                                   existing=existing))
+                self._active = (key, self.version_model(key[0]))
         return self._active[1]
 
     def _foundation(self, version_id: str) -> LanguageModel:
@@ -509,7 +503,8 @@ class Mind:
             if missing:
                 raise NotFoundError(f"no memory with id {missing[0]} (forgotten already, or never made); nothing was "
                                     f"forgotten; see `lifelong memories` for the ids that exist")
-            learned_by = [v.id for v in self.versions.list() if set(ids) & set(v.memory_ids)]
+            versions = self.versions.list()
+            learned_by = [v.id for v in versions if set(ids) & set(v.memory_ids)]
             active = self.versions.active_id()
             served = active != BASE_VERSION and set(ids) & set(self.versions.get(active).memory_ids)
             probes = acquisition_probes(list(found.values())) if served else []
@@ -526,5 +521,5 @@ class Mind:
                                              "active": active, "learned_by": learned_by, **asdict(proof)}) + "\n")
             self.versions.audit("forget", active, memories=ids, versions_scrubbed=scrubbed,
                                 **({"proof": asdict(proof)} if proof else {}))
-        merged = [v.id for v in self.versions.list() if v.kind == "merge" and set(ids) & set(v.memory_ids)]
+        merged = [v.id for v in versions if v.kind == "merge" and set(ids) & set(v.memory_ids)]
         return ForgetReport(forgotten, learned_by, scrubbed, proof, merged)
