@@ -24,7 +24,7 @@ FACTS = ["The Korvath Bridge over the river Elsin was designed by the engineer P
 
 # stage -> (module, attribute) the subprocess replaces with a self-kill
 STAGES = {
-    "select": ("lifelong.consolidate", "_valid_library"),
+    "select": ("lifelong.consolidate", "valid_library"),
     "build training data": ("lifelong.consolidate", "synthesise"),
     "train": ("lifelong.consolidate", "train_module"),
     "measure": ("lifelong.consolidate", "measure_candidate"),
@@ -47,6 +47,7 @@ SCRIPT = textwrap.dedent("""
     owner = getattr(importlib.import_module(module_name), class_name) if class_name else importlib.import_module(target)
     from lifelong.versions import Verdict
     consolidate.judge = lambda metrics, policy: Verdict(True, [])  # a tiny model never passes the real gate
+    assert hasattr(owner, attribute), f"{target}.{attribute} no longer exists: update STAGES"
     setattr(owner, attribute, lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL))
     with Mind.open(path, embedder=MiniLMEmbedder(), language_model=build_tiny_model()) as mind:
         mind.sleep(SleepConfig(train=TrainConfig(rank=4, epochs=1, bf16=False), distill=False))
