@@ -314,8 +314,11 @@ def test_the_bench_command_runs_a_quick_study(run_cli, bench_data: Path, tmp_pat
     """`lifelong bench STUDY --quick` as a user types it: options reach the settings, the
     command is recorded, and the folder it prints holds the results."""
     code, out, err = run_cli("bench", "cost", "--quick", "--data", str(bench_data), "--out", str(tmp_path / "r"),
-                             "--cost-facts", "2", "--known", "5")
+                             "--cost-facts", "2", "--known", "5", "--keep-minds", str(tmp_path / "minds"))
     assert code == 0, err
+    assert (tmp_path / "minds" / "cost" / "memory.db").is_file()  # the trained mind stays for inspection
+    code, _, err = run_cli("bench", "cost", "--quick", "--data", str(bench_data), "--keep-minds", str(tmp_path / "minds"))
+    assert code != 0 and "not empty" in err  # never reuses or mixes an earlier run's minds
     [folder] = (tmp_path / "r" / "cost").iterdir()
     assert "cost:" in out
     results = json.loads((folder / "results.json").read_text())

@@ -707,6 +707,8 @@ def bench(
     model: Annotated[Optional[str], typer.Option(help="model to benchmark (default smollm2-135m; tiny with --quick)")] = None,
     resume: Annotated[bool, typer.Option(help="reuse the finished units (SQuAD modes, single passages) of a run with "
                                               "the same settings that was cut short")] = False,
+    keep_minds: Annotated[Optional[Path], typer.Option("--keep-minds", help="keep the minds the arms train in this new or empty "
+                                                                            "folder (default: a temporary folder, deleted after the run)")] = None,
 ) -> None:
     from lifelong.bench.context import BenchSettings
     from lifelong.bench.runner import run_bench, study_names
@@ -719,7 +721,7 @@ def bench(
     given.update(seed=seed, strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
                  squad_modes=tuple(m.strip() for m in squad_modes.split(",") if m.strip()))
     settings = BenchSettings.quick(**given) if quick else BenchSettings(**given)
-    written = run_bench(names, settings, data, out_dir, passages_file, resume)
+    written = run_bench(names, settings, data, out_dir, passages_file, resume, keep_minds)
     for name, folder in written.items():
         out.print(f"{name}: {folder}")
 

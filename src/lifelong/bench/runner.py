@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import shlex
 import sys
@@ -61,12 +62,16 @@ def load_base(model: str) -> Any:
 
 
 def run_bench(names: Sequence[str], settings: BenchSettings, data_dir: Path, out_root: Path,
-              passages_file: Path | None = None, resume: bool = False) -> dict[str, Path]:
+              passages_file: Path | None = None, resume: bool = False, keep_minds: Path | None = None) -> dict[str, Path]:
     """Run the named studies in order; returns each study's results folder. With `resume`,
-    a study cut short earlier reuses the units it had finished (see bench/checkpoint.py)."""
+    a study cut short earlier reuses the units it had finished (see bench/checkpoint.py).
+    With `keep_minds`, the minds the arms train live in that folder and stay after the run, so
+    a trained module can be inspected or re-scored without training it again."""
     unknown = [n for n in names if n not in STUDIES]
     if unknown:
         raise InputError(f"unknown study {', '.join(unknown)}; choose from: {', '.join(STUDIES)} (or all)")
+    if keep_minds is not None and keep_minds.exists() and any(keep_minds.iterdir()):
+        raise InputError(f"{keep_minds} is not empty; give --keep-minds a new or empty folder")
     code = source_version()  # what this process loaded, whatever is committed while it runs
     data = BenchData(data_dir, passages_file)
     from lifelong.memory.embedder import MiniLMEmbedder
@@ -76,7 +81,10 @@ def run_bench(names: Sequence[str], settings: BenchSettings, data_dir: Path, out
         embedder = MiniLMEmbedder()
     command = "lifelong " + shlex.join(sys.argv[1:]) if Path(sys.argv[0]).name in ("lifelong", "__main__.py") else shlex.join(sys.argv)
     written: dict[str, Path] = {}
-    with tempfile.TemporaryDirectory(prefix="lifelong-bench-") as scratch:
+    if keep_minds is not None:
+        keep_minds.mkdir(parents=True, exist_ok=True)
+    scratch_space = contextlib.nullcontext(str(keep_minds)) if keep_minds else tempfile.TemporaryDirectory(prefix="lifelong-bench-")
+    with scratch_space as scratch:
         bench = Bench(base, embedder, data, settings, Path(scratch))
         for name in names:
             study = STUDIES[name]
