@@ -20,6 +20,7 @@ from rich.table import Table
 from lifelong.bench import EXPECTED_FULL_RUN
 from lifelong.errors import InputError, Interrupted, LifelongError
 from lifelong.learn.strategies import KNOWN as KNOWN_STRATEGY_COMPONENTS
+from lifelong.memory.private_data import describe
 from lifelong.memory.records import TRUST_LEVELS
 from lifelong.mind import Answer, LearnReport, Mind
 from lifelong.model.registry import DEFAULT_MODEL, PACKAGED_MODELS
@@ -85,7 +86,16 @@ def _learn_summary(report: LearnReport) -> str:
         parts.append("superseded " + ", ".join(f"#{i}" for i in report.superseded))
     if report.conflicts:
         parts.append("kept higher-trust " + ", ".join(f"#{i}" for i in report.conflicts) + " current (not overwritten)")
-    return "; ".join(parts)
+    lines = ["; ".join(parts)]
+    for found in report.private:  # kinds only: the values must not reach a terminal log either
+        done = []
+        if found["redacted"]:
+            done.append(f"redacted {describe(found['redacted'])}")
+        if found["kept_out_of_training"]:
+            done.append(f"kept {describe(found['kept_out_of_training'])}, never trained on")
+        if done:
+            lines.append(f"  #{found['id']}: private data: " + "; ".join(done))
+    return "\n".join(lines)
 
 
 @app.command()

@@ -152,7 +152,11 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
         consolidated = {i for own in library.values() for i in own}
     else:
         consolidated = set(parent.memory_ids) if parent else set()
-    new = [m for m in memories if m.current and m.id not in consolidated]
+    private = [m for m in memories if m.current and not m.trainable and m.id not in consolidated]
+    new = [m for m in memories if m.current and m.trainable and m.id not in consolidated]
+    if private:
+        report(f"kept {len(private)} {_plural(len(private), 'memory', 'memories')} with private data out of training "
+               f"(recalled, never trained on: see [privacy] in config.toml)")
     if not new:
         return SleepResult(None, False, "nothing new to consolidate")
     old = [current[i] for i in sorted(consolidated) if i in current]

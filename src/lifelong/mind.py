@@ -17,6 +17,7 @@ from typing import Any
 
 from lifelong.errors import GateRefusedError, InputError, MindError, NotFoundError
 from lifelong.memory.embedder import Embedder, MiniLMEmbedder
+from lifelong.memory.private_data import describe
 from lifelong.memory.ingest import MAX_CHUNK_WORDS, chunk_text, decode_text, parse_document, parse_path, validate_labels
 from lifelong.memory.records import Memory, NewMemory, RecallHit
 from lifelong.memory.retrieval import HybridRetriever, Mode
@@ -38,6 +39,7 @@ MEMORY_DB = "memory.db"
 @dataclass(frozen=True)
 class LearnReport:
     results: list[WriteResult]
+    private: list[dict[str, Any]] = field(default_factory=list)  # per memory with private data: id, redacted, kept out of training
 
     @property
     def created(self) -> list[int]:
@@ -61,6 +63,7 @@ class LearnReport:
             "duplicates": self.duplicates,
             "superseded": self.superseded,
             "conflicts": self.conflicts,
+            "private_data": self.private,
         }
 
 
@@ -403,13 +406,29 @@ class Mind:
         return self.learn_records(records, supersedes=supersedes)
 
     def learn_records(self, records: Sequence[NewMemory], supersedes: Sequence[int] = ()) -> LearnReport:
+        """Store a batch: private data is handled by the mind's policy before anything is
+        written (a refused kind anywhere in the batch stores nothing)."""
         for record in records:
             validate_labels(record.source, record.trust, record.namespace)
+        policy = self.config.privacy_policy
+        screened = [policy.screen(r.text) for r in records]
+        refused = [(i, s) for i, s in enumerate(screened) if s.refused]
+        if refused:
+            i, first = refused[0]
+            kinds = first.refused
+            raise InputError(f"refused to learn: {'text' if len(records) == 1 else f'item {i + 1}'} holds a {describe(kinds)} "
+                             f"(the mind's privacy policy refuses it); remove it, or set [privacy] {kinds[0]} = \"redact\" "
+                             f"or \"no-train\" in {self.path / CONFIG_FILE}")
+        records = [dataclasses.replace(r, text=s.text, no_train=",".join(s.no_train) or r.no_train)
+                   for r, s in zip(records, screened, strict=True)]
         vectors = self.embedder.embed([r.text for r in records])
-        report = LearnReport(self.store.add(records, vectors, supersedes=supersedes))
+        results = self.store.add(records, vectors, supersedes=supersedes)
+        private = [{"id": result.id, **s.to_dict()} for result, s in zip(results, screened, strict=True) if s.findings]
+        report = LearnReport(results, private)
         self.versions.audit("learn", self.versions.active_id(), created=len(report.created), duplicates=len(report.duplicates),
                             superseded=report.superseded, sources=sorted({r.source for r in records}),
-                            trust=sorted({r.trust for r in records}))
+                            trust=sorted({r.trust for r in records}),
+                            private_data=sorted({k for s in screened for k in (*s.redacted, *s.no_train)}))  # kinds, never values
         return report
 
     # -- reading -------------------------------------------------------------------------

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from lifelong.errors import MindError
+from lifelong.errors import InputError, MindError
+from lifelong.memory.private_data import PrivacyPolicy
 
 CONFIG_FORMAT = 1
 CONFIG_FILE = "config.toml"
@@ -19,6 +20,11 @@ class MindConfig:
     format: int = CONFIG_FORMAT
     teacher_url: str | None = None  # OpenAI-compatible endpoint used by sleep; off when unset
     teacher_model: str | None = None
+    privacy: dict[str, str] = field(default_factory=dict)  # [privacy] kind = action, where it differs from the default
+
+    @property
+    def privacy_policy(self) -> PrivacyPolicy:
+        return PrivacyPolicy.from_mapping(self.privacy)
 
     def to_toml(self) -> str:
         text = (
@@ -27,6 +33,8 @@ class MindConfig:
         )
         if self.teacher_url and self.teacher_model:
             text += f"\n[teacher]\nurl = {_quote(self.teacher_url)}\nmodel = {_quote(self.teacher_model)}\n"
+        if self.privacy:
+            text += "\n[privacy]\n" + "".join(f"{kind} = {_quote(action)}\n" for kind, action in sorted(self.privacy.items()))
         return text
 
 
@@ -40,6 +48,7 @@ def read_config(directory: Path) -> MindConfig:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
         data = document.get("lifelong", {})
         teacher = document.get("teacher", {})
+        privacy = document.get("privacy", {})
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise MindError(f"{path} is not valid TOML ({exc}); fix it or remove it and run `lifelong init`") from exc
     fmt = int(data.get("format", CONFIG_FORMAT))
@@ -49,8 +58,12 @@ def read_config(directory: Path) -> MindConfig:
         raise MindError(f"{path} has no [lifelong] model = \"...\" entry; add one (e.g. model = \"smollm2-135m\")")
     if teacher and not (isinstance(teacher.get("url"), str) and isinstance(teacher.get("model"), str)):
         raise MindError(f"{path} has a [teacher] table without both url = \"...\" and model = \"...\"; add both or remove the table")
+    try:
+        policy = PrivacyPolicy.from_mapping(privacy if isinstance(privacy, dict) else {"[privacy]": privacy})
+    except InputError as exc:
+        raise MindError(f"{path}: {exc}") from exc
     return MindConfig(model=data["model"], embedder=data.get("embedder", "all-MiniLM-L6-v2"), format=fmt,
-                      teacher_url=teacher.get("url"), teacher_model=teacher.get("model"))
+                      teacher_url=teacher.get("url"), teacher_model=teacher.get("model"), privacy=policy.overrides())
 
 
 def write_config(directory: Path, config: MindConfig) -> None:

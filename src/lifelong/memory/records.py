@@ -25,6 +25,7 @@ class NewMemory:
     namespace: str = "default"
     kind: str = "fact"
     key: str | None = None  # what the memory is about (e.g. the question); same key => supersedes
+    no_train: str | None = None  # private-data kinds it holds that sleep must never train on ("email,phone")
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,15 @@ class Memory:
     valid_to: float | None
     superseded_by: int | None
     content_hash: str
+    no_train: str | None = None  # private-data kinds it holds; such a memory is recalled but never trained on
 
     @property
     def current(self) -> bool:
         return self.valid_to is None
+
+    @property
+    def trainable(self) -> bool:
+        return not self.no_train
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "current": self.current}

@@ -20,7 +20,7 @@ import numpy as np
 from lifelong.errors import InputError, MindError, NotFoundError
 from lifelong.memory.records import TRUST_LEVELS, Memory, NewMemory, content_hash
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: memories.no_train (private data kept but never trained on)
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -37,7 +37,8 @@ CREATE TABLE memories (
     valid_to REAL,
     superseded_by INTEGER,
     content_hash TEXT NOT NULL,
-    embedding BLOB NOT NULL
+    embedding BLOB NOT NULL,
+    no_train TEXT
 );
 CREATE INDEX memories_ns_key ON memories (namespace, key) WHERE valid_to IS NULL;
 CREATE INDEX memories_ns_hash ON memories (namespace, content_hash);
@@ -51,7 +52,9 @@ END;
 CREATE TABLE forgotten (id INTEGER PRIMARY KEY, content_hash TEXT NOT NULL, forgotten_at REAL NOT NULL);
 """
 
-_COLUMNS = "id, text, source, trust, namespace, kind, key, created_at, valid_from, valid_to, superseded_by, content_hash"
+_COLUMNS = "id, text, source, trust, namespace, kind, key, created_at, valid_from, valid_to, superseded_by, content_hash, no_train"
+# each step upgrades a store from the version before it, in one transaction
+_MIGRATIONS = {2: ["ALTER TABLE memories ADD COLUMN no_train TEXT"]}
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,20 @@ class MemoryStore:
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         else:
             store._check_embedder(embedder_name, dim)
+            store._migrate(version)
         return store
+
+    def _migrate(self, version: int) -> None:
+        """Upgrade a store written by an earlier lifelong, all steps in one transaction: a
+        crash leaves the old schema, never half of a new one."""
+        if version >= SCHEMA_VERSION:
+            return
+        with self._transaction() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]  # another process may have just migrated it
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS.get(step, []):
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _check_embedder(self, embedder_name: str, dim: int) -> None:
         meta = dict(self._db.execute("SELECT key, value FROM meta"))
@@ -212,8 +228,9 @@ class MemoryStore:
             return WriteResult(id=same[0], created=False)
         cursor = db.execute(
             "INSERT INTO memories (text, source, trust, namespace, kind, key, created_at, valid_from, valid_to,"
-            " superseded_by, content_hash, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)",
-            (item.text.strip(), item.source, item.trust, item.namespace, item.kind, item.key, now, now, digest, vector.tobytes()),
+            " superseded_by, content_hash, embedding, no_train) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?)",
+            (item.text.strip(), item.source, item.trust, item.namespace, item.kind, item.key, now, now, digest, vector.tobytes(),
+             item.no_train),
         )
         new_id = int(cursor.lastrowid)
         superseded, conflicts = list(explicit), []
