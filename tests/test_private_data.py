@@ -50,9 +50,9 @@ def test_by_default_a_card_number_never_reaches_the_disk_and_an_email_is_never_t
     report = mind.learn_records([NewMemory(f"The company card is {CARD}."), NewMemory(f"Petra's e-mail is {EMAIL}."),
                                  NewMemory(FACT)])
     card, email, fact = (mind.store.get(i) for i in report.created)
-    assert CARD not in card.text and "[PAYMENT_CARD]" in card.text and card.trainable
+    assert CARD not in card.text and "[PAYMENT_CARD]" in card.text and card.no_train is None
     assert email.text.endswith(f"{EMAIL}.") and email.no_train == "email" and not email.trainable
-    assert fact.trainable and fact.no_train is None
+    assert fact.no_train is None
     assert report.to_dict()["private_data"] == [
         {"id": card.id, "redacted": ["payment_card"], "kept_out_of_training": []},
         {"id": email.id, "redacted": [], "kept_out_of_training": ["email"]}]
@@ -96,12 +96,13 @@ def test_a_store_from_the_previous_schema_is_upgraded_in_place_with_its_memories
     first = mind.learn(FACT).created[0]
     mind.store.close()
     db = sqlite3.connect(mind.path / "memory.db")
-    db.execute("ALTER TABLE memories DROP COLUMN no_train")  # what lifelong 0.1 with schema 1 wrote
+    db.execute("ALTER TABLE memories DROP COLUMN no_train")  # back to what lifelong with schema 1 wrote
+    db.execute("ALTER TABLE memories DROP COLUMN quarantine")
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
     reopened = Mind.open(mind.path, embedder=mind.embedder, language_model=tiny_lm)
-    assert reopened.store.get(first).text == FACT and reopened.store.get(first).trainable
+    assert reopened.store.get(first).text == FACT and reopened.store.get(first).no_train is None
     assert reopened.learn(f"Petra's e-mail is {EMAIL}.").private[0]["kept_out_of_training"] == ["email"]
 
 

@@ -349,6 +349,55 @@ def merge(mind: MindOption = None, json_output: JsonOption = False) -> None:
     _print_result(result, json_output)
 
 
+quarantine_app = typer.Typer(help="Memories held back by the poisoning checks: `quarantine` lists them, "
+                                   "`quarantine approve ID` releases one, `quarantine reject ID` forgets it.",
+                              invoke_without_command=True, no_args_is_help=False)
+app.add_typer(quarantine_app, name="quarantine")
+
+
+@quarantine_app.callback()
+def quarantine(ctx: typer.Context, mind: MindOption = None, json_output: JsonOption = False) -> None:
+    """List quarantined memories: kept, never answered from nor trained on until approved."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with Mind.open(mind) as opened:
+        held = opened.quarantined()
+    if json_output:
+        _emit_json([m.to_dict() for m in held])
+        return
+    if not held:
+        out.print("nothing in quarantine")
+    for memory in held:
+        out.print(f"#{memory.id} [{memory.source}, {memory.trust}] {memory.text}\n    why: {memory.quarantine}",
+                  soft_wrap=True, highlight=False, markup=False)
+
+
+def _memory_id(raw: str) -> int:
+    if not raw.lstrip("#").isdigit():
+        raise InputError(f"'{raw}' is not a memory id; ids are positive numbers, see `lifelong quarantine`")
+    return int(raw.lstrip("#"))
+
+
+@quarantine_app.command("approve")
+def quarantine_approve(memory_id: Annotated[str, typer.Argument(help="Id of a quarantined memory")],
+                       mind: MindOption = None) -> None:
+    """Release a quarantined memory: answers and sleeps use it from now on."""
+    number = _memory_id(memory_id)
+    with Mind.open(mind) as opened:
+        memory = opened.approve(number)
+    out.print(f"approved #{memory.id}: {memory.text}", soft_wrap=True, highlight=False, markup=False)
+
+
+@quarantine_app.command("reject")
+def quarantine_reject(memory_id: Annotated[str, typer.Argument(help="Id of a quarantined memory")],
+                      mind: MindOption = None) -> None:
+    """Forget a quarantined memory."""
+    number = _memory_id(memory_id)
+    with Mind.open(mind) as opened:
+        report = opened.reject(number)
+    out.print(f"rejected and forgot #{report.forgotten[0].id}", highlight=False)
+
+
 versions_app = typer.Typer(help="List the versions of this mind's model (lineage, metrics, verdict); `versions prune` deletes unused ones.",
                             invoke_without_command=True, no_args_is_help=False)
 app.add_typer(versions_app, name="versions")

@@ -17,9 +17,10 @@ from typing import Any
 
 from lifelong.errors import GateRefusedError, InputError, MindError, NotFoundError
 from lifelong.memory.embedder import Embedder, MiniLMEmbedder
+from lifelong.memory.poisoning import NEIGHBOURS, Screening, contradictions, initial_quarantine, judge_contradictions
 from lifelong.memory.private_data import describe
 from lifelong.memory.ingest import MAX_CHUNK_WORDS, chunk_text, decode_text, parse_document, parse_path, validate_labels
-from lifelong.memory.records import Memory, NewMemory, RecallHit
+from lifelong.memory.records import TRUST_LEVELS, Memory, NewMemory, RecallHit
 from lifelong.memory.retrieval import HybridRetriever, Mode
 from lifelong.memory.store import MemoryStore, WriteResult
 from lifelong.mind_config import CONFIG_FILE, MindConfig, read_config, write_config
@@ -266,6 +267,7 @@ class Mind:
         config = config or SleepConfig()
         if config.embedder is None:
             config = dataclasses.replace(config, embedder=self.embedder)
+        self.screen_pending(report)  # nothing unchecked is trained on
         base = self.base_model
         with quiet_libraries():  # peft and transformers warn about their internals while training
             return run_sleep(self.path, base, self.store.list(), config, report, progress, foundation_for=self._foundation)
@@ -419,7 +421,8 @@ class Mind:
             raise InputError(f"refused to learn: {'text' if len(records) == 1 else f'item {i + 1}'} holds a {describe(kinds)} "
                              f"(the mind's privacy policy refuses it); remove it, or set [privacy] {kinds[0]} = \"redact\" "
                              f"or \"no-train\" in {self.path / CONFIG_FILE}")
-        records = [dataclasses.replace(r, text=s.text, no_train=",".join(s.no_train) or r.no_train)
+        records = [dataclasses.replace(r, text=s.text, no_train=",".join(s.no_train) or r.no_train,
+                                       quarantine=r.quarantine or initial_quarantine(s.text, r.trust))
                    for r, s in zip(records, screened, strict=True)]
         vectors = self.embedder.embed([r.text for r in records])
         results = self.store.add(records, vectors, supersedes=supersedes)
@@ -466,8 +469,11 @@ class Mind:
         lm = self.language_model
         lm.check_fits(len(lm.encode(question)), max_new_tokens, what="question")
         hits: list[RecallHit] = []
+        if use_memory:
+            self.screen_pending()  # nothing unchecked is answered from
         if use_memory and self.store.count():
             hits = self.recall(question, k, namespace=namespace, include_superseded=False)
+        hits = sorted(hits, key=lambda h: -TRUST_LEVELS.index(h.memory.trust))  # stable: an untrusted note never outranks a user or trusted one
         memories = [h.memory for h in hits]
         messages = build_messages(question, memories)
         while memories and len(lm.encode(lm.format_chat(messages))) > lm.context_window - max_new_tokens:
@@ -482,6 +488,59 @@ class Mind:
             retrieved=hits[: len(memories)],
             citations=cited_memories(text, question, memories),
         )
+
+    # -- quarantine -----------------------------------------------------------------------
+
+    def screen_pending(self, report: Callable[[str], None] = lambda _m: None) -> list[Screening]:
+        """Check the memories learned from below-`trusted` sources since the last check against
+        what the base model and the nearest current memories confidently say (see
+        memory/poisoning.py). A contradiction of the model, or of a memory of higher trust,
+        quarantines the new memory; a contradiction of a memory of equal or lower trust is a
+        correction: the old memory is superseded. Runs before answers and sleeps, so nothing
+        unchecked is ever answered from or trained on; `learn` itself stays model-free."""
+        pending = self.store.pending_screening()
+        if not pending:
+            return []
+        report(f"checking {len(pending)} new {'memory' if len(pending) == 1 else 'memories'} against the model and memory")
+        lm = self.base_model
+        results = []
+        for memory in pending:
+            hits = self.recall(memory.text, NEIGHBOURS + 1, mode="vector", namespace=memory.namespace, include_superseded=False)
+            neighbours = [h.memory for h in hits if h.memory.id != memory.id and h.memory.quarantine is None][:NEIGHBOURS]
+            screening = judge_contradictions(memory, neighbours, contradictions(lm, memory.text, neighbours))
+            self.store.set_quarantine(memory.id, screening.quarantine)
+            for old_id in screening.supersedes:
+                self.store.supersede(old_id, memory.id)
+            if screening.quarantine or screening.supersedes:
+                self.versions.audit("quarantine" if screening.quarantine else "correction", self.versions.active_id(),
+                                    memory=memory.id, source=memory.source, trust=memory.trust,
+                                    superseded=list(screening.supersedes))
+            results.append(screening)
+        return results
+
+    def quarantined(self) -> list[Memory]:
+        """Memories held back by a check: kept, never answered from nor trained on."""
+        self.screen_pending()
+        return self.store.quarantined()
+
+    def approve(self, memory_id: int) -> Memory:
+        """Release a quarantined memory: from now on it is answered from and trained on."""
+        memory = self._quarantined(memory_id)
+        self.store.set_quarantine(memory_id, None)
+        self.versions.audit("quarantine approved", self.versions.active_id(), memory=memory_id, source=memory.source)
+        return self.store.get(memory_id)
+
+    def reject(self, memory_id: int) -> ForgetReport:
+        """Forget a quarantined memory (it was never trained on, so only the store changes)."""
+        self._quarantined(memory_id)
+        self.versions.audit("quarantine rejected", self.versions.active_id(), memory=memory_id)
+        return self.forget_many([memory_id])
+
+    def _quarantined(self, memory_id: int) -> Memory:
+        memory = self.store.get(memory_id)
+        if not memory.quarantined:
+            raise InputError(f"memory #{memory_id} is not in quarantine; nothing changed (see `lifelong quarantine`)")
+        return memory
 
     def remember_turn(self, user_text: str, namespace: str = "default") -> LearnReport:
         """Chat turns are experiences too: what the user said is remembered (the model's own

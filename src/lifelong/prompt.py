@@ -27,7 +27,13 @@ SYSTEM_WITH_MEMORY = (
 
 
 def render_memories(memories: Sequence[Memory]) -> str:
-    return "\n".join(f'<memory id="{m.id}">{m.text}</memory>' for m in memories)
+    """Each memory under its id; one from an untrusted source says so, so the model can weigh it."""
+    return "\n".join(f'<memory id="{m.id}"{_trust_mark(m)}>{m.text}</memory>' for m in memories)
+
+
+def _trust_mark(memory: Memory) -> str:
+    return ' source="untrusted"' if memory.trust == "untrusted" else ""
+
 
 
 def build_messages(question: str, memories: Sequence[Memory]) -> list[dict[str, str]]:

@@ -105,21 +105,25 @@ def record_retention_probes(lm: LanguageModel, path: Path, confidence: float = 0
 
 
 @torch.inference_mode()
-def _confident_completions(lm: LanguageModel, prompts: Sequence[str], confidence: float, batch_size: int = 32) -> list[Probe]:
-    """Each prompt's next-token confidence from one left-padded forward per batch, and its
-    greedy three-token completion for those the model is sure of."""
-    sure: list[str] = []
+def next_token_confidence(lm: LanguageModel, prompts: Sequence[str], batch_size: int = 32) -> list[float]:
+    """The probability of each raw prompt's most likely next token, from one left-padded
+    forward per batch: how sure the model is of what comes next."""
+    confidence: list[float] = []
     pad = lm.tokenizer.pad_token_id
     for start in range(0, len(prompts), batch_size):
-        chunk = list(prompts[start : start + batch_size])
-        rows = [lm.encode(p) for p in chunk]
+        rows = [lm.encode(p) for p in prompts[start : start + batch_size]]
         width = max(len(r) for r in rows)
         input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
         attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         logits = lm.model(input_ids=input_ids, attention_mask=attention, position_ids=positions).logits[:, -1].float()
-        top = torch.softmax(logits, -1).max(-1).values
-        sure += [p for p, value in zip(chunk, top.tolist(), strict=True) if value >= confidence]
+        confidence += torch.softmax(logits, -1).max(-1).values.tolist()
+    return confidence
+
+
+def _confident_completions(lm: LanguageModel, prompts: Sequence[str], confidence: float, batch_size: int = 32) -> list[Probe]:
+    """The greedy three-token completion of each prompt whose next token the model is sure of."""
+    sure = [p for p, value in zip(prompts, next_token_confidence(lm, prompts, batch_size), strict=True) if value >= confidence]
     answers = lm.complete_batch(sure, max_new_tokens=3, batch_size=batch_size) if sure else []
     return [Probe(p, a) for p, a in zip(sure, answers, strict=True) if a]
 

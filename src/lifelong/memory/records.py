@@ -9,6 +9,7 @@ from typing import Any
 # Ordered from least to most trusted: a fact may only supersede one of equal or lower trust.
 TRUST_LEVELS = ("untrusted", "user", "trusted")
 KINDS = ("fact", "qa", "document", "conversation")
+PENDING = "pending"  # quarantine value of a memory not yet checked against what the model and memories say
 
 
 def content_hash(text: str) -> str:
@@ -26,6 +27,7 @@ class NewMemory:
     kind: str = "fact"
     key: str | None = None  # what the memory is about (e.g. the question); same key => supersedes
     no_train: str | None = None  # private-data kinds it holds that sleep must never train on ("email,phone")
+    quarantine: str | None = None  # why it is quarantined, PENDING until checked, None when clean
 
 
 @dataclass(frozen=True)
@@ -43,14 +45,20 @@ class Memory:
     superseded_by: int | None
     content_hash: str
     no_train: str | None = None  # private-data kinds it holds; such a memory is recalled but never trained on
+    quarantine: str | None = None  # why it is held back (never answered from nor trained on), PENDING, or None
 
     @property
     def current(self) -> bool:
         return self.valid_to is None
 
     @property
+    def quarantined(self) -> bool:
+        """Held back by a check (a pending check is not yet a verdict)."""
+        return self.quarantine is not None and self.quarantine != PENDING
+
+    @property
     def trainable(self) -> bool:
-        return not self.no_train
+        return not self.no_train and self.quarantine is None
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "current": self.current}

@@ -92,7 +92,8 @@ class HybridRetriever:
 
         memories = self.store.get_many(list(fused))
         ordered = sorted(
-            (mid for mid in fused if mid in memories and (include_superseded or memories[mid].current)),
+            (mid for mid in fused if mid in memories and (include_superseded or memories[mid].current)
+             and not memories[mid].quarantined),  # quarantined memories are listed by `lifelong quarantine` only
             key=lambda mid: (not memories[mid].current, -fused[mid], mid),
         )
         return [

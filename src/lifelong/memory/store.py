@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from lifelong.errors import InputError, MindError, NotFoundError
-from lifelong.memory.records import TRUST_LEVELS, Memory, NewMemory, content_hash
+from lifelong.memory.records import PENDING, TRUST_LEVELS, Memory, NewMemory, content_hash
 
-SCHEMA_VERSION = 2  # 2: memories.no_train (private data kept but never trained on)
+SCHEMA_VERSION = 2  # 2: memories.no_train (private data kept, never trained on) and memories.quarantine
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -38,7 +38,8 @@ CREATE TABLE memories (
     superseded_by INTEGER,
     content_hash TEXT NOT NULL,
     embedding BLOB NOT NULL,
-    no_train TEXT
+    no_train TEXT,
+    quarantine TEXT
 );
 CREATE INDEX memories_ns_key ON memories (namespace, key) WHERE valid_to IS NULL;
 CREATE INDEX memories_ns_hash ON memories (namespace, content_hash);
@@ -52,9 +53,9 @@ END;
 CREATE TABLE forgotten (id INTEGER PRIMARY KEY, content_hash TEXT NOT NULL, forgotten_at REAL NOT NULL);
 """
 
-_COLUMNS = "id, text, source, trust, namespace, kind, key, created_at, valid_from, valid_to, superseded_by, content_hash, no_train"
+_COLUMNS = "id, text, source, trust, namespace, kind, key, created_at, valid_from, valid_to, superseded_by, content_hash, no_train, quarantine"
 # each step upgrades a store from the version before it, in one transaction
-_MIGRATIONS = {2: ["ALTER TABLE memories ADD COLUMN no_train TEXT"]}
+_MIGRATIONS = {2: ["ALTER TABLE memories ADD COLUMN no_train TEXT", "ALTER TABLE memories ADD COLUMN quarantine TEXT"]}
 
 
 @dataclass(frozen=True)
@@ -228,9 +229,9 @@ class MemoryStore:
             return WriteResult(id=same[0], created=False)
         cursor = db.execute(
             "INSERT INTO memories (text, source, trust, namespace, kind, key, created_at, valid_from, valid_to,"
-            " superseded_by, content_hash, embedding, no_train) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?)",
+            " superseded_by, content_hash, embedding, no_train, quarantine) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?)",
             (item.text.strip(), item.source, item.trust, item.namespace, item.kind, item.key, now, now, digest, vector.tobytes(),
-             item.no_train),
+             item.no_train, item.quarantine),
         )
         new_id = int(cursor.lastrowid)
         superseded, conflicts = list(explicit), []
@@ -246,6 +247,29 @@ class MemoryStore:
             "UPDATE memories SET valid_to = ?, superseded_by = ? WHERE id = ? AND valid_to IS NULL", (now, new_id, old_id),
         ).rowcount]  # report only what this memory really closed (an earlier one in the batch may have)
         return WriteResult(id=new_id, created=True, superseded=tuple(closed), conflicts=tuple(conflicts))
+
+    def set_quarantine(self, memory_id: int, reason: str | None) -> None:
+        """Quarantine a memory (`reason`), or release it (None): kept, but never retrieved into
+        answers nor trained on while quarantined."""
+        self.get(memory_id)  # a clear error for an unknown id
+        with self._transaction() as db:
+            db.execute("UPDATE memories SET quarantine = ? WHERE id = ?", (reason, memory_id))
+
+    def supersede(self, old_id: int, new_id: int) -> bool:
+        """Close `old_id`'s validity in favour of `new_id` (a correction found after both were
+        stored); False when it was no longer current."""
+        with self._transaction() as db:
+            return bool(db.execute("UPDATE memories SET valid_to = ?, superseded_by = ? WHERE id = ? AND valid_to IS NULL",
+                                   (time.time(), new_id, old_id)).rowcount)
+
+    def pending_screening(self) -> list[Memory]:
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM memories WHERE quarantine = ? ORDER BY id", (PENDING,)).fetchall()
+        return [_row_to_memory(r) for r in rows]
+
+    def quarantined(self) -> list[Memory]:
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM memories WHERE quarantine IS NOT NULL AND quarantine != ? ORDER BY id",
+                                (PENDING,)).fetchall()
+        return [_row_to_memory(r) for r in rows]
 
     def delete(self, memory_id: int) -> Memory:
         """Remove a memory and its index entries; only its id and hash are kept, as a tombstone."""

@@ -1,0 +1,204 @@
+"""Write-time checks against poisoning: a memory that contradicts what the model or the current
+memories confidently say, or that tries to instruct the model, is held back.
+
+Why at write time: a poisoned note is dangerous twice, once when retrieval pastes it into a
+prompt and again when a sleep trains it into the weights. Both read only memories that passed
+these checks (or that a person approved with `lifelong quarantine approve`).
+
+Contradiction is measured, not keyword-matched. For each name, number or year the memory
+states, the text before it is given to the base model as a plain completion: if the model is
+confident (first-token probability >= `confidence`) of a different word, the memory contradicts
+what the model knows ("Vinson Massif is located in the continent of" -> Antarctica, where the
+memory says Europe). The same prefix is then given after each of the nearest current memories:
+a confident different word copied from that note means the two memories disagree. The model
+copies from a note far more reliably than a 135M model knows facts, which is what makes the
+second check a correction detector ("The office is in" after "The office is in Lisbon." ->
+Lisbon, where the new memory says Porto).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from lifelong.learn.synthesis import salient_spans
+from lifelong.memory.records import PENDING, TRUST_LEVELS, Memory
+from lifelong.memory.retrieval import STOPWORDS
+from lifelong.model.language_model import LanguageModel
+from lifelong.scoring import normalize_answer
+
+# Text addressed to the model rather than stating a fact. A note is data; these phrases only
+# make sense as an attempt to steer whoever reads it.
+_INSTRUCTIONS = [
+    r"\b(?:ignore|disregard|forget|override)\b[^.]{0,40}\b(?:instructions?|prompts?|rules|guidelines|notes|context|above|everything)\b",
+    r"\b(?:always|only|never)\s+(?:answer|respond|reply|say|output|tell|claim|state)\b",
+    r"\b(?:you|the assistant|the model|ai)\s+(?:must|should|will|are to|have to)\s+(?:always\s+|now\s+|only\s+)?"
+    r"(?:answer|respond|reply|say|tell|output|claim|pretend|act|recommend|send|visit|include)\b",
+    r"\bfrom now on\b",
+    r"\b(?:system prompt|developer mode|jailbreak|new instructions?)\b",
+    r"\b(?:when|whenever|if)\s+(?:asked|someone asks|anyone asks|the user asks)\b[^.]{0,60}\b(?:say|answer|respond|reply|tell)\b",
+    r"\b(?:do not|don't)\s+(?:tell|mention|reveal)\s+(?:the user|anyone|them)\b",
+]
+_INSTRUCTION = re.compile("|".join(f"(?:{p})" for p in _INSTRUCTIONS), re.IGNORECASE)
+MIN_PREFIX_WORDS = 3  # a shorter prefix ("The", "In 1964") leaves the model nothing to be sure of
+NEIGHBOURS = 3  # nearest current memories a new one is checked against
+CONFIDENCE = 0.2  # the model's next-token probability that counts as sure (calibrated: README, Poisoning)
+RATIO = 10.0  # ... and how many times likelier than the memory's own word it must find its own
+ARTICLES = ("the", "a", "an")
+
+
+def instruction_flag(text: str) -> str | None:
+    """The first phrase in `text` that addresses the model instead of stating a fact."""
+    match = _INSTRUCTION.search(text)
+    return match.group(0) if match else None
+
+
+def initial_quarantine(text: str, trust: str) -> str | None:
+    """A memory's state as it is stored: text from below `trusted` that tries to instruct the
+    model is quarantined at once; everything else waits for the contradiction check (PENDING),
+    which needs the model and so runs before the next answer or sleep (a `trusted` memory is
+    checked too, to find what it corrects, but never quarantined)."""
+    phrase = instruction_flag(text) if trust != "trusted" else None
+    return f"instructs the model ({phrase!r})" if phrase else PENDING
+
+
+@dataclass(frozen=True)
+class Contradiction:
+    """Where a memory disagrees: the span it states, what was confidently expected instead,
+    and whose expectation it was (the model's, or memory `memory_id`'s)."""
+
+    span: str
+    expected: str
+    confidence: float
+    memory_id: int | None = None
+
+    def describe(self) -> str:
+        who = f"memory #{self.memory_id}" if self.memory_id is not None else "the model"
+        return f"says {self.span!r} where {who} says {self.expected!r} (p={self.confidence:.2f})"
+
+
+@dataclass(frozen=True)
+class SpanProbe:
+    """The model's next token after the text before a span: what it expects, how sure it is,
+    and how likely it finds the span's own first token there."""
+
+    prompt: str
+    span: str
+    memory_id: int | None  # the neighbour in the prompt, None for the model alone
+    expected: str
+    confidence: float
+    span_probability: float
+
+
+def span_probes(lm: LanguageModel, text: str, neighbours: Sequence[Memory], max_spans: int = 3) -> list[SpanProbe]:
+    """One probe per salient span of `text` (names, numbers, years) with at least
+    MIN_PREFIX_WORDS before it, alone and after each neighbour that does not state the span."""
+    cases: list[tuple[str, str, int | None]] = []
+    for span in salient_spans(text)[:max_spans]:
+        prefix = text[: text.find(span)].rstrip()
+        if len(prefix.split()) < MIN_PREFIX_WORDS:
+            continue
+        cases.append((prefix, span, None))
+        cases += [(f"{n.text.strip()}\n{prefix}", span, n.id) for n in neighbours if span not in n.text]
+    if not cases:
+        return []
+    first_tokens = [lm.tokenizer(" " + span, add_special_tokens=False)["input_ids"][0] for _, span, _ in cases]
+    stats = next_token_stats(lm, [prompt for prompt, _, _ in cases], first_tokens)
+    probes = [SpanProbe(prompt, span, memory_id, lm.tokenizer.decode([top]).strip(), p_top, p_span)
+              for (prompt, span, memory_id), (top, p_top, p_span) in zip(cases, stats, strict=True)]
+    # "is owned by" -> " the" -> " Walt": where the model is sure of an article, look one token on
+    articled = [i for i, p in enumerate(probes) if p.expected.lower() in ARTICLES and not probes[i].span.lower().startswith(p.expected.lower())]
+    if articled:
+        later = next_token_stats(lm, [probes[i].prompt + " " + probes[i].expected for i in articled],
+                                 [first_tokens[i] for i in articled])
+        for i, (top, p_top, _) in zip(articled, later, strict=True):
+            p = probes[i]
+            probes[i] = SpanProbe(p.prompt, p.span, p.memory_id, lm.tokenizer.decode([top]).strip(), p.confidence * p_top,
+                                  p.span_probability)
+    return probes
+
+
+def contradictions(lm: LanguageModel, text: str, neighbours: Sequence[Memory], confidence: float = CONFIDENCE,
+                   ratio: float = RATIO) -> list[Contradiction]:
+    """Every confident disagreement between `text` and the model or the `neighbours`, from one
+    batched forward pass: the model expects a different word of the same kind (a name where
+    the memory has a name, a number where it has a number) with probability >= `confidence`,
+    at least `ratio` times the probability it gives the memory's own word."""
+    found = []
+    neighbour_text = {n.id: normalize_answer(n.text).split() for n in neighbours}
+    for probe in span_probes(lm, text, neighbours):
+        if not disagrees(probe, confidence, ratio):
+            continue
+        if probe.memory_id is not None and normalize_answer(probe.expected) not in " ".join(neighbour_text[probe.memory_id]):
+            continue  # only a word copied from the note shows the note disagrees
+        found.append(Contradiction(probe.span, probe.expected, probe.confidence, probe.memory_id))
+    return found
+
+
+def disagrees(probe: SpanProbe, confidence: float = CONFIDENCE, ratio: float = RATIO) -> bool:
+    expected = probe.expected
+    if probe.confidence < confidence or probe.confidence < ratio * probe.span_probability or not expected:
+        return False
+    if expected.lower() in STOPWORDS or not (expected[0].isdigit() if probe.span[0].isdigit() else expected[0].isupper()):
+        return False  # "the", or a word of another kind than the span: a way of phrasing, not a claim
+    if probe.memory_id is None and probe.span[0].isdigit():
+        return False  # numbers are split into digits: the model's first digit is a guess at a format, not knowledge
+    return not probe.span.lower().startswith(expected.lower())  # "19" before "1965" agrees
+
+
+@torch.inference_mode()
+def next_token_stats(lm: LanguageModel, prompts: Sequence[str], candidates: Sequence[int],
+                     batch_size: int = 16) -> list[tuple[int, float, float]]:
+    """Per raw prompt: the most likely next token, its probability, and the probability of
+    `candidates[i]` (one left-padded forward per batch)."""
+    stats: list[tuple[int, float, float]] = []
+    pad = lm.tokenizer.pad_token_id
+    for start in range(0, len(prompts), batch_size):
+        rows = [lm.encode(p) for p in prompts[start : start + batch_size]]
+        width = max(len(r) for r in rows)
+        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+        attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        probs = torch.softmax(lm.model(input_ids=input_ids, attention_mask=attention, position_ids=positions).logits[:, -1].float(), -1)
+        top = probs.max(-1)
+        wanted = torch.tensor(list(candidates[start : start + batch_size]))
+        chosen = probs.gather(1, wanted[:, None])[:, 0]
+        stats += list(zip(top.indices.tolist(), top.values.tolist(), chosen.tolist(), strict=True))
+    return stats
+
+
+def _first_word(text: str) -> str:
+    words = normalize_answer(text).split()
+    return words[0] if words else ""
+
+
+def _text_of(memories: Sequence[Memory], memory_id: int) -> str:
+    return next(m.text for m in memories if m.id == memory_id)
+
+
+@dataclass(frozen=True)
+class Screening:
+    """The check's verdict on one memory: quarantine reason (None: clean) and the memories it
+    corrects (to supersede)."""
+
+    memory_id: int
+    quarantine: str | None
+    supersedes: tuple[int, ...] = ()
+    found: tuple[Contradiction, ...] = ()
+
+
+def judge_contradictions(memory: Memory, neighbours: Sequence[Memory], found: Sequence[Contradiction]) -> Screening:
+    """Contradicting the model (from below `trusted`), or a memory of higher trust, quarantines;
+    contradicting a memory of equal or lower trust is a correction."""
+    rank = TRUST_LEVELS.index(memory.trust)
+    trust_of = {n.id: TRUST_LEVELS.index(n.trust) for n in neighbours}
+    trusted = memory.trust == "trusted"
+    against = [c for c in found if (c.memory_id is None and not trusted)
+               or (c.memory_id is not None and trust_of[c.memory_id] > rank)]
+    if against:
+        return Screening(memory.id, "contradicts " + "; ".join(c.describe() for c in against[:2]), (), tuple(found))
+    corrected = tuple(dict.fromkeys(c.memory_id for c in found if c.memory_id is not None))
+    return Screening(memory.id, None, corrected, tuple(found))
