@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lifelong.errors import InputError, NotFoundError
-from lifelong.memory.poisoning import Contradiction, instruction_flag, judge_contradictions
+from lifelong.memory.poisoning import Contradiction, instruction_flag, judge_contradictions, same_frame_word, same_subject
 from lifelong.memory.records import PENDING, Memory
 from lifelong.mind import Mind
 from lifelong.prompt import render_memories
@@ -114,3 +114,13 @@ def test_quarantine_commands(run_cli, tmp_path: Path, tiny_model_dir: Path) -> N
     assert code == 0 and "approved #1" in out
     code, out, _ = run_cli("quarantine", "--mind", mind)
     assert "nothing in quarantine" in out
+
+
+def test_only_a_note_in_the_same_frame_can_be_corrected() -> None:
+    """Superseding deletes nothing but hides a fact from answers, so a neighbour is corrected
+    only when it says the same thing with another value."""
+    assert same_frame_word("The office of Korvath Engineering is in Lisbon.", "The office of Korvath Engineering is in") == "Lisbon"
+    assert same_frame_word("Katie Adler's debut novel was Coral Whispers.", "Her most acclaimed book is titled") is None
+    # the same frame about no named subject: two notes about two different authors
+    assert not same_subject("The full name of the author is Evelyn Desmet.", "The full name of the author is")
+    assert same_subject("The office of Korvath Engineering is in Lisbon.", "The office of Korvath Engineering is in")

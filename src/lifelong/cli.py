@@ -21,7 +21,7 @@ from lifelong.bench import EXPECTED_FULL_RUN
 from lifelong.errors import InputError, Interrupted, LifelongError
 from lifelong.learn.strategies import KNOWN as KNOWN_STRATEGY_COMPONENTS
 from lifelong.memory.private_data import describe
-from lifelong.memory.records import TRUST_LEVELS
+from lifelong.memory.records import PENDING, TRUST_LEVELS
 from lifelong.mind import Answer, LearnReport, Mind
 from lifelong.model.registry import DEFAULT_MODEL, PACKAGED_MODELS
 from lifelong.progress import console as progress_console
@@ -231,6 +231,12 @@ def memories(
     table = Table("id", "text", "source", "trust", "namespace", "status")
     for m in found:
         status = "current" if m.current else f"superseded by #{m.superseded_by}"
+        if m.quarantined:
+            status += ", quarantined"
+        elif m.quarantine == PENDING:
+            status += ", not yet checked"
+        if m.no_train:
+            status += ", never trained on"
         table.add_row(f"#{m.id}", m.text, m.source, m.trust, m.namespace, status)
     out.print(table if found else "no memories")
 

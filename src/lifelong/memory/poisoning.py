@@ -95,14 +95,16 @@ class SpanProbe:
 
 def span_probes(lm: LanguageModel, text: str, neighbours: Sequence[Memory], max_spans: int = 3) -> list[SpanProbe]:
     """One probe per salient span of `text` (names, numbers, years) with at least
-    MIN_PREFIX_WORDS before it, alone and after each neighbour that does not state the span."""
+    MIN_PREFIX_WORDS before it, alone and after each neighbour that states the same frame
+    ("... is in X") with something other than the span."""
     cases: list[tuple[str, str, int | None]] = []
     for span in salient_spans(text)[:max_spans]:
         prefix = text[: text.find(span)].rstrip()
         if len(prefix.split()) < MIN_PREFIX_WORDS:
             continue
         cases.append((prefix, span, None))
-        cases += [(f"{n.text.strip()}\n{prefix}", span, n.id) for n in neighbours if span not in n.text]
+        cases += [(f"{n.text.strip()}\n{prefix}", span, n.id) for n in neighbours  # only notes in the same frame
+                  if span not in n.text and same_frame_word(n.text, prefix) and same_subject(n.text, prefix)]
     if not cases:
         return []
     first_tokens = [lm.tokenizer(" " + span, add_special_tokens=False)["input_ids"][0] for _, span, _ in cases]
@@ -128,14 +130,34 @@ def contradictions(lm: LanguageModel, text: str, neighbours: Sequence[Memory], c
     the memory has a name, a number where it has a number) with probability >= `confidence`,
     at least `ratio` times the probability it gives the memory's own word."""
     found = []
-    neighbour_text = {n.id: normalize_answer(n.text).split() for n in neighbours}
+    neighbour_text = {n.id: n.text for n in neighbours}
     for probe in span_probes(lm, text, neighbours):
         if not disagrees(probe, confidence, ratio):
             continue
-        if probe.memory_id is not None and normalize_answer(probe.expected) not in " ".join(neighbour_text[probe.memory_id]):
-            continue  # only a word copied from the note shows the note disagrees
-        found.append(Contradiction(probe.span, probe.expected, probe.confidence, probe.memory_id))
+        expected = probe.expected
+        if probe.memory_id is not None:
+            stated = same_frame_word(neighbour_text[probe.memory_id], text[: text.find(probe.span)])
+            if not stated or not stated.lower().startswith(expected.lower()) or stated.lower() == probe.span.split()[0].lower():
+                continue  # the note must say the same thing with another value, and the model must be copying it
+            expected = stated
+        found.append(Contradiction(probe.span, expected, probe.confidence, probe.memory_id))
     return found
+
+
+def same_subject(note: str, prefix: str) -> bool:
+    """Whether the note names what the prefix is about (a name in the prefix that the note
+    states too): "The full name of the author is ..." names no one, so two such notes about
+    two authors never correct each other."""
+    return any(name in note for name in salient_spans(prefix) if not name[0].isdigit())
+
+
+def same_frame_word(note: str, prefix: str) -> str | None:
+    """The word `note` puts right after the last MIN_PREFIX_WORDS words of `prefix` ("is in
+    Lisbon" for "The office ... is in"): a note in the same frame with another value is what a
+    correction replaces. Without that frame, a neighbour about something else is not contradicted."""
+    frame = prefix.split()[-MIN_PREFIX_WORDS:]
+    match = re.search(r"\s+".join(re.escape(w) for w in frame) + r"\s+([\w'’-]+)", note, re.IGNORECASE)
+    return match.group(1) if match else None
 
 
 def disagrees(probe: SpanProbe, confidence: float = CONFIDENCE, ratio: float = RATIO) -> bool:
