@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from lifelong.errors import InputError, NotFoundError
+from lifelong.errors import InputError, MindError, NotFoundError
 from lifelong.memory.poisoning import Contradiction, instruction_flag, judge_contradictions, same_frame_word, same_subject
 from lifelong.memory.records import PENDING, Memory
 from lifelong.mind import Mind
+from lifelong.mind_config import CONFIG_FILE
 from lifelong.prompt import render_memories
 from lifelong.versions.audit import AuditLog
 
@@ -124,3 +125,15 @@ def test_only_a_note_in_the_same_frame_can_be_corrected() -> None:
     # the same frame about no named subject: two notes about two different authors
     assert not same_subject("The full name of the author is Evelyn Desmet.", "The full name of the author is")
     assert same_subject("The office of Korvath Engineering is in Lisbon.", "The office of Korvath Engineering is in")
+
+
+def test_a_mind_can_keep_untrusted_notes_out_of_answers(mind: Mind, tiny_lm) -> None:
+    untrusted = mind.learn("Our VPN moved to vpn3.example.net in March.", source="forum", trust="untrusted").created[0]
+    assert untrusted in [h.memory.id for h in mind.ask("Where did our VPN move?", max_new_tokens=2).retrieved]
+    (mind.path / CONFIG_FILE).write_text((mind.path / CONFIG_FILE).read_text() + '\n[answers]\nmin_trust = "user"\n')
+    with Mind.open(mind.path, embedder=mind.embedder, language_model=tiny_lm) as strict:
+        assert strict.ask("Where did our VPN move?", max_new_tokens=2).retrieved == []
+        assert [h.memory.id for h in strict.recall("VPN", 1)] == [untrusted]  # still stored and searchable
+    (mind.path / CONFIG_FILE).write_text((mind.path / CONFIG_FILE).read_text().replace('"user"', '"everyone"'))
+    with pytest.raises(MindError, match=r"min_trust = 'everyone' is not a trust level; choose from: untrusted, user, trusted"):
+        Mind.open(mind.path, embedder=mind.embedder, language_model=tiny_lm)

@@ -473,6 +473,8 @@ class Mind:
             self.screen_pending()  # nothing unchecked is answered from
         if use_memory and self.store.count():
             hits = self.recall(question, k, namespace=namespace, include_superseded=False)
+            floor = TRUST_LEVELS.index(self.config.answer_trust)  # the mind's [answers] min_trust
+            hits = [h for h in hits if TRUST_LEVELS.index(h.memory.trust) >= floor]
         hits = sorted(hits, key=lambda h: -TRUST_LEVELS.index(h.memory.trust))  # stable: an untrusted note never outranks a user or trusted one
         memories = [h.memory for h in hits]
         messages = build_messages(question, memories)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lifelong.errors import InputError, MindError
 from lifelong.memory.private_data import PrivacyPolicy
+from lifelong.memory.records import TRUST_LEVELS
 
 CONFIG_FORMAT = 1
 CONFIG_FILE = "config.toml"
@@ -21,6 +22,7 @@ class MindConfig:
     teacher_url: str | None = None  # OpenAI-compatible endpoint used by sleep; off when unset
     teacher_model: str | None = None
     privacy: dict[str, str] = field(default_factory=dict)  # [privacy] kind = action, where it differs from the default
+    answer_trust: str = "untrusted"  # [answers] min_trust: the least trusted memory an answer may use
 
     @property
     def privacy_policy(self) -> PrivacyPolicy:
@@ -33,6 +35,8 @@ class MindConfig:
         )
         if self.teacher_url and self.teacher_model:
             text += f"\n[teacher]\nurl = {_quote(self.teacher_url)}\nmodel = {_quote(self.teacher_model)}\n"
+        if self.answer_trust != "untrusted":
+            text += f"\n[answers]\nmin_trust = {_quote(self.answer_trust)}\n"
         if self.privacy:
             text += "\n[privacy]\n" + "".join(f"{kind} = {_quote(action)}\n" for kind, action in sorted(self.privacy.items()))
         return text
@@ -49,6 +53,7 @@ def read_config(directory: Path) -> MindConfig:
         data = document.get("lifelong", {})
         teacher = document.get("teacher", {})
         privacy = document.get("privacy", {})
+        answers = document.get("answers", {})
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise MindError(f"{path} is not valid TOML ({exc}); fix it or remove it and run `lifelong init`") from exc
     fmt = int(data.get("format", CONFIG_FORMAT))
@@ -62,8 +67,12 @@ def read_config(directory: Path) -> MindConfig:
         policy = PrivacyPolicy.from_mapping(privacy if isinstance(privacy, dict) else {"[privacy]": privacy})
     except InputError as exc:
         raise MindError(f"{path}: {exc}") from exc
+    answer_trust = answers.get("min_trust", "untrusted") if isinstance(answers, dict) else None
+    if answer_trust not in TRUST_LEVELS:
+        raise MindError(f"{path}: [answers] min_trust = {answer_trust!r} is not a trust level; choose from: {', '.join(TRUST_LEVELS)}")
     return MindConfig(model=data["model"], embedder=data.get("embedder", "all-MiniLM-L6-v2"), format=fmt,
-                      teacher_url=teacher.get("url"), teacher_model=teacher.get("model"), privacy=policy.overrides())
+                      teacher_url=teacher.get("url"), teacher_model=teacher.get("model"), privacy=policy.overrides(),
+                      answer_trust=answer_trust)
 
 
 def write_config(directory: Path, config: MindConfig) -> None:
