@@ -9,12 +9,13 @@ import torch
 from lifelong.versions import Verdict
 from lifelong import consolidate
 from lifelong.consolidate import SleepConfig
-from lifelong.learn.router import ModuleKeys, Router, key_texts, routing_text
+from lifelong.learn.router import ModuleKeys, Router, key_texts, quoted_memory_ids, quoted_notes, routing_text
 from lifelong.learn.synthesis import TrainingExample, context_examples
 from lifelong.learn.trainer import TrainConfig
 from lifelong.memory.records import Memory
 from lifelong.mind import Mind
-from lifelong.prompt import build_messages, closed_book
+from lifelong.model.language_model import LanguageModel
+from lifelong.prompt import build_messages, cited_indices, closed_book
 
 BRIDGE = "The Korvath Bridge over the river Elsin was designed by the engineer Petra Lindqvist in 1964."
 OBSERVATORY = "The Vellmar Observatory in northern Norway was founded in 1987 by the astronomer Ilse Brandvik."
@@ -131,3 +132,29 @@ def test_a_routed_library_is_not_merged_into_the_weights(mind: Mind, passing_gat
     mind.sleep(LOUD)
     with pytest.raises(MindError, match="routed module library"):
         mind.merge()
+
+
+def test_a_note_marked_untrusted_is_still_read_as_a_note() -> None:
+    note = Memory(4, BRIDGE, "web", "untrusted", "default", "fact", None, 0.0, 0.0, None, None, "h")
+    content = build_messages("What is the capital of France?", [note])[-1]["content"]
+    assert routing_text(content) == "What is the capital of France?" and quoted_memory_ids(content) == {4}
+    assert quoted_notes(content) == [BRIDGE]
+
+
+def test_where_the_base_misses_what_the_quoted_note_says_the_module_answers_closed_book(mind: Mind, passing_gate) -> None:
+    mind.learn(BRIDGE)
+    mind.sleep(LOUD)
+    [bridge] = mind.store.list()
+    lm = mind.language_model
+    question = "Who designed the Korvath Bridge?"
+    with_note = build_messages(question, [bridge])
+    [base_reading] = lm.generate_batch([with_note], max_new_tokens=8)  # the module steps aside for the note...
+    with lm.model.disable_adapter():
+        [plain_base] = LanguageModel.generate_batch(lm, [with_note], max_new_tokens=8)
+    [module_closed] = lm.generate_batch([closed_book(question)], max_new_tokens=8)
+    # ... and the tiny random model's reading draws on nothing in the note, so the module's own answer is served
+    assert not cited_indices(plain_base, question, [BRIDGE])
+    assert base_reading == module_closed != plain_base
+    unrelated = build_messages("What is the capital of France?", [bridge])  # no module claims it: the base, exactly
+    with lm.model.disable_adapter():
+        assert lm.generate_batch([unrelated], max_new_tokens=8) == LanguageModel.generate_batch(lm, [unrelated], max_new_tokens=8)

@@ -81,15 +81,21 @@ def cited_memories(answer: str, question: str, memories: Sequence[Memory]) -> li
     a generic word the best memory happens not to contain no longer cites a second memory.
     Ties go to the better-retrieved memory.
     """
+    return [memories[i] for i in cited_indices(answer, question, [m.text for m in memories])]
+
+
+def cited_indices(answer: str, question: str, notes: Sequence[str]) -> list[int]:
+    """`cited_memories` on the notes' texts alone: the positions of the notes the answer drew
+    on (empty: the answer is grounded in none of them)."""
     new_words = _stems(answer) - _stems(question)
-    if not new_words or not memories:
+    if not new_words or not notes:
         return []
-    support = [_stems(m.text) & new_words for m in memories]
+    support = [_stems(text) & new_words for text in notes]
     frequency = Counter(w for words in support for w in words)
-    weight = {w: math.log(1 + len(memories) / count) for w, count in frequency.items()}
+    weight = {w: math.log(1 + len(notes) / count) for w, count in frequency.items()}
     cited: list[int] = []
     covered: set[str] = set()
-    remaining = list(range(len(memories)))
+    remaining = list(range(len(notes)))
     while remaining:
         best = max(remaining, key=lambda i: (sum(weight[w] for w in support[i] - covered), -i))
         added = support[best] - covered
@@ -98,4 +104,4 @@ def cited_memories(answer: str, question: str, memories: Sequence[Memory]) -> li
         cited.append(best)
         covered |= added
         remaining.remove(best)
-    return [memories[i] for i in sorted(cited)]
+    return sorted(cited)

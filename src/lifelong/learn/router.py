@@ -28,7 +28,7 @@ DEFAULT_RADIUS = 0.5
 KEYS_FILE = "router_keys.npy"
 KEY_MEMORIES_FILE = "router_key_memories.npy"  # the memory id behind each key
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
-_MEMORY_BLOCK = re.compile(r"<memory id=\"\d+\">.*?</memory>", re.DOTALL)
+_MEMORY_BLOCK = re.compile(r"<memory id=\"\d+\"[^>]*>(.*?)</memory>", re.DOTALL)  # [^>]*: a source="untrusted" mark
 
 
 def key_texts(memory_texts: Sequence[str]) -> list[str]:
@@ -56,7 +56,12 @@ def routing_text(user_content: str) -> str:
     return rest.removeprefix("Question:").strip()
 
 
-_NOTE_ID = re.compile(r"<memory id=\"(\d+)\">")
+_NOTE_ID = re.compile(r"<memory id=\"(\d+)\"[^>]*>")
+
+
+def quoted_notes(user_content: str) -> list[str]:
+    """The texts of the memories quoted into a prompt, in prompt order."""
+    return _MEMORY_BLOCK.findall(user_content)
 
 
 def quoted_memory_ids(user_content: str) -> set[int]:

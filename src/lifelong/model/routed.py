@@ -13,8 +13,9 @@ import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from lifelong.learn.router import Router
+from lifelong.learn.router import Router, quoted_notes, routing_text
 from lifelong.model.language_model import LanguageModel, Message
+from lifelong.prompt import cited_indices, closed_book
 
 T = TypeVar("T")
 
@@ -70,9 +71,25 @@ class RoutedLanguageModel(LanguageModel):
 
     def generate_batch(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int = 64,
                        temperature: float = 0.0, seed: int = 0, batch_size: int = 16) -> list[str]:
+        """Each conversation on its route. Where a module stepped aside for the notes but the
+        base's answer draws on none of them (it missed what they say), the module answers the
+        bare question instead: it knows the fact without having to read for it."""
         texts = [conversation_route_text(c) for c in conversations]
-        return self._scatter(texts, lambda idx: LanguageModel.generate_batch(
+        answers = self._scatter(texts, lambda idx: LanguageModel.generate_batch(
             self, [conversations[i] for i in idx], max_new_tokens, temperature, seed, batch_size))
+        questions = [routing_text(t) for t in texts]
+        claimed = self.router.route(questions)
+        served = self.router.route_prompts(texts)
+        fallback = [i for i in range(len(texts)) if claimed[i] is not None and served[i] is None
+                    and not cited_indices(answers[i], questions[i], quoted_notes(texts[i]))]
+        for module in dict.fromkeys(claimed[i] for i in fallback):
+            chosen = [i for i in fallback if claimed[i] == module]
+            with self._weights(module):
+                closed = LanguageModel.generate_batch(self, [closed_book(questions[i]) for i in chosen], max_new_tokens,
+                                                      temperature, seed, batch_size)
+            for i, answer in zip(chosen, closed, strict=True):
+                answers[i] = answer
+        return answers
 
     def complete_batch(self, texts: Sequence[str], max_new_tokens: int = 8, batch_size: int = 16) -> list[str]:
         return self._scatter(texts, lambda idx: LanguageModel.complete_batch(
