@@ -105,10 +105,11 @@ def record_retention_probes(lm: LanguageModel, path: Path, confidence: float = 0
 
 
 @torch.inference_mode()
-def next_token_confidence(lm: LanguageModel, prompts: Sequence[str], batch_size: int = 32) -> list[float]:
-    """The probability of each raw prompt's most likely next token, from one left-padded
-    forward per batch: how sure the model is of what comes next."""
-    confidence: list[float] = []
+def next_token_stats(lm: LanguageModel, prompts: Sequence[str], candidates: Sequence[int] | None = None,
+                     batch_size: int = 16) -> list[tuple[int, float, float]]:
+    """Per raw prompt: the most likely next token, its probability, and the probability of
+    `candidates[i]` (0.0 without candidates), from one left-padded forward per batch."""
+    stats: list[tuple[int, float, float]] = []
     pad = lm.tokenizer.pad_token_id
     for start in range(0, len(prompts), batch_size):
         rows = [lm.encode(p) for p in prompts[start : start + batch_size]]
@@ -117,8 +118,17 @@ def next_token_confidence(lm: LanguageModel, prompts: Sequence[str], batch_size:
         attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         logits = lm.model(input_ids=input_ids, attention_mask=attention, position_ids=positions).logits[:, -1].float()
-        confidence += torch.softmax(logits, -1).max(-1).values.tolist()
-    return confidence
+        probs = torch.softmax(logits, -1)
+        top = probs.max(-1)
+        chosen = (probs.gather(1, torch.tensor(list(candidates[start : start + batch_size]))[:, None])[:, 0].tolist()
+                  if candidates is not None else [0.0] * len(rows))
+        stats += list(zip(top.indices.tolist(), top.values.tolist(), chosen, strict=True))
+    return stats
+
+
+def next_token_confidence(lm: LanguageModel, prompts: Sequence[str], batch_size: int = 32) -> list[float]:
+    """How sure the model is of each raw prompt's next token (its top probability)."""
+    return [p for _, p, _ in next_token_stats(lm, prompts, None, batch_size)]
 
 
 def _confident_completions(lm: LanguageModel, prompts: Sequence[str], confidence: float, batch_size: int = 32) -> list[Probe]:

@@ -22,13 +22,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-
+from lifelong.evaluate.probes import next_token_stats
 from lifelong.learn.synthesis import salient_spans
 from lifelong.memory.records import PENDING, TRUST_LEVELS, Memory
 from lifelong.memory.retrieval import STOPWORDS
 from lifelong.model.language_model import LanguageModel
-from lifelong.scoring import normalize_answer
 
 # Text addressed to the model rather than stating a fact. A note is data; these phrases only
 # make sense as an attempt to steer whoever reads it.
@@ -169,36 +167,6 @@ def disagrees(probe: SpanProbe, confidence: float = CONFIDENCE, ratio: float = R
     if probe.memory_id is None and probe.span[0].isdigit():
         return False  # numbers are split into digits: the model's first digit is a guess at a format, not knowledge
     return not probe.span.lower().startswith(expected.lower())  # "19" before "1965" agrees
-
-
-@torch.inference_mode()
-def next_token_stats(lm: LanguageModel, prompts: Sequence[str], candidates: Sequence[int],
-                     batch_size: int = 16) -> list[tuple[int, float, float]]:
-    """Per raw prompt: the most likely next token, its probability, and the probability of
-    `candidates[i]` (one left-padded forward per batch)."""
-    stats: list[tuple[int, float, float]] = []
-    pad = lm.tokenizer.pad_token_id
-    for start in range(0, len(prompts), batch_size):
-        rows = [lm.encode(p) for p in prompts[start : start + batch_size]]
-        width = max(len(r) for r in rows)
-        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
-        attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        probs = torch.softmax(lm.model(input_ids=input_ids, attention_mask=attention, position_ids=positions).logits[:, -1].float(), -1)
-        top = probs.max(-1)
-        wanted = torch.tensor(list(candidates[start : start + batch_size]))
-        chosen = probs.gather(1, wanted[:, None])[:, 0]
-        stats += list(zip(top.indices.tolist(), top.values.tolist(), chosen.tolist(), strict=True))
-    return stats
-
-
-def _first_word(text: str) -> str:
-    words = normalize_answer(text).split()
-    return words[0] if words else ""
-
-
-def _text_of(memories: Sequence[Memory], memory_id: int) -> str:
-    return next(m.text for m in memories if m.id == memory_id)
 
 
 @dataclass(frozen=True)
