@@ -494,12 +494,12 @@ class Mind:
     # -- quarantine -----------------------------------------------------------------------
 
     def screen_pending(self, report: Callable[[str], None] = lambda _m: None) -> list[Screening]:
-        """Check the memories learned from below-`trusted` sources since the last check against
-        what the base model and the nearest current memories confidently say (see
-        memory/poisoning.py). A contradiction of the model, or of a memory of higher trust,
-        quarantines the new memory; a contradiction of a memory of equal or lower trust is a
-        correction: the old memory is superseded. Runs before answers and sleeps, so nothing
-        unchecked is ever answered from or trained on; `learn` itself stays model-free."""
+        """Check the memories learned since the last check against what the base model and the
+        nearest current memories confidently say (see memory/poisoning.py). From below
+        `trusted`, a contradiction of the model, or of a memory of higher trust, quarantines
+        the new memory; a contradiction of a memory of equal or lower trust is a correction:
+        the old memory is superseded. Runs before answers and sleeps, so nothing unchecked is
+        ever answered from or trained on, while `learn` itself never loads the model."""
         pending = self.store.pending_screening()
         if not pending:
             return []
