@@ -181,12 +181,17 @@ class Screening:
 
 
 def judge_contradictions(memory: Memory, neighbours: Sequence[Memory], found: Sequence[Contradiction]) -> Screening:
-    """Contradicting the model (from below `trusted`), or a memory of higher trust, quarantines;
-    contradicting a memory of equal or lower trust is a correction."""
+    """Contradicting the model (from an `untrusted` source), or a memory of higher trust,
+    quarantines; contradicting a memory of equal or lower trust is a correction.
+
+    A `user` memory is not held for contradicting the model alone: the model's expectation is
+    sometimes a prior, not knowledge ("Captain Oru Tadeski sailed solo across the" -> Pacific,
+    p=0.34), and holding a user's own fictitious-to-the-model fact back cost the real-model
+    sleep test its third fact. Memories and `untrusted` sources are still checked."""
     rank = TRUST_LEVELS.index(memory.trust)
     trust_of = {n.id: TRUST_LEVELS.index(n.trust) for n in neighbours}
-    trusted = memory.trust == "trusted"
-    against = [c for c in found if (c.memory_id is None and not trusted)
+    doubted = memory.trust == "untrusted"
+    against = [c for c in found if (c.memory_id is None and doubted)
                or (c.memory_id is not None and trust_of[c.memory_id] > rank)]
     if against:
         return Screening(memory.id, "contradicts " + "; ".join(c.describe() for c in against[:2]), (), tuple(found))
