@@ -96,7 +96,8 @@ def test_a_store_from_the_previous_schema_is_upgraded_in_place_with_its_memories
     first = mind.learn(FACT).created[0]
     mind.store.close()
     db = sqlite3.connect(mind.path / "memory.db")
-    db.execute("ALTER TABLE memories DROP COLUMN no_train")  # back to what lifelong with schema 1 wrote
+    db.execute("DROP INDEX memories_pending")  # back to what lifelong with schema 1 wrote
+    db.execute("ALTER TABLE memories DROP COLUMN no_train")
     db.execute("ALTER TABLE memories DROP COLUMN quarantine")
     db.execute("PRAGMA user_version = 1")
     db.commit()

@@ -5,8 +5,8 @@ Why at write time: a poisoned note is dangerous twice, once when retrieval paste
 prompt and again when a sleep trains it into the weights. Both read only memories that passed
 these checks (or that a person approved with `lifelong quarantine approve`).
 
-Contradiction is measured, not keyword-matched. For each name, number or year the memory
-states, the text before it is given to the base model as a plain completion: if the model is
+Contradiction is measured, not keyword-matched. For each name the memory states (numbers only
+against neighbours: the model's first digit is a format guess), the text before it is given to the base model as a plain completion: if the model is
 confident (first-token probability >= `confidence`) of a different word, the memory contradicts
 what the model knows ("Vinson Massif is located in the continent of" -> Antarctica, where the
 memory says Europe). The same prefix is then given after each of the nearest current memories:

@@ -50,12 +50,15 @@ END;
 CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN
     INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
 END;
+CREATE INDEX IF NOT EXISTS memories_pending ON memories (id) WHERE quarantine IS NOT NULL;
 CREATE TABLE forgotten (id INTEGER PRIMARY KEY, content_hash TEXT NOT NULL, forgotten_at REAL NOT NULL);
 """
 
 _COLUMNS = "id, text, source, trust, namespace, kind, key, created_at, valid_from, valid_to, superseded_by, content_hash, no_train, quarantine"
 # each step upgrades a store from the version before it, in one transaction
-_MIGRATIONS = {2: ["ALTER TABLE memories ADD COLUMN no_train TEXT", "ALTER TABLE memories ADD COLUMN quarantine TEXT"]}
+_MIGRATIONS = {2: ["ALTER TABLE memories ADD COLUMN no_train TEXT", "ALTER TABLE memories ADD COLUMN quarantine TEXT",
+                   # every ask looks for memories still to check: an index, not a scan of 100k rows
+                   "CREATE INDEX IF NOT EXISTS memories_pending ON memories (id) WHERE quarantine IS NOT NULL"]}
 
 
 @dataclass(frozen=True)
@@ -263,7 +266,7 @@ class MemoryStore:
                                    (time.time(), new_id, old_id)).rowcount)
 
     def pending_screening(self) -> list[Memory]:
-        rows = self._db.execute(f"SELECT {_COLUMNS} FROM memories WHERE quarantine = ? ORDER BY id", (PENDING,)).fetchall()
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM memories WHERE quarantine IS NOT NULL AND quarantine = ? ORDER BY id", (PENDING,)).fetchall()
         return [_row_to_memory(r) for r in rows]
 
     def quarantined(self) -> list[Memory]:
