@@ -138,3 +138,23 @@ def test_a_mind_can_keep_untrusted_notes_out_of_answers(mind: Mind, tiny_lm) -> 
     (mind.path / CONFIG_FILE).write_text((mind.path / CONFIG_FILE).read_text().replace('"user"', '"everyone"'))
     with pytest.raises(MindError, match=r"min_trust = 'everyone' is not a trust level; choose from: untrusted, user, trusted"):
         Mind.open(mind.path, embedder=mind.embedder, language_model=tiny_lm)
+
+
+def test_untrusted_memories_are_not_trained_on_unless_the_mind_says_so(mind: Mind, tiny_lm) -> None:
+    from lifelong.consolidate import SleepConfig
+    from lifelong.learn.trainer import TrainConfig
+
+    rumour = mind.learn("The Korvath ferry leaves from pier 9 at dawn.", source="forum", trust="untrusted").created[0]
+    fact = mind.learn("Petra Lindqvist opened the Halden bridge in 1964.").created[0]
+    quick = SleepConfig(train=TrainConfig(rank=4, epochs=1, bf16=False), distill=False)
+    messages: list[str] = []
+    first = mind.sleep(quick, report=messages.append)
+    assert first.manifest.memory_ids == [fact]  # the weights learned the user's fact only
+    assert any("kept 1 memory below 'user' trust out of training" in m and "[training] min_trust" in m for m in messages)
+    assert rumour in [h.memory.id for h in mind.ask("When does the Korvath ferry leave?", max_new_tokens=2).retrieved]
+    (mind.path / CONFIG_FILE).write_text((mind.path / CONFIG_FILE).read_text() + '\n[training]\nmin_trust = "untrusted"\n')
+    with Mind.open(mind.path, embedder=mind.embedder, language_model=tiny_lm) as permissive:
+        assert rumour in permissive.sleep(quick).manifest.memory_ids
+    (mind.path / CONFIG_FILE).write_text((mind.path / CONFIG_FILE).read_text().replace('min_trust = "untrusted"', 'min_trust = "anyone"'))
+    with pytest.raises(MindError, match=r"\[training\] min_trust = 'anyone' is not a trust level"):
+        Mind.open(mind.path, embedder=mind.embedder, language_model=tiny_lm)

@@ -41,7 +41,7 @@ from lifelong.learn.synthesis import (
 )
 from lifelong.learn.teacher import Teacher, TeacherConfig
 from lifelong.learn.trainer import TrainConfig, attach_lora, train_module, trained_texts
-from lifelong.memory.records import Memory
+from lifelong.memory.records import TRUST_LEVELS, Memory
 from lifelong.memory.embedder import Embedder
 from lifelong.model.language_model import LanguageModel
 from lifelong.model.routed import RoutedLanguageModel
@@ -65,6 +65,11 @@ class SleepConfig:
     held_out_questions: tuple[str, ...] = ()
     embedder: Embedder | None = None  # router keys of a routed sleep (the mind's embedder)
     router_radius: float = DEFAULT_RADIUS
+    # The least trusted memory the weights may learn (the mind's [training] min_trust). Weights
+    # are the hardest layer to undo and the contradiction check misses about half of the false
+    # statements it is shown (README, Poisoning), so untrusted memories are answered from, marked
+    # as untrusted, but not trained on unless the mind says so.
+    min_trust: str = "user"
 
 
 class ModelDistiller:
@@ -152,11 +157,17 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
         consolidated = {i for own in library.values() for i in own}
     else:
         consolidated = set(parent.memory_ids) if parent else set()
-    private = [m for m in memories if m.current and not m.trainable and m.id not in consolidated]
-    new = [m for m in memories if m.current and m.trainable and m.id not in consolidated]
+    floor = TRUST_LEVELS.index(config.min_trust)
+    unconsolidated = [m for m in memories if m.current and m.id not in consolidated]
+    private = [m for m in unconsolidated if m.no_train]
+    below_trust = [m for m in unconsolidated if m.trainable and TRUST_LEVELS.index(m.trust) < floor]
+    new = [m for m in unconsolidated if m.trainable and TRUST_LEVELS.index(m.trust) >= floor]
     if private:
         report(f"kept {len(private)} {_plural(len(private), 'memory', 'memories')} with private data out of training "
                f"(recalled, never trained on: see [privacy] in config.toml)")
+    if below_trust:
+        report(f"kept {len(below_trust)} {_plural(len(below_trust), 'memory', 'memories')} below {config.min_trust!r} trust out of "
+               f"training (answered from, marked untrusted; set [training] min_trust in config.toml to train on them)")
     if not new:
         return SleepResult(None, False, "nothing new to consolidate")
     old = [current[i] for i in sorted(consolidated) if i in current]

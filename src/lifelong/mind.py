@@ -264,7 +264,7 @@ class Mind:
         """Consolidate memories not yet in the active module into a new, gated version."""
         from lifelong.consolidate import run_sleep
 
-        config = config or SleepConfig()
+        config = dataclasses.replace(config or SleepConfig(), min_trust=self.config.train_trust)  # the mind's [training] min_trust
         if config.embedder is None:
             config = dataclasses.replace(config, embedder=self.embedder)
         self.screen_pending(report)  # nothing unchecked is trained on

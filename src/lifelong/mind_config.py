@@ -23,6 +23,7 @@ class MindConfig:
     teacher_model: str | None = None
     privacy: dict[str, str] = field(default_factory=dict)  # [privacy] kind = action, where it differs from the default
     answer_trust: str = "untrusted"  # [answers] min_trust: the least trusted memory an answer may use
+    train_trust: str = "user"  # [training] min_trust: the least trusted memory a sleep may train on
 
     @property
     def privacy_policy(self) -> PrivacyPolicy:
@@ -37,6 +38,8 @@ class MindConfig:
             text += f"\n[teacher]\nurl = {_quote(self.teacher_url)}\nmodel = {_quote(self.teacher_model)}\n"
         if self.answer_trust != "untrusted":
             text += f"\n[answers]\nmin_trust = {_quote(self.answer_trust)}\n"
+        if self.train_trust != "user":
+            text += f"\n[training]\nmin_trust = {_quote(self.train_trust)}\n"
         if self.privacy:
             text += "\n[privacy]\n" + "".join(f"{kind} = {_quote(action)}\n" for kind, action in sorted(self.privacy.items()))
         return text
@@ -54,6 +57,7 @@ def read_config(directory: Path) -> MindConfig:
         teacher = document.get("teacher", {})
         privacy = document.get("privacy", {})
         answers = document.get("answers", {})
+        training = document.get("training", {})
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise MindError(f"{path} is not valid TOML ({exc}); fix it or remove it and run `lifelong init`") from exc
     fmt = int(data.get("format", CONFIG_FORMAT))
@@ -70,9 +74,12 @@ def read_config(directory: Path) -> MindConfig:
     answer_trust = answers.get("min_trust", "untrusted") if isinstance(answers, dict) else None
     if answer_trust not in TRUST_LEVELS:
         raise MindError(f"{path}: [answers] min_trust = {answer_trust!r} is not a trust level; choose from: {', '.join(TRUST_LEVELS)}")
+    train_trust = training.get("min_trust", "user") if isinstance(training, dict) else None
+    if train_trust not in TRUST_LEVELS:
+        raise MindError(f"{path}: [training] min_trust = {train_trust!r} is not a trust level; choose from: {', '.join(TRUST_LEVELS)}")
     return MindConfig(model=data["model"], embedder=data.get("embedder", "all-MiniLM-L6-v2"), format=fmt,
                       teacher_url=teacher.get("url"), teacher_model=teacher.get("model"), privacy=policy.overrides(),
-                      answer_trust=answer_trust)
+                      answer_trust=answer_trust, train_trust=train_trust)
 
 
 def write_config(directory: Path, config: MindConfig) -> None:
