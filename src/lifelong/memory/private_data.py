@@ -158,9 +158,20 @@ def _recognizers() -> tuple[Any, ...]:
         def validate_result(self, pattern_text: str) -> bool:
             return offline_domains(pattern_text).fqdn != ""
 
+    class InternationalPhoneRecognizer(PhoneRecognizer):
+        """Numbers written with a country code ("+1 499 245 6007") are phone numbers even when
+        libphonenumber does not know the area code; without the "+", only valid numbers count,
+        or every year range ("1963-1989") would be one."""
+
+        def __init__(self) -> None:
+            super().__init__(leniency=0, name="international phone")
+
+        def analyze(self, text: str, entities: Any, nlp_artifacts: Any = None, regex_flags: Any = None) -> list[Any]:
+            return [r for r in super().analyze(text, entities, nlp_artifacts) if text[r.start] == "+"]
+
     password = PatternRecognizer(supported_entity="PASSWORD", name="prose password",
                                  patterns=[Pattern("password stated in prose", _PROSE_PASSWORD, 0.6)])
-    return (OfflineEmailRecognizer(), PhoneRecognizer(), CreditCardRecognizer(), IbanRecognizer(), IpRecognizer(),
+    return (OfflineEmailRecognizer(), PhoneRecognizer(), InternationalPhoneRecognizer(), CreditCardRecognizer(), IbanRecognizer(), IpRecognizer(),
             UsSsnRecognizer(), UsItinRecognizer(), UkNinoRecognizer(), password)
 
 
