@@ -84,3 +84,17 @@ def test_a_module_that_learned_a_forgotten_memory_is_never_merged(mind: Mind, pa
     mind.forget(bridge)
     with pytest.raises(MindError, match="since forgotten"):
         mind.merge(policy=OPEN)
+
+
+def test_a_forgotten_memory_leaves_no_text_nor_indexed_word_in_any_file_of_the_mind(mind: Mind) -> None:
+    secret = "The Zylvandrix vault under Korvath station opens with the phrase amber heron."
+    for i in range(30):  # enough writes that the keyword index holds several segments
+        mind.learn(f"Note {i}: the Elsin ferry timetable changed in week {i}.")
+    forgotten = mind.learn(secret).created[0]
+    mind.learn("The Elsin ferry runs hourly.")
+    mind.forget(forgotten)
+    for file in [p for p in mind.path.rglob("*") if p.is_file()]:
+        data = file.read_bytes()
+        assert secret.encode() not in data and b"zylvandrix" not in data.lower(), file.name  # the text, and its indexed word
+    assert mind.recall("Zylvandrix vault", 3, mode="keyword") == []
+    assert [h.memory.text for h in mind.recall("Elsin ferry hourly", 1)] == ["The Elsin ferry runs hourly."]

@@ -590,6 +590,7 @@ class Mind:
             probes = acquisition_probes(list(found.values())) if served else []
             before = accuracy(self.language_model, probes) if probes else None
             forgotten = [self.store.delete(i) for i in ids]
+            self.store.purge_deleted()
             scrubbed = scrub_versions(self.versions, forgotten)
             self._active = None
             proof = None

@@ -147,6 +147,7 @@ class MemoryStore:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA secure_delete=ON")  # a deleted memory's bytes are overwritten, not left in free pages
         store = cls(db, path)
         if not tables:
             with store._transaction():
@@ -285,6 +286,15 @@ class MemoryStore:
                 (memory_id, memory.content_hash, time.time()),
             )
         return memory
+
+    def purge_deleted(self) -> None:
+        """Make deletions reach the disk: deleted rows are zeroed (secure_delete), but the
+        keyword index keeps a deleted text's words in its old segments until they are merged,
+        and the write-ahead log keeps earlier pages until a checkpoint. Forgetting runs this,
+        so a forgotten memory's text and words leave every file of the store."""
+        with self._transaction() as db:
+            db.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')")
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # a reader in another process may delay it; the next forget retries
 
     # -- reads ---------------------------------------------------------------------------
 
