@@ -69,6 +69,13 @@ def test_every_study_runs_end_to_end_on_a_tiny_model(bench_data: Path, tmp_path:
     assert squad["modes"]["single"]["held_out"]["training_texts_checked"]["lifelong (routed+context)"] > 0
     cost = json.loads((written["cost"] / "results.json").read_text())
     assert all(row["tokens"] > 0 and row["peak_rss_mib"] > 0 for row in cost["rows"].values())
+    governance = json.loads((written["governance"] / "results.json").read_text())
+    unlearning, private = governance["unlearning"], governance["private_data"]
+    assert unlearning["still_recalled"] == 0 and unlearning["files_holding_forgotten_text"]["after forget"] == []
+    assert set(unlearning["scores"]) == {"base", "after sleep", "after forget", "after rebuild"}
+    assert private["recall"] == 1.0 and private["files_holding_canaries"]["redacted canary, any file"] == []
+    assert private["files_holding_canaries"]["any canary, outside the memory store"] == []
+    assert governance["injection"]["untrusted"]["quarantined"] == governance["injection"]["flagged"] > 0
 
 
 def test_each_extra_strategy_adds_a_lifelong_arm_to_every_training_study(bench_data: Path, tmp_path: Path) -> None:

@@ -49,6 +49,12 @@ class BenchSettings:
     cost_facts: int = 15
     known: int = 500
     citation_questions: int = 300  # citations: every TOFU question
+    governance_facts: int = 40  # governance: facts learned, slept on ...
+    forget_facts: int = 10  # ... and forgotten
+    canaries: int = 100
+    poison_statements: int = 50
+    poison_sleep_facts: int = 10  # user facts beside the poisoned memories, so their sleep trains something
+    injections: int = 30
     strategies: tuple[str, ...] = (DEFAULT_STRATEGY,)
     epochs: int = TrainConfig().epochs
     seed: int = 0
@@ -57,6 +63,7 @@ class BenchSettings:
     @classmethod
     def quick(cls, **overrides: Any) -> BenchSettings:
         sizes = dict(facts=6, passages=2, implication_passages=2, sleeps=2, batch_facts=3, cost_facts=3, known=20, citation_questions=6,
+                     governance_facts=4, forget_facts=2, canaries=5, poison_statements=3, poison_sleep_facts=2, injections=3,
                      epochs=1, model="tiny")
         return cls(**{**sizes, **overrides})
 
@@ -74,9 +81,11 @@ class BenchSettings:
                 raise InputError(f"--strategies: {exc}") from exc
 
         for name in ("facts", "passages", "implication_passages", "sleeps", "batch_facts", "cost_facts", "known", "citation_questions",
-                     "epochs"):
+                     "governance_facts", "forget_facts", "canaries", "poison_statements", "poison_sleep_facts", "injections", "epochs"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+        if self.forget_facts >= self.governance_facts:
+            raise InputError(f"forget_facts ({self.forget_facts}) must be below governance_facts ({self.governance_facts}): some facts must be kept")
         unknown = set(self.squad_modes) - set(SQUAD_MODES)
         if unknown:
             raise InputError(f"--squad-modes has {', '.join(sorted(unknown))}; use {', '.join(SQUAD_MODES)}")

@@ -6,11 +6,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from rich.markup import escape
+
 from lifelong.progress import console
 
 
 def report_to_console(label: str) -> Callable[[str], None]:
-    return lambda message: console().print(f"  [dim]{label}: {message}[/dim]")
+    return lambda message: console().print(f"  [dim]{escape(label)}: {escape(message)}[/dim]")
 
 
 def training_progress(label: str) -> Callable[[int, int, float], None]:

@@ -44,6 +44,8 @@ STUDIES = {
     "cost": Study("cost_study", "run", "report", "plot", "Cost of a sleep against the naive loop"),
     "retrieval": Study("retrieval_study", "run", "report", "plot", "Retrieval quality and latency"),
     "citations": Study("citations_study", "run", "report", "plot", "Citations: does ask cite the memory its answer came from?"),
+    "governance": Study("governance_study", "run", "report", "plot",
+                        "Governance: forgetting that reaches the weights, private data, poisoning, injection"),
 }
 
 
