@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -402,6 +403,90 @@ def quarantine_reject(memory_id: Annotated[str, typer.Argument(help="Id of a qua
     with Mind.open(mind) as opened:
         report = opened.reject(number)
     out.print(f"rejected and forgot #{report.forgotten[0].id}", highlight=False)
+
+
+keys_app = typer.Typer(help="API keys of `lifelong serve`: `keys create TENANT` prints a new key (shown once), "
+                             "`keys list` shows them, `keys revoke KEY|TENANT` ends them.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def _server_root(mind: Optional[Path]) -> Path:
+    from lifelong.mind_config import require_mind
+    from lifelong.paths import mind_dir
+
+    root = mind_dir(mind)
+    require_mind(root)
+    return root
+
+
+@keys_app.command("create")
+def keys_create(tenant: Annotated[str, typer.Argument(help="Tenant the key speaks for (lowercase letters, digits, - or _)")],
+                mind: MindOption = None, json_output: JsonOption = False) -> None:
+    """Make an API key for TENANT; each tenant has its own memories, quarantine, versions and modules."""
+    from lifelong.serve.keys import KeyRing
+
+    ring = KeyRing(_server_root(mind))
+    try:
+        key = ring.create(tenant)
+    finally:
+        ring.close()
+    if json_output:
+        _emit_json({"tenant": tenant, "key": key})
+        return
+    out.print(f"key for tenant {tenant} (shown once; the server keeps only its hash):\n{key}", highlight=False, markup=False)
+
+
+@keys_app.command("list")
+def keys_list(mind: MindOption = None, json_output: JsonOption = False) -> None:
+    """List keys by id (the key's first characters), tenant, and whether revoked."""
+    from lifelong.serve.keys import KeyRing
+
+    ring = KeyRing(_server_root(mind))
+    try:
+        records = ring.list()
+    finally:
+        ring.close()
+    if json_output:
+        _emit_json([r.to_dict() for r in records])
+        return
+    table = Table("key id", "tenant", "created", "status")
+    for r in records:
+        table.add_row(r.key_id + "...", r.tenant, time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at)),
+                      "revoked" if r.revoked_at else "live")
+    out.print(table if records else "no keys; make one with `lifelong keys create TENANT`")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_or_tenant: Annotated[str, typer.Argument(help="A key (or its id from `keys list`), or a tenant: all its keys")],
+                mind: MindOption = None) -> None:
+    """Revoke a key, or every key of a tenant: their requests get 401 from then on."""
+    from lifelong.serve.keys import KeyRing
+
+    ring = KeyRing(_server_root(mind))
+    try:
+        revoked = ring.revoke(key_or_tenant)
+    finally:
+        ring.close()
+    out.print(f"revoked {len(revoked)} key{'s' if len(revoked) != 1 else ''} of {', '.join(sorted({r.tenant for r in revoked}))}",
+              highlight=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on", min=1, max=65535)] = 8000,
+    batch_window_ms: Annotated[float, typer.Option(help="How long a request waits for others to share its batch", min=0.0, max=1000.0)] = 10.0,
+    mind: MindOption = None,
+) -> None:
+    """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/models, /v1/memories) over this
+    mind's model, one mind per tenant (keys: `lifelong keys create TENANT`)."""
+    import uvicorn
+
+    from lifelong.serve.app import create_app
+
+    root = _server_root(mind)
+    out.print(f"serving {root} on http://{host}:{port} (OpenAI base URL http://{host}:{port}/v1)", highlight=False)
+    uvicorn.run(create_app(root, batch_window=batch_window_ms / 1000), host=host, port=port, log_level="warning")
 
 
 versions_app = typer.Typer(help="List the versions of this mind's model (lineage, metrics, verdict); `versions prune` deletes unused ones.",

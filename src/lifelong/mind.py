@@ -116,6 +116,21 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class PreparedAnswer:
+    """A question ready to generate: the model that serves it, its prompt, the memories in it."""
+
+    question: str
+    lm: LanguageModel
+    messages: list[dict[str, str]]
+    retrieved: list[RecallHit]
+    memories: list[Memory]
+
+    def answer(self, text: str) -> Answer:
+        return Answer(question=self.question, text=text, model=self.lm.name, used_memory=bool(self.memories),
+                      retrieved=self.retrieved, citations=cited_memories(text, self.question, self.memories))
+
+
+@dataclass(frozen=True)
 class VersionDiff:
     old: str
     new: str
@@ -463,6 +478,25 @@ class Mind:
         seed: int = 0,
     ) -> Answer:
         """Answer with the model; with memory, the top current memories go into the prompt."""
+        prepared = self.prepare_answer(question, use_memory=use_memory, k=k, namespace=namespace,
+                                       max_new_tokens=max_new_tokens, temperature=temperature)
+        text = prepared.lm.generate(prepared.messages, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+        return prepared.answer(text)
+
+    def prepare_answer(
+        self,
+        question: str,
+        *,
+        history: Sequence[dict[str, str]] = (),
+        use_memory: bool = True,
+        k: int = 3,
+        namespace: str | None = None,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+    ) -> PreparedAnswer:
+        """Everything `ask` does before generating: the served model and the prompt (earlier
+        turns of a conversation in `history`, the retrieved memories with the question). The
+        server generates many prepared answers in one batch, or streams one."""
         if not question.strip():
             raise InputError("the question is empty; pass a question to ask")
         _check_generation_settings(k, max_new_tokens, temperature)  # before the model loads
@@ -477,19 +511,20 @@ class Mind:
             hits = [h for h in hits if TRUST_LEVELS.index(h.memory.trust) >= floor]
         hits = sorted(hits, key=lambda h: -TRUST_LEVELS.index(h.memory.trust))  # stable: an untrusted note never outranks a user or trusted one
         memories = [h.memory for h in hits]
-        messages = build_messages(question, memories)
-        while memories and len(lm.encode(lm.format_chat(messages))) > lm.context_window - max_new_tokens:
-            memories = memories[:-1]  # drop the weakest memory until the prompt fits
-            messages = build_messages(question, memories)
-        text = lm.generate(messages, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
-        return Answer(
-            question=question,
-            text=text,
-            model=lm.name,
-            used_memory=bool(memories),
-            retrieved=hits[: len(memories)],
-            citations=cited_memories(text, question, memories),
-        )
+        turns = [{"role": m["role"], "content": m["content"]} for m in history if m["role"] in ("user", "assistant")]
+
+        def prompt() -> list[dict[str, str]]:
+            system, *rest = build_messages(question, memories)
+            return [system, *turns, *rest]
+
+        messages = prompt()
+        while (turns or memories) and len(lm.encode(lm.format_chat(messages))) > lm.context_window - max_new_tokens:
+            if turns:
+                turns = turns[2:] if len(turns) > 1 else []  # the oldest exchange goes first
+            else:
+                memories = memories[:-1]  # then the weakest memory, until the prompt fits
+            messages = prompt()
+        return PreparedAnswer(question, lm, messages, hits[: len(memories)], memories)
 
     # -- quarantine -----------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ training code (LoRA, merges) works on the same objects that answer questions.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import torch
@@ -114,6 +115,55 @@ class LanguageModel:
         little more than one prompt, which is what makes evaluation and distillation affordable."""
         encoded = [self.encode(self.format_chat(m)) for m in conversations]
         return [self._clean(t) for t in self._generate_ids(encoded, max_new_tokens, temperature, seed, batch_size)]
+
+    def generation_weights(self, messages: Sequence[Message]) -> contextlib.AbstractContextManager[Any]:
+        """The weights a conversation is answered with (a routed model picks a module)."""
+        return contextlib.nullcontext()
+
+    def stream(self, messages: Sequence[Message], max_new_tokens: int = 64, temperature: float = 0.0,
+               seed: int = 0) -> Iterator[str]:
+        """The answer piece by piece as it is generated (a server streams them): the same
+        tokens `generate` returns, the first piece arriving after one forward pass, not all."""
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        stop = threading.Event()  # set when the reader goes away (a client disconnects): generation ends at the next token
+
+        class ReaderGone(StoppingCriteria):
+            def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+                return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool)
+
+        ids = self.encode(self.format_chat(messages))
+        self.check_fits(len(ids), max_new_tokens)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature > 0 else {"do_sample": False}
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode(), self.generation_weights(messages):
+                    torch.manual_seed(seed)
+                    self.model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                        max_new_tokens=max_new_tokens, eos_token_id=self._stop_ids(),
+                                        pad_token_id=self.tokenizer.pad_token_id, streamer=streamer,
+                                        stopping_criteria=StoppingCriteriaList([ReaderGone()]), **sampling)
+            except BaseException as exc:  # handed to the caller's thread below
+                failure.append(exc)
+                streamer.end()
+
+        worker = threading.Thread(target=run, name="lifelong-stream", daemon=True)
+        worker.start()
+        first = True
+        try:
+            for piece in streamer:
+                piece = piece.lstrip() if first else piece
+                if piece:
+                    first = False
+                    yield piece
+        finally:  # also when the caller stops reading: the model is free again when this returns
+            stop.set()
+            worker.join()
+        if failure:
+            raise failure[0]
 
     @torch.inference_mode()
     def complete_batch(self, texts: Sequence[str], max_new_tokens: int = 8, batch_size: int = 16) -> list[str]:

@@ -10,7 +10,7 @@ input no module claims gets the base model's answer exactly.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from lifelong.learn.router import Router, quoted_notes, routing_text
@@ -90,6 +90,22 @@ class RoutedLanguageModel(LanguageModel):
             for i, answer in zip(chosen, closed, strict=True):
                 answers[i] = answer
         return answers
+
+    def generation_weights(self, messages: Sequence[Message]) -> contextlib.AbstractContextManager[Any]:
+        [(_, weights)] = self.routes([conversation_route_text(messages)])
+        return weights
+
+    def stream(self, messages: Sequence[Message], max_new_tokens: int = 64, temperature: float = 0.0,
+               seed: int = 0) -> Iterator[str]:
+        """Streamed on its route; where the grounded fallback of `generate_batch` may apply (a
+        module stepped aside for the notes), the answer is only known once the base's answer
+        is, so it comes in one piece."""
+        text = conversation_route_text(messages)
+        question = routing_text(text)
+        if self.router.route([question])[0] is not None and self.router.route_prompts([text])[0] is None:
+            yield self.generate_batch([messages], max_new_tokens, temperature, seed)[0]
+            return
+        yield from LanguageModel.stream(self, messages, max_new_tokens, temperature, seed)
 
     def complete_batch(self, texts: Sequence[str], max_new_tokens: int = 8, batch_size: int = 16) -> list[str]:
         return self._scatter(texts, lambda idx: LanguageModel.complete_batch(
