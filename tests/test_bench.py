@@ -340,3 +340,20 @@ def test_each_implications_unit_runs_alone(bench_data: Path, tmp_path: Path) -> 
     results = json.loads((folder / "results.json").read_text())
     assert set(results["modes"]) == {"implications: passage + implications"}
     assert "passage + implications" in (folder / "report.md").read_text()
+
+
+def test_a_kept_module_is_scored_again_without_sleeping(bench_data: Path, tmp_path: Path) -> None:
+    """--reuse-minds: the lifelong arm comes from the module an earlier run kept, and answers
+    exactly as it did; a kept mind on other facts is not reused."""
+    settings = BenchSettings.quick(facts=3)
+    first = run_bench(["acquisition-facts"], settings, bench_data, tmp_path / "a", keep_minds=tmp_path / "minds")
+    again = run_bench(["acquisition-facts"], settings, bench_data, tmp_path / "b", keep_minds=tmp_path / "minds", reuse_minds=True)
+    arm = "lifelong (routed+context)"
+    before, after = (json.loads((w["acquisition-facts"] / "results.json").read_text())["arms"][arm] for w in (first, again))
+    assert after["info"]["reused_from"].endswith("facts-lifelong-(routed-context)") and "reused_from" not in before["info"]
+    assert after["predictions"] == before["predictions"] and after["info"]["version"] == before["info"]["version"]
+    other = run_bench(["acquisition-facts"], BenchSettings.quick(facts=2), bench_data, tmp_path / "c", keep_minds=tmp_path / "minds",
+                      reuse_minds=True)
+    assert "reused_from" not in json.loads((other["acquisition-facts"] / "results.json").read_text())["arms"][arm]["info"]
+    with pytest.raises(InputError, match="--reuse-minds needs --keep-minds"):
+        run_bench(["acquisition-facts"], settings, bench_data, tmp_path / "d", reuse_minds=True)

@@ -859,6 +859,9 @@ def bench(
                                               "the same settings that was cut short")] = False,
     keep_minds: Annotated[Optional[Path], typer.Option("--keep-minds", help="keep the minds the arms train in this new or empty "
                                                                             "folder (default: a temporary folder, deleted after the run)")] = None,
+    reuse_minds: Annotated[bool, typer.Option("--reuse-minds", help="with --keep-minds DIR of an earlier run: acquisition-facts and "
+                                                                    "retention score the lifelong modules it kept (same strategy, same "
+                                                                    "facts) instead of sleeping again")] = False,
 ) -> None:
     from lifelong.bench.context import BenchSettings
     from lifelong.bench.runner import run_bench, study_names
@@ -871,7 +874,7 @@ def bench(
     given.update(seed=seed, strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
                  squad_modes=tuple(m.strip() for m in squad_modes.split(",") if m.strip()))
     settings = BenchSettings.quick(**given) if quick else BenchSettings(**given)
-    written = run_bench(names, settings, data, out_dir, passages_file, resume, keep_minds)
+    written = run_bench(names, settings, data, out_dir, passages_file, resume, keep_minds, reuse_minds)
     for name, folder in written.items():
         out.print(f"{name}: {folder}")
 

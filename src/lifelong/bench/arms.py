@@ -98,9 +98,14 @@ def sleep_once(mind: Mind, strategy: str, train: TrainConfig, label: str, held_o
 
 
 def lifelong_arm(root: Path, name: str, base: LanguageModel, embedder: Any, records: Sequence[NewMemory],
-                 strategy: str, train: TrainConfig, held_out: Sequence[str]) -> tuple[Arm, Mind]:
-    """A fresh mind that learns `records` and sleeps once."""
+                 strategy: str, train: TrainConfig, held_out: Sequence[str], reuse: bool = False) -> tuple[Arm, Mind]:
+    """A fresh mind that learns `records` and sleeps once; with `reuse`, the module an earlier
+    run kept in the same folder (`--keep-minds`) if it learned exactly these records."""
     path = root / name.replace(" ", "-").replace("+", "-")
+    if reuse and path.exists():
+        kept = reused_arm(path, name, base, embedder, records, strategy)
+        if kept is not None:
+            return kept
     if path.exists():
         shutil.rmtree(path)
     mind = make_mind(path, base, embedder, records)
@@ -113,3 +118,20 @@ def naive_arm(base: LanguageModel, texts: Sequence[str], train: TrainConfig, nam
     tuner = RawTextFineTune(base, train)
     stats = tuner.train(texts, name)
     return Arm(name, tuner.lm, info={"train": stats}, training_texts=list(texts))
+
+
+def reused_arm(path: Path, name: str, base: LanguageModel, embedder: Any, records: Sequence[NewMemory],
+               strategy: str) -> tuple[Arm, Mind] | None:
+    """The kept mind's latest module, when its memories are these records and it was trained
+    with this strategy (else None, and the arm is trained again)."""
+    mind = Mind.open(path, embedder=embedder, language_model=base)
+    modules = [m for m in mind.versions.list() if m.kind == "module" and m.hyperparameters.get("strategy") == strategy]
+    if not modules or sorted(m.text for m in mind.memories()) != sorted(r.text for r in records):
+        mind.close()
+        return None
+    manifest = modules[-1]
+    folder = mind.versions.path(manifest.id)
+    info = {"version": manifest.id, "activated": mind.versions.active_id() == manifest.id, "passed": manifest.verdict.passed,
+            "reasons": manifest.verdict.reasons, "gate_metrics": manifest.metrics, "sleep_seconds": None,
+            "strategy": strategy, "reused_from": str(path)}
+    return Arm(name, mind.version_model(manifest.id), info=info, training_texts=read_trained_on(folder)), mind

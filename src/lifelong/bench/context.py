@@ -114,6 +114,7 @@ class Bench:
     settings: BenchSettings
     root: Path  # scratch space for the minds the arms train in
     checkpoint: Checkpoint | None = None  # the running study's finished units, for --resume
+    reuse_minds: bool = False  # lifelong fact arms come from modules a --keep-minds run left in root
     _fact_arms: dict[str, Arm] | None = None
     _fact_scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     _retention: RetentionSuite | None = None
@@ -141,7 +142,7 @@ class Bench:
             for strategy in self.settings.strategies:
                 name = f"lifelong ({strategy})"
                 arm, mind = lifelong_arm(self.root, f"facts {name}", self.base, self.embedder, records, strategy,
-                                         self.settings.train(), self.scoring_questions())
+                                         self.settings.train(), self.scoring_questions(), reuse=self.reuse_minds)
                 arm.name = name
                 arms[name] = arm
                 if strategy == self.settings.strategies[0]:

@@ -64,16 +64,22 @@ def load_base(model: str) -> Any:
 
 
 def run_bench(names: Sequence[str], settings: BenchSettings, data_dir: Path, out_root: Path,
-              passages_file: Path | None = None, resume: bool = False, keep_minds: Path | None = None) -> dict[str, Path]:
+              passages_file: Path | None = None, resume: bool = False, keep_minds: Path | None = None,
+              reuse_minds: bool = False) -> dict[str, Path]:
     """Run the named studies in order; returns each study's results folder. With `resume`,
     a study cut short earlier reuses the units it had finished (see bench/checkpoint.py).
     With `keep_minds`, the minds the arms train live in that folder and stay after the run, so
-    a trained module can be inspected or re-scored without training it again."""
+    a trained module can be inspected or re-scored without training it again: with
+    `reuse_minds`, the fact studies take their lifelong arms from such a folder (when it holds
+    a module of the same strategy on the same facts) instead of sleeping again."""
     unknown = [n for n in names if n not in STUDIES]
     if unknown:
         raise InputError(f"unknown study {', '.join(unknown)}; choose from: {', '.join(STUDIES)} (or all)")
-    if keep_minds is not None and keep_minds.exists() and any(keep_minds.iterdir()):
-        raise InputError(f"{keep_minds} is not empty; give --keep-minds a new or empty folder")
+    if reuse_minds and keep_minds is None:
+        raise InputError("--reuse-minds needs --keep-minds DIR: the folder an earlier run kept its minds in")
+    if keep_minds is not None and not reuse_minds and keep_minds.exists() and any(keep_minds.iterdir()):
+        raise InputError(f"{keep_minds} is not empty; give --keep-minds a new or empty folder (or add --reuse-minds to "
+                         f"score the modules it holds)")
     code = source_version()  # what this process loaded, whatever is committed while it runs
     data = BenchData(data_dir, passages_file)
     from lifelong.memory.embedder import MiniLMEmbedder
@@ -87,7 +93,7 @@ def run_bench(names: Sequence[str], settings: BenchSettings, data_dir: Path, out
         keep_minds.mkdir(parents=True, exist_ok=True)
     scratch_space = contextlib.nullcontext(str(keep_minds)) if keep_minds else tempfile.TemporaryDirectory(prefix="lifelong-bench-")
     with scratch_space as scratch:
-        bench = Bench(base, embedder, data, settings, Path(scratch))
+        bench = Bench(base, embedder, data, settings, Path(scratch), reuse_minds=reuse_minds)
         for name in names:
             study = STUDIES[name]
             console().rule(f"{name}: {study.title}")
