@@ -196,3 +196,51 @@ def test_the_openai_client_works_against_a_live_server(root: Path, tiny_lm, embe
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def _wait(client: TestClient, key: dict[str, str], job_id: str, timeout: float = 600) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}", headers=key).json()
+        if job["status"] not in ("queued", "running"):
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} still running after {timeout} s")
+
+
+def test_a_sleep_runs_in_the_background_one_per_tenant_and_its_record_outlives_the_server(
+        client: TestClient, root: Path, tiny_lm, embedder) -> None:
+    acme, globex = _key(root, "acme"), _key(root, "globex")
+    client.post("/v1/memories", headers=acme, json={"texts": [LISBON, "The Korvath bridge opened in 1964."]})
+    started = client.post("/v1/sleep", headers=acme, json={"epochs": 1})
+    assert started.status_code == 202 and started.json()["status"] in ("queued", "running")
+    again = client.post("/v1/sleep", headers=acme, json={"epochs": 1})
+    assert again.status_code == 409 and started.json()["id"] in again.json()["error"]["message"]
+    assert client.get(f"/v1/jobs/{started.json()['id']}", headers=globex).status_code == 404  # another tenant's job
+    while client.get(f"/v1/jobs/{started.json()['id']}", headers=acme).json()["status"] in ("queued", "running"):
+        assert client.get("/v1/models", headers=acme).status_code == 200  # requests go on during the sleep
+        time.sleep(0.5)
+    done = _wait(client, acme, started.json()["id"])
+    assert done["status"] == "succeeded" and done["result"]["version"] == "v1" and done["total_steps"] > 0
+    assert any("selected 2 new memories" in m for m in done["messages"])
+    assert [v["id"] for v in client.get("/v1/versions", headers=acme).json()["data"]] == ["v1"]
+    assert client.get("/v1/versions", headers=globex).json()["data"] == []
+    with TestClient(create_app(root, language_model=tiny_lm, embedder=embedder)) as restarted:  # a new server process
+        assert restarted.get(f"/v1/jobs/{done['id']}", headers=acme).json()["status"] == "succeeded"
+    cut = root / "tenants" / "acme" / "jobs" / "job-cutshort.json"
+    cut.write_text(json.dumps({**done, "id": "job-cutshort", "status": "running", "result": None}))
+    assert client.get("/v1/jobs/job-cutshort", headers=acme).json()["status"] == "interrupted"
+
+
+def test_feedback_stores_a_rating_and_a_correction_replaces_the_fact(client: TestClient, root: Path) -> None:
+    key = _key(root, "acme")
+    [old] = client.post("/v1/memories", headers=key, json={"text": LISBON}).json()["created"]
+    reply = client.post("/v1/feedback", headers=key, json={"completion_id": "chatcmpl-1", "rating": -1, "correction": PORTO,
+                                                           "supersedes": old}).json()
+    assert reply["superseded"] == [old] and reply["rating_stored"]
+    current = client.get("/v1/memories", headers=key, params={"query": "Korvath office"}).json()["data"]
+    assert [m["text"] for m in current if m["current"]] == [PORTO]
+    assert json.loads((root / "tenants" / "acme" / "feedback.jsonl").read_text())["rating"] == -1
+    assert any(e["event"] == "feedback" for e in client.get("/v1/audit", headers=key).json()["data"])
+    assert client.post("/v1/feedback", headers=key, json={}).status_code == 400
+    assert client.post("/v1/feedback", headers=key, json={"correction": "x", "supersedes": 99}).status_code == 404

@@ -30,12 +30,14 @@ from lifelong.memory.records import NewMemory
 from lifelong.mind import Mind, PreparedAnswer
 from lifelong.model.language_model import LanguageModel
 from lifelong.serve.batching import GENERATION_LOCK, Batcher, usage
+from lifelong.serve.jobs import Jobs
 from lifelong.serve.keys import KeyRing
 from lifelong.serve.tenants import TenantMinds
 from lifelong.versions import BASE_VERSION
 
 SERVED_NAME = "lifelong"  # `model` naming the active version, whatever its id
 MAX_TOKENS = 512
+FEEDBACK_FILE = "feedback.jsonl"  # ratings and comments, one JSON line each
 
 
 class Message(BaseModel):
@@ -73,6 +75,21 @@ class ChatRequest(BaseModel):
     lifelong: LifelongOptions = Field(default_factory=LifelongOptions)
 
 
+class SleepIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    epochs: int | None = Field(None, ge=1, le=50)
+    strategy: str | None = None
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    completion_id: str | None = None
+    rating: int | None = Field(None, ge=-1, le=1)  # -1 bad, 0 neutral, 1 good: kept for later use
+    comment: str | None = Field(None, max_length=2000)
+    correction: str | None = Field(None, min_length=1, max_length=20000)  # learned as a fact; supersedes what it corrects
+    supersedes: int | None = Field(None, ge=1)  # the memory it replaces, when known
+
+
 class MemoryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str | None = None
@@ -103,6 +120,7 @@ def create_app(root: Path, *, language_model: LanguageModel | None = None, embed
     tenants = TenantMinds(root, language_model, embedder)
     keys = KeyRing(root)
     batcher = Batcher(batch_window)
+    jobs = Jobs()
 
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
@@ -266,6 +284,83 @@ def create_app(root: Path, *, language_model: LanguageModel | None = None, embed
         mind = tenants.mind(who)
         with tenants.lock(who), GENERATION_LOCK:  # a forget may measure its proof with the model
             return mind.forget_many([memory_id]).to_dict()
+
+    @app.post("/v1/sleep", status_code=202)
+    def start_sleep(body: SleepIn | None = None, who: str = Depends(tenant)) -> dict[str, Any]:
+        """Consolidate the tenant's new memories in the background; returns the job to follow."""
+        from dataclasses import replace
+
+        from lifelong.consolidate import SleepConfig
+        from lifelong.learn.strategies import parse_strategy
+
+        body = body or SleepIn()
+        config = SleepConfig()
+        if body.strategy:
+            parse_strategy(body.strategy)  # a bad name is a 400 now, not a failed job later
+            config = replace(config, strategy=body.strategy)
+        if body.epochs:
+            config = replace(config, train=replace(config.train, epochs=body.epochs))
+        mind = tenants.mind(who)
+
+        def run(report: Any, progress: Any) -> dict[str, Any]:
+            # its own connection to the tenant's store: requests go on while it sleeps
+            with Mind.open(mind.path, embedder=tenants.embedder, language_model=tenants.language_model) as sleeper:
+                result = sleeper.sleep(config, report=report, progress=progress)
+            return {"message": result.message, "activated": result.activated,
+                    "version": result.manifest.id if result.manifest else None}
+
+        return jobs.start_sleep(who, mind, run).to_dict()
+
+    @app.get("/v1/jobs/{job_id}")
+    def job(job_id: str, who: str = Depends(tenant)) -> dict[str, Any]:
+        return jobs.get(tenants.mind(who), job_id).to_dict()
+
+    @app.post("/v1/feedback")
+    def feedback(body: FeedbackIn, who: str = Depends(tenant)) -> dict[str, Any]:
+        """A rating is stored; a correction is learned as the tenant's fact, replacing the one
+        it corrects (named by id, or found by the contradiction check)."""
+        if body.rating is None and body.correction is None:
+            raise InputError("give a rating (-1, 0 or 1) or a correction (the right fact), or both")
+        mind = tenants.mind(who)
+        result: dict[str, Any] = {"rating_stored": body.rating is not None, "created": [], "superseded": []}
+        with tenants.lock(who):
+            if body.supersedes is not None:
+                mind.store.get(body.supersedes)  # a 404 before anything is written
+            if body.rating is not None or body.comment:
+                record = {"time": time.time(), "completion_id": body.completion_id, "rating": body.rating, "comment": body.comment}
+                with open(mind.path / FEEDBACK_FILE, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                mind.versions.audit("feedback", mind.versions.active_id(), rating=body.rating, completion=body.completion_id)
+            if body.correction is not None:
+                report = mind.learn(body.correction, source="feedback", supersedes=[body.supersedes] if body.supersedes else ())
+                with GENERATION_LOCK:
+                    screened = mind.screen_pending()  # finds what it corrects when no id was given
+                result["created"] = report.created
+                result["superseded"] = sorted({*report.superseded, *(i for s in screened for i in s.supersedes)})
+                result["quarantined"] = [s.memory_id for s in screened if s.quarantine]
+        return result
+
+    @app.get("/v1/versions")
+    def versions(who: str = Depends(tenant)) -> dict[str, Any]:
+        mind = tenants.mind(who)
+        active = mind.versions.active_id()
+        data = [{**json.loads(m.to_json()), "active": m.id == active} for m in mind.versions.list()]
+        return {"object": "list", "active": active, "data": data}
+
+    @app.get("/v1/audit")
+    def audit(who: str = Depends(tenant), limit: int = 200) -> dict[str, Any]:
+        from lifelong.versions.audit import AuditLog
+
+        log = AuditLog(tenants.mind(who).versions.audit_log)
+        check = log.verify()
+        return {"object": "list", "intact": check.intact, "problems": check.problems, "data": log.records()[-max(1, min(limit, 5000)):]}
+
+    @app.get("/v1/quarantine")
+    def quarantine(who: str = Depends(tenant)) -> dict[str, Any]:
+        mind = tenants.mind(who)
+        with tenants.lock(who), GENERATION_LOCK:
+            held = mind.quarantined()
+        return {"object": "list", "data": [m.to_dict() for m in held]}
 
     return app
 
