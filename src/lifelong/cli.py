@@ -476,6 +476,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on", min=1, max=65535)] = 8000,
     batch_window_ms: Annotated[float, typer.Option(help="How long a request waits for others to share its batch", min=0.0, max=1000.0)] = 10.0,
+    results: Annotated[Path, typer.Option(help="`lifelong bench` results folder whose latest plots the dashboard shows")] = Path("results"),
     mind: MindOption = None,
 ) -> None:
     """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/models, /v1/memories) over this
@@ -486,7 +487,8 @@ def serve(
 
     root = _server_root(mind)
     out.print(f"serving {root} on http://{host}:{port} (OpenAI base URL http://{host}:{port}/v1)", highlight=False)
-    uvicorn.run(create_app(root, batch_window=batch_window_ms / 1000), host=host, port=port, log_level="warning")
+    out.print(f"dashboard: http://{host}:{port}/ (sign in with a key from `lifelong keys create TENANT`)", highlight=False)
+    uvicorn.run(create_app(root, batch_window=batch_window_ms / 1000, results=results), host=host, port=port, log_level="warning")
 
 
 versions_app = typer.Typer(help="List the versions of this mind's model (lineage, metrics, verdict); `versions prune` deletes unused ones.",

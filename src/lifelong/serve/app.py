@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -30,6 +30,7 @@ from lifelong.memory.records import NewMemory
 from lifelong.mind import Mind, PreparedAnswer
 from lifelong.model.language_model import LanguageModel
 from lifelong.serve.batching import GENERATION_LOCK, Batcher, usage
+from lifelong.serve.dashboard import PAGE, latest_plots
 from lifelong.serve.jobs import Jobs
 from lifelong.serve.keys import KeyRing
 from lifelong.serve.tenants import TenantMinds
@@ -115,8 +116,9 @@ def _status_of(exc: LifelongError) -> int:
 
 
 def create_app(root: Path, *, language_model: LanguageModel | None = None, embedder: Any = None,
-               batch_window: float = 0.01) -> FastAPI:
-    """The server for the mind directory `root` (tenants under root/tenants/, keys in root/keys.db)."""
+               batch_window: float = 0.01, results: Path = Path("results")) -> FastAPI:
+    """The server for the mind directory `root` (tenants under root/tenants/, keys in root/keys.db);
+    the dashboard shows the latest plots of the `lifelong bench` folder `results`."""
     tenants = TenantMinds(root, language_model, embedder)
     keys = KeyRing(root)
     batcher = Batcher(batch_window)
@@ -361,6 +363,22 @@ def create_app(root: Path, *, language_model: LanguageModel | None = None, embed
         with tenants.lock(who), GENERATION_LOCK:
             held = mind.quarantined()
         return {"object": "list", "data": [m.to_dict() for m in held]}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def dashboard() -> str:
+        return PAGE
+
+    @app.get("/v1/plots")
+    def plots() -> dict[str, Any]:
+        """The latest benchmark run's plots (not tenant data: no key needed)."""
+        return {"object": "list", "data": latest_plots(results)}
+
+    @app.get("/plots/{study}/{run}/{name}", include_in_schema=False)
+    def plot_file(study: str, run: str, name: str) -> FileResponse:
+        known = {(p["study"], p["run"], p["file"]) for p in latest_plots(results)}
+        if (study, run, name) not in known:  # only listed files: no path reaches outside the results folder
+            raise StarletteHTTPException(404, f"no plot {study}/{run}/{name}; GET /v1/plots lists them")
+        return FileResponse(results / study / run / name, media_type="image/png")
 
     return app
 
