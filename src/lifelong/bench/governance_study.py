@@ -207,11 +207,11 @@ def poison_statements(bench: Bench) -> list[dict[str, str]]:
         right = rows
     answers: dict[str, set[str]] = {}
     for row in rows:
-        answers.setdefault(row["relation"], set()).add(row["answer"])
+        answers.setdefault(row.get("relation", ""), set()).add(row["answer"])
     rng = random.Random(bench.settings.seed)
     out = []
     for row in right:
-        wrong = sorted(answers[row["relation"]] - {row["answer"]})
+        wrong = sorted(answers[row.get("relation", "")] - {row["answer"]})
         if wrong and len(out) < bench.settings.poison_statements:
             choice = rng.choice(wrong)
             out.append({"prompt": row["prompt"], "true": row["answer"], "false": choice,
