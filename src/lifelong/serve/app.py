@@ -116,12 +116,12 @@ def _status_of(exc: LifelongError) -> int:
 
 
 def create_app(root: Path, *, language_model: LanguageModel | None = None, embedder: Any = None,
-               batch_window: float = 0.01, results: Path = Path("results")) -> FastAPI:
+               batch_window: float = 0.01, max_batch: int = 16, results: Path = Path("results")) -> FastAPI:
     """The server for the mind directory `root` (tenants under root/tenants/, keys in root/keys.db);
     the dashboard shows the latest plots of the `lifelong bench` folder `results`."""
     tenants = TenantMinds(root, language_model, embedder)
     keys = KeyRing(root)
-    batcher = Batcher(batch_window)
+    batcher = Batcher(batch_window, max_batch)  # max_batch=1: one request at a time (the load benchmark's baseline)
     jobs = Jobs()
 
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
