@@ -74,3 +74,8 @@ def test_a_saved_model_folder_loads_with_from_pretrained(tiny_model_dir) -> None
     loaded = load_model(str(tiny_model_dir))
     original = build_tiny_model()
     assert loaded.generate(MESSAGES, max_new_tokens=8) == original.generate(MESSAGES, max_new_tokens=8)
+
+
+def test_a_vanishing_temperature_is_greedy_instead_of_crashing(tiny_lm) -> None:
+    messages = [{"role": "user", "content": "0"}]
+    assert tiny_lm.generate(messages, max_new_tokens=4, temperature=1.65e-165) == tiny_lm.generate(messages, max_new_tokens=4)

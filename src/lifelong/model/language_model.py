@@ -23,6 +23,17 @@ _PLAIN_ROLES = {"system": "", "user": "Question: ", "assistant": "Answer:"}
 _PLAIN_STOPS = ("\nQuestion:", "\n\n")
 
 
+# Below this a temperature is greedy in effect, and dividing logits by it overflows to inf
+# probabilities (the server's schema fuzz found 1.65e-165 crashing generation).
+MIN_TEMPERATURE = 1e-2
+
+
+def sampling_settings(temperature: float) -> dict[str, Any]:
+    if temperature >= MIN_TEMPERATURE:
+        return {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
+    return {"do_sample": False}
+
+
 class LanguageModel:
     def __init__(self, model: Any, tokenizer: Any, name: str, needs_bos: bool | None = None) -> None:
         self.model = model.eval()
@@ -99,7 +110,7 @@ class LanguageModel:
         temperature: float = 0.0,
         seed: int = 0,
     ) -> str:
-        """Greedy by default; with temperature > 0, sampled with a fixed seed so runs repeat."""
+        """Greedy by default; with temperature >= MIN_TEMPERATURE, sampled with a fixed seed so runs repeat."""
         return self.generate_batch([messages], max_new_tokens, temperature, seed)[0]
 
     @torch.inference_mode()
@@ -135,7 +146,7 @@ class LanguageModel:
         ids = self.encode(self.format_chat(messages))
         self.check_fits(len(ids), max_new_tokens)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature > 0 else {"do_sample": False}
+        sampling = sampling_settings(temperature)
         failure: list[BaseException] = []
 
         def run() -> None:
@@ -178,7 +189,7 @@ class LanguageModel:
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # similar lengths pad less
         texts: list[str] = [""] * len(encoded)
         pad = self.tokenizer.pad_token_id
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature > 0 else {"do_sample": False}
+        sampling = sampling_settings(temperature)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             width = max(len(encoded[i]) for i in chunk)
