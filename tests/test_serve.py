@@ -224,6 +224,8 @@ def test_a_sleep_runs_in_the_background_one_per_tenant_and_its_record_outlives_t
     assert done["status"] == "succeeded" and done["result"]["version"] == "v1" and done["total_steps"] > 0
     assert any("selected 2 new memories" in m for m in done["messages"])
     assert [v["id"] for v in client.get("/v1/versions", headers=acme).json()["data"]] == ["v1"]
+    actors = {e["event"]: e["actor"] for e in client.get("/v1/audit", headers=acme).json()["data"]}
+    assert actors["learn"] == actors["created"] == "api:acme"  # the request's tenant, in the job's thread too
     assert client.get("/v1/versions", headers=globex).json()["data"] == []
     with TestClient(create_app(root, language_model=tiny_lm, embedder=embedder)) as restarted:  # a new server process
         assert restarted.get(f"/v1/jobs/{done['id']}", headers=acme).json()["status"] == "succeeded"

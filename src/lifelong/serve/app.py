@@ -35,6 +35,7 @@ from lifelong.serve.jobs import Jobs
 from lifelong.serve.keys import KeyRing
 from lifelong.serve.tenants import TenantMinds
 from lifelong.versions import BASE_VERSION
+from lifelong.versions.audit import acting_as
 
 SERVED_NAME = "lifelong"  # `model` naming the active version, whatever its id
 MAX_TOKENS = 512
@@ -152,6 +153,16 @@ def create_app(root: Path, *, language_model: LanguageModel | None = None, embed
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:  # never a traceback in a response
         return _error(500, f"internal error ({type(exc).__name__}); the server log has the details", "server_error")
+
+    @app.middleware("http")
+    async def attribute_to_tenant(request: Request, call_next: Any) -> Any:
+        """Audit lines a request writes name its tenant ("api:acme"), not the server's OS user."""
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        who = keys.tenant_for(key.strip()) if scheme.lower() == "bearer" and key.strip() else None
+        if who is None:
+            return await call_next(request)
+        with acting_as(f"api:{who}"):
+            return await call_next(request)
 
     def tenant(request: Request) -> str:
         header = request.headers.get("authorization", "")

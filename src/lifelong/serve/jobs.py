@@ -9,6 +9,7 @@ atomic promote mean no half-built version was ever made active (the next sleep c
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import threading
@@ -106,5 +107,6 @@ class Jobs:
                 with self._guard:
                     self._running.pop(tenant, None)
 
-        threading.Thread(target=work, name=f"lifelong-sleep-{tenant}", daemon=True).start()
+        context = contextvars.copy_context()  # the request's audit actor goes with the job
+        threading.Thread(target=context.run, args=(work,), name=f"lifelong-sleep-{tenant}", daemon=True).start()
         return job

@@ -18,6 +18,9 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +32,22 @@ def line_hash(line: str) -> str:
     return hashlib.sha256(line.encode("utf-8")).hexdigest()
 
 
+_ACTING_AS: ContextVar[str | None] = ContextVar("lifelong_actor", default=None)
+
+
+@contextmanager
+def acting_as(name: str) -> Iterator[None]:
+    """Attribute what this thread or task does to `name` (the server: "api:TENANT" per request)."""
+    token = _ACTING_AS.set(name)
+    try:
+        yield
+    finally:
+        _ACTING_AS.reset(token)
+
+
 def actor() -> str:
-    """Who is acting: the LIFELONG_ACTOR variable (a server sets it per tenant), else the OS user."""
-    explicit = os.environ.get("LIFELONG_ACTOR")
+    """Who is acting: `acting_as`, else the LIFELONG_ACTOR variable, else the OS user."""
+    explicit = _ACTING_AS.get() or os.environ.get("LIFELONG_ACTOR")
     if explicit:
         return explicit
     try:
