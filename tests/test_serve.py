@@ -246,3 +246,49 @@ def test_feedback_stores_a_rating_and_a_correction_replaces_the_fact(client: Tes
     assert any(e["event"] == "feedback" for e in client.get("/v1/audit", headers=key).json()["data"])
     assert client.post("/v1/feedback", headers=key, json={}).status_code == 400
     assert client.post("/v1/feedback", headers=key, json={"correction": "x", "supersedes": 99}).status_code == 404
+
+
+def test_with_an_upstream_memory_stays_here_and_the_answer_comes_from_there(
+        tmp_path: Path, tiny_lm, embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--upstream: another OpenAI-compatible server (here a second lifelong server) generates;
+    retrieval, remembering and citations stay with the proxy; an unreachable upstream is a 502."""
+    import httpx
+    import uvicorn
+
+    from lifelong.serve.upstream import Upstream
+
+    far = tmp_path / "upstream"
+    Mind.init(far, embedder=embedder, language_model=tiny_lm).close()
+    far_key = _key(far, "proxy")
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(far, language_model=tiny_lm, embedder=embedder), host="127.0.0.1",
+                                           port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        monkeypatch.setenv("LIFELONG_UPSTREAM_KEY", far_key["Authorization"].split()[1])
+        near = tmp_path / "proxy"
+        Mind.init(near, embedder=embedder, language_model=tiny_lm).close()
+        app = create_app(near, language_model=tiny_lm, embedder=embedder, upstream=Upstream(f"http://127.0.0.1:{port}/v1"))
+        with TestClient(app) as client:
+            key = _key(near, "acme")
+            client.post("/v1/memories", headers=key, json={"text": LISBON})
+            reply = _chat(client, key)
+            assert reply["lifelong"]["version"].startswith("upstream") and [m["text"] for m in reply["lifelong"]["memories"]] == [LISBON]
+            assert reply["usage"]["total_tokens"] > 0 and len(reply["lifelong"]["remembered"]) == 1  # remembered here
+            forwarded = httpx.get(f"http://127.0.0.1:{port}/v1/memories", headers=far_key).json()["data"]
+            assert any(LISBON in m["text"] and QUESTION["content"] in m["text"] for m in forwarded)  # the prompt went there
+            with client.stream("POST", "/v1/chat/completions", headers=key,
+                               json={"messages": [QUESTION], "max_tokens": 6, "stream": True, "lifelong": {"remember": False}}) as streamed:
+                events = [json.loads(line[6:]) for line in streamed.iter_lines() if line.startswith("data: {")]
+            assert "".join(e["choices"][0]["delta"].get("content", "") for e in events if e["choices"])
+            assert events[-1]["lifelong"]["version"].startswith("upstream")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    gone = create_app(tmp_path / "proxy", language_model=tiny_lm, embedder=embedder, upstream=Upstream(f"http://127.0.0.1:{port}/v1"))
+    with TestClient(gone) as client:
+        response = client.post("/v1/chat/completions", headers=_key(tmp_path / "proxy", "acme"), json={"messages": [QUESTION]})
+    assert response.status_code == 502 and "could not be reached" in response.json()["error"]["message"]
