@@ -227,6 +227,9 @@ def test_a_sleep_runs_in_the_background_one_per_tenant_and_its_record_outlives_t
     actors = {e["event"]: e["actor"] for e in client.get("/v1/audit", headers=acme).json()["data"]}
     assert actors["learn"] == actors["created"] == "api:acme"  # the request's tenant, in the job's thread too
     assert client.get("/v1/versions", headers=globex).json()["data"] == []
+    for _ in range(2):  # a request may name a version other than the active one (loaded once)
+        assert _chat(client, acme, model="v1", lifelong={"remember": False})["lifelong"]["version"] == "v1"
+    assert _chat(client, acme, model="base", lifelong={"remember": False})["lifelong"]["version"] == "base"
     with TestClient(create_app(root, language_model=tiny_lm, embedder=embedder)) as restarted:  # a new server process
         assert restarted.get(f"/v1/jobs/{done['id']}", headers=acme).json()["status"] == "succeeded"
     cut = root / "tenants" / "acme" / "jobs" / "job-cutshort.json"

@@ -40,6 +40,7 @@ from lifelong.versions.audit import acting_as
 
 SERVED_NAME = "lifelong"  # `model` naming the active version, whatever its id
 MAX_TOKENS = 512
+MAX_OTHER_VERSIONS = 4  # non-active versions kept loaded for requests that name them
 FEEDBACK_FILE = "feedback.jsonl"  # ratings and comments, one JSON line each
 
 
@@ -129,6 +130,7 @@ def create_app(root: Path, *, language_model: LanguageModel | None = None, embed
     keys = KeyRing(root)
     batcher = Batcher(batch_window, max_batch)  # max_batch=1: one request at a time (the load benchmark's baseline)
     jobs = Jobs()
+    other_versions: dict[tuple[str, str, Any], LanguageModel] = {}  # models of versions other than the active one
 
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
@@ -186,7 +188,14 @@ def create_app(root: Path, *, language_model: LanguageModel | None = None, embed
         known = {BASE_VERSION, *(m.id for m in mind.versions.list())}
         if model not in known:
             raise NotFoundError(f"model {model!r} is not served here; GET /v1/models lists {SERVED_NAME!r} and the version ids")
-        return model, mind.version_model(model)
+        if model == BASE_VERSION:
+            return model, mind.base_model
+        key = (str(mind.path), model, mind.store.revision())  # a forget since changes what the version may serve
+        if key not in other_versions:
+            while len(other_versions) >= MAX_OTHER_VERSIONS:  # each is a copy of the weights: keep a few
+                other_versions.pop(next(iter(other_versions)))
+            other_versions[key] = mind.version_model(model)
+        return model, other_versions[key]
 
     @app.get("/v1/models")
     def list_models(who: str = Depends(tenant)) -> dict[str, Any]:
