@@ -227,6 +227,10 @@ def test_a_sleep_runs_in_the_background_one_per_tenant_and_its_record_outlives_t
     actors = {e["event"]: e["actor"] for e in client.get("/v1/audit", headers=acme).json()["data"]}
     assert actors["learn"] == actors["created"] == "api:acme"  # the request's tenant, in the job's thread too
     assert client.get("/v1/versions", headers=globex).json()["data"] == []
+    client.post("/v1/memories", headers=globex, json={"text": PORTO})  # after acme's sleep, each still answers from its own
+    assert [m["text"] for m in _chat(client, globex, lifelong={"remember": False})["lifelong"]["memories"]] == [PORTO]
+    assert LISBON in [m["text"] for m in _chat(client, acme, lifelong={"remember": False})["lifelong"]["memories"]]
+    assert PORTO not in [m["text"] for m in _chat(client, acme, lifelong={"remember": False})["lifelong"]["memories"]]
     for _ in range(2):  # a request may name a version other than the active one (loaded once)
         assert _chat(client, acme, model="v1", lifelong={"remember": False})["lifelong"]["version"] == "v1"
     assert _chat(client, acme, model="base", lifelong={"remember": False})["lifelong"]["version"] == "base"
