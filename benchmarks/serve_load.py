@@ -17,7 +17,6 @@ Bounded in time: about (2 modes x len(clients) x seconds) plus model loading.
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import tempfile
 import threading
@@ -40,23 +39,6 @@ def rss_mib() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def start_server(root: Path, lm: Any, embedder: Any, max_batch: int) -> tuple[Any, threading.Thread, str]:
-    import uvicorn
-
-    from lifelong.serve.app import create_app
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(root, language_model=lm, embedder=embedder, max_batch=max_batch),
-                                           host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    return server, thread, f"http://127.0.0.1:{port}"
 
 
 def load(url: str, key: str, clients: int, seconds: float, max_tokens: int) -> dict[str, Any]:
@@ -118,7 +100,9 @@ def main() -> None:
 
     from lifelong.memory.embedder import MiniLMEmbedder
     from lifelong.mind import Mind
+    from lifelong.serve.app import create_app
     from lifelong.serve.keys import KeyRing
+    from lifelong.serve.live import serving
 
     if args.model == "tiny":
         from lifelong.model.tiny import build_tiny_model
@@ -138,15 +122,15 @@ def main() -> None:
         key = ring.create("load")
         ring.close()
         for mode, max_batch in (("batched", 16), ("one at a time", 1)):
-            server, thread, url = start_server(root, lm, embedder, max_batch)
-            httpx.post(f"{url}/v1/memories", json={"texts": FACTS}, headers={"Authorization": f"Bearer {key}"}, timeout=600).raise_for_status()
-            for clients in (int(c) for c in args.clients.split(",")):
-                print(f"{mode}, {clients} clients, {args.seconds:.0f} s ...", flush=True)
-                before = len(server.config.app.state.batcher.batches)
-                rows[f"{mode}, {clients} clients"] = {"mode": mode, **load(url, key, clients, args.seconds, args.max_tokens)}
-                batches[f"{mode}, {clients} clients"] = server.config.app.state.batcher.batches[before:]
-            server.should_exit = True
-            thread.join(timeout=120)
+            app = create_app(root, language_model=lm, embedder=embedder, max_batch=max_batch)
+            with serving(app) as url:
+                httpx.post(f"{url}/v1/memories", json={"texts": FACTS}, headers={"Authorization": f"Bearer {key}"},
+                           timeout=600).raise_for_status()
+                for clients in (int(c) for c in args.clients.split(",")):
+                    print(f"{mode}, {clients} clients, {args.seconds:.0f} s ...", flush=True)
+                    before = len(app.state.batcher.batches)
+                    rows[f"{mode}, {clients} clients"] = {"mode": mode, **load(url, key, clients, args.seconds, args.max_tokens)}
+                    batches[f"{mode}, {clients} clients"] = app.state.batcher.batches[before:]
     for name, row in rows.items():
         sizes = batches[name]
         row["mean_batch"] = statistics.fmean(sizes) if sizes else 0.0

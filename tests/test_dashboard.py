@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ import pytest
 from lifelong.mind import Mind
 from lifelong.serve.app import create_app
 from lifelong.serve.keys import KeyRing
+from lifelong.serve.live import serving
 
 ARTIFACTS = Path(os.environ.get("LIFELONG_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
 LISBON = "The Korvath office is in Lisbon."
@@ -44,7 +43,6 @@ def server(tmp_path: Path, tiny_lm, embedder) -> Iterator[tuple[str, Path]]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import uvicorn
 
     root = tmp_path / "server"
     Mind.init(root, embedder=embedder, language_model=tiny_lm).close()
@@ -54,19 +52,9 @@ def server(tmp_path: Path, tiny_lm, embedder) -> Iterator[tuple[str, Path]]:
     plt.plot([0, 1], [1, 0])
     plt.savefig(run / "retention.png")
     plt.close()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     app = create_app(root, language_model=tiny_lm, embedder=embedder, results=tmp_path / "results")
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", root
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serving(app) as url:
+        yield url, root
 
 
 def _key(root: Path, tenant: str) -> str:

@@ -5,8 +5,6 @@ client works against a live server."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ from lifelong.mind import Mind
 from lifelong.serve.app import create_app
 from lifelong.serve.batching import Batcher
 from lifelong.serve.keys import KEYS_DB, KeyRing
+from lifelong.serve.live import serving
 
 LISBON = "The Korvath office is in Lisbon."
 PORTO = "The Korvath office is in Porto."
@@ -163,27 +162,12 @@ def test_keys_are_shown_once_and_stored_hashed(run_cli, root: Path) -> None:
     assert code == 5 and "no live key or tenant 'acme'" in err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_the_openai_client_works_against_a_live_server(root: Path, tiny_lm, embedder) -> None:
     import openai
-    import uvicorn
 
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(root, language_model=tiny_lm, embedder=embedder), host="127.0.0.1",
-                                           port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
+    with serving(create_app(root, language_model=tiny_lm, embedder=embedder)) as url:
         key = _key(root, "acme")["Authorization"].split()[1]
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
         assert "lifelong" in [m.id for m in client.models.list()]
         reply = client.chat.completions.create(model="lifelong", messages=[QUESTION], max_tokens=6,
                                                extra_body={"lifelong": {"remember": False}})
@@ -192,10 +176,7 @@ def test_the_openai_client_works_against_a_live_server(root: Path, tiny_lm, embe
                                                   extra_body={"lifelong": {"remember": False}})
         assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == reply.choices[0].message.content
         with pytest.raises(openai.AuthenticationError):
-            openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="ll-wrong", max_retries=0).models.list()
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+            openai.OpenAI(base_url=f"{url}/v1", api_key="ll-wrong", max_retries=0).models.list()
 
 
 def _wait(client: TestClient, key: dict[str, str], job_id: str, timeout: float = 600) -> dict:
@@ -260,42 +241,31 @@ def test_with_an_upstream_memory_stays_here_and_the_answer_comes_from_there(
     """--upstream: another OpenAI-compatible server (here a second lifelong server) generates;
     retrieval, remembering and citations stay with the proxy; an unreachable upstream is a 502."""
     import httpx
-    import uvicorn
 
     from lifelong.serve.upstream import Upstream
 
     far = tmp_path / "upstream"
     Mind.init(far, embedder=embedder, language_model=tiny_lm).close()
     far_key = _key(far, "proxy")
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(far, language_model=tiny_lm, embedder=embedder), host="127.0.0.1",
-                                           port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            time.sleep(0.05)
+    with serving(create_app(far, language_model=tiny_lm, embedder=embedder)) as far_url:
         monkeypatch.setenv("LIFELONG_UPSTREAM_KEY", far_key["Authorization"].split()[1])
         near = tmp_path / "proxy"
         Mind.init(near, embedder=embedder, language_model=tiny_lm).close()
-        app = create_app(near, language_model=tiny_lm, embedder=embedder, upstream=Upstream(f"http://127.0.0.1:{port}/v1"))
+        app = create_app(near, language_model=tiny_lm, embedder=embedder, upstream=Upstream(f"{far_url}/v1"))
         with TestClient(app) as client:
             key = _key(near, "acme")
             client.post("/v1/memories", headers=key, json={"text": LISBON})
             reply = _chat(client, key)
             assert reply["lifelong"]["version"].startswith("upstream") and [m["text"] for m in reply["lifelong"]["memories"]] == [LISBON]
             assert reply["usage"]["total_tokens"] > 0 and len(reply["lifelong"]["remembered"]) == 1  # remembered here
-            forwarded = httpx.get(f"http://127.0.0.1:{port}/v1/memories", headers=far_key).json()["data"]
+            forwarded = httpx.get(f"{far_url}/v1/memories", headers=far_key).json()["data"]
             assert any(LISBON in m["text"] and QUESTION["content"] in m["text"] for m in forwarded)  # the prompt went there
             with client.stream("POST", "/v1/chat/completions", headers=key,
                                json={"messages": [QUESTION], "max_tokens": 6, "stream": True, "lifelong": {"remember": False}}) as streamed:
                 events = [json.loads(line[6:]) for line in streamed.iter_lines() if line.startswith("data: {")]
             assert "".join(e["choices"][0]["delta"].get("content", "") for e in events if e["choices"])
             assert events[-1]["lifelong"]["version"].startswith("upstream")
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-    gone = create_app(tmp_path / "proxy", language_model=tiny_lm, embedder=embedder, upstream=Upstream(f"http://127.0.0.1:{port}/v1"))
+    gone = create_app(tmp_path / "proxy", language_model=tiny_lm, embedder=embedder, upstream=Upstream(f"{far_url}/v1"))
     with TestClient(gone) as client:
         response = client.post("/v1/chat/completions", headers=_key(tmp_path / "proxy", "acme"), json={"messages": [QUESTION]})
     assert response.status_code == 502 and "could not be reached" in response.json()["error"]["message"]
