@@ -166,15 +166,14 @@ def create_app(root: Path, *, language_model: LanguageModel | None = None, embed
         """Audit lines a request writes name its tenant ("api:acme"), not the server's OS user."""
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         who = keys.tenant_for(key.strip()) if scheme.lower() == "bearer" and key.strip() else None
+        request.state.tenant = who  # the one key lookup of this request; `tenant` below reads it
         if who is None:
             return await call_next(request)
         with acting_as(f"api:{who}"):
             return await call_next(request)
 
     def tenant(request: Request) -> str:
-        header = request.headers.get("authorization", "")
-        scheme, _, key = header.partition(" ")
-        found = keys.tenant_for(key.strip()) if scheme.lower() == "bearer" and key.strip() else None
+        found = getattr(request.state, "tenant", None)
         if found is None:
             raise StarletteHTTPException(401, "missing, unknown or revoked API key; pass Authorization: Bearer KEY "
                                               "(create one with `lifelong keys create TENANT`)")
