@@ -60,6 +60,21 @@ def test_forgetting_a_memory_takes_its_module_out_of_service_and_the_next_sleep_
     assert _answers(mind)[0] == base[0]  # the forgotten topic is answered as the base answers it
 
 
+def test_forgetting_an_older_modules_memory_leaves_the_newer_module_of_the_library_serving(mind: Mind, passing_gate) -> None:
+    # the library version's manifest lists every memory of the library; its own module learned
+    # only its own, so it keeps its weights (deleting them broke serving: forget itself crashed)
+    base = _answers(mind)
+    bridge = mind.learn(BRIDGE).results[0].id
+    mind.sleep(SleepConfig(strategy="routed", train=TRAIN, distill=False))
+    mind.learn(OBSERVATORY)
+    v2 = mind.sleep(SleepConfig(strategy="routed", train=TRAIN, distill=False)).manifest
+    learned = _answers(mind)
+    report = mind.forget_many([bridge])
+    assert report.learned_by == ["v1"]
+    assert (mind.versions.path(v2.id) / "adapter").is_dir() and weights_deleted(mind.versions, v2) == []
+    assert _answers(mind) == [base[0], learned[1]]  # the bridge as the base answers it; v2's topic as before
+
+
 def test_an_unrouted_module_that_learned_a_forgotten_memory_stops_serving_and_is_not_continued(
         mind: Mind, passing_gate) -> None:
     naive = SleepConfig(strategy="naive", train=TRAIN, gate=OPEN, distill=False)

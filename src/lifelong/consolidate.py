@@ -275,6 +275,8 @@ def valid_library(registry: VersionRegistry, modules: Sequence[str], current: Ma
     valid = {}
     for origin in modules:
         manifest = registry.get(origin)
+        if not (registry.path(origin) / ADAPTER).is_dir():
+            continue  # its weights were deleted by a forget
         if all(i in current and current[i].content_hash == manifest.memory_hashes.get(str(i)) for i in manifest.own_memory_ids):
             valid[origin] = list(manifest.own_memory_ids)
     return valid

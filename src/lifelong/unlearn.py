@@ -54,7 +54,7 @@ def scrub_versions(registry: VersionRegistry, memories: list[Memory]) -> list[st
             row, [m.get("content", "") for m in row.get("prompt", [])] + [row.get("answer", "")]))
         changed |= _drop_rows(folder / TRAINED_ON, lambda row: names_one(row, [row.get("text", "")]))
         changed |= _drop_keys(folder, ids)
-        learned = sorted(ids & set(manifest.memory_ids))
+        learned = sorted(ids & set(manifest.trained_memory_ids))  # not the library's: its older modules answer for those
         if learned and manifest.kind == "module" and (folder / ADAPTER).exists():
             _write_marker(folder, learned)
             shutil.rmtree(folder / ADAPTER)

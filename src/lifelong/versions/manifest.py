@@ -36,6 +36,13 @@ class Manifest:
     modules: list[str] = field(default_factory=list)
     own_memory_ids: list[int] = field(default_factory=list)  # what this version's own module learned
 
+    @property
+    def trained_memory_ids(self) -> list[int]:
+        """The memories this version's own weights learned: a library version's module learned
+        only its own (its memory_ids list the whole library's), an unrouted module everything
+        it continued from its parent."""
+        return self.own_memory_ids if self.modules else self.memory_ids
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
