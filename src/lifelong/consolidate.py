@@ -227,7 +227,8 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     new_probes = acquisition_probes(new)
     gate_metrics = measure_candidate(candidate, parent_lm, base, new, old, retention, new_probes)
     metrics = {**gate_metrics.to_dict(), "train_seconds": stats.seconds, "train_tokens": stats.tokens,
-               "tokens_per_second": stats.tokens_per_second, "final_loss": stats.final_loss, "examples": len(examples)}
+               "tokens_per_second": stats.tokens_per_second, "final_loss": stats.final_loss, "examples": len(examples),
+               "precision": stats.precision}
     if isinstance(candidate, RoutedLanguageModel):
         metrics.update(router_metrics(candidate, new_probes, "default", retention))
 

@@ -3,9 +3,10 @@
 Only answer tokens carry loss, and only their positions go through the LM head: for a
 135M model with a 49k vocabulary the vocabulary projection of every position costs more than
 the transformer itself. Short examples are packed into shared rows (learn/packing.py), and
-bf16 autocast is used where the CPU supports it. The KL strategy compares next-token distributions on general
-anchor prompts with the adapter on and off, so the module is pulled back toward the frozen
-model wherever the new facts are irrelevant.
+bf16 autocast is used only where this CPU runs it faster than fp32 (measured,
+learn/precision.py). The KL strategy compares next-token distributions on general anchor
+prompts with the adapter on and off, so the module is pulled back toward the frozen model
+wherever the new facts are irrelevant.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -23,6 +24,7 @@ from lifelong.errors import InputError
 from lifelong.learn.anchors import TRAINING_CHAT, TRAINING_RAW
 from lifelong.learn.drift import continuation_log_probs, continuation_rows, kl_per_token
 from lifelong.learn.packing import build_batch
+from lifelong.learn.precision import use_bf16
 from lifelong.learn.soft_targets import SoftTargets, soft_cross_entropy, teacher_targets
 from lifelong.learn.strategies import Strategy
 from lifelong.learn.synthesis import TrainingExample
@@ -50,7 +52,7 @@ class TrainConfig:
     trainable_layers: int | None = None  # adapt only the last N decoder layers; None = all
     target_modules: tuple[str, ...] = DEFAULT_TARGETS
     seed: int = 0
-    bf16: bool = field(default_factory=lambda: _cpu_has_bf16())
+    bf16: bool | None = None  # None: bf16 autocast only where this CPU runs it faster than fp32 (learn/precision.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,17 +65,11 @@ class TrainStats:
     answer_tokens: int
     seconds: float
     final_loss: float
+    precision: str = "fp32"  # what the matrix products ran in ("bf16" autocast or "fp32")
 
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds if self.seconds else 0.0
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        return "avx512_bf16" in open("/proc/cpuinfo").read() or "amx_bf16" in open("/proc/cpuinfo").read()
-    except OSError:
-        return False
 
 
 def _layer_count(model: Any) -> int:
@@ -216,12 +212,13 @@ def train_module(
     peft_model.train()
     steps = tokens = answer_tokens = 0
     loss_value = float("nan")
+    bf16 = use_bf16(config.bf16)
     start = time.perf_counter()
     plan = [batch for _ in range(config.epochs) for batch in _batches(encoded, config.batch_size, rng)]
     for batch in plan:
         if replay_encoded:
             batch = batch + rng.sample(replay_encoded, min(config.replay_per_batch, len(replay_encoded)))
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss, batch_tokens, batch_answer = answer_only_loss(peft_model, batch, pad, config.pack_length, soft,
                                                                 config.distill_weight)
             if kl is not None:
@@ -239,4 +236,4 @@ def train_module(
         if progress is not None:
             progress(steps, len(plan), loss_value)
     peft_model.eval()
-    return TrainStats(steps, tokens, answer_tokens, time.perf_counter() - start, loss_value)
+    return TrainStats(steps, tokens, answer_tokens, time.perf_counter() - start, loss_value, "bf16" if bf16 else "fp32")
