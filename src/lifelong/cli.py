@@ -26,7 +26,7 @@ from lifelong.memory.records import PENDING, TRUST_LEVELS
 from lifelong.mind import Answer, LearnReport, Mind
 from lifelong.model.registry import DEFAULT_MODEL, PACKAGED_MODELS
 from lifelong.progress import console as progress_console
-from lifelong.progress import report_stage, step_progress
+from lifelong.progress import report_stage, status, step_progress
 from lifelong.versions import BASE_VERSION
 
 app = typer.Typer(
@@ -733,6 +733,35 @@ def show(
     for memory_id in manifest.memory_ids:
         text = memories[memory_id].text if memory_id in memories else "(forgotten)"
         out.print(f"  #{memory_id} {escape(text[:100])}")
+
+
+@app.command()
+def export(
+    version: Annotated[str, typer.Argument(help="Version id (see `lifelong versions`)")],
+    folder: Annotated[Path, typer.Argument(help="New folder to write (must not exist or be empty)")],
+    merged: Annotated[bool, typer.Option("--merged", help="Also write the base with the modules folded in (safetensors); "
+                                                          "a routed library's router does not survive this")] = False,
+    base: Annotated[bool, typer.Option("--base/--no-base", help="Write the weights the adapters apply to (base/)")] = True,
+    mind: MindOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Write a version as standard PEFT adapters for other engines (vLLM, peft): adapters/<module>/,
+    base/, merged/ with --merged, manifest.json. Modules that learned forgotten memories stay behind."""
+    with Mind.open(mind) as opened, status(f"exporting {version}"):
+        report = opened.export(version, folder, merged=merged, base=base)
+    if json_output:
+        _emit_json(report.to_dict())
+        return
+    out.print(f"exported {version} to {escape(str(folder))}: {_count(len(report.adapters), 'adapter', 'adapters')}"
+              + (", base weights" if report.base else "") + (", merged weights" if report.merged else ""))
+    if report.left_out:
+        out.print(f"[yellow]left out {', '.join(report.left_out)}: they learned memories since forgotten or superseded[/yellow]")
+    if report.adapters:
+        modules = " ".join(f"{name}={path.resolve()}" for name, path in report.adapters.items())
+        model = report.base.resolve() if report.base else "BASE_MODEL_FOLDER"
+        out.print(f"serve with vLLM: vllm serve {model} --enable-lora --max-lora-rank 16 --lora-modules {escape(modules)}")
+        if report.routed:
+            out.print("a routed library: vLLM serves each module by name; lifelong's own server chooses the module per request")
 
 
 def _show_base(opened: Mind, json_output: bool) -> None:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lifelong.errors import GateRefusedError, InputError, MindError, NotFoundError
 from lifelong.memory.embedder import Embedder, MiniLMEmbedder
@@ -33,6 +33,9 @@ from lifelong.consolidate import SleepConfig, SleepResult
 from lifelong.evaluate.gate import GatePolicy
 from lifelong.evaluate.probes import accuracy, acquisition_probes
 from lifelong.versions import BASE_VERSION, Manifest, VersionRegistry
+
+if TYPE_CHECKING:
+    from lifelong.export import ExportReport
 
 MEMORY_DB = "memory.db"
 
@@ -298,6 +301,21 @@ class Mind:
 
     def show(self, version_id: str) -> Manifest:
         return self.versions.get(version_id)
+
+    def export(self, version_id: str, folder: str | Path, merged: bool = False, base: bool = True) -> ExportReport:
+        """Write a version as standard PEFT adapters (plus the weights they apply to, and the
+        merged weights on request) for other engines such as vLLM; modules that learned a
+        forgotten memory stay behind (lifelong/export.py)."""
+        from lifelong.export import export_version
+
+        manifest = self.versions.get(version_id) if version_id != BASE_VERSION else None
+        existing = self.store.get_many(manifest.memory_ids) if manifest else {}
+        with quiet_libraries():
+            report = export_version(self.versions, version_id, self._foundation, existing, Path(folder),
+                                    merged=merged, base=base)
+        self.versions.audit("exported", version_id, folder=str(Path(folder).resolve()),
+                            modules=list(report.adapters), left_out=report.left_out, merged=report.merged is not None)
+        return report
 
     def diff(self, old_id: str, new_id: str) -> VersionDiff:
         """What changed between two versions: memories added and removed, metric deltas."""
@@ -619,7 +637,7 @@ class Mind:
                 raise NotFoundError(f"no memory with id {missing[0]} (forgotten already, or never made); nothing was "
                                     f"forgotten; see `lifelong memories` for the ids that exist")
             versions = self.versions.list()
-            learned_by = [v.id for v in versions if set(ids) & set(v.memory_ids)]
+            learned_by = [v.id for v in versions if set(ids) & set(v.trained_memory_ids)]
             active = self.versions.active_id()
             served = active != BASE_VERSION and set(ids) & set(self.versions.get(active).memory_ids)
             probes = acquisition_probes(list(found.values())) if served else []
