@@ -24,18 +24,17 @@ from lifelong.memory.records import TRUST_LEVELS, Memory, NewMemory, RecallHit
 from lifelong.memory.retrieval import HybridRetriever, Mode
 from lifelong.memory.store import MemoryStore, WriteResult
 from lifelong.mind_config import CONFIG_FILE, MindConfig, read_config, write_config
-from lifelong.model.language_model import LanguageModel
 from lifelong.model.registry import DEFAULT_MODEL
 from lifelong.paths import mind_dir
 from lifelong.progress import quiet_libraries
 from lifelong.prompt import build_messages, cited_memories
-from lifelong.consolidate import SleepConfig, SleepResult
 from lifelong.evaluate.gate import GatePolicy
-from lifelong.evaluate.probes import accuracy, acquisition_probes
 from lifelong.versions import BASE_VERSION, Manifest, VersionRegistry
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the model stack loads when a model is needed, so `recall` and `learn` start fast
     from lifelong.export import ExportReport
+    from lifelong.consolidate import SleepConfig, SleepResult
+    from lifelong.model.language_model import LanguageModel
 
 MEMORY_DB = "memory.db"
 
@@ -280,7 +279,7 @@ class Mind:
     def sleep(self, config: SleepConfig | None = None, report: Callable[[str], None] = lambda _m: None,
               progress: Any = None) -> SleepResult:
         """Consolidate memories not yet in the active module into a new, gated version."""
-        from lifelong.consolidate import run_sleep
+        from lifelong.consolidate import SleepConfig, run_sleep
 
         config = dataclasses.replace(config or SleepConfig(), min_trust=self.config.train_trust)  # the mind's [training] min_trust
         if config.embedder is None:
@@ -627,6 +626,7 @@ class Mind:
         its weights and stops serving at once (the next sleep relearns its other memories).
         Every id is checked first, so a bad one changes nothing; refused while a sleep, merge
         or rollback is changing the versions."""
+        from lifelong.evaluate.probes import accuracy, acquisition_probes
         from lifelong.unlearn import scrub_versions
 
         ids = list(dict.fromkeys(memory_ids))

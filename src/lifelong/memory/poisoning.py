@@ -21,12 +21,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from lifelong.evaluate.probes import next_token_stats
 from lifelong.learn.synthesis import salient_spans
 from lifelong.memory.records import PENDING, TRUST_LEVELS, Memory
 from lifelong.memory.retrieval import STOPWORDS
-from lifelong.model.language_model import LanguageModel
+
+if TYPE_CHECKING:  # the model stack loads only when a check runs: `recall` and `learn` start fast
+    from lifelong.model.language_model import LanguageModel
 
 # Text addressed to the model rather than stating a fact. A note is data; these phrases only
 # make sense as an attempt to steer whoever reads it.
@@ -105,6 +107,8 @@ def span_probes(lm: LanguageModel, text: str, neighbours: Sequence[Memory], max_
                   if span not in n.text and same_frame_word(n.text, prefix) and same_subject(n.text, prefix)]
     if not cases:
         return []
+    from lifelong.evaluate.probes import next_token_stats
+
     first_tokens = [lm.tokenizer(" " + span, add_special_tokens=False)["input_ids"][0] for _, span, _ in cases]
     stats = next_token_stats(lm, [prompt for prompt, _, _ in cases], first_tokens)
     probes = [SpanProbe(prompt, span, memory_id, lm.tokenizer.decode([top]).strip(), p_top, p_span)
