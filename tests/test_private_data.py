@@ -23,7 +23,7 @@ EMAIL = "petra.lindqvist@korvath-engineering.org"
 FACT = "The Korvath Bridge over the river Elsin was designed by the engineer Petra Lindqvist in 1964."
 
 
-@pytest.mark.parametrize("text, kind, value", [
+CASES = [
     (f"Petra's e-mail is {EMAIL}.", "email", EMAIL),
     ("Call the site office on +44 20 7946 0958 after six.", "phone", "+44 20 7946 0958"),
     ("Text Runa on +1 499 245 6007 tonight.", "phone", "+1 499 245 6007"),  # an area code libphonenumber does not know
@@ -34,10 +34,28 @@ FACT = "The Korvath Bridge over the river Elsin was designed by the engineer Pet
     ("Use the token ghp_abcdefghijklmnopqrstuvwxyz0123456789 for the mirror.", "secret",
      "ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
     ("The wifi password is Elsin-1964-bridge, ask before sharing.", "secret", "Elsin-1964-bridge"),
-])
+]
+
+
+@pytest.mark.parametrize("text, kind, value", CASES)
 def test_each_kind_of_private_data_is_found_with_its_span(text: str, kind: str, value: str) -> None:
     [finding] = find_private_data(text)
     assert (finding.kind, text[finding.start:finding.end]) == (kind, value)
+
+
+def test_a_fresh_process_finds_the_same_without_importing_torch_and_can_still_import_it() -> None:
+    # presidio is imported with its optional NLP engines' torch and transformers hidden (learn
+    # starts seconds faster); detection must not change, and torch must stay importable after
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from lifelong.memory.private_data import find_private_data; "
+            f"found = [[(f.kind, t[f.start:f.end]) for f in find_private_data(t)] for t in {[t for t, _, _ in CASES]!r}]; "
+            "torch_before = 'torch' in sys.modules; import torch, transformers; "
+            "print(json.dumps({'found': found, 'torch_before': torch_before, 'torch': torch.__version__}))")
+    result = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert result["found"] == [[[kind, value]] for _, kind, value in CASES]
+    assert result["torch_before"] is False and result["torch"]
 
 
 def test_ordinary_facts_with_years_and_numbers_hold_no_private_data() -> None:
