@@ -1,0 +1,116 @@
+"""Start-up of the `lifelong` command itself: each command run from a new process, as a user
+types it, against the eager imports the commands used to pay, in the same run.
+
+Commands (each --repeats times, on a mind holding --memories memories): `recall` of a query,
+`learn -` of one line from standard input, `ask --no-memory` of a question to a full
+--max-new-tokens answer (the model may end its answer sooner; the words it wrote are
+recorded). Baseline rows: a new process importing what `recall` and
+`learn` imported before lazy loading (torch, transformers, presidio with its NLP engines; the
+embedder came through sentence-transformers on top), the floor an eager design pays before any
+work. Issue 16's targets on a
+quiet machine: recall <= 1.5 s, learn <= 2 s, ask --no-memory <= 4 s.
+Writes results/cli_startup/<UTC timestamp>/results.json and cli_startup.png.
+
+    .venv/bin/python benchmarks/cli_startup.py [--repeats 5] [--memories 200]
+
+About (repeats x 15 s) plus the first use's one-time ONNX export and model conversion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import machine_info, print_table, results_dir, speed_probe, write_json
+
+TARGETS = {"recall": 1.5, "learn one line": 2.0, "ask --no-memory": 4.0}
+EAGER_IMPORTS = "import torch, transformers.modeling_utils, presidio_analyzer"
+LIFELONG = [sys.executable, "-m", "lifelong"]
+
+
+def timed(argv: list[str], env: dict[str, str], stdin: str | None = None) -> tuple[float, str]:
+    start = time.perf_counter()
+    result = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=env, check=False)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip().splitlines()[-1:]}")
+    return seconds, result.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="runs per command (default 5)")
+    parser.add_argument("--memories", type=int, default=200, help="memories in the mind before timing (default 200)")
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="ask's answer length (default 64)")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="cli-startup-"))
+    env = {**os.environ, "LIFELONG_MIND": str(work / "mind"), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "")}
+    env = {k: v for k, v in env.items() if v}
+    lines = "".join(f"Depot {i} of the Korvath line opens at {6 + i % 5} in the morning.\n" for i in range(args.memories))
+    print(f"preparing a mind with {args.memories} memories (first use exports the embedder and converts the model)")
+    timed([*LIFELONG, "learn", "-"], env, stdin=lines)
+    timed([*LIFELONG, "ask", "--no-memory", "--max-new-tokens", "4", "Hello?"], env)  # warm the caches once
+
+    commands: dict[str, tuple[list[str], str | None]] = {
+        "recall": ([*LIFELONG, "recall", "When does depot 7 open?"], None),
+        "learn one line": ([*LIFELONG, "learn", "-"], "The Korvath ferry carries grain and passengers.\n"),
+        "ask --no-memory": ([*LIFELONG, "ask", "--no-memory", "--json", "--max-new-tokens", str(args.max_new_tokens),
+                             "Write a short story about a lighthouse keeper."], None),
+        "baseline: eager imports only": ([sys.executable, "-c", EAGER_IMPORTS], None),
+        "baseline: python start": ([sys.executable, "-c", "pass"], None),
+    }
+    rows: dict[str, dict[str, Any]] = {}
+    probe = speed_probe()
+    for name, (argv, stdin) in commands.items():
+        seconds, answer_tokens = [], None
+        for _ in range(args.repeats):
+            elapsed, out = timed(argv, env, stdin)
+            seconds.append(elapsed)
+            if name == "ask --no-memory":
+                answer_tokens = len(json.loads(out)["answer"].split())
+        rows[name] = {"median_s": statistics.median(seconds), "min_s": min(seconds), "max_s": max(seconds), "runs": seconds,
+                      "target_s": TARGETS.get(name), "met": (statistics.median(seconds) <= TARGETS[name]) if name in TARGETS else None,
+                      **({"answer_words": answer_tokens} if answer_tokens is not None else {})}
+        print(f"{name}: median {rows[name]['median_s']:.2f} s")
+
+    folder = results_dir("cli_startup")
+    write_json(folder / "results.json", {"study": "cli_startup", "machine": machine_info(), "speed_probe": probe,
+                                         "speed_probe_after": speed_probe(), "memories": args.memories,
+                                         "repeats": args.repeats, "rows": rows})
+    print_table(["command", "median s", "min s", "max s", "target s", "met"],
+                [[n, r["median_s"], r["min_s"], r["max_s"], r["target_s"] or "-", {True: "yes", False: "NO", None: "-"}[r["met"]]]
+                 for n, r in rows.items()])
+    _plot(rows, folder / "cli_startup.png")
+    print(f"results: {folder}")
+
+
+def _plot(rows: dict[str, dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(rows)
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    ax.barh(names, [rows[n]["median_s"] for n in names], color=["tab:blue" if n in TARGETS else "tab:gray" for n in names])
+    for i, n in enumerate(names):
+        if rows[n]["target_s"]:
+            ax.plot([rows[n]["target_s"]] * 2, [i - 0.4, i + 0.4], color="tab:red")
+    ax.set_xlabel("seconds from a new process (median); red: issue 16 target")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
