@@ -86,7 +86,7 @@ def main() -> None:
     write_json(folder / "results.json", {"study": "cli_startup", "machine": machine_info(), "speed_probe": probe,
                                          "speed_probe_after": speed_probe(), "memories": args.memories,
                                          "repeats": args.repeats, "rows": rows})
-    print_table(["command", "median s", "min s", "max s", "target s", "met"],
+    print_table("CLI start-up", ["command", "median s", "min s", "max s", "target s", "met"],
                 [[n, r["median_s"], r["min_s"], r["max_s"], r["target_s"] or "-", {True: "yes", False: "NO", None: "-"}[r["met"]]]
                  for n, r in rows.items()])
     _plot(rows, folder / "cli_startup.png")

@@ -58,6 +58,18 @@ def test_a_fresh_process_finds_the_same_without_importing_torch_and_can_still_im
     assert result["torch_before"] is False and result["torch"]
 
 
+def test_text_no_pattern_recognizer_can_match_skips_presidio_but_not_the_secret_scanner() -> None:
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from lifelong.memory.private_data import find_private_data; "
+            "plain = find_private_data('The mill by the river opens at dawn, says Petra Lindqvist.'); "
+            "key = find_private_data('-----BEGIN RSA PRIVATE KEY-----'); "
+            "print(json.dumps({'plain': len(plain), 'key': [f.kind for f in key], 'presidio': 'presidio_analyzer' in sys.modules}))")
+    result = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert result == {"plain": 0, "key": ["secret"], "presidio": False}
+
+
 def test_ordinary_facts_with_years_and_numbers_hold_no_private_data() -> None:
     for text in [FACT, "The plague returned to Europe between 1644–54 and again in 1665.",
                  "Jaime Vasquez was born on the 25th of February in the year 1958 in Santiago, Chile.",
