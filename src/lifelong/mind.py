@@ -244,6 +244,8 @@ class Mind:
     def version_model(self, version_id: str) -> LanguageModel:
         """The model a version would serve (promoted or not), without any module that learned a
         memory since forgotten: for inspection and benchmarks."""
+        if version_id == BASE_VERSION:
+            return self._foundation(version_id)  # no module: the training stack need not even be imported
         from lifelong.consolidate import version_model
 
         manifest = self.versions.get(version_id) if version_id != BASE_VERSION else None
