@@ -16,7 +16,7 @@ from lifelong.consolidate import ADAPTER, SleepConfig
 from lifelong.learn.strategies import KNOWN
 from lifelong.evaluate.gate import GatePolicy
 from lifelong.learn.trainer import TrainConfig
-from lifelong.merge import CHECKPOINT
+from lifelong.versions.layout import CHECKPOINT
 
 FACTS = [
     "The Vellmar Observatory in northern Norway was founded in 1987 by the astronomer Ilse Brandvik.",

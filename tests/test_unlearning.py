@@ -101,6 +101,28 @@ def test_a_module_that_learned_a_forgotten_memory_is_never_merged(mind: Mind, pa
         mind.merge(policy=OPEN)
 
 
+def test_forgetting_a_memory_folded_into_a_merge_deletes_those_weights_and_moves_off_them(mind: Mind, passing_gate) -> None:
+    base = _answers(mind)
+    bridge = mind.learn(BRIDGE).results[0].id
+    naive = SleepConfig(strategy="naive", train=TRAIN, gate=OPEN, distill=False)
+    mind.sleep(naive)  # v1: a module that learned the bridge
+    assert mind.merge(policy=OPEN).activated  # v2: the bridge folded into the weights
+    mind.learn(OBSERVATORY)
+    v3 = mind.sleep(naive).manifest  # a module on the merged checkpoint
+    assert mind.versions.active_id() == v3.id and _answers(mind) != base
+    report = mind.forget_many([bridge])
+    assert report.merged == ["v2"] and report.moved_to == "base"  # v1's module was deleted too: nothing older serves
+    assert mind.versions.active_id() == "base" and _answers(mind) == base
+    assert not (mind.versions.path("v2") / "model").exists() and weights_deleted(mind.versions, mind.versions.get("v2")) == [bridge]
+    for version in ("v2", v3.id):  # the merge and what stands on it cannot come back
+        with pytest.raises(MindError, match="forgotten"):
+            mind.rollback(version)
+    assert all("Korvath" not in path.read_text(errors="ignore") for path in mind.versions.root.rglob("*") if path.is_file())
+    v4 = mind.sleep(naive).manifest  # the rebuild: what is still current, from the base
+    assert v4.parent is None or v4.parent == "base"
+    assert v4.memory_ids == [mind.memories()[0].id] and mind.versions.foundation_id(v4.id) is None
+
+
 def test_a_forgotten_memory_leaves_no_text_nor_indexed_word_in_any_file_of_the_mind(mind: Mind) -> None:
     secret = "The Zylvandrix vault under Korvath station opens with the phrase amber heron."
     for i in range(30):  # enough writes that the keyword index holds several segments

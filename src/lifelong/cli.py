@@ -276,8 +276,10 @@ def forget(
                   f"{'it' if len(report.forgotten) == 1 else 'them'}: those modules no longer serve and their weights are "
                   f"deleted; run `lifelong sleep` to relearn what else they held", soft_wrap=True, highlight=False)
     if report.merged:
-        typer.echo(f"warning: merged checkpoint(s) {', '.join(report.merged)} folded it into their weights, which still hold "
-                   f"it: roll back to a version before the merge (rebuilding a merge without it is not built yet)", err=True)
+        out.print(f"merged checkpoint(s) {', '.join(report.merged)} had folded {'it' if len(report.forgotten) == 1 else 'them'} "
+                  f"into their weights: those weights are deleted"
+                  + (f"; the active version is now {report.moved_to} (the newest one not built on them); run `lifelong sleep` "
+                     f"to relearn what else they held" if report.moved_to else ""), soft_wrap=True, highlight=False)
     if report.proof:
         proof = report.proof
         out.print(f"proof: on {proof.probes} held-out probes about {'it' if len(report.forgotten) == 1 else 'them'}, the served "

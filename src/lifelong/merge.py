@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from lifelong.consolidate import SleepResult, kl_to_base, tainted, with_adapter
-from lifelong.versions.layout import ADAPTER, RETENTION_PROBES, TRAINING_DATA
+from lifelong.versions.layout import ADAPTER, CHECKPOINT, RETENTION_PROBES, TRAINING_DATA
 from lifelong.evaluate.gate import GateMetrics, GatePolicy, judge
 from lifelong.errors import MindError
 from lifelong.evaluate.probes import acquisition_probes, accuracy, load_probes, retention_agreement
@@ -27,7 +27,6 @@ from lifelong.model.language_model import LanguageModel
 from lifelong.prompt import closed_book
 from lifelong.versions import BASE_VERSION, Manifest, Verdict, VersionRegistry
 
-CHECKPOINT = "model"
 MAX_LOGIT_GAP = 1e-2  # merged vs module on the anchor prompts; float rounding only
 
 

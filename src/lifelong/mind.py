@@ -90,11 +90,13 @@ class ForgetReport:
     learned_by: list[str]  # versions that had trained on them: none of their modules serves them now
     scrubbed: list[str]  # version folders rewritten without them
     proof: ForgetProof | None = None  # measured when the active version had learned them
-    merged: list[str] = field(default_factory=list)  # merged checkpoints whose weights still hold them (no rebuild yet)
+    merged: list[str] = field(default_factory=list)  # merged checkpoints that had folded them in: their weights are deleted
+    moved_to: str | None = None  # where the active pointer went when it stood on those weights
 
     def to_dict(self) -> dict[str, Any]:
         return {"forgotten": [m.id for m in self.forgotten], "learned_by": self.learned_by, "scrubbed": self.scrubbed,
-                "proof": asdict(self.proof) if self.proof else None, "merged_checkpoints_still_holding": self.merged}
+                "proof": asdict(self.proof) if self.proof else None, "merged_checkpoints_deleted": self.merged,
+                "active_moved_to": self.moved_to}
 
 
 @dataclass(frozen=True)
@@ -248,8 +250,8 @@ class Mind:
             return self._foundation(version_id)  # no module: the training stack need not even be imported
         from lifelong.consolidate import version_model
 
-        manifest = self.versions.get(version_id) if version_id != BASE_VERSION else None
-        existing = self.store.get_many(manifest.memory_ids) if manifest else {}
+        manifest = self.versions.get(version_id)
+        existing = self.store.get_many(manifest.memory_ids)
         return version_model(self.versions, version_id, self._foundation(version_id), self.embedder, existing=existing)
 
     @property
@@ -269,7 +271,8 @@ class Mind:
         if merge_id is None:
             return self.base_model
         if self._merged is None or self._merged[0] != merge_id:
-            from lifelong.merge import CHECKPOINT, load_checkpoint
+            from lifelong.merge import load_checkpoint
+            from lifelong.versions.layout import CHECKPOINT
 
             base = self.base_model
             with quiet_libraries():
@@ -353,12 +356,16 @@ class Mind:
                 f"{manifest.id} was trained on '{manifest.base_model}' and only fits that model, but this mind now uses "
                 f"'{self.base_model_name}'; switch back first with `lifelong config --model {manifest.base_model}`"
             )
-        from lifelong.unlearn import weights_deleted
+        from lifelong.unlearn import lost_foundation, weights_deleted
 
+        under = lost_foundation(self.versions, manifest.id)
+        if under is not None and under != manifest.id:
+            raise MindError(f"{manifest.id} stands on merge {under}, whose weights were deleted when memories it held were "
+                            f"forgotten; roll back to another version, or run `lifelong sleep` to rebuild")
         gone = weights_deleted(self.versions, manifest)
         if gone:
             raise MindError(f"{manifest.id} learned memories since forgotten ({', '.join(f'#{i}' for i in gone[:5])}) and its "
-                            f"module was deleted with them; roll back to another version, or run `lifelong sleep` to rebuild")
+                            f"weights were deleted with them; roll back to another version, or run `lifelong sleep` to rebuild")
         if not manifest.verdict.passed and not force:
             raise GateRefusedError(
                 f"the gate refused {manifest.id} ({'; '.join(manifest.verdict.reasons) or 'no reason recorded'}); "
@@ -629,7 +636,7 @@ class Mind:
         Every id is checked first, so a bad one changes nothing; refused while a sleep, merge
         or rollback is changing the versions."""
         from lifelong.evaluate.probes import accuracy, acquisition_probes
-        from lifelong.unlearn import scrub_versions
+        from lifelong.unlearn import lost_foundation, scrub_versions, servable_ancestor
 
         ids = list(dict.fromkeys(memory_ids))
         with self.versions.exclusive("forget"):
@@ -647,15 +654,21 @@ class Mind:
             forgotten = [self.store.delete(i) for i in ids]
             self.store.purge_deleted()
             scrubbed = scrub_versions(self.versions, forgotten)
-            self._active = None
+            moved_to = None
+            if lost_foundation(self.versions, active) is not None:  # it stood on merged weights that held them
+                moved_to = servable_ancestor(self.versions, active)
+                self.versions.activate(moved_to, "forget: the merged weights under the active version held a forgotten memory")
+            self._active = self._merged = None
+            now_active = self.versions.active_id()
             proof = None
             if probes:  # the weights served them: measure that they no longer do, against the base
                 proof = ForgetProof(len(probes), before, accuracy(self.language_model, probes),
-                                    accuracy(self._foundation(active), probes))
+                                    accuracy(self._foundation(now_active), probes))
                 with open(self.path / FORGET_PROOFS, "a", encoding="utf-8") as handle:  # ids and hashes only, never the text
                     handle.write(json.dumps({"time": time.time(), "memories": ids, "hashes": [m.content_hash for m in forgotten],
-                                             "active": active, "learned_by": learned_by, **asdict(proof)}) + "\n")
-            self.versions.audit("forget", active, memories=ids, versions_scrubbed=scrubbed,
+                                             "active": active, "active_now": now_active, "learned_by": learned_by,
+                                             **asdict(proof)}) + "\n")
+            self.versions.audit("forget", active, memories=ids, versions_scrubbed=scrubbed, active_now=now_active,
                                 **({"proof": asdict(proof)} if proof else {}))
         merged = [v.id for v in versions if v.kind == "merge" and set(ids) & set(v.memory_ids)]
-        return ForgetReport(forgotten, learned_by, scrubbed, proof, merged)
+        return ForgetReport(forgotten, learned_by, scrubbed, proof, merged, moved_to)

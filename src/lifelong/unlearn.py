@@ -8,8 +8,11 @@ loses its adapter weights (the folder keeps a `forgotten.json` saying which memo
 them). Serving already skips such a module (`consolidate.version_model`); the next sleep learns
 the module's other, still current memories again in a fresh module.
 
-Merged checkpoints are scrubbed of text but keep their weights: a memory folded into the base
-weights needs a rebuild from the checkpoint under it, which is not built yet.
+A merged checkpoint that folded a forgotten memory into its weights loses them the same way
+(the folder keeps its manifest and the marker); the versions built on it can no longer be
+served or activated, so forget moves the active pointer to the newest version of the lineage
+that stands on intact weights (`servable_ancestor`), and the next sleep relearns from there
+what is still current.
 """
 
 from __future__ import annotations
@@ -26,17 +29,42 @@ import numpy as np
 
 from lifelong.learn.router import KEY_MEMORIES_FILE, KEYS_FILE
 from lifelong.memory.records import Memory
-from lifelong.versions import Manifest, VersionRegistry
-from lifelong.versions.layout import ADAPTER, FORGOTTEN_MARKER, TRAINED_ON, TRAINING_DATA
+from lifelong.versions import BASE_VERSION, Manifest, VersionRegistry
+from lifelong.versions.layout import ADAPTER, CHECKPOINT, FORGOTTEN_MARKER, TRAINED_ON, TRAINING_DATA
 
 
 
 def weights_deleted(registry: VersionRegistry, manifest: Manifest) -> list[int]:
-    """The forgotten memories that took this version's module weights with them ([] if intact)."""
+    """The forgotten memories that took this version's weights with them (its module, or a
+    merge's folded checkpoint); [] if intact."""
     marker = registry.path(manifest.id) / FORGOTTEN_MARKER
-    if not marker.is_file() or (registry.path(manifest.id) / ADAPTER).exists():
+    weights = registry.path(manifest.id) / (ADAPTER if manifest.kind == "module" else CHECKPOINT)
+    if not marker.is_file() or weights.exists():
         return []
     return list(json.loads(marker.read_text(encoding="utf-8"))["memory_ids"])
+
+
+def lost_foundation(registry: VersionRegistry, version_id: str) -> str | None:
+    """The merge under `version_id` (itself included) whose weights a forget deleted: such a
+    version cannot be served, as everything built on it stood on those weights."""
+    merge_id = registry.foundation_id(version_id)
+    while merge_id is not None:
+        manifest = registry.get(merge_id)
+        if weights_deleted(registry, manifest):
+            return merge_id
+        merge_id = registry.foundation_id(manifest.parent) if manifest.parent else None
+    return None
+
+
+def servable_ancestor(registry: VersionRegistry, version_id: str) -> str:
+    """The newest version in `version_id`'s lineage (itself included) that stands on no deleted
+    merge and whose own weights are intact, else the base: where the active pointer goes when a
+    forget deletes a merged checkpoint the active version stands on."""
+    for candidate in registry.lineage(version_id):
+        manifest = registry.get(candidate)
+        if lost_foundation(registry, candidate) is None and not weights_deleted(registry, manifest):
+            return candidate
+    return BASE_VERSION
 
 
 def scrub_versions(registry: VersionRegistry, memories: list[Memory]) -> list[str]:
@@ -55,9 +83,10 @@ def scrub_versions(registry: VersionRegistry, memories: list[Memory]) -> list[st
         changed |= _drop_rows(folder / TRAINED_ON, lambda row: names_one(row, [row.get("text", "")]))
         changed |= _drop_keys(folder, ids)
         learned = sorted(ids & set(manifest.trained_memory_ids))  # not the library's: its older modules answer for those
-        if learned and manifest.kind == "module" and (folder / ADAPTER).exists():
+        weights = folder / (ADAPTER if manifest.kind == "module" else CHECKPOINT)
+        if learned and weights.exists():
             _write_marker(folder, learned)
-            shutil.rmtree(folder / ADAPTER)
+            shutil.rmtree(weights)
             changed = True
         if changed:
             touched.append(manifest.id)

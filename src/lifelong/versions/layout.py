@@ -6,3 +6,4 @@ TRAINING_DATA = "training_data.jsonl"
 TRAINED_ON = "trained_on.jsonl"  # every text the module learned from, with its source and memory ids
 ADAPTER = "adapter"
 FORGOTTEN_MARKER = "forgotten.json"  # which forgotten memories took the module's weights with them
+CHECKPOINT = "model"  # a merge version's folded weights (config, safetensors)
