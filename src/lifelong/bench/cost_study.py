@@ -11,6 +11,7 @@ from typing import Any
 
 from lifelong.bench.arms import make_mind, sleep_once
 from lifelong.bench.context import Bench, fact_record
+from lifelong.bench.flops import peaks, training_flops_per_token, utilisation
 from lifelong.bench.measure import PeakMemory, release_memory
 from lifelong.bench.naive import RawTextFineTune, naive_peft_loop
 from lifelong.bench.output import markdown_table
@@ -32,6 +33,8 @@ def run(bench: Bench) -> dict[str, Any]:
     qas = bench.data.facts(s.cost_facts, "--cost-facts")
     strategy, train = s.strategies[0], s.train()
     rows: dict[str, dict[str, Any]] = {}
+    with status("cost: the CPU's matmul peak (2048^3, bf16 and fp32)"):
+        peak_before = peaks()
 
     verdicts, examples = {}, []
     for i, each in enumerate(s.strategies):  # the default first; its examples feed the trainer rows below
@@ -69,20 +72,34 @@ def run(bench: Bench) -> dict[str, Any]:
         tuner = RawTextFineTune(bench.base, train)
         stats = tuner.train([qa.answer for qa in qas], "cost: naive fine-tune")
     rows[f"naive fine-tune on raw text (baseline arm), {train.epochs} epoch(s)"] = {**stats, "train_seconds": stats["seconds"], **peak.to_dict()}
+    peak_after = peaks()
+    peak = {key: max(peak_before[key], peak_after[key]) for key in peak_before}
+    flops = training_flops_per_token(attach_lora(LanguageModel(copy.deepcopy(bench.base.model), bench.base.tokenizer,
+                                                               bench.base.name, bench.base.needs_bos), one_epoch))
+    for row in rows.values():
+        row.update(utilisation(row["tokens_per_second"], flops, peak))
     return {"facts": len(qas), "examples": len(examples), "replay_examples": len(replay), "rows": rows,
-            "sleep_verdict": verdicts[strategy], "sleep_verdicts": verdicts}
+            "sleep_verdict": verdicts[strategy], "sleep_verdicts": verdicts,
+            "matmul_peak": {"before": peak_before, "after": peak_after}, "flops_per_trained_token": flops}
 
 
 def report(results: dict[str, Any]) -> list[str]:
-    rows = [[name, r["seconds"], r["train_seconds"], r["tokens"], r["tokens_per_second"], r["peak_rss_mib"], r["peak_increase_mib"]]
+    rows = [[name, r["seconds"], r["train_seconds"], r["tokens"], r["tokens_per_second"], r.get("mfu", float("nan")),
+             r["peak_rss_mib"], r["peak_increase_mib"]]
             for name, r in results["rows"].items()]
+    peak = results.get("matmul_peak", {}).get("before")
+    utilisation_note = ([f"MFU: useful FLOPs per trained token ({results['flops_per_trained_token'] / 1e9:.2f} GFLOP: transformer "
+                         f"linear layers forward and input-gradient, LoRA factors; attention and the LM head not counted) times "
+                         f"tokens/s, over the faster matmul peak measured in this run (2048^3: bf16 {peak['bf16_gflops']:.0f} "
+                         f"GFLOP/s, fp32 {peak['fp32_gflops']:.0f}).", ""] if peak else [])
     return [f"{results['facts']} TOFU facts; the default strategy's sleep synthesised {results['examples']} examples (plus "
             f"{results['replay_examples']} rehearsal examples for replay). The trainer rows retrain on those examples for one "
             f"epoch (an objective with replay adds the rehearsal examples, one with kl the KL anchor passes); the naive fine-tune trains "
             f"on the raw sentences as the baseline arm does. Peak memory is the process's resident set, sampled every 20 ms (everything the process holds included: the "
             f"base model, the embedder, and in `bench all` the arms of earlier studies); 'increase' is over the row's start "
             f"and includes each row's copy of the model.", "",
-            *markdown_table(["what", "wall s", "train s", "tokens", "tokens/s", "peak RSS MiB", "increase MiB"], rows),
+            *utilisation_note,
+            *markdown_table(["what", "wall s", "train s", "tokens", "tokens/s", "MFU", "peak RSS MiB", "increase MiB"], rows),
             *_sleep_against_baseline(results["rows"]),
             *losses(results["rows"], {"tokens_per_second": True, "peak_rss_mib": False})]
 
