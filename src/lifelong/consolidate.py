@@ -296,8 +296,6 @@ def _library_model(registry: VersionRegistry, foundation: LanguageModel, library
                    extra: tuple[Any, ModuleKeys] | None = None) -> LanguageModel:
     """The foundation with every module of `library` (and, for a candidate, the freshly trained
     one) loaded side by side behind one router."""
-    from peft import PeftModel
-
     modules = [ModuleKeys.load(origin, registry.path(origin)) for origin in library]
     if extra is not None:  # the candidate: its trained adapter is "default" in its PeftModel
         model, keys = extra
@@ -305,10 +303,7 @@ def _library_model(registry: VersionRegistry, foundation: LanguageModel, library
             model.load_adapter(str(registry.path(origin) / ADAPTER), adapter_name=origin)
         modules.append(keys)
     elif library:
-        model = PeftModel.from_pretrained(copy.deepcopy(foundation.model), str(registry.path(library[0]) / ADAPTER),
-                                          adapter_name=library[0])
-        for origin in library[1:]:
-            model.load_adapter(str(registry.path(origin) / ADAPTER), adapter_name=origin)
+        model = with_modules(foundation, {origin: registry.path(origin) / ADAPTER for origin in library})
     else:
         return foundation
     model.eval()
@@ -365,6 +360,17 @@ def kl_to_base(base: LanguageModel, model: LanguageModel) -> float:
     anchors (0 for the base itself): how much of what the base would say has moved."""
     pairs = base.memo(("held-out anchor rows", 16), lambda: continuation_rows_with_text(base, HELD_OUT_CHAT, HELD_OUT_RAW))
     return continuation_kl(base, model, [row for row, _ in pairs], texts=[text for _, text in pairs])
+
+
+def with_modules(foundation: LanguageModel, adapters: Mapping[str, Path]) -> Any:
+    """A PeftModel on a copy of the foundation holding every adapter, each under its name."""
+    from peft import PeftModel
+
+    names = list(adapters)
+    model = PeftModel.from_pretrained(copy.deepcopy(foundation.model), str(adapters[names[0]]), adapter_name=names[0])
+    for name in names[1:]:
+        model.load_adapter(str(adapters[name]), adapter_name=name)
+    return model
 
 
 def with_adapter(base: LanguageModel, adapter: Path | None) -> LanguageModel:

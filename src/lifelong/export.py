@@ -13,7 +13,6 @@ checkpoint), and an adapter applied to other weights answers differently.
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 from collections.abc import Callable, Mapping
@@ -25,6 +24,7 @@ from lifelong.errors import InputError
 from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
 from lifelong.versions import BASE_VERSION, VersionRegistry
+from lifelong.versions.registry import MANIFEST
 from lifelong.versions.layout import ADAPTER
 
 # What vLLM's LoRA loader accepts (vllm/lora: the ranks it allocates, the weight-name parser,
@@ -153,7 +153,7 @@ def export_version(registry: VersionRegistry, version_id: str, foundation_for: C
         report.adapters[module] = target
     if merged and modules:
         report.merged = _save_model(_merge_adapters(foundation, report.adapters), foundation.tokenizer, folder / "merged")
-    shutil.copy(registry.path(version_id) / "manifest.json", folder / "manifest.json")
+    shutil.copy(registry.path(version_id) / MANIFEST, folder / MANIFEST)
     (folder / "export.json").write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
     return report
 
@@ -162,10 +162,6 @@ def _merge_adapters(foundation: LanguageModel, adapters: Mapping[str, Path]) -> 
     """The foundation with every adapter's low-rank update added to its weights (on a copy).
     For a routed library this applies every module to every input: the router does not
     survive a merge, which is why adapters are the default export."""
-    from peft import PeftModel
+    from lifelong.consolidate import with_modules
 
-    names = list(adapters)
-    model = PeftModel.from_pretrained(copy.deepcopy(foundation.model), str(adapters[names[0]]), adapter_name=names[0])
-    for name in names[1:]:
-        model.load_adapter(str(adapters[name]), adapter_name=name)
-    return model.merge_and_unload(adapter_names=names)
+    return with_modules(foundation, adapters).merge_and_unload(adapter_names=list(adapters))

@@ -34,12 +34,15 @@ from lifelong.versions.layout import ADAPTER, CHECKPOINT, FORGOTTEN_MARKER, TRAI
 
 
 
+def weights_folder(registry: VersionRegistry, manifest: Manifest) -> Path:
+    """Where a version keeps its weights: a module's adapter, or a merge's folded checkpoint."""
+    return registry.path(manifest.id) / (ADAPTER if manifest.kind == "module" else CHECKPOINT)
+
+
 def weights_deleted(registry: VersionRegistry, manifest: Manifest) -> list[int]:
-    """The forgotten memories that took this version's weights with them (its module, or a
-    merge's folded checkpoint); [] if intact."""
+    """The forgotten memories that took this version's weights with them; [] if intact."""
     marker = registry.path(manifest.id) / FORGOTTEN_MARKER
-    weights = registry.path(manifest.id) / (ADAPTER if manifest.kind == "module" else CHECKPOINT)
-    if not marker.is_file() or weights.exists():
+    if not marker.is_file() or weights_folder(registry, manifest).exists():
         return []
     return list(json.loads(marker.read_text(encoding="utf-8"))["memory_ids"])
 
@@ -83,7 +86,7 @@ def scrub_versions(registry: VersionRegistry, memories: list[Memory]) -> list[st
         changed |= _drop_rows(folder / TRAINED_ON, lambda row: names_one(row, [row.get("text", "")]))
         changed |= _drop_keys(folder, ids)
         learned = sorted(ids & set(manifest.trained_memory_ids))  # not the library's: its older modules answer for those
-        weights = folder / (ADAPTER if manifest.kind == "module" else CHECKPOINT)
+        weights = weights_folder(registry, manifest)
         if learned and weights.exists():
             _write_marker(folder, learned)
             shutil.rmtree(weights)

@@ -60,6 +60,7 @@ def run(bench: Bench) -> dict[str, Any]:
             lm = LanguageModel(copy.deepcopy(bench.base.model), bench.base.tokenizer, bench.base.name, bench.base.needs_bos)
             model = attach_lora(lm, one_epoch)
             stats = train_module(bench.base, model, examples, parse_strategy(objective), one_epoch, replay=replay)
+        flops = training_flops_per_token(model)  # the same LoRA shape in every trainer row
         rows[name] = {"seconds": stats.seconds, "train_seconds": stats.seconds, "tokens": stats.tokens,
                       "tokens_per_second": stats.tokens_per_second, **peak.to_dict()}
         del model, lm
@@ -74,8 +75,6 @@ def run(bench: Bench) -> dict[str, Any]:
     rows[f"naive fine-tune on raw text (baseline arm), {train.epochs} epoch(s)"] = {**stats, "train_seconds": stats["seconds"], **peak.to_dict()}
     peak_after = peaks()
     peak = {key: max(peak_before[key], peak_after[key]) for key in peak_before}
-    flops = training_flops_per_token(attach_lora(LanguageModel(copy.deepcopy(bench.base.model), bench.base.tokenizer,
-                                                               bench.base.name, bench.base.needs_bos), one_epoch))
     for row in rows.values():
         row.update(utilisation(row["tokens_per_second"], flops, peak))
     return {"facts": len(qas), "examples": len(examples), "replay_examples": len(replay), "rows": rows,

@@ -10,22 +10,16 @@ vocabulary projection are left out, so the figure is a lower bound on the work d
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
 
+from lifelong.learn.precision import linear_seconds
+
 
 def matmul_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
     """Best-of-`repeats` GFLOP/s of one size^3 matrix product in `dtype`."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
+    return 2 * size**3 / linear_seconds(dtype, size, size, size, repeats) / 1e9
 
 
 def peaks() -> dict[str, float]:

@@ -27,7 +27,8 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def _seconds(dtype: torch.dtype, rows: int, width: int, out: int, repeats: int) -> float:
+def linear_seconds(dtype: torch.dtype, rows: int, width: int, out: int, repeats: int = 5) -> float:
+    """Best-of-`repeats` seconds of one (rows x width) @ (width x out) product in `dtype`."""
     x, w = torch.randn(rows, width, dtype=dtype), torch.randn(out, width, dtype=dtype)
     F.linear(x, w)  # first call pays kernel selection
     best = float("inf")
@@ -44,7 +45,8 @@ def bf16_is_faster(rows: int = 1024, width: int = 576, out: int = 1536, repeats:
     projection of the default model) runs at least MARGIN times faster in bf16 than in fp32."""
     if not cpu_has_bf16():
         return False
-    return _seconds(torch.bfloat16, rows, width, out, repeats) * MARGIN < _seconds(torch.float32, rows, width, out, repeats)
+    bf16 = linear_seconds(torch.bfloat16, rows, width, out, repeats)
+    return bf16 * MARGIN < linear_seconds(torch.float32, rows, width, out, repeats)
 
 
 def use_bf16(setting: bool | None) -> bool:
