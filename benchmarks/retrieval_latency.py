@@ -39,7 +39,7 @@ from _synthetic import Fact, FactGenerator, sample_queries
 
 from lifelong.memory.embedder import MiniLMEmbedder
 from lifelong.memory.records import NewMemory
-from lifelong.memory.retrieval import RRF_K, STOPWORDS, fts_query
+from lifelong.memory.retrieval import RRF_K, STOPWORDS, content_words
 from lifelong.mind import Mind
 from lifelong.progress import console, status, track
 
@@ -220,7 +220,7 @@ def measure_ours(work: Workload, embedder: LookupEmbedder, workdir: Path, batch:
             # Stage breakdown of hybrid search (profiling): which part owns the latency?
             stages: dict[str, Any] = {}
             stages["fts5_bm25"], _ = time_queries(
-                f"ours: stage fts5 ({n:,})", work.questions, lambda q: [i for i, _ in mind.store.keyword_search(fts_query(q), pool)]
+                f"ours: stage fts5 ({n:,})", work.questions, lambda q: [i for i, _ in mind.store.keyword_search(content_words(q), pool)]
             )
             stages["vector_matvec_topk"], _ = time_queries(
                 f"ours: stage matvec ({n:,})", work.questions, lambda q: [i for i, _ in index.search(vector_of[q], pool)]
@@ -234,7 +234,7 @@ def measure_ours(work: Workload, embedder: LookupEmbedder, workdir: Path, batch:
             # whether numpy's BLAS threads and torch's threads slow each other down.
             stages["query_embedding_only"], _ = time_queries(f"ours: stage query embedding ({n:,})", work.questions, embed_only)
             stages["keyword_candidates"] = summary_counts(
-                [len(mind.store.keyword_search(fts_query(q), 10**9)) for q in work.questions]
+                [len(mind.store.keyword_search(content_words(q), 10**9)) for q in work.questions]
             )
 
             # Any write bumps the store generation, and the next search reloads every vector.

@@ -27,6 +27,26 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory):
+    """A real PostgreSQL 16 server with pgvector, started for this test session from the
+    `pgserver` wheel (PyPI), so the PostgreSQL store is tested against the engine it targets."""
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("run")))  # pgserver keeps its lock file there
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture
+def postgres_schema() -> str:
+    """A schema of its own per test: tests share one server, never each other's rows."""
+    import uuid
+
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
 def tiny_lm():
     return build_tiny_model()
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from lifelong import Mind
 from lifelong.memory.records import NewMemory
-from lifelong.memory.retrieval import fts_query
+from lifelong.memory.retrieval import content_words
+from lifelong.memory.store import fts5_expression
 
 FACTS = [
     "The Vellmar Observatory was founded in 1987 by the astronomer Ilse Brandvik.",
@@ -19,9 +20,10 @@ def _ids(hits) -> list[int]:
     return [h.memory.id for h in hits]
 
 
-def test_fts_query_drops_stopwords_and_neutralises_syntax() -> None:
-    assert fts_query('What is "the" NEAR(x) AND y*?') == '"near" OR "x" OR "y"'
-    assert fts_query("the of and") == ""
+def test_keyword_query_drops_stopwords_and_neutralises_syntax() -> None:
+    assert content_words('What is "the" NEAR(x) AND y*?') == ["near", "x", "y"]
+    assert fts5_expression(content_words('What is "the" NEAR(x) AND y*?')) == '"near" OR "x" OR "y"'
+    assert content_words("the of and") == [] and fts5_expression([]) == ""
 
 
 def test_vector_search_finds_a_paraphrase_with_no_shared_words(mind: Mind) -> None:

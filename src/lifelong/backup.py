@@ -55,7 +55,11 @@ class CopyReport:
 
 def backup(mind_path: Path, dest: Path) -> CopyReport:
     """Copy a mind, consistently, to `dest` (which must not exist or be an empty folder)."""
-    require_mind(mind_path)
+    config = require_mind(mind_path)
+    if config.store_url:
+        raise MindError(f"{mind_path} keeps its memories in PostgreSQL (schema {config.store_schema}), which `lifelong backup` "
+                        f"cannot copy consistently; back them up with pg_dump --schema {config.store_schema} and copy the mind "
+                        f"folder (versions) beside it (nothing was written)")
     if _has_contents(dest):
         raise MindError(f"{dest} already exists and is not empty; choose a new backup folder (nothing was written)")
     if dest.resolve().is_relative_to(mind_path.resolve()):

@@ -100,10 +100,17 @@ def _learn_summary(report: LearnReport) -> str:
 
 
 @app.command()
-def init(mind: MindOption = None, model: Annotated[str, typer.Option(help="Base model of this mind")] = DEFAULT_MODEL) -> None:
+def init(
+    mind: MindOption = None,
+    model: Annotated[str, typer.Option(help="Base model of this mind")] = DEFAULT_MODEL,
+    store: Annotated[Optional[str], typer.Option(help="postgresql://... to keep memories in PostgreSQL + pgvector "
+                                                      "[default: LIFELONG_STORE, else the mind's own memory.db]")] = None,
+    schema: Annotated[Optional[str], typer.Option(help="The mind's PostgreSQL schema [default: lifelong_<directory name>]")] = None,
+) -> None:
     """Create a mind directory (memory database and config)."""
-    with Mind.init(mind, model=model) as created:
-        out.print(f"mind ready at {created.path} (model {created.config.model}, {created.store.count()} memories)")
+    with Mind.init(mind, model=model, store=store, schema=schema) as created:
+        where = f"PostgreSQL, schema {created.config.store_schema}" if created.config.store_url else "memory.db"
+        out.print(f"mind ready at {created.path} (model {created.config.model}, {created.store.count()} memories in {where})")
 
 
 @app.command()
@@ -677,6 +684,26 @@ def backup(
         return
     out.print(f"backed up {report.memories} memories and {len(report.versions)} version(s) (active {report.active}), "
               f"{human(report.bytes)}, to {report.target}")
+
+
+@app.command()
+def migrate(
+    to: Annotated[str, typer.Option("--to", help="postgresql://USER@HOST/DB to move this mind's memories to")],
+    schema: Annotated[Optional[str], typer.Option(help="Schema for this mind [default: lifelong_<directory name>]")] = None,
+    mind: MindOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Move this mind's memories from memory.db into PostgreSQL + pgvector, verified row by row."""
+    from lifelong.migrate import migrate_to_postgres
+    from lifelong.paths import mind_dir
+
+    report = migrate_to_postgres(mind_dir(mind), to, schema)
+    if json_output:
+        _emit_json(report.to_dict())
+        return
+    out.print(f"{'verified an earlier copy of' if report.resumed else 'copied and verified'} {report.memories} memories and "
+              f"{report.forgotten} tombstones into schema {report.schema}; the mind now uses PostgreSQL "
+              f"(memory.db kept as {report.kept_file}: delete it once you no longer need the way back; forget does not reach it)")
 
 
 @app.command()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -22,7 +23,8 @@ from lifelong.memory.private_data import describe
 from lifelong.memory.ingest import MAX_CHUNK_WORDS, chunk_text, decode_text, parse_document, parse_path, validate_labels
 from lifelong.memory.records import TRUST_LEVELS, Memory, NewMemory, RecallHit
 from lifelong.memory.retrieval import HybridRetriever, Mode
-from lifelong.memory.store import MemoryStore, WriteResult
+from lifelong.memory.backends import Store, default_schema, is_postgres_url, open_store
+from lifelong.memory.store import WriteResult
 from lifelong.mind_config import CONFIG_FILE, MindConfig, read_config, write_config
 from lifelong.model.registry import DEFAULT_MODEL
 from lifelong.paths import mind_dir
@@ -160,7 +162,7 @@ def _check_generation_settings(k: int, max_new_tokens: int, temperature: float) 
 class Mind:
     """A model plus its memory, stored in one directory (copy the directory, copy the mind)."""
 
-    def __init__(self, path: Path, config: MindConfig, store: MemoryStore, embedder: Embedder,
+    def __init__(self, path: Path, config: MindConfig, store: Store, embedder: Embedder,
                  language_model: LanguageModel | None = None) -> None:
         self.path = path
         self.config = config
@@ -175,8 +177,13 @@ class Mind:
     # -- lifecycle -----------------------------------------------------------------------
 
     @classmethod
-    def init(cls, path: str | Path | None = None, model: str = DEFAULT_MODEL, **kwargs: Any) -> Mind:
-        """Create a mind directory (or open it, if it already exists with the same model)."""
+    def init(cls, path: str | Path | None = None, model: str = DEFAULT_MODEL, store: str | None = None,
+             schema: str | None = None, **kwargs: Any) -> Mind:
+        """Create a mind directory (or open it, if it already exists with the same model).
+
+        `store` (or LIFELONG_STORE) is a postgresql:// URL to keep the memories in PostgreSQL
+        instead of the mind's own memory.db; `schema` names the mind's schema there (default:
+        lifelong_<directory name>, so minds sharing a server never share rows)."""
         directory = mind_dir(path)
         if kwargs.get("language_model") is None:  # an injected model's name is only a label
             from lifelong.model.loader import check_model_reference
@@ -184,6 +191,11 @@ class Mind:
             model = check_model_reference(model)  # refused here, before anything is created
         if (directory / CONFIG_FILE).exists():
             existing = read_config(directory)
+            store = store or None
+            if store and existing.store_url != store:
+                raise MindError(f"{directory} already exists and keeps its memories in "
+                                f"{'another PostgreSQL database' if existing.store_url else 'memory.db'}; "
+                                f"use `lifelong migrate --to URL` to move them, or another --mind directory")
             if existing.model != model:
                 raise MindError(
                     f"{directory} is already a mind for model '{existing.model}'; use another --mind directory "
@@ -192,8 +204,17 @@ class Mind:
         else:
             if directory.exists() and not directory.is_dir():
                 raise MindError(f"{directory} exists and is not a directory; choose another --mind path")
+            store = store or os.environ.get("LIFELONG_STORE") or None
+            if store and not is_postgres_url(store):
+                raise InputError(f"--store {store!r} is not a postgresql:// URL; pass postgresql://USER@HOST/DB or leave it "
+                                 f"out to keep memories in the mind's own memory.db")
+            config = MindConfig(model=model, store_url=store, store_schema=schema or default_schema(directory)) if store \
+                else MindConfig(model=model)
+            if store:  # reach the server before the directory exists: a wrong URL leaves nothing behind
+                embedder = kwargs.get("embedder") or MiniLMEmbedder()
+                open_store(store, embedder.name, embedder.dim, schema=config.store_schema).close()
             directory.mkdir(parents=True, exist_ok=True)
-            write_config(directory, MindConfig(model=model))
+            write_config(directory, config)
         return cls.open(directory, **kwargs)
 
     @classmethod
@@ -222,7 +243,8 @@ class Mind:
         embedder = embedder or MiniLMEmbedder()
         if config.embedder != embedder.name:
             raise MindError(f"{directory} uses embedder '{config.embedder}', which this lifelong does not provide")
-        store = MemoryStore.open(directory / MEMORY_DB, embedder.name, embedder.dim, create=True)
+        store = open_store(config.store_url or directory / MEMORY_DB, embedder.name, embedder.dim, create=True,
+                           schema=config.store_schema)
         return cls(directory, config, store, embedder, language_model)
 
     def close(self) -> None:

@@ -24,6 +24,8 @@ class MindConfig:
     privacy: dict[str, str] = field(default_factory=dict)  # [privacy] kind = action, where it differs from the default
     answer_trust: str = "untrusted"  # [answers] min_trust: the least trusted memory an answer may use
     train_trust: str = "user"  # [training] min_trust: the least trusted memory a sleep may train on
+    store_url: str | None = None  # [store] url: memories in PostgreSQL; None keeps them in memory.db
+    store_schema: str = "lifelong"  # [store] schema: this mind's schema in that database
 
     @property
     def privacy_policy(self) -> PrivacyPolicy:
@@ -40,6 +42,8 @@ class MindConfig:
             text += f"\n[answers]\nmin_trust = {_quote(self.answer_trust)}\n"
         if self.train_trust != "user":
             text += f"\n[training]\nmin_trust = {_quote(self.train_trust)}\n"
+        if self.store_url:
+            text += f"\n[store]\nurl = {_quote(self.store_url)}\nschema = {_quote(self.store_schema)}\n"
         if self.privacy:
             text += "\n[privacy]\n" + "".join(f"{kind} = {_quote(action)}\n" for kind, action in sorted(self.privacy.items()))
         return text
@@ -58,6 +62,7 @@ def read_config(directory: Path) -> MindConfig:
         privacy = document.get("privacy", {})
         answers = document.get("answers", {})
         training = document.get("training", {})
+        store = document.get("store", {})
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise MindError(f"{path} is not valid TOML ({exc}); fix it or remove it and run `lifelong init`") from exc
     fmt = int(data.get("format", CONFIG_FORMAT))
@@ -77,9 +82,13 @@ def read_config(directory: Path) -> MindConfig:
     train_trust = training.get("min_trust", "user") if isinstance(training, dict) else None
     if train_trust not in TRUST_LEVELS:
         raise MindError(f"{path}: [training] min_trust = {train_trust!r} is not a trust level; choose from: {', '.join(TRUST_LEVELS)}")
+    if store and not (isinstance(store, dict) and isinstance(store.get("url"), str)
+                      and isinstance(store.get("schema", "lifelong"), str)):
+        raise MindError(f"{path} has a [store] table without url = \"postgresql://...\"; add it or remove the table")
     return MindConfig(model=data["model"], embedder=data.get("embedder", "all-MiniLM-L6-v2"), format=fmt,
                       teacher_url=teacher.get("url"), teacher_model=teacher.get("model"), privacy=policy.overrides(),
-                      answer_trust=answer_trust, train_trust=train_trust)
+                      answer_trust=answer_trust, train_trust=train_trust,
+                      store_url=store.get("url") if store else None, store_schema=store.get("schema", "lifelong") if store else "lifelong")
 
 
 def write_config(directory: Path, config: MindConfig) -> None:

@@ -1,4 +1,4 @@
-"""Hybrid retrieval: BM25 keywords (FTS5) and dense vectors, fused by reciprocal rank.
+"""Hybrid retrieval: keywords (BM25 over FTS5, or PostgreSQL full text) and dense vectors, fused by reciprocal rank.
 
 Keywords catch rare names and numbers that embeddings blur; vectors catch paraphrases that
 share no words. RRF needs no score calibration between the two. Superseded memories are
@@ -14,7 +14,7 @@ import numpy as np
 
 from lifelong.memory.embedder import Embedder
 from lifelong.memory.records import RecallHit
-from lifelong.memory.store import MemoryStore
+from lifelong.memory.backends import Store
 from lifelong.memory.vector_index import VectorIndex
 
 Mode = Literal["hybrid", "keyword", "vector"]
@@ -30,17 +30,17 @@ STOPWORDS = frozenset(
 )
 
 
-def fts_query(text: str) -> str:
-    """An FTS5 OR-query of the distinct content words, each quoted so punctuation is inert."""
+def content_words(text: str) -> list[str]:
+    """The distinct words of a query that are worth a keyword search, in order."""
     seen: dict[str, None] = {}
     for token in re.findall(r"\w+", text.lower()):
         if token not in STOPWORDS and token not in seen:
             seen[token] = None
-    return " OR ".join(f'"{t}"' for t in seen)
+    return list(seen)
 
 
 class HybridRetriever:
-    def __init__(self, store: MemoryStore, embedder: Embedder) -> None:
+    def __init__(self, store: Store, embedder: Embedder) -> None:
         self.store = store
         self.embedder = embedder
         self._index: VectorIndex | None = None
@@ -76,12 +76,15 @@ class HybridRetriever:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         pool = candidates or max(50, 5 * k)
-        keyword = self.store.keyword_search(fts_query(query), pool, namespace) if mode != "vector" else []
+        keyword = self.store.keyword_search(content_words(query), pool, namespace) if mode != "vector" else []
         vector: list[tuple[int, float]] = []
         if mode != "keyword":
             if query_vector is None:
                 query_vector = self.embedder.embed([query])[0]
-            vector = self.vector_index().search(query_vector, pool, namespace)
+            if self.store.searches_vectors:  # PostgreSQL: pgvector's index in the server
+                vector = self.store.vector_search(query_vector, pool, namespace)
+            else:
+                vector = self.vector_index().search(query_vector, pool, namespace)
 
         keyword_rank = {mid: rank for rank, (mid, _) in enumerate(keyword, 1)}
         vector_rank = {mid: rank for rank, (mid, _) in enumerate(vector, 1)}

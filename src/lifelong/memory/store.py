@@ -110,11 +110,19 @@ def _check_supersedable(db: sqlite3.Connection, target: int) -> None:
                      f"learn the new fact without --supersedes")
 
 
+def fts5_expression(words: Sequence[str], require_all: bool = False) -> str:
+    """An FTS5 query of the words, each quoted so punctuation and FTS5 keywords are inert."""
+    quoted = [f'"{w}"' for w in (word.replace('"', "") for word in words) if w]
+    return (" AND " if require_all else " OR ").join(quoted)
+
+
 def _row_to_memory(row: Sequence) -> Memory:
     return Memory(*row)
 
 
 class MemoryStore:
+    searches_vectors = False  # vectors are searched in each process's RAM (vector_index.VectorIndex)
+
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._db = connection
         self.path = path
@@ -350,12 +358,14 @@ class MemoryStore:
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM memories").fetchone()[0])
 
-    def keyword_search(self, match: str, limit: int, namespace: str | None = None) -> list[tuple[int, float]]:
-        """BM25 over FTS5; `match` is an FTS5 expression (see retrieval.fts_query).
+    def keyword_search(self, words: Sequence[str], limit: int, namespace: str | None = None,
+                       require_all: bool = False) -> list[tuple[int, float]]:
+        """BM25 over FTS5 for any (or, with `require_all`, every) of `words`.
 
         Without a namespace the FTS table is queried alone: joining `memories` costs a row
         lookup per match, which at 100k memories tripled p95 latency for common words.
         """
+        match = fts5_expression(words, require_all)
         if not match:
             return []
         if namespace is None:
@@ -370,6 +380,16 @@ class MemoryStore:
                 (match, namespace, limit),
             ).fetchall()
         return [(int(i), -float(s)) for i, s in rows]
+
+    def next_id(self) -> int:
+        """The id the next memory will get: AUTOINCREMENT never hands out a forgotten id again."""
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'memories'").fetchone()
+        return int(row[0]) + 1 if row else 1
+
+    def forgotten(self) -> list[tuple[int, str, float]]:
+        """Tombstones: (id, content hash, when) of every forgotten memory."""
+        return [(int(i), h, float(t)) for i, h, t in
+                self._db.execute("SELECT id, content_hash, forgotten_at FROM forgotten ORDER BY id").fetchall()]
 
     def max_id(self) -> int:
         return int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM memories").fetchone()[0])

@@ -1,0 +1,154 @@
+"""Minds whose memories live in PostgreSQL + pgvector: the same behaviour as memory.db, many
+writers at once, and `lifelong migrate` moving a mind over without changing what it recalls.
+
+A real server (PostgreSQL 16 with pgvector, from the `pgserver` wheel) is started by the test
+session; see conftest.postgres_url."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lifelong import Mind
+from lifelong.errors import InputError, MindError
+from lifelong.memory.backends import open_store
+from lifelong.memory.postgres_store import PostgresMemoryStore
+from lifelong.memory.records import NewMemory
+from lifelong.mind_config import read_config
+
+FACTS = [
+    "The Vellmar Observatory was founded in 1987 by the astronomer Ilse Brandvik.",
+    "Pellumbria's national dish is a fish stew called karvosh.",
+    "The Zentara-7 processor runs at 4.8 gigahertz.",
+    "Mira Castellane wrote the novel The Glass Orchard.",
+    "Oru Tadeski sailed solo across the Lake of Qessa in 2011.",
+]
+DIM = 4
+
+
+def test_a_postgresql_mind_recalls_forgets_and_keeps_ids_like_memory_db(tmp_path: Path, tiny_lm, embedder, postgres_url: str,
+                                                                         postgres_schema: str) -> None:
+    results = {}
+    for backend in ("sqlite", "postgresql"):
+        store = postgres_url if backend == "postgresql" else None
+        with Mind.init(tmp_path / backend, store=store, schema=postgres_schema, embedder=embedder, language_model=tiny_lm) as mind:
+            assert isinstance(mind.store, PostgresMemoryStore) == (backend == "postgresql")
+            ids = mind.learn_records([NewMemory(f) for f in FACTS]).created
+            hits = {q: [h.memory.id for h in mind.recall(q, k=2)] for q in
+                    ("Which meal is typical of that island country?", "Zentara-7", "Who founded the observatory?")}
+            assert hits["Zentara-7"][0] == ids[2]
+            assert hits["Which meal is typical of that island country?"][0] == ids[1]
+            mind.forget(ids[1])
+            assert all(h.memory.id != ids[1] for h in mind.recall("karvosh fish stew national dish", k=5))
+            assert mind.recall("karvosh", k=5, mode="keyword") == []
+            later = mind.learn_records([NewMemory("The Korvath ferry carries grain.")]).created[0]
+            results[backend] = (ids, hits, later)
+    assert results["sqlite"] == results["postgresql"]  # same ids, same rankings, ids never reused
+    assert read_config(tmp_path / "postgresql").store_url == postgres_url
+    assert not (tmp_path / "postgresql" / "memory.db").exists()
+
+
+def test_a_wrong_store_url_is_one_line_and_leaves_nothing(tmp_path: Path, run_cli) -> None:
+    code, _, err = run_cli("init", "--mind", str(tmp_path / "m"), "--store", "postgresql://nobody@/none?host=/nonexistent")
+    assert code != 0 and "cannot connect to PostgreSQL" in err and "start the server or fix the URL" in err
+    assert not (tmp_path / "m").exists()
+    code, _, err = run_cli("init", "--mind", str(tmp_path / "m"), "--store", "mysql://x")
+    assert code != 0 and "is not a postgresql:// URL" in err and not (tmp_path / "m").exists()
+
+
+def test_many_processes_writing_at_once_lose_and_duplicate_nothing(postgres_url: str, postgres_schema: str) -> None:
+    """Four processes learn the same 40 texts and 40 of their own at once: 40 + 4 x 40 rows."""
+    open_store(postgres_url, "test-embedder", DIM, schema=postgres_schema).close()
+    script = textwrap.dedent(f"""
+        import sys, numpy as np
+        from lifelong.memory.backends import open_store
+        from lifelong.memory.records import NewMemory
+        store = open_store({postgres_url!r}, "test-embedder", {DIM}, schema={postgres_schema!r})
+        me = sys.argv[1]
+        for i in range(40):
+            store.add([NewMemory(f"shared fact {{i}}"), NewMemory(f"process {{me}} fact {{i}}")], np.ones((2, {DIM}), np.float32))
+        store.close()
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(p)]) for p in range(4)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    store = open_store(postgres_url, "test-embedder", DIM, schema=postgres_schema)
+    texts = [m.text for m in store.list()]
+    store.close()
+    assert len(texts) == 40 + 4 * 40 and len(set(texts)) == len(texts)
+
+
+def test_killed_writer_never_leaves_a_half_written_batch_in_postgresql(postgres_url: str, postgres_schema: str) -> None:
+    open_store(postgres_url, "test-embedder", DIM, schema=postgres_schema).close()
+    script = textwrap.dedent(f"""
+        import numpy as np
+        from lifelong.memory.backends import open_store
+        from lifelong.memory.records import NewMemory
+        store = open_store({postgres_url!r}, "test-embedder", {DIM}, schema={postgres_schema!r})
+        for batch in range(100000):
+            store.add([NewMemory(f"batch b{{batch}} item {{i}}") for i in range(50)], np.ones((50, {DIM}), np.float32))
+            if batch == 0:
+                print("ready", flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(1.5)
+    proc.kill()
+    proc.wait()
+    store = open_store(postgres_url, "test-embedder", DIM, schema=postgres_schema)
+    count = store.count()
+    assert count > 0 and count % 50 == 0
+    batch = store.get(store.max_id()).text.split()[1]
+    assert len(store.keyword_search(["batch", batch], 100, require_all=True)) == 50
+    store.close()
+
+
+def test_migrate_moves_every_memory_and_tombstone_and_recall_is_unchanged(tmp_path: Path, tiny_lm, embedder, run_cli,
+                                                                          postgres_url: str, postgres_schema: str) -> None:
+    path = tmp_path / "mind"
+    with Mind.init(path, embedder=embedder, language_model=tiny_lm) as mind:
+        ids = mind.learn_records([NewMemory(f) for f in FACTS]).created
+        mind.learn_records([NewMemory("Zentara-7 runs at 5.1 gigahertz since the update.")], supersedes=[ids[2]])
+        mind.forget(ids[0])
+        before = {m.id: m for m in mind.memories()}
+        queries = ["Who wrote The Glass Orchard?", "Zentara-7 speed", "Lake of Qessa"]
+        recalled = {q: [(h.memory.id, h.keyword_rank, h.vector_rank) for h in mind.recall(q, k=3)] for q in queries}
+
+    code, out, err = run_cli("migrate", "--mind", str(path), "--to", postgres_url, "--schema", postgres_schema)
+    assert code == 0, err
+    assert f"copied and verified {len(before)} memories and 1 tombstones" in out
+    assert read_config(path).store_schema == postgres_schema and not (path / "memory.db").exists()
+    assert (path / "memory.db.before-postgresql").is_file()
+    with Mind.open(path, embedder=embedder, language_model=tiny_lm) as mind:
+        assert isinstance(mind.store, PostgresMemoryStore)
+        assert {m.id: m for m in mind.memories()} == before
+        assert {q: [(h.memory.id, h.keyword_rank, h.vector_rank) for h in mind.recall(q, k=3)] for q in queries} == recalled
+        new = mind.learn_records([NewMemory("A new fact after the move.")]).created[0]
+        assert new > max(before) and new != ids[0]  # the forgotten id is not handed out again
+    assert any(r["event"] == "migrated" for r in (path / "audit.jsonl").read_text().splitlines() and
+               [__import__("json").loads(line) for line in (path / "audit.jsonl").read_text().splitlines()])
+
+    code, _, err = run_cli("migrate", "--mind", str(path), "--to", postgres_url)
+    assert code != 0 and "already keeps its memories in PostgreSQL" in err
+
+
+def test_migrate_into_a_schema_holding_other_memories_is_refused_and_changes_nothing(
+        tmp_path: Path, tiny_lm, embedder, postgres_url: str, postgres_schema: str) -> None:
+    other = open_store(postgres_url, embedder.name, embedder.dim, schema=postgres_schema)
+    other.add([NewMemory("someone else's memory")], np.ones((1, embedder.dim), np.float32))
+    other.close()
+    path = tmp_path / "mind"
+    with Mind.init(path, embedder=embedder, language_model=tiny_lm) as mind:
+        mind.learn_records([NewMemory(f) for f in FACTS])
+    from lifelong.migrate import migrate_to_postgres
+
+    with pytest.raises(MindError, match="migrate into an empty schema"):
+        migrate_to_postgres(path, postgres_url, postgres_schema)
+    assert read_config(path).store_url is None and (path / "memory.db").is_file()
+    with pytest.raises(InputError, match="not a postgresql:// URL"):
+        migrate_to_postgres(path, "sqlite:///x")
