@@ -3,7 +3,9 @@
 For a team that already runs PostgreSQL: many processes and machines write one mind, the
 database's own backups and replicas cover it, and vectors are searched by pgvector's HNSW index
 inside the server instead of in each process's RAM. Keywords use PostgreSQL full-text search
-(an english `tsvector`, ranked by `ts_rank`), fused with the vectors by the same reciprocal-rank
+(an english `tsvector`, ranked by BM25 over a term-statistics table kept in the same
+transactions, as SQLite's FTS5 ranks; PostgreSQL's own ts_rank has no inverse document
+frequency, and on the TOFU questions it ranked rare author names too low), fused with the vectors by the same reciprocal-rank
 rule as the SQLite store.
 
 Semantics match the SQLite store exactly: a batch is one transaction, identical current
@@ -70,7 +72,24 @@ def _schema_sql(schema: str, dim: int) -> list[str]:
         # unit vectors: inner product ranks exactly as cosine does, and is the cheapest distance
         f"CREATE INDEX memories_embedding ON {s}.memories USING hnsw (embedding vector_ip_ops)",
         f"CREATE TABLE {s}.forgotten (id BIGINT PRIMARY KEY, content_hash TEXT NOT NULL, forgotten_at DOUBLE PRECISION NOT NULL)",
+        # BM25's statistics: in how many memories each lexeme occurs; meta holds the row count and total length
+        f"CREATE TABLE {s}.terms (lexeme TEXT PRIMARY KEY, docs BIGINT NOT NULL)",
     ]
+
+
+# FTS5's bm25() constants and formula: idf = ln((N - df + 0.5) / (df + 0.5)), floored at 1e-6
+BM25_K1, BM25_B = 1.2, 0.75
+_BM25 = """
+WITH stats AS (SELECT MAX(CASE WHEN key = 'documents' THEN value::float8 END) AS n,
+                      MAX(CASE WHEN key = 'total_length' THEN value::float8 END) AS total FROM {s}.meta),
+q AS (SELECT t.lexeme, GREATEST(ln((stats.n - t.docs + 0.5) / (t.docs + 0.5)), 1e-6) AS idf
+      FROM {s}.terms t, stats WHERE t.lexeme = ANY(tsvector_to_array(to_tsvector('english', %(text)s)))),
+cand AS (SELECT id, words FROM {s}.memories WHERE words @@ to_tsquery('english', %(query)s) {namespace})
+SELECT c.id, SUM(q.idf * (cardinality(u.positions) * ({k1} + 1))
+                 / (cardinality(u.positions) + {k1} * (1 - {b} + {b} * length(c.words) / GREATEST(stats.total / stats.n, 1e-9))))
+FROM cand c CROSS JOIN LATERAL unnest(c.words) u JOIN q ON q.lexeme = u.lexeme CROSS JOIN stats
+GROUP BY c.id ORDER BY 2 DESC, c.id LIMIT %(limit)s
+"""
 
 
 def _vector_text(vector: np.ndarray) -> str:
@@ -138,7 +157,8 @@ class PostgresMemoryStore:
                         db.execute(statement)
                     db.cursor().executemany(f"INSERT INTO {s}.meta (key, value) VALUES (%s, %s)",
                                             [("embedder", embedder_name), ("dim", str(dim)), ("generation", "0"),
-                                             ("schema_version", str(SCHEMA_VERSION))])
+                                             ("schema_version", str(SCHEMA_VERSION)),
+                                             ("documents", "0"), ("total_length", "0")])
         meta = self._meta()
         version = int(meta.get("schema_version", 0))
         if version > SCHEMA_VERSION:
@@ -180,8 +200,10 @@ class PostgresMemoryStore:
         with self._transaction():
             for target in explicit:
                 self._check_supersedable(target)
-            return [self._add_one(item, np.asarray(vector, dtype=np.float32), explicit, now)
-                    for item, vector in zip(items, embeddings, strict=True)]
+            results = [self._add_one(item, np.asarray(vector, dtype=np.float32), explicit, now)
+                       for item, vector in zip(items, embeddings, strict=True)]
+            self._count_terms([r.id for r in results if r.created], +1)  # once per batch: a statement per row cost a third of ingest
+        return results
 
     def _add_one(self, item: NewMemory, vector: np.ndarray, explicit: list[int], now: float) -> WriteResult:
         db, s = self._db, self.schema
@@ -206,6 +228,20 @@ class PostgresMemoryStore:
             f"UPDATE {s}.memories SET valid_to = %s, superseded_by = %s WHERE id = %s AND valid_to IS NULL",
             (now, new_id, old_id)).rowcount]
         return WriteResult(id=new_id, created=True, superseded=tuple(closed), conflicts=tuple(conflicts))
+
+    def _count_terms(self, memory_ids: list[int], sign: int) -> None:
+        """Add (or, with sign -1, remove) these memories' lexemes to BM25's statistics."""
+        if not memory_ids:
+            return
+        s = self.schema
+        self._db.execute(f"INSERT INTO {s}.terms (lexeme, docs) SELECT lexeme, %s * COUNT(*) FROM {s}.memories, unnest(words) "
+                         f"WHERE id = ANY(%s) GROUP BY lexeme "
+                         f"ON CONFLICT (lexeme) DO UPDATE SET docs = {s}.terms.docs + EXCLUDED.docs", (sign, memory_ids))
+        self._db.execute(f"UPDATE {s}.meta SET value = (value::bigint + %s * CASE key WHEN 'documents' THEN %s "
+                         f"ELSE (SELECT COALESCE(SUM(length(words)), 0) FROM {s}.memories WHERE id = ANY(%s)) END)::text "
+                         f"WHERE key IN ('documents', 'total_length')", (sign, len(memory_ids), memory_ids))
+        if sign < 0:
+            self._db.execute(f"DELETE FROM {s}.terms WHERE docs <= 0")
 
     def _succession(self, memory_id: int) -> list[int]:
         chain = [memory_id]
@@ -247,6 +283,7 @@ class PostgresMemoryStore:
         memory = self.get(memory_id)
         s = self.schema
         with self._transaction():
+            self._count_terms([memory_id], -1)
             self._db.execute(f"DELETE FROM {s}.memories WHERE id = %s", (memory_id,))
             self._db.execute(f"UPDATE {s}.memories SET superseded_by = NULL WHERE superseded_by = %s", (memory_id,))
             self._db.execute(f"INSERT INTO {s}.forgotten (id, content_hash, forgotten_at) VALUES (%s, %s, %s) "
@@ -313,18 +350,14 @@ class PostgresMemoryStore:
 
     def keyword_search(self, words: Sequence[str], limit: int, namespace: str | None = None,
                        require_all: bool = False) -> list[tuple[int, float]]:
-        """Full-text search over the english tsvector, best `ts_rank` first."""
+        """Memories holding any (or every) of `words`, best BM25 first (the FTS5 formula)."""
         query = tsquery_of(words, require_all)
         if not query:
             return []
-        where, params = "words @@ q", [query]
-        if namespace is not None:
-            where += " AND namespace = %s"
-            params.append(namespace)
-        rows = self._db.execute(
-            f"SELECT id, ts_rank(words, q) AS r FROM {self.schema}.memories, to_tsquery('english', %s) q "
-            f"WHERE {where} ORDER BY r DESC, id LIMIT %s", [*params, int(limit)]).fetchall()
-        return [(int(i), float(r)) for i, r in rows]
+        sql = _BM25.format(s=self.schema, k1=BM25_K1, b=BM25_B, namespace="AND namespace = %(namespace)s" if namespace else "")
+        rows = self._db.execute(sql, {"text": " ".join(words), "query": query, "limit": int(limit),
+                                      "namespace": namespace}).fetchall()
+        return [(int(i), float(score)) for i, score in rows]
 
     def vector_search(self, query: np.ndarray, k: int, namespace: str | None = None) -> list[tuple[int, float]]:
         """Nearest memories by inner product through the HNSW index (approximate, as pgvector is)."""
@@ -379,6 +412,11 @@ class PostgresMemoryStore:
                      for m, v in zip(memories, embeddings, strict=True)])
                 cursor.executemany(f"INSERT INTO {s}.forgotten (id, content_hash, forgotten_at) VALUES (%s, %s, %s)", forgotten)
             self._db.execute(f"SELECT setval(pg_get_serial_sequence('{s}.memories', 'id'), %s, false)", (max(1, next_id),))
+            self._db.execute(f"INSERT INTO {s}.terms (lexeme, docs) SELECT lexeme, COUNT(*) FROM {s}.memories, unnest(words) "
+                             "GROUP BY lexeme")
+            self._db.execute(f"UPDATE {s}.meta SET value = CASE key WHEN 'documents' THEN (SELECT COUNT(*) FROM {s}.memories) "
+                             f"ELSE (SELECT COALESCE(SUM(length(words)), 0) FROM {s}.memories) END::text "
+                             "WHERE key IN ('documents', 'total_length')")
 
 
 def _redacted(url: str) -> str:
