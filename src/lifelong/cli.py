@@ -344,6 +344,8 @@ def sleep(
 
             Teacher(TeacherConfig(url=url, model=model))  # a malformed URL fails before the model loads
             config = replace(config, teacher=TeacherConfig(url=url, model=model))
+        from lifelong.learn import distributed
+
         bar = step_progress("training")
         try:
             result = opened.sleep(config, report=report_stage, progress=bar)
@@ -351,7 +353,10 @@ def sleep(
             raise Interrupted(NOTHING_CHANGED.format(what="sleep")) from None
         finally:
             bar(-1, -1, 0.0)  # stop the bar even when training raised
-    _print_result(result, json_output)
+            speaks = distributed.is_main()  # under torchrun, rank 0 speaks for the sleep
+            distributed.stop()
+    if speaks:
+        _print_result(result, json_output)
 
 
 @app.command()

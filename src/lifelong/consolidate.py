@@ -11,7 +11,7 @@ import copy
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,10 @@ from lifelong.evaluate.probes import (
     record_retention_probes,
     retention_agreement,
 )
+from lifelong.learn import distributed
 from lifelong.learn.anchors import HELD_OUT_CHAT, HELD_OUT_RAW
 from lifelong.learn.drift import continuation_kl, continuation_rows_with_text
+from lifelong.learn.precision import use_bf16
 from lifelong.learn.rehearsal import base_rehearsal
 from lifelong.learn.strategies import Strategy, parse_strategy
 from lifelong.learn.router import DEFAULT_RADIUS, ModuleKeys, Router, keyed_texts
@@ -136,15 +138,44 @@ def run_sleep(
     merge finishing just before cannot leave the module trained on the wrong weights."""
     strategy = parse_strategy(config.strategy)  # a bad name fails before any work
     registry = VersionRegistry(mind_path)
+    if not distributed.is_main():  # torchrun's other ranks: train rank 0's data, nothing else
+        return _train_share(registry, base, config, strategy, foundation_for)
     with registry.exclusive("sleep"):
         registry.clean_incomplete()
         foundation = foundation_for(registry.active_id()) if foundation_for else base
-        return _sleep(registry, mind_path, base, foundation, memories, config, strategy, report, progress)
+        shared = [False]
+
+        def share(plan: dict[str, Any] | None) -> None:
+            shared[0] = True
+            distributed.from_main(plan)
+
+        try:
+            return _sleep(registry, mind_path, base, foundation, memories, config, strategy, report, progress, share)
+        finally:
+            if not shared[0]:  # nothing to train, or a failure before training: release the other ranks
+                distributed.from_main(None)
+
+
+def _train_share(registry: VersionRegistry, base: LanguageModel, config: SleepConfig, strategy: Strategy,
+                 foundation_for: Callable[[str], LanguageModel] | None) -> SleepResult:
+    """A data-parallel rank other than 0: wait for rank 0's training data, train on this rank's
+    share of every batch (gradients are summed across ranks inside train_module), and leave
+    measuring, gating and committing to rank 0."""
+    plan = distributed.from_main(None)
+    if plan is None:
+        return SleepResult(None, False, f"rank {distributed.rank()}: rank 0 had nothing to train")
+    foundation = foundation_for(plan["foundation"]) if foundation_for else base
+    adapter = plan["parent_adapter"]
+    candidate = attach_lora(LanguageModel(copy.deepcopy(foundation.model), base.tokenizer, base.name, base.needs_bos),
+                            plan["train"], adapter_path=adapter)
+    stats = train_module(foundation, candidate, plan["examples"], strategy, plan["train"], replay=plan["replay"],
+                         memories={m.id: m for m in plan["new"]})
+    return SleepResult(None, False, f"rank {distributed.rank()}: trained its share, {stats.tokens} tokens in {stats.seconds:.1f}s")
 
 
 def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foundation: LanguageModel,
            memories: list[Memory], config: SleepConfig, strategy: Strategy, report: Callable[[str], None],
-           progress: Any) -> SleepResult:
+           progress: Any, share: Callable[[dict[str, Any] | None], None] = lambda _plan: None) -> SleepResult:
     # 1. select: memories no valid module of the active version has learned
     parent_id = registry.active_id()
     parent = registry.get(parent_id) if parent_id != BASE_VERSION else None
@@ -209,8 +240,13 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
         config.train,
         adapter_path=str(parent_adapter) if parent_adapter else None,
     )
-    report(f"training a LoRA module ({strategy.name}, {config.train.epochs} epochs, {len(examples)} examples)")
-    stats = train_module(foundation, candidate_peft, examples, strategy, config.train, replay=replay, progress=progress,
+    train = replace(config.train, bf16=use_bf16(config.train.bf16))  # decided once, so every rank computes alike
+    share({"foundation": registry.active_id(), "parent_adapter": str(parent_adapter) if parent_adapter else None,
+           "train": train, "examples": examples, "replay": replay, "new": new})
+    ranks = distributed.world_size()
+    report(f"training a LoRA module ({strategy.name}, {config.train.epochs} epochs, {len(examples)} examples"
+           + (f", data-parallel on {ranks} processes)" if ranks > 1 else ")"))
+    stats = train_module(foundation, candidate_peft, examples, strategy, train, replay=replay, progress=progress,
                          memories={m.id: m for m in new})
     report(f"trained {stats.steps} steps, {stats.tokens} tokens in {stats.seconds:.1f}s; evaluating the candidate")
 
@@ -228,7 +264,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     gate_metrics = measure_candidate(candidate, parent_lm, base, new, old, retention, new_probes)
     metrics = {**gate_metrics.to_dict(), "train_seconds": stats.seconds, "train_tokens": stats.tokens,
                "tokens_per_second": stats.tokens_per_second, "final_loss": stats.final_loss, "examples": len(examples),
-               "precision": stats.precision}
+               "precision": stats.precision, "training_processes": ranks}
     if isinstance(candidate, RoutedLanguageModel):
         metrics.update(router_metrics(candidate, new_probes, "default", retention))
 

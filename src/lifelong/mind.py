@@ -305,13 +305,21 @@ class Mind:
 
     def sleep(self, config: SleepConfig | None = None, report: Callable[[str], None] = lambda _m: None,
               progress: Any = None) -> SleepResult:
-        """Consolidate memories not yet in the active module into a new, gated version."""
+        """Consolidate memories not yet in the active module into a new, gated version. Under
+        `torchrun --nproc-per-node N -m lifelong sleep`, training is data-parallel across the N
+        processes (learn/distributed.py); rank 0 returns the result, the others a note."""
         from lifelong.consolidate import SleepConfig, run_sleep
+
+        from lifelong.learn import distributed
 
         config = dataclasses.replace(config or SleepConfig(), min_trust=self.config.train_trust)  # the mind's [training] min_trust
         if config.embedder is None:
             config = dataclasses.replace(config, embedder=self.embedder)
-        self.screen_pending(report)  # nothing unchecked is trained on
+        distributed.start()  # under torchrun: join the other ranks (rank 0 selects, gates and commits)
+        if distributed.is_main():
+            self.screen_pending(report)  # nothing unchecked is trained on
+        else:
+            report, progress = (lambda _m: None), None
         base = self.base_model
         with quiet_libraries():  # peft and transformers warn about their internals while training
             return run_sleep(self.path, base, self.store.list(), config, report, progress, foundation_for=self._foundation)

@@ -66,9 +66,9 @@ def teacher_targets(lm: LanguageModel, examples: Sequence[TrainingExample], segm
 
 
 def soft_cross_entropy(logits: torch.Tensor, batch: Sequence[Segment], capacity: int | None,
-                       targets: Mapping[int, SoftTargets]) -> torch.Tensor | None:
+                       targets: Mapping[int, SoftTargets]) -> tuple[torch.Tensor, int] | None:
     """Cross-entropy of the student's answer-position distributions against the teacher's top-k
-    (renormalised), averaged over the answer tokens that have targets. `logits` are the
+    (renormalised), summed over the answer tokens that have targets, with their count. `logits` are the
     student's at the answer positions of `batch` packed as `build_batch` packs it; `targets`
     is keyed by `id()` of each segment object."""
     losses = []
@@ -82,4 +82,7 @@ def soft_cross_entropy(logits: torch.Tensor, batch: Sequence[Segment], capacity:
                 teacher = torch.softmax(soft.log_probs, dim=-1)
                 losses.append(-(teacher * student).sum(-1))
             offset += count
-    return torch.cat(losses).mean() if losses else None
+    if not losses:
+        return None
+    joined = torch.cat(losses)
+    return joined.sum(), int(joined.numel())

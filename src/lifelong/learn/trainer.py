@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from lifelong.errors import InputError
+from lifelong.learn import distributed
 from lifelong.learn.anchors import TRAINING_CHAT, TRAINING_RAW
 from lifelong.learn.drift import continuation_log_probs, continuation_rows, kl_per_token
 from lifelong.learn.packing import build_batch
@@ -114,11 +115,22 @@ def _batches(encoded: list[tuple[list[int], int]], batch_size: int, rng: random.
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def answer_only_loss(peft_model: Any, batch: list[tuple[list[int], int]], pad_id: int,
-                     pack_length: int | None = None, soft_targets: Mapping[int, SoftTargets] | None = None,
-                     soft_weight: float = 1.0) -> tuple[torch.Tensor, int, int]:
-    """Cross-entropy over answer tokens, projecting only those positions through the LM head;
-    with `soft_targets` (keyed by id() of a segment), plus the soft cross-entropy to the teacher."""
+@dataclass
+class LossParts:
+    """Sums, not means, so data-parallel ranks can normalise by the whole batch's counts."""
+
+    answer_sum: torch.Tensor
+    answer_tokens: int
+    soft_sum: torch.Tensor | None
+    soft_tokens: int
+    tokens: int
+
+
+def answer_loss_parts(peft_model: Any, batch: list[tuple[list[int], int]], pad_id: int, pack_length: int | None = None,
+                      soft_targets: Mapping[int, SoftTargets] | None = None) -> LossParts:
+    """Summed cross-entropy over answer tokens, projecting only those positions through the LM
+    head; with `soft_targets` (keyed by id() of a segment), the summed soft cross-entropy to the
+    teacher too."""
     causal_lm = peft_model.get_base_model()
     eager = getattr(causal_lm.config, "_attn_implementation", "sdpa") == "eager"
     packed = build_batch(batch, pad_id, pack_length, eager_attention=eager)
@@ -126,12 +138,44 @@ def answer_only_loss(peft_model: Any, batch: list[tuple[list[int], int]], pad_id
                              position_ids=packed.position_ids).last_hidden_state
     mask = packed.targets != -100
     logits = causal_lm.lm_head(hidden[mask]).float()
-    loss = F.cross_entropy(logits, packed.targets[mask])
-    if soft_targets:
-        soft = soft_cross_entropy(logits, batch, pack_length, soft_targets)
-        if soft is not None:
-            loss = loss + soft_weight * soft
-    return loss, packed.tokens, int(mask.sum())
+    answer_sum = F.cross_entropy(logits, packed.targets[mask], reduction="sum")
+    soft = soft_cross_entropy(logits, batch, pack_length, soft_targets) if soft_targets else None
+    return LossParts(answer_sum, int(mask.sum()), soft[0] if soft else None, soft[1] if soft else 0, packed.tokens)
+
+
+def step_loss(peft_model: Any, batch: list[tuple[list[int], int]], pad_id: int, config: TrainConfig,
+              soft_targets: Mapping[int, SoftTargets] | None = None, kl: Any = None, anchor: Any = None
+              ) -> tuple[torch.Tensor, list[float]]:
+    """This process's loss for one global batch, and the batch's (answer, soft, all) token
+    counts over every process. One process: the batch's mean answer loss plus the other terms.
+    Data-parallel: this rank's share of the batch (learn/distributed.py), normalised by the
+    whole batch's counts, so the gradients summed over ranks are the one-process gradient."""
+    world = distributed.world_size()
+    local = distributed.shard(batch)  # the whole batch with one process
+    parts = answer_loss_parts(peft_model, local, pad_id, config.pack_length, soft_targets) if local else None
+    counts = distributed.sums(parts.answer_tokens if parts else 0, parts.soft_tokens if parts else 0, parts.tokens if parts else 0)
+    loss = torch.zeros(())
+    if parts is not None:
+        loss = parts.answer_sum / max(counts[0], 1)
+        if parts.soft_sum is not None:
+            loss = loss + config.distill_weight * parts.soft_sum / counts[1]
+    if kl is not None:  # identical on every rank: each adds its 1/world share
+        loss = loss + config.kl_weight * kl() / world
+    if anchor is not None:
+        loss = loss + config.ewc_weight * anchor() / world
+    return loss, counts
+
+
+def answer_only_loss(peft_model: Any, batch: list[tuple[list[int], int]], pad_id: int,
+                     pack_length: int | None = None, soft_targets: Mapping[int, SoftTargets] | None = None,
+                     soft_weight: float = 1.0) -> tuple[torch.Tensor, int, int]:
+    """Mean cross-entropy over answer tokens, plus `soft_weight` times the mean soft
+    cross-entropy to the teacher where it has targets."""
+    parts = answer_loss_parts(peft_model, batch, pad_id, pack_length, soft_targets)
+    loss = parts.answer_sum / max(parts.answer_tokens, 1)
+    if parts.soft_sum is not None:
+        loss = loss + soft_weight * parts.soft_sum / parts.soft_tokens
+    return loss, parts.tokens, parts.answer_tokens
 
 
 class AnchorKL:
@@ -219,20 +263,17 @@ def train_module(
         if replay_encoded:
             batch = batch + rng.sample(replay_encoded, min(config.replay_per_batch, len(replay_encoded)))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss, batch_tokens, batch_answer = answer_only_loss(peft_model, batch, pad, config.pack_length, soft,
-                                                                config.distill_weight)
-            if kl is not None:
-                loss = loss + config.kl_weight * kl()
-            if anchor is not None:
-                loss = loss + config.ewc_weight * anchor()
+            loss, counts = step_loss(peft_model, batch, pad, config, soft, kl, anchor)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if loss.requires_grad:
+            loss.backward()
+        distributed.sum_gradients(params)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         steps += 1
-        tokens += batch_tokens
-        answer_tokens += batch_answer
-        loss_value = float(loss.detach())
+        tokens += int(counts[2])
+        answer_tokens += int(counts[0])
+        loss_value = distributed.sums(float(loss.detach()))[0]
         if progress is not None:
             progress(steps, len(plan), loss_value)
     peft_model.eval()
