@@ -605,13 +605,16 @@ def du(mind: MindOption = None, json_output: JsonOption = False) -> None:
     from lifelong.paths import mind_dir
 
     directory = mind_dir(mind)
-    require_mind(directory)
+    config = require_mind(directory)
     usage = measure(directory)
     if json_output:
         _emit_json(usage.to_dict())
         return
     table = Table("part", "kind", "size", "prune")
-    table.add_row("memory.db", "memories", human(usage.memory_bytes), "keeps")
+    if config.store_url:  # the server's disk, not this directory's
+        table.add_row(f"PostgreSQL schema {config.store_schema}", "memories", "on the server", "keeps")
+    else:
+        table.add_row("memory.db", "memories", human(usage.memory_bytes), "keeps")
     for version in usage.versions:
         table.add_row(version.id + (" (active)" if version.active else ""), version.kind, human(version.bytes),
                       "keeps" if version.in_lineage else "deletes")
