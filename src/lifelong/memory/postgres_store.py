@@ -63,7 +63,8 @@ def _schema_sql(schema: str, dim: int) -> list[str]:
             embedding vector({int(dim)}) NOT NULL,
             no_train TEXT,
             quarantine TEXT,
-            words tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED
+            words tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED,
+            length INTEGER GENERATED ALWAYS AS (cardinality(regexp_split_to_array(trim(regexp_replace(text, '\W+', ' ', 'g')), ' '))) STORED
         )""",
         f"CREATE INDEX memories_ns_key ON {s}.memories (namespace, key) WHERE valid_to IS NULL",
         f"CREATE INDEX memories_ns_hash ON {s}.memories (namespace, content_hash)",
@@ -84,9 +85,9 @@ WITH stats AS (SELECT MAX(CASE WHEN key = 'documents' THEN value::float8 END) AS
                       MAX(CASE WHEN key = 'total_length' THEN value::float8 END) AS total FROM {s}.meta),
 q AS (SELECT t.lexeme, GREATEST(ln((stats.n - t.docs + 0.5) / (t.docs + 0.5)), 1e-6) AS idf
       FROM {s}.terms t, stats WHERE t.lexeme = ANY(tsvector_to_array(to_tsvector('english', %(text)s)))),
-cand AS (SELECT id, words FROM {s}.memories WHERE words @@ to_tsquery('english', %(query)s) {namespace})
+cand AS (SELECT id, words, length FROM {s}.memories WHERE words @@ to_tsquery('english', %(query)s) {namespace})
 SELECT c.id, SUM(q.idf * (cardinality(u.positions) * ({k1} + 1))
-                 / (cardinality(u.positions) + {k1} * (1 - {b} + {b} * length(c.words) / GREATEST(stats.total / stats.n, 1e-9))))
+                 / (cardinality(u.positions) + {k1} * (1 - {b} + {b} * c.length / GREATEST(stats.total / stats.n, 1e-9))))
 FROM cand c CROSS JOIN LATERAL unnest(c.words) u JOIN q ON q.lexeme = u.lexeme CROSS JOIN stats
 GROUP BY c.id ORDER BY 2 DESC, c.id LIMIT %(limit)s
 """
@@ -238,7 +239,7 @@ class PostgresMemoryStore:
                          f"WHERE id = ANY(%s) GROUP BY lexeme "
                          f"ON CONFLICT (lexeme) DO UPDATE SET docs = {s}.terms.docs + EXCLUDED.docs", (sign, memory_ids))
         self._db.execute(f"UPDATE {s}.meta SET value = (value::bigint + %s * CASE key WHEN 'documents' THEN %s "
-                         f"ELSE (SELECT COALESCE(SUM(length(words)), 0) FROM {s}.memories WHERE id = ANY(%s)) END)::text "
+                         f"ELSE (SELECT COALESCE(SUM(length), 0) FROM {s}.memories WHERE id = ANY(%s)) END)::text "
                          f"WHERE key IN ('documents', 'total_length')", (sign, len(memory_ids), memory_ids))
         if sign < 0:
             self._db.execute(f"DELETE FROM {s}.terms WHERE docs <= 0")
@@ -415,7 +416,7 @@ class PostgresMemoryStore:
             self._db.execute(f"INSERT INTO {s}.terms (lexeme, docs) SELECT lexeme, COUNT(*) FROM {s}.memories, unnest(words) "
                              "GROUP BY lexeme")
             self._db.execute(f"UPDATE {s}.meta SET value = CASE key WHEN 'documents' THEN (SELECT COUNT(*) FROM {s}.memories) "
-                             f"ELSE (SELECT COALESCE(SUM(length(words)), 0) FROM {s}.memories) END::text "
+                             f"ELSE (SELECT COALESCE(SUM(length), 0) FROM {s}.memories) END::text "
                              "WHERE key IN ('documents', 'total_length')")
 
 
