@@ -181,3 +181,10 @@ def test_superseding_an_already_superseded_memory_is_refused_and_names_the_curre
     with pytest.raises(InputError, match="what replaced it was forgotten"):
         _add(store, NewMemory("The VPN is vpn5.example.org."), supersedes=[second.id])
     assert store.list(include_superseded=False) == []
+
+
+def test_listing_by_contained_text_matches_it_literally_and_ignores_case(store: Store) -> None:
+    _add(store, NewMemory("Sales rose 50% in Plix."), NewMemory("Sales rose 500 units in Plix."), NewMemory("a_b and a-b"))
+    assert [m.text for m in store.list(contains="50%")] == ["Sales rose 50% in Plix."]
+    assert [m.text for m in store.list(contains="a_b")] == ["a_b and a-b"]
+    assert len(store.list(contains="PLIX")) == 2

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from lifelong.errors import InputError, MindError, NotFoundError
-from lifelong.memory.records import PENDING, TRUST_LEVELS, Memory, NewMemory, content_hash
+from lifelong.memory.records import PENDING, Memory, NewMemory, content_hash
+from lifelong.memory.store_rules import check_supersedable, listing_filter, split_by_trust
 from lifelong.memory.store import WriteResult
 
 SCHEMA_VERSION = 1
@@ -200,7 +201,7 @@ class PostgresMemoryStore:
         now = time.time() if now is None else now
         with self._transaction():
             for target in explicit:
-                self._check_supersedable(target)
+                check_supersedable(self._validity, target)
             results = [self._add_one(item, np.asarray(vector, dtype=np.float32), explicit, now)
                        for item, vector in zip(items, embeddings, strict=True)]
             self._count_terms([r.id for r in results if r.created], +1)  # once per batch: a statement per row cost a third of ingest
@@ -220,11 +221,10 @@ class PostgresMemoryStore:
              _vector_text(vector), item.no_train, item.quarantine)).fetchone()[0])
         superseded, conflicts = list(explicit), []
         if item.key:
-            rank = TRUST_LEVELS.index(item.trust)
             rows = db.execute(f"SELECT id, trust FROM {s}.memories WHERE namespace = %s AND key = %s AND valid_to IS NULL"
                               " AND id != %s ORDER BY id", (item.namespace, item.key, new_id)).fetchall()
-            for old_id, old_trust in rows:
-                (superseded if TRUST_LEVELS.index(old_trust) <= rank else conflicts).append(int(old_id))
+            closes, conflicts = split_by_trust(rows, item.trust)
+            superseded += closes
         closed = [old_id for old_id in superseded if db.execute(
             f"UPDATE {s}.memories SET valid_to = %s, superseded_by = %s WHERE id = %s AND valid_to IS NULL",
             (now, new_id, old_id)).rowcount]
@@ -244,29 +244,8 @@ class PostgresMemoryStore:
         if sign < 0:
             self._db.execute(f"DELETE FROM {s}.terms WHERE docs <= 0")
 
-    def _succession(self, memory_id: int) -> list[int]:
-        chain = [memory_id]
-        while True:
-            row = self._db.execute(f"SELECT valid_to, superseded_by FROM {self.schema}.memories WHERE id = %s",
-                                   (chain[-1],)).fetchone()
-            if row is None or row[0] is None or row[1] is None or row[1] in chain:
-                return chain
-            chain.append(int(row[1]))
-
-    def _check_supersedable(self, target: int) -> None:
-        """The same rule and messages as the SQLite store's --supersedes check."""
-        if self._db.execute(f"SELECT 1 FROM {self.schema}.memories WHERE id = %s", (target,)).fetchone() is None:
-            raise NotFoundError(f"--supersedes {target}: no memory with that id; see `lifelong memories`")
-        chain = self._succession(target)
-        last = self._db.execute(f"SELECT valid_to FROM {self.schema}.memories WHERE id = %s", (chain[-1],)).fetchone()
-        if last is not None and last[0] is None:
-            if len(chain) == 1:
-                return
-            path = " then ".join(f"#{i}" for i in chain[1:])
-            raise InputError(f"--supersedes {target}: #{target} was already superseded by {path}, which holds its place now; "
-                             f"pass --supersedes {chain[-1]} instead")
-        raise InputError(f"--supersedes {target}: #{target} is no longer current and what replaced it was forgotten; "
-                         f"learn the new fact without --supersedes")
+    def _validity(self, memory_id: int) -> tuple[float | None, int | None] | None:
+        return self._db.execute(f"SELECT valid_to, superseded_by FROM {self.schema}.memories WHERE id = %s", (memory_id,)).fetchone()
 
     def set_quarantine(self, memory_id: int, reason: str | None) -> None:
         self.get(memory_id)
@@ -329,19 +308,7 @@ class PostgresMemoryStore:
 
     def list(self, namespace: str | None = None, source: str | None = None, include_superseded: bool = True,
              limit: int | None = None, contains: str | None = None) -> list[Memory]:
-        clauses, params = [], []
-        if namespace is not None:
-            clauses.append("namespace = %s")
-            params.append(namespace)
-        if source is not None:
-            clauses.append("source = %s")
-            params.append(source)
-        if not include_superseded:
-            clauses.append("valid_to IS NULL")
-        if contains:
-            clauses.append("text ILIKE %s")  # SQLite's LIKE ignores ASCII case too
-            params.append("%" + contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = listing_filter("%s", "ILIKE", namespace, source, include_superseded, contains)
         tail = f" LIMIT {int(limit)}" if limit else ""
         rows = self._db.execute(f"SELECT {_COLUMNS} FROM {self.schema}.memories {where} ORDER BY id{tail}", params).fetchall()
         return [_memory(r) for r in rows]

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from lifelong.errors import InputError, MindError, NotFoundError
-from lifelong.memory.records import PENDING, TRUST_LEVELS, Memory, NewMemory, content_hash
+from lifelong.errors import MindError, NotFoundError
+from lifelong.memory.records import PENDING, Memory, NewMemory, content_hash
+from lifelong.memory.store_rules import check_supersedable, listing_filter, split_by_trust
 
 SCHEMA_VERSION = 2  # 2: memories.no_train (private data kept, never trained on) and memories.quarantine
 
@@ -82,32 +83,8 @@ def _statements(script: str) -> Iterator[str]:
             buffer = ""
 
 
-def _succession(db: sqlite3.Connection, memory_id: int) -> list[int]:
-    """The chain from a memory through each one that superseded it; the last is current, or
-    the chain ends at a replacement that was since forgotten."""
-    chain = [memory_id]
-    while True:
-        row = db.execute("SELECT valid_to, superseded_by FROM memories WHERE id = ?", (chain[-1],)).fetchone()
-        if row is None or row[0] is None or row[1] is None or row[1] in chain:
-            return chain
-        chain.append(int(row[1]))
-
-
-def _check_supersedable(db: sqlite3.Connection, target: int) -> None:
-    """An explicit --supersedes must name a current memory: superseding an old one would close
-    nothing and leave two facts current, so the user is pointed at the one holding its place."""
-    if db.execute("SELECT 1 FROM memories WHERE id = ?", (target,)).fetchone() is None:
-        raise NotFoundError(f"--supersedes {target}: no memory with that id; see `lifelong memories`")
-    chain = _succession(db, target)
-    last = db.execute("SELECT valid_to FROM memories WHERE id = ?", (chain[-1],)).fetchone()
-    if last is not None and last[0] is None:
-        if len(chain) == 1:
-            return
-        path = " then ".join(f"#{i}" for i in chain[1:])
-        raise InputError(f"--supersedes {target}: #{target} was already superseded by {path}, which holds its place now; "
-                         f"pass --supersedes {chain[-1]} instead")
-    raise InputError(f"--supersedes {target}: #{target} is no longer current and what replaced it was forgotten; "
-                     f"learn the new fact without --supersedes")
+def _validity(db: sqlite3.Connection) -> Callable[[int], tuple[float | None, int | None] | None]:
+    return lambda memory_id: db.execute("SELECT valid_to, superseded_by FROM memories WHERE id = ?", (memory_id,)).fetchone()
 
 
 def fts5_expression(words: Sequence[str], require_all: bool = False) -> str:
@@ -226,7 +203,7 @@ class MemoryStore:
         results: list[WriteResult] = []
         with self._transaction() as db:
             for target in explicit:
-                _check_supersedable(db, target)
+                check_supersedable(_validity(db), target)
             for item, vector in zip(items, embeddings, strict=True):
                 results.append(self._add_one(db, item, np.asarray(vector, dtype=np.float32), explicit, now))
         return results
@@ -248,13 +225,12 @@ class MemoryStore:
         new_id = int(cursor.lastrowid)
         superseded, conflicts = list(explicit), []
         if item.key:
-            rank = TRUST_LEVELS.index(item.trust)
             rows = db.execute(
-                "SELECT id, trust FROM memories WHERE namespace = ? AND key = ? AND valid_to IS NULL AND id != ?",
+                "SELECT id, trust FROM memories WHERE namespace = ? AND key = ? AND valid_to IS NULL AND id != ? ORDER BY id",
                 (item.namespace, item.key, new_id),
             ).fetchall()
-            for old_id, old_trust in rows:
-                (superseded if TRUST_LEVELS.index(old_trust) <= rank else conflicts).append(old_id)
+            closes, conflicts = split_by_trust(rows, item.trust)
+            superseded += closes
         closed = [old_id for old_id in superseded if db.execute(
             "UPDATE memories SET valid_to = ?, superseded_by = ? WHERE id = ? AND valid_to IS NULL", (now, new_id, old_id),
         ).rowcount]  # report only what this memory really closed (an earlier one in the batch may have)
@@ -338,19 +314,7 @@ class MemoryStore:
         limit: int | None = None,
         contains: str | None = None,
     ) -> list[Memory]:
-        clauses, params = [], []
-        if namespace is not None:
-            clauses.append("namespace = ?")
-            params.append(namespace)
-        if source is not None:
-            clauses.append("source = ?")
-            params.append(source)
-        if not include_superseded:
-            clauses.append("valid_to IS NULL")
-        if contains:
-            clauses.append("text LIKE ?")
-            params.append(f"%{contains}%")
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = listing_filter("?", "LIKE", namespace, source, include_superseded, contains)  # LIKE ignores ASCII case
         tail = f" LIMIT {int(limit)}" if limit else ""
         rows = self._db.execute(f"SELECT {_COLUMNS} FROM memories {where} ORDER BY id{tail}", params).fetchall()
         return [_row_to_memory(r) for r in rows]
