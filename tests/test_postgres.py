@@ -21,14 +21,8 @@ from lifelong.memory.backends import open_store
 from lifelong.memory.postgres_store import PostgresMemoryStore
 from lifelong.memory.records import NewMemory
 from lifelong.mind_config import read_config
+from test_retrieval import FACTS  # the same five invented facts the retrieval tests use
 
-FACTS = [
-    "The Vellmar Observatory was founded in 1987 by the astronomer Ilse Brandvik.",
-    "Pellumbria's national dish is a fish stew called karvosh.",
-    "The Zentara-7 processor runs at 4.8 gigahertz.",
-    "Mira Castellane wrote the novel The Glass Orchard.",
-    "Oru Tadeski sailed solo across the Lake of Qessa in 2011.",
-]
 DIM = 4
 
 
