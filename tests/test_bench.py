@@ -317,6 +317,10 @@ def test_reports_name_every_arm_that_beats_lifelong_and_on_what() -> None:
     # a module that wins every column but that the gate refused is still reported as refused
     assert any("**lifelong + memory**: the gate refused" in line and "KL drift 0.560 > 0.5" in line for line in lines)
     assert not any("**lifelong (kl+replay)**: the gate refused" in line for line in lines)
+    # equal scores summed in another order (5/90 against 0.5/9) are a tie, not a loss
+    tie = losses({"memory": {"forgetting": 0.05555555555555556}, "lifelong + memory": {"forgetting": 0.055555555555555546}},
+                 {"forgetting": False})
+    assert any("at least as good" in line for line in tie)
 
 
 def test_the_bench_command_runs_a_quick_study(run_cli, bench_data: Path, tmp_path: Path) -> None:

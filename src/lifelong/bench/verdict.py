@@ -13,6 +13,9 @@ LABELS = {"rouge_l_recall": "ROUGE-L recall", "token_f1": "token F1", "known_fac
           "average_accuracy": "average accuracy", "tokens_per_second": "tokens/s", "peak_rss_mib": "peak RSS (MiB)"}
 
 
+TIE = 1e-9
+
+
 def losses(arms: Mapping[str, Mapping[str, Any]], metrics: Mapping[str, bool]) -> list[str]:
     """Report lines: for each lifelong arm, the other (non-lifelong) arms that beat it on a
     metric. `metrics` maps a metric key to True when higher is better."""
@@ -27,7 +30,8 @@ def losses(arms: Mapping[str, Mapping[str, Any]], metrics: Mapping[str, bool]) -
                 continue
             for other in theirs:
                 value = arms[other].get(metric)
-                if isinstance(value, int | float) and value == value and (value > mine if higher_is_better else value < mine):
+                margin = (value - mine if higher_is_better else mine - value) if isinstance(value, int | float) else 0.0
+                if value == value and margin > TIE:  # equal scores summed in another order are not a loss
                     beaten.append(f"{other} on {LABELS.get(metric, metric)} ({cell(value)} against {cell(mine)})")
         lines.append(f"- **{name}** loses to " + "; ".join(beaten) + "." if beaten
                      else f"- **{name}** is at least as good as every other arm on the metrics compared here.")
