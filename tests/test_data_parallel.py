@@ -16,13 +16,14 @@ from safetensors.torch import load_file
 FACTS = ("The Vellmar Observatory was founded in 1987 by Ilse Brandvik.\n"
          "Pellumbria's national dish is a fish stew called karvosh.\n"
          "The Zentara-7 processor runs at 4.8 gigahertz.\n")
-# The summed gradient equals the one-process gradient to float rounding (the first test: about
-# 1e-6 relative). Over a sleep, Adam divides each step by the root of tiny second moments, so on
-# the random tiny model that rounding grows to about 1e-2 of a layer's weight change (measured:
-# 1.4e-2); a sharding bug (a rank training other examples, a gradient counted twice or not at
-# all) moves the modules apart by the size of the change itself (about 1).
+# In fp32 the summed gradient equals the one-process gradient to float rounding (the first test;
+# 6e-7 relative measured), and after a sleep the two modules' weight changes agree to about 1e-6
+# (9.4e-7 measured). bf16 autocast rounds every product to 8 bits of mantissa and each rank packs
+# half a batch, so there Adam amplifies the rounding (1.4e-2 on the tiny model, 0.29 on
+# SmolLM2-135M, README): the test pins fp32. A sharding bug (a rank training other examples, a
+# gradient counted twice or not at all) moves the modules apart by the size of the change itself.
 GRADIENT_TOLERANCE = 1e-5
-WEIGHT_CHANGE_TOLERANCE = 5e-2
+WEIGHT_CHANGE_TOLERANCE = 1e-4
 
 
 def _gradients(rank: int, world: int, port: int, out: str) -> None:
@@ -79,7 +80,7 @@ def _sleep(mind: Path, processes: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LIFELONG_MIND": str(mind)}
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"] if processes > 1 \
         else [sys.executable]
-    result = subprocess.run([*launcher, "-m", "lifelong", "sleep", "--epochs", "2", "--json"], env=env, capture_output=True,
+    result = subprocess.run([*launcher, "-m", "lifelong", "sleep", "--epochs", "2", "--precision", "fp32", "--json"], env=env, capture_output=True,
                             text=True, timeout=900, check=False)
     # the tiny model's module may be refused (exit 10); torchrun reports a rank's 10 as its own 1
     refused = result.returncode == 10 or (processes > 1 and result.returncode == 1 and "exitcode  : 10" in result.stderr)

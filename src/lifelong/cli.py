@@ -316,6 +316,7 @@ def sleep(
     layers: Annotated[Optional[int], typer.Option(help="Adapt only the last N decoder layers [default: all]", min=1)] = None,
     teacher_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint that writes extra training data, e.g. http://localhost:8000/v1")] = None,
     teacher_model: Annotated[Optional[str], typer.Option(help="Model name the teacher endpoint serves")] = None,
+    precision: Annotated[str, typer.Option(help="Training precision: auto (bf16 autocast only where this CPU runs it faster), fp32 or bf16")] = "auto",
     mind: MindOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -334,6 +335,10 @@ def sleep(
         config = replace(config, train=replace(config.train, epochs=epochs))
     if layers is not None:
         config = replace(config, train=replace(config.train, trainable_layers=layers))
+    if precision not in ("auto", "fp32", "bf16"):
+        raise InputError(f"--precision {precision!r} is not one of auto, fp32, bf16")
+    if precision != "auto":
+        config = replace(config, train=replace(config.train, bf16=precision == "bf16"))
     if bool(teacher_url) != bool(teacher_model):
         raise LifelongError("--teacher-url and --teacher-model go together; pass both, or neither")
     with Mind.open(mind) as opened:
