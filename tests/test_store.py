@@ -188,3 +188,16 @@ def test_listing_by_contained_text_matches_it_literally_and_ignores_case(store: 
     assert [m.text for m in store.list(contains="50%")] == ["Sales rose 50% in Plix."]
     assert [m.text for m in store.list(contains="a_b")] == ["a_b and a-b"]
     assert len(store.list(contains="PLIX")) == 2
+
+
+def test_an_id_no_memory_could_have_is_not_found_not_an_overflow(store: Store) -> None:
+    """The API fuzz test sent DELETE /v1/memories/70262278174268185361166368768: SQLite raised
+    OverflowError (a 500) where the answer is "no such memory"."""
+    _add(store, NewMemory("kept"))
+    for impossible in (2**64, 2**200, -(2**70), 0, -1):
+        with pytest.raises(NotFoundError):
+            store.get(impossible)
+        assert store.get_many([impossible]) == {}
+        with pytest.raises(NotFoundError):
+            _add(store, NewMemory("new"), supersedes=[impossible])
+    assert [m.text for m in store.list()] == ["kept"]

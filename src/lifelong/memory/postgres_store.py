@@ -27,7 +27,7 @@ import numpy as np
 
 from lifelong.errors import InputError, MindError, NotFoundError
 from lifelong.memory.records import PENDING, Memory, NewMemory, content_hash
-from lifelong.memory.store_rules import check_supersedable, listing_filter, split_by_trust
+from lifelong.memory.store_rules import check_supersedable, listing_filter, split_by_trust, storable
 from lifelong.memory.store import WriteResult
 
 SCHEMA_VERSION = 1
@@ -280,15 +280,17 @@ class PostgresMemoryStore:
     # -- reads ---------------------------------------------------------------------------
 
     def get(self, memory_id: int) -> Memory:
-        row = self._db.execute(f"SELECT {_COLUMNS} FROM {self.schema}.memories WHERE id = %s", (memory_id,)).fetchone()
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM {self.schema}.memories WHERE id = %s", (memory_id,)).fetchone() \
+            if storable(memory_id) else None
         if row is None:
             raise NotFoundError(f"no memory with id {memory_id}; see `lifelong memories` for the ids that exist")
         return _memory(row)
 
     def get_many(self, ids: Sequence[int]) -> dict[int, Memory]:
+        ids = [int(i) for i in ids if storable(i)]
         if not ids:
             return {}
-        rows = self._db.execute(f"SELECT {_COLUMNS} FROM {self.schema}.memories WHERE id = ANY(%s)", (list(map(int, ids)),)).fetchall()
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM {self.schema}.memories WHERE id = ANY(%s)", (ids,)).fetchall()
         return {int(r[0]): _memory(r) for r in rows}
 
     def pending_screening(self) -> list[Memory]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from lifelong.errors import MindError, NotFoundError
 from lifelong.memory.records import PENDING, Memory, NewMemory, content_hash
-from lifelong.memory.store_rules import check_supersedable, listing_filter, split_by_trust
+from lifelong.memory.store_rules import check_supersedable, listing_filter, split_by_trust, storable
 
 SCHEMA_VERSION = 2  # 2: memories.no_train (private data kept, never trained on) and memories.quarantine
 
@@ -283,7 +283,8 @@ class MemoryStore:
     # -- reads ---------------------------------------------------------------------------
 
     def get(self, memory_id: int) -> Memory:
-        row = self._db.execute(f"SELECT {_COLUMNS} FROM memories WHERE id = ?", (memory_id,)).fetchone()
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM memories WHERE id = ?", (memory_id,)).fetchone() \
+            if storable(memory_id) else None
         if row is None:
             raise NotFoundError(f"no memory with id {memory_id}; see `lifelong memories` for the ids that exist")
         return _row_to_memory(row)
@@ -291,7 +292,7 @@ class MemoryStore:
     def get_many(self, ids: Sequence[int]) -> dict[int, Memory]:
         """The memories that exist among `ids` (queried in chunks: SQLite caps bound variables)."""
         found: dict[int, Memory] = {}
-        ids = list(ids)
+        ids = [i for i in ids if storable(i)]
         for start in range(0, len(ids), 900):
             chunk = ids[start:start + 900]
             marks = ",".join("?" * len(chunk))

@@ -13,6 +13,13 @@ from lifelong.memory.records import TRUST_LEVELS
 
 # (valid_to, superseded_by) of a memory, or None when no memory has that id
 Validity = Callable[[int], tuple[float | None, int | None] | None]
+MAX_ID = 2**63 - 1  # ids are positive 64-bit integers in both stores
+
+
+def storable(memory_id: int) -> bool:
+    """Whether a memory could have this id: outside 1..2^63-1 none can, and the databases
+    would reject the number itself (an overflow, not a "not found")."""
+    return 0 < memory_id <= MAX_ID
 
 
 def succession(validity: Validity, memory_id: int) -> list[int]:
@@ -29,7 +36,7 @@ def succession(validity: Validity, memory_id: int) -> list[int]:
 def check_supersedable(validity: Validity, target: int) -> None:
     """An explicit --supersedes must name a current memory: superseding an old one would close
     nothing and leave two facts current, so the user is pointed at the one holding its place."""
-    if validity(target) is None:
+    if not storable(target) or validity(target) is None:
         raise NotFoundError(f"--supersedes {target}: no memory with that id; see `lifelong memories`")
     chain = succession(validity, target)
     last = validity(chain[-1])
