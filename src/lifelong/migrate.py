@@ -86,8 +86,9 @@ def migrate_to_postgres(mind_path: Path, url: str, schema: str | None = None) ->
     for name in (SQLITE_FILE, SQLITE_FILE + "-wal", SQLITE_FILE + "-shm"):
         if (mind_path / name).exists():
             (mind_path / name).replace(mind_path / name.replace(SQLITE_FILE, SQLITE_FILE + KEPT_SUFFIX))
-    VersionRegistry(mind_path).audit("migrated", VersionRegistry(mind_path).active_id(), to="postgresql", schema=schema,
-                                     memories=len(memories), forgotten=len(forgotten))
+    registry = VersionRegistry(mind_path)
+    registry.audit("migrated", registry.active_id(), to="postgresql", schema=schema,
+                   memories=len(memories), forgotten=len(forgotten))
     return MigrationReport(len(memories), len(forgotten), next_id, url, schema, str(kept), resumed)
 
 
