@@ -146,3 +146,71 @@ def test_migrate_into_a_schema_holding_other_memories_is_refused_and_changes_not
     assert read_config(path).store_url is None and (path / "memory.db").is_file()
     with pytest.raises(InputError, match="not a postgresql:// URL"):
         migrate_to_postgres(path, "sqlite:///x")
+
+
+RANKING_TEXTS = (
+    "The author Basil Mahfouz Al-Kuwaiti writes novels about Kuwait City.",
+    "Authors often write about their cities; this author wrote about Paris.",
+    "Naïve readers read the café's menu twice: café, café, café.",
+    "The snake_case name user_id appears in the code_review notes.",
+    "Running runners ran; the run was run by a running club.",
+    "A very long memory " + "about rivers and mountains and valleys " * 30 + "ends here.",
+    "Zentara-7 is a probe launched in 2041 from the Korvath station.",
+    "The 1990s saw the rise of the World Wide Web and e-mail.",
+    "Books, booking and booked rooms: the hotel's books were audited.",
+    "Her father was a meteorologist and her mother a painter.",
+)
+RANKING_QUERIES = (["author"], ["authors", "author", "wrote"], ["cafe"], ["naïve"], ["user_id"], ["running", "runs"],
+                   ["rivers", "mountains"], ["zentara", "7", "probe"], ["1990s", "web"], ["books", "booked"],
+                   ["father", "meteorologist"], ["the"], ["nothing", "matches", "this"])
+
+
+def test_postgresql_keyword_search_ranks_and_scores_as_fts5_does(tmp_path: Path, postgres_url: str, postgres_schema: str) -> None:
+    """The same terms (FTS5's porter/unicode61 tokenizer), the same BM25: equal ids in equal order
+    with equal scores, for stemmed forms, diacritics, repeats and a long memory; snake_case words
+    (a phrase to FTS5) find the same memories."""
+    from lifelong.memory.store import MemoryStore
+
+    sqlite = MemoryStore.open(tmp_path / "memory.db", "test-embedder", DIM)
+    postgres = open_store(postgres_url, "test-embedder", DIM, schema=postgres_schema)
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(len(RANKING_TEXTS), DIM)).astype(np.float32)
+    for store in (sqlite, postgres):
+        store.add([NewMemory(t) for t in RANKING_TEXTS], vectors)
+        store.delete(store.keyword_search(["meteorologist"], 1)[0][0])  # statistics follow deletions too
+    for words in RANKING_QUERIES:
+        for require_all in (False, True):
+            expected = sqlite.keyword_search(words, 20, require_all=require_all)
+            got = postgres.keyword_search(words, 20, require_all=require_all)
+            if any("_" in w for w in words):  # FTS5 splits it into a phrase; PostgreSQL scores a phrase's terms apart
+                assert {i for i, _ in got} == {i for i, _ in expected}, (words, require_all)
+                continue
+            assert [i for i, _ in got] == [i for i, _ in expected], (words, require_all)
+            assert np.allclose([s for _, s in got], [s for _, s in expected], rtol=1e-9, atol=1e-12), (words, require_all)
+    assert sqlite.keyword_search(["father"], 5) == postgres.keyword_search(["father"], 5) == []
+    sqlite.close()
+    postgres.close()
+
+
+def test_a_schema_1_postgresql_mind_is_upgraded_to_fts5_terms_in_place(postgres_url: str, postgres_schema: str) -> None:
+    """Minds made before schema 2 indexed PostgreSQL's english lexemes; opening one rewrites its
+    index to FTS5's terms and keeps every memory."""
+    store = open_store(postgres_url, "test-embedder", DIM, schema=postgres_schema)
+    ids = [r.id for r in store.add([NewMemory(t) for t in RANKING_TEXTS], np.ones((len(RANKING_TEXTS), DIM), np.float32))]
+    expected = store.keyword_search(["running", "authors"], 20)
+    s = postgres_schema
+    for statement in (  # turn it back into what schema 1 created
+            f"ALTER TABLE {s}.memories DROP COLUMN words", f"ALTER TABLE {s}.memories DROP COLUMN length",
+            f"ALTER TABLE {s}.memories ADD COLUMN words tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED",
+            f"ALTER TABLE {s}.memories ADD COLUMN length INTEGER GENERATED ALWAYS AS "
+            f"(cardinality(regexp_split_to_array(trim(regexp_replace(text, '\\W+', ' ', 'g')), ' '))) STORED",
+            f"UPDATE {s}.meta SET value = '1' WHERE key = 'schema_version'"):
+        store._db.execute(statement)
+    store.close()
+    upgraded = open_store(postgres_url, "test-embedder", DIM, schema=postgres_schema)
+    assert upgraded._meta()["schema_version"] == "2"
+    assert [m.id for m in upgraded.list()] == ids
+    assert upgraded.keyword_search(["running", "authors"], 20) == expected
+    upgraded.add([NewMemory("A runner's new memory.")], np.ones((1, DIM), np.float32))
+    assert upgraded.keyword_search(["runner"], 20)[0][0] > max(ids)
+    upgraded.close()

@@ -2,11 +2,11 @@
 
 For a team that already runs PostgreSQL: many processes and machines write one mind, the
 database's own backups and replicas cover it, and vectors are searched by pgvector's HNSW index
-inside the server instead of in each process's RAM. Keywords use PostgreSQL full-text search
-(an english `tsvector`, ranked by BM25 over a term-statistics table kept in the same
-transactions, as SQLite's FTS5 ranks; PostgreSQL's own ts_rank has no inverse document
-frequency, and on the TOFU questions it ranked rare author names too low), fused with the vectors by the same reciprocal-rank
-rule as the SQLite store.
+inside the server instead of in each process's RAM. Keywords use PostgreSQL full-text search:
+a `tsvector` of the very terms SQLite's FTS5 tokenizer makes (fts_terms.py), ranked by BM25 over
+a term-statistics table kept in the same transactions, with FTS5's formula (PostgreSQL's own
+ts_rank has no inverse document frequency, and on the TOFU questions it ranked rare author
+names too low), fused with the vectors by the same reciprocal-rank rule as the SQLite store.
 
 Semantics match the SQLite store exactly: a batch is one transaction, identical current
 memories are not duplicated, ids never repeat (forgotten ids stay as tombstones), only the
@@ -26,11 +26,12 @@ from typing import Any
 import numpy as np
 
 from lifelong.errors import InputError, MindError, NotFoundError
+from lifelong.memory.fts_terms import fts5_terms, tsquery_text, tsvector_text
 from lifelong.memory.records import PENDING, Memory, NewMemory, content_hash
 from lifelong.memory.store_rules import check_supersedable, listing_filter, split_by_trust, storable
 from lifelong.memory.store import WriteResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: words and length come from FTS5's tokenizer, not the english configuration
 URL_PREFIXES = ("postgresql://", "postgres://")
 DEFAULT_SCHEMA = "lifelong"
 HNSW_EF_SEARCH = 200  # candidates the HNSW scan keeps; above the retriever's pool of 50 so a filtered scan still fills it
@@ -64,8 +65,8 @@ def _schema_sql(schema: str, dim: int) -> list[str]:
             embedding vector({int(dim)}) NOT NULL,
             no_train TEXT,
             quarantine TEXT,
-            words tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED,
-            length INTEGER GENERATED ALWAYS AS (cardinality(regexp_split_to_array(trim(regexp_replace(text, '\W+', ' ', 'g')), ' '))) STORED
+            words tsvector NOT NULL,  -- FTS5's terms of text, with positions (fts_terms.tsvector_text)
+            length INTEGER NOT NULL   -- how many terms: BM25's document length, as FTS5 counts it
         )""",
         f"CREATE INDEX memories_ns_key ON {s}.memories (namespace, key) WHERE valid_to IS NULL",
         f"CREATE INDEX memories_ns_hash ON {s}.memories (namespace, content_hash)",
@@ -85,8 +86,8 @@ _BM25 = """
 WITH stats AS (SELECT MAX(CASE WHEN key = 'documents' THEN value::float8 END) AS n,
                       MAX(CASE WHEN key = 'total_length' THEN value::float8 END) AS total FROM {s}.meta),
 q AS (SELECT t.lexeme, GREATEST(ln((stats.n - t.docs + 0.5) / (t.docs + 0.5)), 1e-6) AS idf
-      FROM {s}.terms t, stats WHERE t.lexeme = ANY(tsvector_to_array(to_tsvector('english', %(text)s)))),
-cand AS (SELECT id, words, length FROM {s}.memories WHERE words @@ to_tsquery('english', %(query)s) {namespace})
+      FROM unnest(%(terms)s::text[]) AS asked(lexeme) JOIN {s}.terms t USING (lexeme), stats),
+cand AS (SELECT id, words, length FROM {s}.memories WHERE words @@ %(query)s::tsquery {namespace})
 SELECT c.id, SUM(q.idf * (cardinality(u.positions) * ({k1} + 1))
                  / (cardinality(u.positions) + {k1} * (1 - {b} + {b} * c.length / GREATEST(stats.total / stats.n, 1e-9))))
 FROM cand c CROSS JOIN LATERAL unnest(c.words) u JOIN q ON q.lexeme = u.lexeme CROSS JOIN stats
@@ -97,12 +98,6 @@ GROUP BY c.id ORDER BY 2 DESC, c.id LIMIT %(limit)s
 def _vector_text(vector: np.ndarray) -> str:
     """pgvector's text form; float32 values printed with repr round-trip exactly."""
     return "[" + ",".join(repr(float(x)) for x in np.asarray(vector, dtype=np.float32)) + "]"
-
-
-def tsquery_of(words: Sequence[str], require_all: bool = False) -> str:
-    """A to_tsquery expression over plain words (\\w+ tokens hold no tsquery operators)."""
-    clean = [w for w in (re.sub(r"\W", "", word) for word in words) if w]
-    return (" & " if require_all else " | ").join(clean)
 
 
 def _memory(row: Sequence[Any]) -> Memory:
@@ -166,6 +161,8 @@ class PostgresMemoryStore:
         if version > SCHEMA_VERSION:
             raise MindError(f"schema {s} of {_redacted(self.url)} has version {version}, newer than this lifelong understands "
                             f"({SCHEMA_VERSION}); upgrade lifelong to open it")
+        if version == 1:
+            self._upgrade_from_1()
         if meta.get("embedder") != embedder_name or int(meta.get("dim", -1)) != dim:
             raise MindError(f"{self.path} was indexed with embedder {meta.get('embedder')} (dim {meta.get('dim')}), "
                             f"not {embedder_name} (dim {dim}); open it with the embedder it was built with")
@@ -202,12 +199,13 @@ class PostgresMemoryStore:
         with self._transaction():
             for target in explicit:
                 check_supersedable(self._validity, target)
-            results = [self._add_one(item, np.asarray(vector, dtype=np.float32), explicit, now)
-                       for item, vector in zip(items, embeddings, strict=True)]
+            all_terms = fts5_terms([item.text.strip() for item in items])
+            results = [self._add_one(item, np.asarray(vector, dtype=np.float32), terms, explicit, now)
+                       for item, vector, terms in zip(items, embeddings, all_terms, strict=True)]
             self._count_terms([r.id for r in results if r.created], +1)  # once per batch: a statement per row cost a third of ingest
         return results
 
-    def _add_one(self, item: NewMemory, vector: np.ndarray, explicit: list[int], now: float) -> WriteResult:
+    def _add_one(self, item: NewMemory, vector: np.ndarray, terms: list[str], explicit: list[int], now: float) -> WriteResult:
         db, s = self._db, self.schema
         digest = content_hash(item.text)
         same = db.execute(f"SELECT id FROM {s}.memories WHERE namespace = %s AND content_hash = %s AND valid_to IS NULL",
@@ -216,9 +214,10 @@ class PostgresMemoryStore:
             return WriteResult(id=int(same[0]), created=False)
         new_id = int(db.execute(
             f"INSERT INTO {s}.memories (text, source, trust, namespace, kind, key, created_at, valid_from, content_hash,"
-            " embedding, no_train, quarantine) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::vector, %s, %s) RETURNING id",
+            " embedding, no_train, quarantine, words, length)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::vector, %s, %s, %s::tsvector, %s) RETURNING id",
             (item.text.strip(), item.source, item.trust, item.namespace, item.kind, item.key, now, now, digest,
-             _vector_text(vector), item.no_train, item.quarantine)).fetchone()[0])
+             _vector_text(vector), item.no_train, item.quarantine, tsvector_text(terms), len(terms))).fetchone()[0])
         superseded, conflicts = list(explicit), []
         if item.key:
             rows = db.execute(f"SELECT id, trust FROM {s}.memories WHERE namespace = %s AND key = %s AND valid_to IS NULL"
@@ -320,12 +319,16 @@ class PostgresMemoryStore:
 
     def keyword_search(self, words: Sequence[str], limit: int, namespace: str | None = None,
                        require_all: bool = False) -> list[tuple[int, float]]:
-        """Memories holding any (or every) of `words`, best BM25 first (the FTS5 formula)."""
-        query = tsquery_of(words, require_all)
+        """Memories holding any (or every) of `words`, best BM25 first: FTS5's terms, formula and
+        sum over the query's terms (a term asked twice, as "author" and "authors", counts twice).
+        A word FTS5 splits into several terms (user_id) must match as a phrase, as in FTS5, but is
+        scored as its terms apart, where FTS5 scores the phrase: the one place scores differ."""
+        per_word = fts5_terms(list(words))
+        query = tsquery_text(per_word, require_all)
         if not query:
             return []
         sql = _BM25.format(s=self.schema, k1=BM25_K1, b=BM25_B, namespace="AND namespace = %(namespace)s" if namespace else "")
-        rows = self._db.execute(sql, {"text": " ".join(words), "query": query, "limit": int(limit),
+        rows = self._db.execute(sql, {"terms": [t for terms in per_word for t in terms], "query": query, "limit": int(limit),
                                       "namespace": namespace}).fetchall()
         return [(int(i), float(score)) for i, score in rows]
 
@@ -374,19 +377,43 @@ class PostgresMemoryStore:
                     self._db.execute(f"SELECT COUNT(*) FROM {s}.forgotten").fetchone()[0]:
                 raise MindError(f"{self.path} already holds memories; migrate into an empty schema (--schema NAME)")
             with self._db.cursor() as cursor:
+                all_terms = fts5_terms([m.text for m in memories])
                 cursor.executemany(
-                    f"INSERT INTO {s}.memories ({_COLUMNS}, embedding) OVERRIDING SYSTEM VALUE VALUES "
-                    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::vector)",
+                    f"INSERT INTO {s}.memories ({_COLUMNS}, embedding, words, length) OVERRIDING SYSTEM VALUE VALUES "
+                    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::vector, %s::tsvector, %s)",
                     [(m.id, m.text, m.source, m.trust, m.namespace, m.kind, m.key, m.created_at, m.valid_from, m.valid_to,
-                      m.superseded_by, m.content_hash, m.no_train, m.quarantine, _vector_text(v))
-                     for m, v in zip(memories, embeddings, strict=True)])
+                      m.superseded_by, m.content_hash, m.no_train, m.quarantine, _vector_text(v), tsvector_text(t), len(t))
+                     for m, v, t in zip(memories, embeddings, all_terms, strict=True)])
                 cursor.executemany(f"INSERT INTO {s}.forgotten (id, content_hash, forgotten_at) VALUES (%s, %s, %s)", forgotten)
             self._db.execute(f"SELECT setval(pg_get_serial_sequence('{s}.memories', 'id'), %s, false)", (max(1, next_id),))
-            self._db.execute(f"INSERT INTO {s}.terms (lexeme, docs) SELECT lexeme, COUNT(*) FROM {s}.memories, unnest(words) "
-                             "GROUP BY lexeme")
-            self._db.execute(f"UPDATE {s}.meta SET value = CASE key WHEN 'documents' THEN (SELECT COUNT(*) FROM {s}.memories) "
-                             f"ELSE (SELECT COALESCE(SUM(length), 0) FROM {s}.memories) END::text "
-                             "WHERE key IN ('documents', 'total_length')")
+            self._recount_terms()
+
+    def _recount_terms(self) -> None:
+        """BM25's statistics rebuilt from every row (inside the caller's transaction)."""
+        s = self.schema
+        self._db.execute(f"DELETE FROM {s}.terms")
+        self._db.execute(f"INSERT INTO {s}.terms (lexeme, docs) SELECT lexeme, COUNT(*) FROM {s}.memories, unnest(words) "
+                         "GROUP BY lexeme")
+        self._db.execute(f"UPDATE {s}.meta SET value = CASE key WHEN 'documents' THEN (SELECT COUNT(*) FROM {s}.memories) "
+                         f"ELSE (SELECT COALESCE(SUM(length), 0) FROM {s}.memories) END::text "
+                         "WHERE key IN ('documents', 'total_length')")
+
+    def _upgrade_from_1(self) -> None:
+        """Schema 1 indexed PostgreSQL's english lexemes; schema 2 indexes FTS5's terms, so keyword
+        search ranks as memory.db does. Rewrites words and length of every row in one transaction."""
+        s = self.schema
+        with self._transaction(bump=True):
+            if int(self._meta().get("schema_version", 0)) != 1:
+                return  # another process upgraded it while this one waited for the lock
+            for column in ("words", "length"):
+                self._db.execute(f"ALTER TABLE {s}.memories ALTER COLUMN {column} DROP EXPRESSION")
+            rows = self._db.execute(f"SELECT id, text FROM {s}.memories ORDER BY id").fetchall()
+            all_terms = fts5_terms([text for _, text in rows])
+            with self._db.cursor() as cursor:
+                cursor.executemany(f"UPDATE {s}.memories SET words = %s::tsvector, length = %s WHERE id = %s",
+                                   [(tsvector_text(t), len(t), memory_id) for (memory_id, _), t in zip(rows, all_terms, strict=True)])
+            self._recount_terms()
+            self._db.execute(f"UPDATE {s}.meta SET value = '2' WHERE key = 'schema_version'")
 
 
 def _redacted(url: str) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from lifelong.errors import MindError, NotFoundError
+from lifelong.memory.fts_terms import FTS5_TOKENIZER
 from lifelong.memory.records import PENDING, Memory, NewMemory, content_hash
 from lifelong.memory.store_rules import check_supersedable, listing_filter, split_by_trust, storable
 
@@ -44,7 +45,7 @@ CREATE TABLE memories (
 );
 CREATE INDEX memories_ns_key ON memories (namespace, key) WHERE valid_to IS NULL;
 CREATE INDEX memories_ns_hash ON memories (namespace, content_hash);
-CREATE VIRTUAL TABLE memories_fts USING fts5 (text, content='memories', content_rowid='id', tokenize='porter unicode61');
+CREATE VIRTUAL TABLE memories_fts USING fts5 (text, content='memories', content_rowid='id', tokenize='""" + FTS5_TOKENIZER + """');
 CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
     INSERT INTO memories_fts (rowid, text) VALUES (new.id, new.text);
 END;
