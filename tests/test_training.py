@@ -10,7 +10,8 @@ import torch
 
 from lifelong.consolidate import kl_to_base
 from lifelong.learn.strategies import KNOWN, parse_strategy
-from lifelong.learn.synthesis import deterministic_examples, salient_spans, synthesise
+from lifelong.evaluate.probes import acquisition_probes
+from lifelong.learn.synthesis import deterministic_examples, fact_units, salient_spans, synthesise
 from lifelong.learn.trainer import TrainConfig, answer_only_loss, attach_lora, encode_example, train_module
 from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
@@ -41,6 +42,27 @@ def test_salient_spans_and_cloze_examples_carry_their_memory_ids() -> None:
     distilled = [e for e in synthesise([_memory(7, FACT)], EchoDistiller()) if e.kind == "distilled"]
     assert {e.prompt[-1]["content"] for e in distilled} >= {"Where is the Vellmar Observatory located?"}
     assert all(e.answer.startswith("ANSWER to") and e.memory_ids == (7,) for e in distilled)
+
+
+CHUNK = ("The Korvath Canal was dug between 1841 and 1853 to link the Selm river with the port of Aldarra. "
+         "Its chief engineer, Marta Oyelaran, had trained in Lyon and Glasgow. "
+         "Barges carried grain and timber until the railway reached Aldarra in 1902, after which traffic fell by half.")
+
+
+def test_a_document_chunk_is_learned_sentence_by_sentence_and_a_short_note_whole() -> None:
+    """Whole-chunk cloze covered only a chunk's four longest spans: per-sentence units reach
+    the spans of every sentence, and the gate's probes ask about each sentence."""
+    assert fact_units(_memory(7, FACT)) == [_memory(7, FACT)]
+    units = fact_units(_memory(3, CHUNK))
+    assert [u.text for u in units] == [s.strip() for s in CHUNK.replace(". ", ".\n").splitlines()]
+    assert {u.id for u in units} == {3}
+    answers = {e.answer for e in synthesise([_memory(3, CHUNK)]) if e.kind == "cloze"}
+    assert {"1902", "Marta Oyelaran", "Korvath Canal"} <= answers  # one from each sentence
+    assert "1902" not in {e.answer for e in deterministic_examples(_memory(3, CHUNK)) if e.kind == "cloze"}
+    probes = acquisition_probes([_memory(3, CHUNK), _memory(7, FACT)])
+    assert len([p for p in probes if p.memory_id == 3]) == 3 and all(len(p.prompt) < 150 for p in probes if p.memory_id == 3)
+    # a short note as before: its two longest spans, the one opening the sentence left unasked
+    assert [p.answer for p in probes if p.memory_id == 7] == ["Ilse Brandvik"]
 
 
 def test_unknown_strategy_names_the_choices() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lifelong.errors import InputError
 from lifelong.evaluate.knowledge import QA, key_span, read_jsonl
-from lifelong.learn.synthesis import QUESTION_WORDS, _span_kind, salient_spans
+from lifelong.learn.synthesis import QUESTION_WORDS, span_kind, salient_spans
 from lifelong.scoring import mentioned, normalize_answer
 
 FILES = {
@@ -145,7 +145,7 @@ def _implication_question(statement: str, passage: str) -> QA | None:
     for span in sorted(salient_spans(statement), key=statement.find):
         if f" {normalize_answer(span)} " not in passage_norm:
             continue
-        question = re.sub(rf"(?<!\w){re.escape(span)}(?!\w)", QUESTION_WORDS[_span_kind(span)], statement, count=1)
+        question = re.sub(rf"(?<!\w){re.escape(span)}(?!\w)", QUESTION_WORDS[span_kind(span)], statement, count=1)
         question = question.rstrip(".!") + "?"
         if question != statement.rstrip(".!") + "?" and f" {normalize_answer(span)} " not in f" {normalize_answer(question)} ":
             return QA(question, statement, span)

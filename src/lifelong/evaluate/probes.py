@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from lifelong.learn.synthesis import salient_spans
+from lifelong.learn.synthesis import fact_units, salient_spans
 from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
 from lifelong.prompt import build_messages, closed_book
@@ -47,11 +47,17 @@ class Probe:
 
 
 def acquisition_probes(memories: Sequence[Memory], per_memory: int = 2) -> list[Probe]:
+    """Sentence completions up to a salient span: `per_memory` per note, one per sentence of
+    a document chunk (the units sleep learns, synthesis.fact_units)."""
     probes = []
     for memory in memories:
-        for span in salient_spans(memory.text)[:per_memory]:
-            prefix = memory.text[: memory.text.find(span)].strip()
-            if len(prefix.split()) >= 3:
+        units = fact_units(memory)
+        for unit in units:
+            asked = [(unit.text[: unit.text.find(span)].strip(), span) for span in salient_spans(unit.text)]
+            if len(units) == 1:
+                asked = asked[:per_memory]
+            usable = [(prefix, span) for prefix, span in asked if len(prefix.split()) >= 3]
+            for prefix, span in usable if len(units) == 1 else usable[:1]:
                 probes.append(Probe(f"Complete the sentence: {prefix}", span, memory.id))
     return probes
 

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from lifelong.learn.synthesis import sentences
 from lifelong.memory.embedder import Embedder
 
 DEFAULT_RADIUS = 0.5
 KEYS_FILE = "router_keys.npy"
 KEY_MEMORIES_FILE = "router_key_memories.npy"  # the memory id behind each key
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
 _MEMORY_BLOCK = re.compile(r"<memory id=\"\d+\"[^>]*>(.*?)</memory>", re.DOTALL)  # [^>]*: a source="untrusted" mark
 
 
@@ -41,9 +41,9 @@ def keyed_texts(memory_texts: Sequence[str], memory_ids: Sequence[int]) -> list[
     keys: list[tuple[str, int]] = []
     for text, memory_id in zip(memory_texts, memory_ids, strict=True):
         keys.append((text, memory_id))
-        sentences = [s.strip() for s in _SENTENCE_END.split(text) if len(s.split()) >= 4]
-        if len(sentences) > 1:
-            keys += [(sentence, memory_id) for sentence in sentences]
+        parts = sentences(text)
+        if len(parts) > 1:
+            keys += [(sentence, memory_id) for sentence in parts]
     return keys
 
 
