@@ -1,0 +1,107 @@
+"""How should a module meet retrieved notes? Four ways to serve `lifelong + memory`, on SQuAD
+single passages, side by side with memory alone and the module closed-book.
+
+On SQuAD single passages the served `lifelong + memory` answered exactly what memory alone
+answered (the module steps aside for a quoted note, and the base's answers always cite the
+notes, so the grounded fallback never fires). This study sleeps on each passage as
+`lifelong bench acquisition-squad --squad-modes single` does (a fresh mind per passage, the
+default strategy, scoring questions kept out of training) and answers every question five ways:
+
+- memory: the base reading the 3 retrieved notes (the memory arm);
+- closed-book: the served model without notes (the lifelong arm);
+- served: the product as it serves today (step aside for a quoted note, grounded fallback);
+- module reads: the question's module reads the notes itself (no stepping aside);
+- recitation: the module's closed-book answer is quoted as one more note, first, and the base
+  reads it with the retrieved notes;
+- module reads + recitation: both.
+
+    .venv/bin/python benchmarks/squad_reading.py --first 10 --count 10 [--data ../shared/data]
+
+Writes results/squad_reading/<UTC>/results.json (every answer) and prints containment per way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import results_dir, write_json
+
+from lifelong.bench.arms import make_mind, sleep_once
+from lifelong.bench.context import DEFAULT_STRATEGY, BenchSettings
+from lifelong.bench.data import BenchData
+from lifelong.bench.squad_study import passage_records
+from lifelong.memory.embedder import MiniLMEmbedder
+from lifelong.memory.records import Memory
+from lifelong.bench.runner import load_base
+from lifelong.model.language_model import LanguageModel
+from lifelong.progress import console
+from lifelong.prompt import build_messages, closed_book
+from lifelong.scoring import contains_answer
+
+WAYS = ("memory", "closed-book", "served", "module reads", "recitation", "module reads + recitation")
+MAX_TOKENS = 48
+
+
+def recitation_note(text: str) -> Memory:
+    """The module's own answer, quoted as a note the way a retrieved memory is."""
+    return Memory(0, text, "module", "user", "default", "recitation", None, 0.0, 0.0, None, None, "")
+
+
+def answer_ways(base: LanguageModel, served: Any, question: str, notes: list[Memory]) -> dict[str, str]:
+    closed = served.generate_batch([closed_book(question)], MAX_TOKENS)[0]
+    with_notes = build_messages(question, notes)
+    with_recitation = build_messages(question, [recitation_note(closed), *notes])
+    out = {"memory": base.generate_batch([with_notes], MAX_TOKENS)[0], "closed-book": closed,
+           "served": served.generate_batch([with_notes], MAX_TOKENS)[0],
+           "recitation": base.generate_batch([with_recitation], MAX_TOKENS)[0]}
+    with served.generation_weights(closed_book(question)):  # the question's own route, notes or not
+        out["module reads"] = LanguageModel.generate_batch(served, [with_notes], MAX_TOKENS)[0]
+        out["module reads + recitation"] = LanguageModel.generate_batch(served, [with_recitation], MAX_TOKENS)[0]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--first", type=int, default=0, help="index of the first passage (default 0)")
+    parser.add_argument("--count", type=int, default=10)
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    args = parser.parse_args()
+    settings = BenchSettings()
+    passages = BenchData(args.data).passages(args.first + args.count)[args.first:]
+    base, embedder = load_base(settings.model), MiniLMEmbedder()
+    out = results_dir("squad_reading")
+    rows: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="squad-reading-") as scratch:
+        for number, passage in enumerate(passages, start=args.first + 1):
+            console().print(f"[bold]passage {number}[/bold]: {passage.title}")
+            path = Path(scratch) / "mind"
+            shutil.rmtree(path, ignore_errors=True)
+            mind = make_mind(path, base, embedder, passage_records(passage.title, passage.text))
+            questions = [qa.question for qa in passage.questions]
+            slept = sleep_once(mind, DEFAULT_STRATEGY, settings.train(), "squad-reading", questions)
+            served = mind.version_model(slept["info"]["version"])
+            for qa in passage.questions:
+                notes = [h.memory for h in mind.recall(qa.question, 3, include_superseded=False)]
+                answers = answer_ways(base, served, qa.question, notes)
+                rows.append({"passage": passage.title, "question": qa.question, "key": qa.key, "answers": answers,
+                             "right": {w: contains_answer(a, qa.key) for w, a in answers.items()},
+                             "promoted": slept["info"]["activated"]})
+            mind.close()
+            totals = {w: sum(r["right"][w] for r in rows) for w in WAYS}
+            console().print(f"  after {len(rows)} questions: " + ", ".join(f"{w} {n}" for w, n in totals.items()))
+    summary = {w: sum(r["right"][w] for r in rows) / len(rows) for w in WAYS}
+    write_json(out / "results.json", {"passages": [args.first, args.first + args.count], "questions": len(rows),
+                                      "seconds": time.perf_counter() - started, "containment": summary, "rows": rows})
+    for way in WAYS:
+        console().print(f"{way:>28}: {summary[way]:.3f}")
+    console().print(f"results: {out}")
+
+
+if __name__ == "__main__":
+    main()
