@@ -13,7 +13,10 @@ default strategy, scoring questions kept out of training) and answers every ques
 - module reads: the question's module reads the notes itself (no stepping aside);
 - recitation: the module's closed-book answer is quoted as one more note, first, and the base
   reads it with the retrieved notes;
-- module reads + recitation: both.
+- module reads + recitation: both;
+- chooser, module scores: of the served answer and the closed-book one, the one the question's
+  module finds likelier (per token) with the notes in its prompt;
+- chooser, base scores: the same choice made by the base with the notes.
 
     .venv/bin/python benchmarks/squad_reading.py --first 10 --count 10 [--data ../shared/data]
 
@@ -43,7 +46,8 @@ from lifelong.progress import console
 from lifelong.prompt import build_messages, closed_book
 from lifelong.scoring import contains_answer
 
-WAYS = ("memory", "closed-book", "served", "module reads", "recitation", "module reads + recitation")
+WAYS = ("memory", "closed-book", "served", "module reads", "recitation", "module reads + recitation",
+        "chooser, module scores", "chooser, base scores")
 MAX_TOKENS = 48
 
 
@@ -59,9 +63,14 @@ def answer_ways(base: LanguageModel, served: Any, question: str, notes: list[Mem
     out = {"memory": base.generate_batch([with_notes], MAX_TOKENS)[0], "closed-book": closed,
            "served": served.generate_batch([with_notes], MAX_TOKENS)[0],
            "recitation": base.generate_batch([with_recitation], MAX_TOKENS)[0]}
+    pair = [out["served"], closed]
     with served.generation_weights(closed_book(question)):  # the question's own route, notes or not
         out["module reads"] = LanguageModel.generate_batch(served, [with_notes], MAX_TOKENS)[0]
         out["module reads + recitation"] = LanguageModel.generate_batch(served, [with_recitation], MAX_TOKENS)[0]
+        by_module = LanguageModel.score(served, with_notes, pair, normalize=True)
+    by_base = base.score(with_notes, pair, normalize=True)
+    out["chooser, module scores"] = pair[int(by_module[1] > by_module[0])]
+    out["chooser, base scores"] = pair[int(by_base[1] > by_base[0])]
     return out
 
 
