@@ -14,8 +14,8 @@ default strategy, scoring questions kept out of training) and answers every ques
 - recitation: the module's closed-book answer is quoted as one more note, first, and the base
   reads it with the retrieved notes;
 - module reads + recitation: both;
-- chooser, module scores: of the served answer and the closed-book one, the one the question's
-  module finds likelier (per token) with the notes in its prompt;
+- chooser, module scores: where a module claims the question, of the served answer and the
+  closed-book one, the one that module finds likelier (per token) with the notes in its prompt;
 - chooser, base scores: the same choice made by the base with the notes.
 
     .venv/bin/python benchmarks/squad_reading.py --first 10 --count 10 [--data ../shared/data]
@@ -69,8 +69,9 @@ def answer_ways(base: LanguageModel, served: Any, question: str, notes: list[Mem
         out["module reads + recitation"] = LanguageModel.generate_batch(served, [with_recitation], MAX_TOKENS)[0]
         by_module = LanguageModel.score(served, with_notes, pair, normalize=True)
     by_base = base.score(with_notes, pair, normalize=True)
-    out["chooser, module scores"] = pair[int(by_module[1] > by_module[0])]
-    out["chooser, base scores"] = pair[int(by_base[1] > by_base[0])]
+    claimed = served.modules_for([question])[0] is not None  # no module for it: nothing to choose from
+    out["chooser, module scores"] = pair[int(claimed and by_module[1] > by_module[0])]
+    out["chooser, base scores"] = pair[int(claimed and by_base[1] > by_base[0])]
     return out
 
 
