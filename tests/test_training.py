@@ -11,7 +11,7 @@ import torch
 from lifelong.consolidate import kl_to_base
 from lifelong.learn.strategies import KNOWN, parse_strategy
 from lifelong.evaluate.probes import acquisition_probes
-from lifelong.learn.synthesis import deterministic_examples, fact_units, salient_spans, synthesise
+from lifelong.learn.synthesis import DISTILL_TOPIC_QUESTIONS, deterministic_examples, fact_units, salient_spans, synthesise
 from lifelong.learn.trainer import TrainConfig, answer_only_loss, attach_lora, encode_example, train_module
 from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
@@ -34,7 +34,7 @@ def test_salient_spans_and_cloze_examples_carry_their_memory_ids() -> None:
 
     class EchoDistiller:
         def write_questions(self, memories):
-            return ["Where is the Vellmar Observatory located?" for _ in memories]
+            return [["Where is the Vellmar Observatory located?"] for _ in memories]
 
         def answer(self, pairs):
             return [f"ANSWER to {question}" for question, _ in pairs]
@@ -63,6 +63,30 @@ def test_a_document_chunk_is_learned_sentence_by_sentence_and_a_short_note_whole
     assert len([p for p in probes if p.memory_id == 3]) == 3 and all(len(p.prompt) < 150 for p in probes if p.memory_id == 3)
     # a short note as before: its two longest spans, the one opening the sentence left unasked
     assert [p.answer for p in probes if p.memory_id == 7] == ["Ilse Brandvik"]
+
+
+def test_more_questions_per_memory_give_more_distilled_examples_the_greedy_one_first(tiny_lm) -> None:
+    """Sampled questions add ways of asking a fact; the greedy question stays first, so one
+    question per memory trains exactly what it did before the option existed."""
+    from lifelong.consolidate import ModelDistiller
+
+    memories = [_memory(7, FACT), _memory(8, "Marta Oyelaran trained as an engineer in Lyon and Glasgow.")]
+    one = ModelDistiller(tiny_lm).write_questions(memories)
+    three = ModelDistiller(tiny_lm, questions_per_memory=3).write_questions(memories)
+    assert len(one) == len(three) == 2 and all(len(q) <= 1 for q in one) and all(len(q) <= 3 for q in three)
+    assert [q[:1] for q in three] == one
+
+    class ManyQuestions:
+        def write_questions(self, memories):
+            return [["Where is the Vellmar Observatory?", "Where is the Vellmar Observatory?", "Who founded the Vellmar Observatory?",
+                     "too short?", "no question mark here at all"] for _ in memories]
+
+        def answer(self, pairs):
+            return [f"ANSWER to {question}" for question, _ in pairs]
+
+    asked = [e.prompt[-1]["content"] for e in synthesise([_memory(7, FACT)], ManyQuestions()) if e.kind == "distilled"]
+    own = asked[len(DISTILL_TOPIC_QUESTIONS):]  # after the topic templates
+    assert own == ["Where is the Vellmar Observatory?", "Who founded the Vellmar Observatory?"]  # repeats and unusable ones dropped
 
 
 def test_unknown_strategy_names_the_choices() -> None:

@@ -317,6 +317,7 @@ def sleep(
     teacher_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint that writes extra training data, e.g. http://localhost:8000/v1")] = None,
     teacher_model: Annotated[Optional[str], typer.Option(help="Model name the teacher endpoint serves")] = None,
     precision: Annotated[str, typer.Option(help="Training precision: auto (bf16 autocast only where this CPU runs it faster), fp32 or bf16")] = "auto",
+    questions_per_memory: Annotated[int, typer.Option(help="Questions the model writes about each fact for distillation (more: slower sleep, more ways of asking)", min=1)] = 1,
     mind: MindOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -327,7 +328,7 @@ def sleep(
     from lifelong.learn.strategies import parse_strategy
     from lifelong.learn.teacher import TeacherConfig
 
-    config = SleepConfig()
+    config = SleepConfig(questions_per_memory=questions_per_memory)
     if strategy is not None:
         parse_strategy(strategy)
         config = replace(config, strategy=strategy)
@@ -938,6 +939,7 @@ def bench(
                                                  "lifelong arm of every study and the one served with memory, each other adds "
                                                  "a lifelong arm (one more sleep per unit) to every study but retrieval: by default the routed library and an unrouted module side by side")] = "routed+context,kl+replay",
     epochs: Annotated[Optional[int], typer.Option(help="training epochs for every trained arm", min=1)] = None,
+    questions_per_memory: Annotated[Optional[int], typer.Option(help="questions the model writes per fact in every lifelong sleep (default 1)", min=1)] = None,
     seed: Annotated[int, typer.Option(help="seed of every trained arm", min=0)] = 0,
     model: Annotated[Optional[str], typer.Option(help="model to benchmark (default smollm2-135m; tiny with --quick)")] = None,
     resume: Annotated[bool, typer.Option(help="reuse the finished units (SQuAD modes, single passages) of a run with "
@@ -955,7 +957,7 @@ def bench(
     given = {k: v for k, v in dict(facts=facts, passages=passages, implication_passages=implication_passages, sleeps=sleeps,
                                     batch_facts=batch_facts, cost_facts=cost_facts, known=known,
                                     citation_questions=citation_questions, epochs=epochs,
-                                    model=model).items() if v is not None}
+                                    questions_per_memory=questions_per_memory, model=model).items() if v is not None}
     given.update(seed=seed, strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
                  squad_modes=tuple(m.strip() for m in squad_modes.split(",") if m.strip()))
     settings = BenchSettings.quick(**given) if quick else BenchSettings(**given)

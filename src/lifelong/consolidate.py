@@ -53,6 +53,8 @@ from lifelong.versions import BASE_VERSION, Manifest, VersionRegistry
 from lifelong.versions.layout import ADAPTER, RETENTION_PROBES, TRAINED_ON, TRAINING_DATA
 
 
+QUESTION_TEMPERATURE = 0.8  # sampled questions: varied wording, still about the note (0.8 is a common sampling default)
+
 
 @dataclass(frozen=True)
 class SleepConfig:
@@ -72,17 +74,29 @@ class SleepConfig:
     # statements it is shown (README, Poisoning), so untrusted memories are answered from, marked
     # as untrusted, but not trained on unless the mind says so.
     min_trust: str = "user"
+    # Questions the model writes about each fact unit for distillation. 1 (greedy) is what every
+    # published measurement used; more are sampled, trading sleep time for ways of asking.
+    questions_per_memory: int = 1
 
 
 class ModelDistiller:
-    """The frozen model with a memory in its prompt, writing and answering questions about it."""
+    """The frozen model with a memory in its prompt, writing and answering questions about it.
 
-    def __init__(self, lm: LanguageModel) -> None:
-        self.lm = lm
+    The first question per memory is the greedy one; `questions_per_memory` above 1 adds
+    sampled ones (QUESTION_TEMPERATURE, seeded), for more ways of asking the same fact."""
 
-    def write_questions(self, memories: list[Memory]) -> list[str]:
+    def __init__(self, lm: LanguageModel, questions_per_memory: int = 1, seed: int = 0) -> None:
+        self.lm, self.questions_per_memory, self.seed = lm, questions_per_memory, seed
+
+    def write_questions(self, memories: list[Memory]) -> list[list[str]]:
         prompts = [[{"role": "user", "content": f"Note: {m.text}\n\n{MODEL_QUESTION_REQUEST}"}] for m in memories]
-        return [text.splitlines()[0] if text else "" for text in self._generate(prompts, 32)]
+        written = [[first] for first in self._generate(prompts, 32)]
+        if self.questions_per_memory > 1:
+            repeats = self.questions_per_memory - 1
+            sampled = self._generate([p for p in prompts for _ in range(repeats)], 32, QUESTION_TEMPERATURE)
+            for i, questions in enumerate(written):
+                questions += sampled[i * repeats:(i + 1) * repeats]
+        return [[text.splitlines()[0] for text in questions if text] for questions in written]
 
     def answer(self, pairs: list[tuple[str, Memory]], max_new_tokens: int = 48) -> list[str]:
         """Answers cut off by the token limit keep only their whole sentences (none: dropped),
@@ -90,11 +104,12 @@ class ModelDistiller:
         answers = self._generate([build_messages(q, [m]) for q, m in pairs], max_new_tokens)
         return [whole_sentences(a) if len(self.lm.encode(a)) >= max_new_tokens - 1 else a for a in answers]
 
-    def _generate(self, prompts: list[list[dict[str, str]]], max_new_tokens: int) -> list[str]:
+    def _generate(self, prompts: list[list[dict[str, str]]], max_new_tokens: int, temperature: float = 0.0) -> list[str]:
         """Answers, or "" for a prompt too long for the context window (that example is skipped)."""
         limit = self.lm.context_window - max_new_tokens
         fits = [len(self.lm.encode(self.lm.format_chat(p))) <= limit for p in prompts]
-        answers = iter(self.lm.generate_batch([p for p, ok in zip(prompts, fits, strict=True) if ok], max_new_tokens=max_new_tokens))
+        answers = iter(self.lm.generate_batch([p for p, ok in zip(prompts, fits, strict=True) if ok], max_new_tokens=max_new_tokens,
+                                              temperature=temperature, seed=self.seed))
         return [next(answers) if ok else "" for ok in fits]
 
 
@@ -215,7 +230,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     # 2. build training data
     report("synthesising training data" + (" (with the teacher)" if config.teacher else ""))
     extra = Teacher(config.teacher).examples(new) if config.teacher else []
-    examples = synthesise(new, ModelDistiller(foundation) if config.distill else None, extra)
+    examples = synthesise(new, ModelDistiller(foundation, config.questions_per_memory, config.train.seed) if config.distill else None, extra)
     if strategy.context:
         examples += context_examples(examples, new, seed=config.train.seed)
     if config.held_out_questions:

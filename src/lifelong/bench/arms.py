@@ -76,11 +76,13 @@ def contexts(arm: Arm, questions: Sequence[str]) -> list[list[Memory]] | None:
     return [arm.retrieve(q) for q in questions] if arm.retrieve else None
 
 
-def sleep_once(mind: Mind, strategy: str, train: TrainConfig, label: str, held_out: Sequence[str]) -> dict[str, Any]:
+def sleep_once(mind: Mind, strategy: str, train: TrainConfig, label: str, held_out: Sequence[str],
+               questions_per_memory: int = 1) -> dict[str, Any]:
     """One sleep, told the scoring questions so synthesis drops any example containing one;
     its candidate adapter (promoted or not), verdict, cost and training texts."""
     start = time.perf_counter()
-    config = SleepConfig(strategy=strategy, train=train, held_out_questions=tuple(held_out))
+    config = SleepConfig(strategy=strategy, train=train, held_out_questions=tuple(held_out),
+                         questions_per_memory=questions_per_memory)
     result = mind.sleep(config, report=report_to_console(label),
                         progress=training_progress(label))
     seconds = time.perf_counter() - start
@@ -98,7 +100,8 @@ def sleep_once(mind: Mind, strategy: str, train: TrainConfig, label: str, held_o
 
 
 def lifelong_arm(root: Path, name: str, base: LanguageModel, embedder: Any, records: Sequence[NewMemory],
-                 strategy: str, train: TrainConfig, held_out: Sequence[str], reuse: bool = False) -> tuple[Arm, Mind]:
+                 strategy: str, train: TrainConfig, held_out: Sequence[str], reuse: bool = False,
+                 questions_per_memory: int = 1) -> tuple[Arm, Mind]:
     """A fresh mind that learns `records` and sleeps once; with `reuse`, the module an earlier
     run kept in the same folder (`--keep-minds`) if it learned exactly these records."""
     path = root / name.replace(" ", "-").replace("+", "-")
@@ -109,7 +112,7 @@ def lifelong_arm(root: Path, name: str, base: LanguageModel, embedder: Any, reco
     if path.exists():
         shutil.rmtree(path)
     mind = make_mind(path, base, embedder, records)
-    slept = sleep_once(mind, strategy, train, name, held_out)
+    slept = sleep_once(mind, strategy, train, name, held_out, questions_per_memory)
     lm = mind.version_model(slept["info"]["version"])  # the candidate, promoted or not
     return Arm(name, lm, info=slept["info"], training_texts=slept["training_texts"]), mind
 

@@ -57,6 +57,7 @@ class BenchSettings:
     injections: int = 30
     strategies: tuple[str, ...] = (DEFAULT_STRATEGY,)
     epochs: int = TrainConfig().epochs
+    questions_per_memory: int = SleepConfig().questions_per_memory
     seed: int = 0
     model: str = "smollm2-135m"
 
@@ -81,7 +82,8 @@ class BenchSettings:
                 raise InputError(f"--strategies: {exc}") from exc
 
         for name in ("facts", "passages", "implication_passages", "sleeps", "batch_facts", "cost_facts", "known", "citation_questions",
-                     "governance_facts", "forget_facts", "canaries", "poison_statements", "poison_sleep_facts", "injections", "epochs"):
+                     "governance_facts", "forget_facts", "canaries", "poison_statements", "poison_sleep_facts", "injections", "epochs",
+                     "questions_per_memory"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         if self.forget_facts >= self.governance_facts:
@@ -99,7 +101,12 @@ class BenchSettings:
         return config
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "train_config": self.train().to_dict()}
+        """The run's identity (a checkpoint resumes only under equal settings). A knob at its
+        default is left out, so checkpoints written before the knob existed stay resumable."""
+        settings = asdict(self)
+        if self.questions_per_memory == SleepConfig().questions_per_memory:
+            del settings["questions_per_memory"]
+        return {**settings, "train_config": self.train().to_dict()}
 
 
 def fact_record(qa: QA) -> NewMemory:
@@ -142,7 +149,8 @@ class Bench:
             for strategy in self.settings.strategies:
                 name = f"lifelong ({strategy})"
                 arm, mind = lifelong_arm(self.root, f"facts {name}", self.base, self.embedder, records, strategy,
-                                         self.settings.train(), self.scoring_questions(), reuse=self.reuse_minds)
+                                         self.settings.train(), self.scoring_questions(), reuse=self.reuse_minds,
+                                         questions_per_memory=self.settings.questions_per_memory)
                 arm.name = name
                 arms[name] = arm
                 if strategy == self.settings.strategies[0]:

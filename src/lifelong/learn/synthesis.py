@@ -129,22 +129,24 @@ def deterministic_examples(memory: Memory) -> list[TrainingExample]:
 class Distiller(Protocol):
     """The model with memories in its context: writes questions and answers them."""
 
-    def write_questions(self, memories: Sequence[Memory]) -> list[str]: ...
+    def write_questions(self, memories: Sequence[Memory]) -> list[list[str]]:
+        """The questions it writes about each memory (one list per memory, maybe empty)."""
+        ...
 
     def answer(self, pairs: Sequence[tuple[str, Memory]]) -> list[str]: ...
 
 
 def distillation_examples(memories: Sequence[Memory], distiller: Distiller) -> list[TrainingExample]:
-    """Questions about each memory (templates over its topic, plus one the model writes itself),
-    answered by the model with the memory in its prompt; the module learns to give that
-    answer without it."""
+    """Questions about each memory (templates over its topic, plus those the model writes
+    itself), answered by the model with the memory in its prompt; the module learns to give
+    that answer without it."""
     written = distiller.write_questions(memories)
     pairs: list[tuple[str, Memory]] = []
-    for memory, own_question in zip(memories, written, strict=True):
+    for memory, own_questions in zip(memories, written, strict=True):
         topic = topic_of(memory)
         pairs += [(template.format(topic=topic), memory) for template in DISTILL_TOPIC_QUESTIONS]
-        if _usable_question(own_question):
-            pairs.append((own_question.strip(), memory))
+        usable = dict.fromkeys(q.strip() for q in own_questions if _usable_question(q))  # in order, no repeats
+        pairs += [(question, memory) for question in usable]
     answers = distiller.answer(pairs)
     return [
         TrainingExample(closed_book(question), answer.strip(), (memory.id,), "distilled")
