@@ -15,5 +15,5 @@ EXPECTED_FULL_RUN = {
     "cost": "about 13 min (15 facts)",
     "retrieval": "about 1 min",
     "citations": "about 20 min (300 questions asked one by one, measured)",
-    "governance": "not yet measured: three sleeps (40 facts, their 30-fact rebuild, 40 chat turns) and about 400 questions",
+    "governance": "about 67 min alone (measured; four sleeps: 40 facts, their 30-fact rebuild, 10 facts beside 50 poisoned notes, 40 chat turns)",
 }
