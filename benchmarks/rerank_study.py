@@ -29,13 +29,13 @@ from lifelong.bench.arms import make_mind
 from lifelong.bench.context import BenchSettings
 from lifelong.bench.data import BenchData
 from lifelong.bench.runner import load_base
+from lifelong.learn.drift import continuation_log_probs
 from lifelong.learn.synthesis import MODEL_QUESTION_REQUEST
 from lifelong.memory.embedder import MiniLMEmbedder
 from lifelong.memory.records import NewMemory
+from lifelong.memory.retrieval import RRF_K
 from lifelong.model.language_model import LanguageModel
 from lifelong.progress import console, track
-
-RRF_K = 60  # the retriever's own fusion constant
 
 
 @torch.inference_mode()
@@ -43,18 +43,13 @@ def question_likelihoods(lm: LanguageModel, question: str, notes: list[str]) -> 
     """Sum of log P(question token) with each note in the prompt, one padded batch."""
     asked = lm.tokenizer(question, add_special_tokens=False)["input_ids"]
     prompts = [lm.encode(lm.format_chat([{"role": "user", "content": f"Note: {n}\n\n{MODEL_QUESTION_REQUEST}"}])) for n in notes]
-    rows = [p + asked for p in prompts]
-    width = max(len(r) for r in rows)
-    pad = lm.tokenizer.pad_token_id
-    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
-    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
-    log_probs = torch.log_softmax(lm.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), dim=-1)
-    token_lp = log_probs.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-    return [float(token_lp[i, len(p) - 1:len(p) - 1 + len(asked)].sum()) for i, p in enumerate(prompts)]
+    log_probs = continuation_log_probs(lm.model, [(p + asked, len(p)) for p in prompts], lm.tokenizer.pad_token_id)
+    targets = torch.tensor(asked).repeat(len(prompts)).unsqueeze(-1)
+    return log_probs.gather(-1, targets).view(len(prompts), len(asked)).sum(dim=1).tolist()
 
 
 def fused(first: list[int], second: list[int]) -> list[int]:
-    """Reciprocal-rank fusion of two orders of the same ids."""
+    """Reciprocal-rank fusion of two orders of the same ids, with the retriever's constant."""
     score = {i: 1 / (RRF_K + first.index(i) + 1) + 1 / (RRF_K + second.index(i) + 1) for i in first}
     return sorted(first, key=lambda i: -score[i])
 
