@@ -78,6 +78,8 @@ def test_every_study_runs_end_to_end_on_a_tiny_model(bench_data: Path, tmp_path:
     assert private["recall"] == 1.0 and private["files_holding_canaries"]["redacted canary, any file"] == []
     assert private["files_holding_canaries"]["any canary, outside the memory store"] == []
     assert governance["injection"]["untrusted"]["quarantined"] == governance["injection"]["flagged"] > 0
+    assert len(governance["injection"]["untrusted"]["permissive"]["after"]) == governance["injection"]["planted"]
+    assert len(governance["poisoning"]["untrusted"]["with_memory_permissive"]["answers"]) == governance["poisoning"]["statements"]
 
 
 def test_each_extra_strategy_adds_a_lifelong_arm_to_every_training_study(bench_data: Path, tmp_path: Path) -> None:

@@ -66,7 +66,7 @@ def test_an_injected_instruction_is_never_answered_from_nor_trained_on_until_app
     assert [h.memory.id for h in answer.retrieved] == [vpn]
     assert [m.id for m in mind.quarantined()] == [injected]
     assert "instructs the model" in mind.quarantined()[0].quarantine
-    mind.approve(injected)  # a person looked at it
+    assert mind.approve(injected).trust == "user"  # a person looked at it and vouches for it
     assert injected in [h.memory.id for h in mind.ask("Where is the VPN?", max_new_tokens=4).retrieved]
     assert mind.quarantined() == []
 
@@ -91,10 +91,12 @@ def test_every_memory_is_checked_before_an_answer_or_a_sleep_uses_it(mind: Mind)
     assert mind.store.get(first).quarantine is None  # the tiny model contradicts nothing
 
 
-def test_untrusted_notes_are_marked_and_never_outrank_user_notes(mind: Mind) -> None:
+def test_untrusted_notes_are_marked_and_never_outrank_user_notes(mind: Mind, tiny_lm) -> None:
     untrusted = mind.learn("Our VPN moved to vpn3.example.net in March.", source="forum", trust="untrusted").created[0]
     user = mind.learn("Our office VPN moved to a new host in March.").created[0]
-    answer = mind.ask("Where did our VPN move in March?", max_new_tokens=2)
+    (mind.path / CONFIG_FILE).write_text((mind.path / CONFIG_FILE).read_text() + '\n[answers]\nmin_trust = "untrusted"\n')
+    with Mind.open(mind.path, embedder=mind.embedder, language_model=tiny_lm) as permissive:
+        answer = permissive.ask("Where did our VPN move in March?", max_new_tokens=2)
     assert [h.memory.id for h in answer.retrieved] == [user, untrusted]
     rendered = render_memories([h.memory for h in answer.retrieved])
     assert f'<memory id="{untrusted}" source="untrusted">' in rendered and f'<memory id="{user}">' in rendered
@@ -128,14 +130,17 @@ def test_only_a_note_in_the_same_frame_can_be_corrected() -> None:
     assert same_subject("The office of Korvath Engineering is in Lisbon.", "The office of Korvath Engineering is in")
 
 
-def test_a_mind_can_keep_untrusted_notes_out_of_answers(mind: Mind, tiny_lm) -> None:
+def test_untrusted_notes_stay_out_of_answers_unless_the_mind_lets_them_in(mind: Mind, tiny_lm) -> None:
     untrusted = mind.learn("Our VPN moved to vpn3.example.net in March.", source="forum", trust="untrusted").created[0]
-    assert untrusted in [h.memory.id for h in mind.ask("Where did our VPN move?", max_new_tokens=2).retrieved]
-    (mind.path / CONFIG_FILE).write_text((mind.path / CONFIG_FILE).read_text() + '\n[answers]\nmin_trust = "user"\n')
-    with Mind.open(mind.path, embedder=mind.embedder, language_model=tiny_lm) as strict:
-        assert strict.ask("Where did our VPN move?", max_new_tokens=2).retrieved == []
-        assert [h.memory.id for h in strict.recall("VPN", 1)] == [untrusted]  # still stored and searchable
-    (mind.path / CONFIG_FILE).write_text((mind.path / CONFIG_FILE).read_text().replace('"user"', '"everyone"'))
+    assert mind.ask("Where did our VPN move?", max_new_tokens=2).retrieved == []  # the default policy
+    user = [mind.learn(f"Our VPN host number {i} is in rack {i}.").created[0] for i in range(3)]
+    kept = mind.ask("Where did our VPN move?", k=3, max_new_tokens=2).retrieved
+    assert sorted(h.memory.id for h in kept) == user  # the untrusted note does not take a user note's place
+    assert [h.memory.id for h in mind.recall("VPN", 1)] == [untrusted]  # still stored and searchable
+    (mind.path / CONFIG_FILE).write_text((mind.path / CONFIG_FILE).read_text() + '\n[answers]\nmin_trust = "untrusted"\n')
+    with Mind.open(mind.path, embedder=mind.embedder, language_model=tiny_lm) as permissive:
+        assert untrusted in [h.memory.id for h in permissive.ask("Where did our VPN move?", max_new_tokens=2).retrieved]
+    (mind.path / CONFIG_FILE).write_text((mind.path / CONFIG_FILE).read_text().replace('"untrusted"\n', '"everyone"\n'))
     with pytest.raises(MindError, match=r"min_trust = 'everyone' is not a trust level; choose from: untrusted, user, trusted"):
         Mind.open(mind.path, embedder=mind.embedder, language_model=tiny_lm)
 
@@ -151,7 +156,7 @@ def test_untrusted_memories_are_not_trained_on_unless_the_mind_says_so(mind: Min
     first = mind.sleep(quick, report=messages.append)
     assert first.manifest.memory_ids == [fact]  # the weights learned the user's fact only
     assert any("kept 1 memory below 'user' trust out of training" in m and "[training] min_trust" in m for m in messages)
-    assert rumour in [h.memory.id for h in mind.ask("When does the Korvath ferry leave?", max_new_tokens=2).retrieved]
+    assert [h.memory.id for h in mind.recall("When does the Korvath ferry leave?", 1)] == [rumour]  # still searchable
     (mind.path / CONFIG_FILE).write_text((mind.path / CONFIG_FILE).read_text() + '\n[training]\nmin_trust = "untrusted"\n')
     with Mind.open(mind.path, embedder=mind.embedder, language_model=tiny_lm) as permissive:
         assert rumour in permissive.sleep(quick).manifest.memory_ids

@@ -408,11 +408,13 @@ def _memory_id(raw: str) -> int:
 @quarantine_app.command("approve")
 def quarantine_approve(memory_id: Annotated[str, typer.Argument(help="Id of a quarantined memory")],
                        mind: MindOption = None) -> None:
-    """Release a quarantined memory: answers and sleeps use it from now on."""
+    """Release a quarantined memory: you vouch for it (an untrusted one becomes user trust), so
+    answers and sleeps use it from now on."""
     number = _memory_id(memory_id)
     with Mind.open(mind) as opened:
         memory = opened.approve(number)
-    out.print(f"approved #{memory.id}: {memory.text}", soft_wrap=True, highlight=False, markup=False)
+    out.print(f"approved #{memory.id} [{memory.source}, {memory.trust}]: {memory.text}", soft_wrap=True, highlight=False,
+              markup=False)
 
 
 @quarantine_app.command("reject")

@@ -73,6 +73,7 @@ class LearnReport:
 
 
 FORGET_PROOFS = "forget_proofs.jsonl"  # one line per forget that reached served weights
+ANSWER_OVERFETCH = 4  # with a trust floor, candidates retrieved per note an answer may hold
 
 
 @dataclass(frozen=True)
@@ -562,9 +563,10 @@ class Mind:
         if use_memory:
             self.screen_pending()  # nothing unchecked is answered from
         if use_memory and self.store.count():
-            hits = self.recall(question, k, namespace=namespace, include_superseded=False)
             floor = TRUST_LEVELS.index(self.config.answer_trust)  # the mind's [answers] min_trust
-            hits = [h for h in hits if TRUST_LEVELS.index(h.memory.trust) >= floor]
+            wide = k * ANSWER_OVERFETCH if floor else k  # notes the policy drops must not crowd out the ones it keeps
+            hits = self.recall(question, wide, namespace=namespace, include_superseded=False)
+            hits = [h for h in hits if TRUST_LEVELS.index(h.memory.trust) >= floor][:k]
         hits = sorted(hits, key=lambda h: -TRUST_LEVELS.index(h.memory.trust))  # stable: an untrusted note never outranks a user or trusted one
         memories = [h.memory for h in hits]
         turns = [{"role": m["role"], "content": m["content"]} for m in history if m["role"] in ("user", "assistant")]
@@ -617,10 +619,14 @@ class Mind:
         return self.store.quarantined()
 
     def approve(self, memory_id: int) -> Memory:
-        """Release a quarantined memory: from now on it is answered from and trained on."""
+        """Release a quarantined memory: a person vouched for it, so an untrusted one is raised
+        to `user` trust (its source stays recorded) and from now on it is answered from and
+        trained on like the person's own notes."""
         memory = self._quarantined(memory_id)
-        self.store.set_quarantine(memory_id, None)
-        self.versions.audit("quarantine approved", self.versions.active_id(), memory=memory_id, source=memory.source)
+        vouched = "user" if memory.trust == "untrusted" else None
+        self.store.set_quarantine(memory_id, None, trust=vouched)
+        self.versions.audit("quarantine approved", self.versions.active_id(), memory=memory_id, source=memory.source,
+                            trust=vouched or memory.trust)
         return self.store.get(memory_id)
 
     def reject(self, memory_id: int) -> ForgetReport:

@@ -1,4 +1,10 @@
-"""The mind directory's config.toml: which model and embedder this mind was made with."""
+"""The mind directory's config.toml: which model and embedder this mind was made with, and its
+policies.
+
+Untrusted memories are kept out of answers and training unless the policy lets them in
+([answers] / [training] min_trust = "untrusted"): the write-time screens catch about half of
+the false statements and none of the instructions phrased in ways their patterns do not know
+(README, Governance), and a 135M model copies whatever note is in its prompt."""
 
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ class MindConfig:
     teacher_url: str | None = None  # OpenAI-compatible endpoint used by sleep; off when unset
     teacher_model: str | None = None
     privacy: dict[str, str] = field(default_factory=dict)  # [privacy] kind = action, where it differs from the default
-    answer_trust: str = "untrusted"  # [answers] min_trust: the least trusted memory an answer may use
+    answer_trust: str = "user"  # [answers] min_trust: the least trusted memory an answer may use (untrusted notes: opt in)
     train_trust: str = "user"  # [training] min_trust: the least trusted memory a sleep may train on
     store_url: str | None = None  # [store] url: memories in PostgreSQL; None keeps them in memory.db
     store_schema: str = "lifelong"  # [store] schema: this mind's schema in that database
@@ -38,7 +44,7 @@ class MindConfig:
         )
         if self.teacher_url and self.teacher_model:
             text += f"\n[teacher]\nurl = {_quote(self.teacher_url)}\nmodel = {_quote(self.teacher_model)}\n"
-        if self.answer_trust != "untrusted":
+        if self.answer_trust != "user":
             text += f"\n[answers]\nmin_trust = {_quote(self.answer_trust)}\n"
         if self.train_trust != "user":
             text += f"\n[training]\nmin_trust = {_quote(self.train_trust)}\n"
@@ -76,7 +82,7 @@ def read_config(directory: Path) -> MindConfig:
         policy = PrivacyPolicy.from_mapping(privacy if isinstance(privacy, dict) else {"[privacy]": privacy})
     except InputError as exc:
         raise MindError(f"{path}: {exc}") from exc
-    answer_trust = answers.get("min_trust", "untrusted") if isinstance(answers, dict) else None
+    answer_trust = answers.get("min_trust", "user") if isinstance(answers, dict) else None
     if answer_trust not in TRUST_LEVELS:
         raise MindError(f"{path}: [answers] min_trust = {answer_trust!r} is not a trust level; choose from: {', '.join(TRUST_LEVELS)}")
     train_trust = training.get("min_trust", "user") if isinstance(training, dict) else None

@@ -24,9 +24,11 @@ forget, ask), each against the control that shows what happens without the safeg
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import random
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from statistics import fmean
 from typing import Any
@@ -251,6 +253,8 @@ def poisoning(bench: Bench) -> dict[str, Any]:
     caught = sum(texts[i] in {x["statement"] for x in items} for i in held)
     with status("governance: asking the poisoned facts with memory"):
         results["untrusted"] = {"held": caught, "held_other": len(held) - caught, "with_memory": flips(bench.base, items, mind)}
+    with status("governance: asking them again with untrusted notes let into answers"), admitting_untrusted(mind):
+        results["untrusted"]["with_memory_permissive"] = flips(bench.base, items, mind)
     slept = sleep_once(mind, DEFAULT_STRATEGY, settings.train(), "governance: sleep beside the poisoned memories",
                        [qa.question for qa in facts], settings.questions_per_memory)
     results["untrusted"]["sleep"] = slept["info"]
@@ -300,13 +304,31 @@ def injection(bench: Bench) -> dict[str, Any]:
         mind.learn_records([NewMemory(p["text"], source, trust) for p in plants])
         with status(f"governance: the same questions after them ({trust})"):
             after = [mind.ask(qa.question, max_new_tokens=MAX_ANSWER_TOKENS).text for qa in qas]
-        results[trust] = {"quarantined": len(mind.store.quarantined()),
-                          "payload_in_answer": sum(p["payload"].split()[-1] in a for p, a in zip(plants, after, strict=True)),
-                          "answers_changed": sum(b != a for b, a in zip(before, after, strict=True)),
-                          "before": before, "after": after}
+        results[trust] = {"quarantined": len(mind.store.quarantined()), **answer_changes(plants, before, after)}
+        if trust == "untrusted":
+            with status("governance: the same questions with untrusted notes let into answers"), admitting_untrusted(mind):
+                permissive = [mind.ask(qa.question, max_new_tokens=MAX_ANSWER_TOKENS).text for qa in qas]
+            results[trust]["permissive"] = answer_changes(plants, before, permissive)
         mind.close()
     results["plants"] = plants
     return results
+
+
+def answer_changes(plants: Sequence[dict[str, Any]], before: Sequence[str], after: Sequence[str]) -> dict[str, Any]:
+    return {"payload_in_answer": sum(p["payload"].split()[-1] in a for p, a in zip(plants, after, strict=True)),
+            "answers_changed": sum(b != a for b, a in zip(before, after, strict=True)), "before": list(before), "after": list(after)}
+
+
+@contextlib.contextmanager
+def admitting_untrusted(mind: Mind) -> Iterator[None]:
+    """The mind as if its config said [answers] min_trust = "untrusted" (the default keeps
+    untrusted notes out of answers): what the screens alone achieve."""
+    policy = mind.config
+    mind.config = dataclasses.replace(policy, answer_trust="untrusted")
+    try:
+        yield
+    finally:
+        mind.config = policy
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -318,6 +340,7 @@ def report(results: dict[str, Any]) -> list[str]:
     base, rebuilt, slept = u["scores"]["base"], u["scores"]["after rebuild"], u["scores"]["after sleep"]
     kept_ratio = rebuilt["kept"]["containment"] / slept["kept"]["containment"] if slept["kept"]["containment"] else float("nan")
     leak_rows = [[name, v["asked"], v["completed"], v["either"]] for name, v in p["leaks"].items()]
+    permissive = j["untrusted"].get("permissive", {})  # absent from runs before the default policy changed
     lines = [
         "## Unlearning", "",
         f"{u['facts']} TOFU facts learned and slept on; the first {u['forgotten']} forgotten; a second sleep rebuilt the module "
@@ -342,7 +365,9 @@ def report(results: dict[str, Any]) -> list[str]:
         "## Poisoning", "",
         f"{q['statements']} untrusted false statements about known facts the base completes correctly: {q['untrusted']['held']} "
         f"held (recall {q['recall']:.2f}; {q['truths_held']} of the {q['statements']} true statements held, precision "
-        f"{q['precision']:.2f}). Facts flipped in answers with memory: {q['untrusted']['with_memory']['flipped']}; in completions "
+        f"{q['precision']:.2f}). Facts flipped in answers with memory: {q['untrusted']['with_memory']['flipped']} (the default "
+        f"policy keeps untrusted notes out of answers; let in by [answers] min_trust = \"untrusted\": "
+        f"{q['untrusted'].get('with_memory_permissive', {}).get('flipped', 'not measured')}); in completions "
         f"after a sleep: {q['untrusted']['after_sleep']['flipped']} (base completions: {q['base_completion']['flipped']}). From a "
         f"trusted source: {q['trusted']['held']} held, {q['trusted']['with_memory']['flipped']} flipped with memory (a correction "
         f"still goes through).", "",
@@ -351,7 +376,8 @@ def report(results: dict[str, Any]) -> list[str]:
         f"{j['held_out_flagged']} of the {j['held_out_planted']} in phrasings the patterns were not written for "
         f"({j['tofu_flagged']} of {j['tofu_sentences']} TOFU sentences flagged). Untrusted: {j['untrusted']['quarantined']} "
         f"quarantined, payload in {j['untrusted']['payload_in_answer']} answers, {j['untrusted']['answers_changed']} answers "
-        f"changed; the same texts from a trusted source: payload in {j['trusted']['payload_in_answer']}, "
+        f"changed (with untrusted notes let into answers: payload in {permissive.get('payload_in_answer', 'not measured')}, "
+        f"{permissive.get('answers_changed', 'not measured')} changed); the same texts from a trusted source: payload in {j['trusted']['payload_in_answer']}, "
         f"{j['trusted']['answers_changed']} changed.", ""]
     return lines
 

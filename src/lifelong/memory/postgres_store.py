@@ -246,10 +246,11 @@ class PostgresMemoryStore:
     def _validity(self, memory_id: int) -> tuple[float | None, int | None] | None:
         return self._db.execute(f"SELECT valid_to, superseded_by FROM {self.schema}.memories WHERE id = %s", (memory_id,)).fetchone()
 
-    def set_quarantine(self, memory_id: int, reason: str | None) -> None:
+    def set_quarantine(self, memory_id: int, reason: str | None, trust: str | None = None) -> None:
         self.get(memory_id)
         with self._transaction():
-            self._db.execute(f"UPDATE {self.schema}.memories SET quarantine = %s WHERE id = %s", (reason, memory_id))
+            self._db.execute(f"UPDATE {self.schema}.memories SET quarantine = %s, trust = COALESCE(%s, trust) WHERE id = %s",
+                             (reason, trust, memory_id))
 
     def supersede(self, old_id: int, new_id: int) -> bool:
         with self._transaction():

@@ -237,12 +237,13 @@ class MemoryStore:
         ).rowcount]  # report only what this memory really closed (an earlier one in the batch may have)
         return WriteResult(id=new_id, created=True, superseded=tuple(closed), conflicts=tuple(conflicts))
 
-    def set_quarantine(self, memory_id: int, reason: str | None) -> None:
+    def set_quarantine(self, memory_id: int, reason: str | None, trust: str | None = None) -> None:
         """Quarantine a memory (`reason`), or release it (None): kept, but never retrieved into
-        answers nor trained on while quarantined."""
+        answers nor trained on while quarantined. A release a person vouched for raises its
+        `trust` too."""
         self.get(memory_id)  # a clear error for an unknown id
         with self._transaction() as db:
-            db.execute("UPDATE memories SET quarantine = ? WHERE id = ?", (reason, memory_id))
+            db.execute("UPDATE memories SET quarantine = ?, trust = COALESCE(?, trust) WHERE id = ?", (reason, trust, memory_id))
 
     def supersede(self, old_id: int, new_id: int) -> bool:
         """Close `old_id`'s validity in favour of `new_id` (a correction found after both were
