@@ -302,6 +302,9 @@ def test_a_partial_run_is_only_reused_when_asked_and_for_the_same_settings(tmp_p
     assert other.unit("many", lambda: {"score": [3]}) == {"score": [3]}
     fresh = Checkpoint.for_study(tmp_path, "acquisition-squad", {"passages": 50}, "def5678", resume=False)
     assert fresh.unit("many", lambda: {"score": [4]}) == {"score": [4]}
+    # a synthesis knob at its default leaves the identity as it was before the knob existed
+    assert BenchSettings().to_dict() == BenchSettings(questions_per_memory=1, content_cloze=False).to_dict()
+    assert BenchSettings(content_cloze=True).to_dict()["content_cloze"] and "content_cloze" not in BenchSettings().to_dict()
 
 
 def test_reports_name_every_arm_that_beats_lifelong_and_on_what() -> None:

@@ -11,7 +11,8 @@ import torch
 from lifelong.consolidate import kl_to_base
 from lifelong.learn.strategies import KNOWN, parse_strategy
 from lifelong.evaluate.probes import acquisition_probes
-from lifelong.learn.synthesis import DISTILL_TOPIC_QUESTIONS, deterministic_examples, fact_units, salient_spans, synthesise
+from lifelong.learn.synthesis import (DISTILL_TOPIC_QUESTIONS, content_spans, deterministic_examples, fact_units, salient_spans,
+                                      synthesise)
 from lifelong.learn.trainer import TrainConfig, answer_only_loss, attach_lora, encode_example, train_module
 from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
@@ -87,6 +88,25 @@ def test_more_questions_per_memory_give_more_distilled_examples_the_greedy_one_f
     asked = [e.prompt[-1]["content"] for e in synthesise([_memory(7, FACT)], ManyQuestions()) if e.kind == "distilled"]
     own = asked[len(DISTILL_TOPIC_QUESTIONS):]  # after the topic templates
     assert own == ["Where is the Vellmar Observatory?", "Who founded the Vellmar Observatory?"]  # repeats and unusable ones dropped
+
+
+def test_content_cloze_asks_for_the_phrases_a_technical_sentence_states() -> None:
+    """A sentence with no name or number got no cloze at all; with content_cloze its content
+    phrases are blanked and asked, and without it the examples are exactly as before."""
+    technical = _memory(5, "The normal force is due to repulsive forces of interaction between atoms at close contact.")
+    plain = deterministic_examples(technical)
+    assert not [e for e in plain if e.kind in ("cloze", "span-question")]
+    extended = deterministic_examples(technical, content_cloze=True)
+    asked = {e.answer for e in extended if e.kind == "cloze"}
+    assert asked == {"repulsive forces", "close contact", "normal force"}
+    assert {e.answer for e in extended if e.kind == "span-question"} == asked
+    assert "The normal force is due to what of interaction between atoms at close contact?" in [
+        e.prompt[-1]["content"] for e in extended if e.kind == "span-question"]
+    assert [e for e in extended if e.kind not in ("cloze", "span-question")] == plain
+    named = _memory(7, FACT)  # names first, phrases never repeat one of them
+    assert all(p not in salient_spans(FACT) for p in content_spans(FACT, salient_spans(FACT)))
+    assert deterministic_examples(named) == [e for e in deterministic_examples(named, content_cloze=True)
+                                              if e.answer not in content_spans(FACT, salient_spans(FACT)[:4])]
 
 
 def test_unknown_strategy_names_the_choices() -> None:

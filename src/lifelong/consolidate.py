@@ -77,6 +77,10 @@ class SleepConfig:
     # Questions the model writes about each fact unit for distillation. 1 (greedy) is what every
     # published measurement used; more are sampled, trading sleep time for ways of asking.
     questions_per_memory: int = 1
+    # Cloze and span questions also over content phrases (lower-case noun phrases such as
+    # "normal force"), not only names and numbers: technical passages state few names, so their
+    # sleeps had a handful of examples and their answers none. Off: not yet measured on TOFU.
+    content_cloze: bool = False
 
 
 class ModelDistiller:
@@ -230,7 +234,8 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     # 2. build training data
     report("synthesising training data" + (" (with the teacher)" if config.teacher else ""))
     extra = Teacher(config.teacher).examples(new) if config.teacher else []
-    examples = synthesise(new, ModelDistiller(foundation, config.questions_per_memory, config.train.seed) if config.distill else None, extra)
+    distiller = ModelDistiller(foundation, config.questions_per_memory, config.train.seed) if config.distill else None
+    examples = synthesise(new, distiller, extra, content_cloze=config.content_cloze)
     if strategy.context:
         examples += context_examples(examples, new, seed=config.train.seed)
     if config.held_out_questions:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,12 +77,11 @@ def contexts(arm: Arm, questions: Sequence[str]) -> list[list[Memory]] | None:
 
 
 def sleep_once(mind: Mind, strategy: str, train: TrainConfig, label: str, held_out: Sequence[str],
-               questions_per_memory: int = 1) -> dict[str, Any]:
+               synthesis: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One sleep, told the scoring questions so synthesis drops any example containing one;
     its candidate adapter (promoted or not), verdict, cost and training texts."""
     start = time.perf_counter()
-    config = SleepConfig(strategy=strategy, train=train, held_out_questions=tuple(held_out),
-                         questions_per_memory=questions_per_memory)
+    config = SleepConfig(strategy=strategy, train=train, held_out_questions=tuple(held_out), **(synthesis or {}))
     result = mind.sleep(config, report=report_to_console(label),
                         progress=training_progress(label))
     seconds = time.perf_counter() - start
@@ -101,7 +100,7 @@ def sleep_once(mind: Mind, strategy: str, train: TrainConfig, label: str, held_o
 
 def lifelong_arm(root: Path, name: str, base: LanguageModel, embedder: Any, records: Sequence[NewMemory],
                  strategy: str, train: TrainConfig, held_out: Sequence[str], reuse: bool = False,
-                 questions_per_memory: int = 1) -> tuple[Arm, Mind]:
+                 synthesis: Mapping[str, Any] | None = None) -> tuple[Arm, Mind]:
     """A fresh mind that learns `records` and sleeps once; with `reuse`, the module an earlier
     run kept in the same folder (`--keep-minds`) if it learned exactly these records."""
     path = root / name.replace(" ", "-").replace("+", "-")
@@ -112,7 +111,7 @@ def lifelong_arm(root: Path, name: str, base: LanguageModel, embedder: Any, reco
     if path.exists():
         shutil.rmtree(path)
     mind = make_mind(path, base, embedder, records)
-    slept = sleep_once(mind, strategy, train, name, held_out, questions_per_memory)
+    slept = sleep_once(mind, strategy, train, name, held_out, synthesis)
     lm = mind.version_model(slept["info"]["version"])  # the candidate, promoted or not
     return Arm(name, lm, info=slept["info"], training_texts=slept["training_texts"]), mind
 

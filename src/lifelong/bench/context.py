@@ -58,6 +58,7 @@ class BenchSettings:
     strategies: tuple[str, ...] = (DEFAULT_STRATEGY,)
     epochs: int = TrainConfig().epochs
     questions_per_memory: int = SleepConfig().questions_per_memory
+    content_cloze: bool = SleepConfig().content_cloze
     seed: int = 0
     model: str = "smollm2-135m"
 
@@ -100,12 +101,21 @@ class BenchSettings:
             config = replace(config, rank=4, max_length=400, pack_length=400)
         return config
 
+    @staticmethod
+    def synthesis_defaults() -> dict[str, Any]:
+        return {"questions_per_memory": SleepConfig().questions_per_memory, "content_cloze": SleepConfig().content_cloze}
+
+    def synthesis(self) -> dict[str, Any]:
+        """The SleepConfig fields every lifelong sleep of the run takes from these settings."""
+        return {knob: getattr(self, knob) for knob in self.synthesis_defaults()}
+
     def to_dict(self) -> dict[str, Any]:
         """The run's identity (a checkpoint resumes only under equal settings). A knob at its
         default is left out, so checkpoints written before the knob existed stay resumable."""
         settings = asdict(self)
-        if self.questions_per_memory == SleepConfig().questions_per_memory:
-            del settings["questions_per_memory"]
+        for knob, default in self.synthesis_defaults().items():
+            if settings[knob] == default:
+                del settings[knob]
         return {**settings, "train_config": self.train().to_dict()}
 
 
@@ -150,7 +160,7 @@ class Bench:
                 name = f"lifelong ({strategy})"
                 arm, mind = lifelong_arm(self.root, f"facts {name}", self.base, self.embedder, records, strategy,
                                          self.settings.train(), self.scoring_questions(), reuse=self.reuse_minds,
-                                         questions_per_memory=self.settings.questions_per_memory)
+                                         synthesis=self.settings.synthesis())
                 arm.name = name
                 arms[name] = arm
                 if strategy == self.settings.strategies[0]:

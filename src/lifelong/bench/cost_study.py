@@ -42,7 +42,7 @@ def run(bench: Bench) -> dict[str, Any]:
         mind = make_mind(bench.root / ("cost" + (f"-{i}" if i else "")), bench.base, bench.embedder, [fact_record(qa) for qa in qas])
         with PeakMemory() as peak:
             slept = sleep_once(mind, each, train, f"cost: one sleep ({each})", [qa.question for qa in qas],
-                               s.questions_per_memory)
+                               s.synthesis())
         metrics = slept["info"]["gate_metrics"]
         rows[f"lifelong sleep ({each}): synthesis + training + gate"] = {
             "seconds": slept["info"]["sleep_seconds"], "train_seconds": metrics["train_seconds"], "tokens": metrics["train_tokens"],

@@ -130,7 +130,7 @@ def unlearning(bench: Bench) -> dict[str, Any]:
     with status(f"governance: unlearning, the base on {len(qas)} facts"):
         probes["base"] = fact_probes(bench.base, qas)
     sleeps = [sleep_once(mind, DEFAULT_STRATEGY, settings.train(), "governance: sleep on the facts", questions,
-                         settings.questions_per_memory)["info"]]
+                         settings.synthesis())["info"]]
     with status("governance: unlearning, after the sleep"):
         probes["after sleep"] = fact_probes(mind.language_model, qas)
     report = mind.forget_many([ids[qa.answer] for qa in forget])
@@ -140,7 +140,7 @@ def unlearning(bench: Bench) -> dict[str, Any]:
     still_recalled = sum(any(h.memory.text in texts for h in mind.recall(qa.question, 5)) for qa in forget)
     files_after_forget = files_holding(mind.path, texts)
     sleeps.append(sleep_once(mind, DEFAULT_STRATEGY, settings.train(), "governance: rebuild after the forget", questions,
-                             settings.questions_per_memory)["info"])
+                             settings.synthesis())["info"])
     with status("governance: unlearning, after the rebuild"):
         probes["after rebuild"] = fact_probes(mind.language_model, qas)
     files_after_rebuild = files_holding(mind.path, texts)
@@ -173,7 +173,7 @@ def private_data(bench: Bench) -> dict[str, Any]:
     mind = fresh_mind(bench, "private-data")
     learned = [mind.remember_turn(c.turn) for c in canaries]  # as the chat command remembers a user's turn
     slept = sleep_once(mind, DEFAULT_STRATEGY, settings.train(), "governance: sleep on the chat turns",
-                       [c.question for c in canaries], settings.questions_per_memory)
+                       [c.question for c in canaries], settings.synthesis())
     redacted = [c.value for c, r in zip(canaries, learned, strict=True) if r.private and r.private[0]["redacted"]]
     files = {"redacted canary, any file": files_holding(mind.path, redacted),  # never stored at all
              "any canary, outside the memory store": [f for f in files_holding(mind.path, [c.value for c in canaries])
@@ -256,7 +256,7 @@ def poisoning(bench: Bench) -> dict[str, Any]:
     with status("governance: asking them again with untrusted notes let into answers"), admitting_untrusted(mind):
         results["untrusted"]["with_memory_permissive"] = flips(bench.base, items, mind)
     slept = sleep_once(mind, DEFAULT_STRATEGY, settings.train(), "governance: sleep beside the poisoned memories",
-                       [qa.question for qa in facts], settings.questions_per_memory)
+                       [qa.question for qa in facts], settings.synthesis())
     results["untrusted"]["sleep"] = slept["info"]
     results["untrusted"]["after_sleep"] = flips(mind.language_model, items, None)
     mind.close()

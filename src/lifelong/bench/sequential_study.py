@@ -70,12 +70,12 @@ def run(bench: Bench) -> dict[str, Any]:
         memory_mind.learn_records(records)
         lifelong_mind.learn_records(records)
         naive_stats.append(naive.train([qa.answer for qa in batch], f"naive fine-tune, batch {i + 1}"))
-        slept = sleep_once(lifelong_mind, strategy, s.train(), f"sleep {i + 1}", questions, s.questions_per_memory)
+        slept = sleep_once(lifelong_mind, strategy, s.train(), f"sleep {i + 1}", questions, s.synthesis())
         lifelong_texts += slept["training_texts"]
         sleeps.append(slept["info"])
         for name, (other, mind) in extras.items():
             mind.learn_records(records)
-            other_slept = sleep_once(mind, other, s.train(), f"sleep {i + 1}, {other}", questions, s.questions_per_memory)
+            other_slept = sleep_once(mind, other, s.train(), f"sleep {i + 1}, {other}", questions, s.synthesis())
             extra_texts[name] += other_slept["training_texts"]
             extra_sleeps[name].append(other_slept["info"])
         served = lifelong_mind.language_model  # the active version: a refused sleep leaves the previous one serving

@@ -78,7 +78,7 @@ def _lifelong_arms(bench: Bench, label: str, records: Sequence[NewMemory],
     s, out = bench.settings, []
     for i, strategy in enumerate(s.strategies):
         arm, mind = lifelong_arm(bench.root, f"{label} lifelong" + (f" {i}" if i else ""), bench.base, bench.embedder,
-                                 records, strategy, s.train(), held_out, questions_per_memory=s.questions_per_memory)
+                                 records, strategy, s.train(), held_out, synthesis=s.synthesis())
         arm.name = f"lifelong ({strategy})"
         out.append((arm, mind))
     return out

@@ -18,6 +18,7 @@ from typing import Protocol
 import random
 
 from lifelong.memory.records import Memory
+from lifelong.memory.retrieval import STOPWORDS
 from lifelong.prompt import build_messages, closed_book
 
 Message = dict[str, str]
@@ -32,7 +33,7 @@ _LEADING_WORDS = frozenset("The A An In On At It He She They His Her Its Their T
 STATEMENT_PROMPTS = ("What do you know about {topic}?", "Tell me a fact about {topic}.")
 RETEMPLATED_PROMPTS = ("Recall what you learned about {topic}.",)
 CLOZE_PROMPT = "Fill in the blank: {masked}"
-QUESTION_WORDS = {"year": "when", "number": "how many", "name": "who or what"}
+QUESTION_WORDS = {"year": "when", "number": "how many", "name": "who or what", "phrase": "what"}
 MODEL_QUESTION_REQUEST = "Write one short question that the note above answers. Reply with the question only."
 DISTILL_TOPIC_QUESTIONS = ("What do you know about {topic}?", "Who or what is {topic}?")
 
@@ -99,7 +100,9 @@ def topic_of(memory: Memory) -> str:
 def span_kind(span: str) -> str:
     if re.fullmatch(_YEAR, span):
         return "year"
-    return "number" if span[0].isdigit() else "name"
+    if span[0].isdigit():
+        return "number"
+    return "phrase" if span[0].islower() else "name"
 
 
 def span_question(statement: str, span: str) -> str:
@@ -107,7 +110,33 @@ def span_question(statement: str, span: str) -> str:
     return statement.replace(span, QUESTION_WORDS[span_kind(span)], 1).rstrip(".!") + "?"
 
 
-def deterministic_examples(memory: Memory) -> list[TrainingExample]:
+_PHRASE_BREAKS = STOPWORDS | frozenset(
+    "between through during after before under over against among within without other most more many some only very not "
+    "all both well just often example".split())
+
+
+def content_spans(text: str, exclude: Sequence[str] = (), limit: int = 3) -> list[str]:
+    """Lower-case content phrases ("normal force", "fermionic nature"), longest first: runs of
+    one to three words that are neither stopwords nor part of a name or number in `exclude`.
+    The answers to questions about technical text are mostly such phrases, and salient_spans
+    sees none of them."""
+    taken = " ".join(exclude).lower()
+    phrases: list[str] = []
+    for run in re.split(r"[^\w\s'’-]+", text):
+        words: list[str] = []
+        for word in [*run.split(), ""]:
+            if word and word.islower() and word.isalpha() and word not in _PHRASE_BREAKS and len(word) > 2:
+                words.append(word)
+                continue
+            while words:
+                phrase = " ".join(words[:3])
+                if phrase not in taken and phrase not in phrases:
+                    phrases.append(phrase)
+                words = words[3:]
+    return sorted(phrases, key=len, reverse=True)[:limit]
+
+
+def deterministic_examples(memory: Memory, content_cloze: bool = False) -> list[TrainingExample]:
     ids = (memory.id,)
     statement = memory.text.strip()
     examples: list[TrainingExample] = []
@@ -117,11 +146,12 @@ def deterministic_examples(memory: Memory) -> list[TrainingExample]:
     topic = topic_of(memory)
     for template in STATEMENT_PROMPTS + RETEMPLATED_PROMPTS:
         examples.append(TrainingExample(closed_book(template.format(topic=topic)), statement, ids, "statement"))
-    spans = salient_spans(statement)[:4]
-    for span in spans:
+    names = salient_spans(statement)[:4]
+    phrases = content_spans(statement, exclude=names) if content_cloze else []
+    for span in names + phrases:
         masked = statement.replace(span, "____", 1)
         examples.append(TrainingExample(closed_book(CLOZE_PROMPT.format(masked=masked)), span, ids, "cloze"))
-    for span in spans[:3]:
+    for span in names[:3] + phrases:
         examples.append(TrainingExample(closed_book(span_question(statement, span)), span, ids, "span-question"))
     return examples
 
@@ -171,6 +201,7 @@ def synthesise(
     memories: Sequence[Memory],
     distiller: Distiller | None = None,
     extra: Sequence[TrainingExample] = (),
+    content_cloze: bool = False,
 ) -> list[TrainingExample]:
     """All training examples for these memories, per fact unit (a sentence of a document
     chunk, else the whole note): deterministic forms, context distillation when a distiller is
@@ -178,7 +209,7 @@ def synthesise(
     units = [unit for memory in memories for unit in fact_units(memory)]
     examples: list[TrainingExample] = []
     for unit in units:
-        examples += deterministic_examples(unit)
+        examples += deterministic_examples(unit, content_cloze)
     if distiller is not None and units:
         examples += distillation_examples(units, distiller)
     return examples + list(extra)
