@@ -305,6 +305,7 @@ def test_a_partial_run_is_only_reused_when_asked_and_for_the_same_settings(tmp_p
     # a synthesis knob at its default leaves the identity as it was before the knob existed
     assert BenchSettings().to_dict() == BenchSettings(questions_per_memory=1, content_cloze=False).to_dict()
     assert BenchSettings(content_cloze=True).to_dict()["content_cloze"] and "content_cloze" not in BenchSettings().to_dict()
+    assert BenchSettings(recite=True).synthesis()["recite"] and "recite" not in BenchSettings().to_dict()
 
 
 def test_reports_name_every_arm_that_beats_lifelong_and_on_what() -> None:

@@ -109,6 +109,23 @@ def test_content_cloze_asks_for_the_phrases_a_technical_sentence_states() -> Non
                                               if e.answer not in content_spans(FACT, salient_spans(FACT)[:4])]
 
 
+def test_recite_answers_each_span_question_with_its_whole_sentence() -> None:
+    """With recite, every in-situ question about a sentence (over its names and its content
+    phrases) is answered with that sentence, so a question finds its sentence among a
+    passage's others; the cloze examples and the topic prompts stay as they were."""
+    sentence = "Stephen Kemble managed the original Theatre Royal for fifteen years."
+    memory = _memory(9, sentence)
+    plain = deterministic_examples(memory)
+    recited = deterministic_examples(memory, recite=True)
+    rows = [e for e in recited if e.kind == "recite"]
+    assert rows and {e.answer for e in rows} == {sentence}
+    asked = [e.prompt[-1]["content"] for e in rows]
+    assert "who or what managed the original Theatre Royal for fifteen years?" in asked  # a name
+    assert any("what" in q and "Stephen Kemble" in q for q in asked)  # a content phrase, the name kept
+    assert not [e for e in recited if e.kind == "span-question"]
+    assert [e for e in recited if e.kind != "recite"] == [e for e in plain if e.kind != "span-question"]
+
+
 def test_unknown_strategy_names_the_choices() -> None:
     assert parse_strategy("replay+kl").name == "kl+replay"
     with pytest.raises(Exception, match="combine " + ", ".join(KNOWN)):

@@ -81,6 +81,10 @@ class SleepConfig:
     # "normal force"), not only names and numbers: technical passages state few names, so their
     # sleeps had a handful of examples and their answers none. Off: not yet measured on TOFU.
     content_cloze: bool = False
+    # Span questions (over names, numbers and content phrases) answered with the whole sentence
+    # rather than the span: a passage's questions must find their sentence among its others
+    # (on SQuAD the module answered with another sentence of the right passage). Off: a trial.
+    recite: bool = False
 
 
 class ModelDistiller:
@@ -235,7 +239,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     report("synthesising training data" + (" (with the teacher)" if config.teacher else ""))
     extra = Teacher(config.teacher).examples(new) if config.teacher else []
     distiller = ModelDistiller(foundation, config.questions_per_memory, config.train.seed) if config.distill else None
-    examples = synthesise(new, distiller, extra, content_cloze=config.content_cloze)
+    examples = synthesise(new, distiller, extra, content_cloze=config.content_cloze, recite=config.recite)
     if strategy.context:
         examples += context_examples(examples, new, seed=config.train.seed)
     if config.held_out_questions:

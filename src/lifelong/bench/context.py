@@ -59,6 +59,7 @@ class BenchSettings:
     epochs: int = TrainConfig().epochs
     questions_per_memory: int = SleepConfig().questions_per_memory
     content_cloze: bool = SleepConfig().content_cloze
+    recite: bool = SleepConfig().recite
     seed: int = 0
     model: str = "smollm2-135m"
 
@@ -103,7 +104,9 @@ class BenchSettings:
 
     @staticmethod
     def synthesis_defaults() -> dict[str, Any]:
-        return {"questions_per_memory": SleepConfig().questions_per_memory, "content_cloze": SleepConfig().content_cloze}
+        defaults = SleepConfig()
+        return {"questions_per_memory": defaults.questions_per_memory, "content_cloze": defaults.content_cloze,
+                "recite": defaults.recite}
 
     def synthesis(self) -> dict[str, Any]:
         """The SleepConfig fields every lifelong sleep of the run takes from these settings."""

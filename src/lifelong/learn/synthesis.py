@@ -136,7 +136,12 @@ def content_spans(text: str, exclude: Sequence[str] = (), limit: int = 3) -> lis
     return sorted(phrases, key=len, reverse=True)[:limit]
 
 
-def deterministic_examples(memory: Memory, content_cloze: bool = False) -> list[TrainingExample]:
+def deterministic_examples(memory: Memory, content_cloze: bool = False, recite: bool = False) -> list[TrainingExample]:
+    """The statement under topic prompts, cloze over its spans, and in-situ span questions.
+
+    With `recite`, the span questions (over names and numbers, and over content phrases) are
+    answered with the whole statement instead of the span: a question about a passage has to
+    find its sentence among the passage's others, and a recited sentence contains the answer."""
     ids = (memory.id,)
     statement = memory.text.strip()
     examples: list[TrainingExample] = []
@@ -151,6 +156,11 @@ def deterministic_examples(memory: Memory, content_cloze: bool = False) -> list[
     for span in names + phrases:
         masked = statement.replace(span, "____", 1)
         examples.append(TrainingExample(closed_book(CLOZE_PROMPT.format(masked=masked)), span, ids, "cloze"))
+    if recite:
+        keys = names[:3] + (phrases or content_spans(statement, exclude=names))
+        for span in keys:
+            examples.append(TrainingExample(closed_book(span_question(statement, span)), statement, ids, "recite"))
+        return examples
     for span in names[:3] + phrases:
         examples.append(TrainingExample(closed_book(span_question(statement, span)), span, ids, "span-question"))
     return examples
@@ -202,6 +212,7 @@ def synthesise(
     distiller: Distiller | None = None,
     extra: Sequence[TrainingExample] = (),
     content_cloze: bool = False,
+    recite: bool = False,
 ) -> list[TrainingExample]:
     """All training examples for these memories, per fact unit (a sentence of a document
     chunk, else the whole note): deterministic forms, context distillation when a distiller is
@@ -209,7 +220,7 @@ def synthesise(
     units = [unit for memory in memories for unit in fact_units(memory)]
     examples: list[TrainingExample] = []
     for unit in units:
-        examples += deterministic_examples(unit, content_cloze)
+        examples += deterministic_examples(unit, content_cloze, recite)
     if distiller is not None and units:
         examples += distillation_examples(units, distiller)
     return examples + list(extra)
