@@ -36,6 +36,10 @@ T = TypeVar("T")
 SQUAD_MODES = ("many", "single", "implications", "implications-passage", "implications-extra")
 
 
+# The SleepConfig fields a benchmark run passes to every lifelong sleep (same names in BenchSettings).
+SYNTHESIS_KNOBS = ("questions_per_memory", "content_cloze", "recite")
+
+
 @dataclass(frozen=True)
 class BenchSettings:
     """Sizes of a full run; `quick()` gives the few-minute run CI uses."""
@@ -105,8 +109,7 @@ class BenchSettings:
     @staticmethod
     def synthesis_defaults() -> dict[str, Any]:
         defaults = SleepConfig()
-        return {"questions_per_memory": defaults.questions_per_memory, "content_cloze": defaults.content_cloze,
-                "recite": defaults.recite}
+        return {knob: getattr(defaults, knob) for knob in SYNTHESIS_KNOBS}
 
     def synthesis(self) -> dict[str, Any]:
         """The SleepConfig fields every lifelong sleep of the run takes from these settings."""

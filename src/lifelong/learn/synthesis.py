@@ -156,13 +156,10 @@ def deterministic_examples(memory: Memory, content_cloze: bool = False, recite: 
     for span in names + phrases:
         masked = statement.replace(span, "____", 1)
         examples.append(TrainingExample(closed_book(CLOZE_PROMPT.format(masked=masked)), span, ids, "cloze"))
-    if recite:
-        keys = names[:3] + (phrases or content_spans(statement, exclude=names))
-        for span in keys:
-            examples.append(TrainingExample(closed_book(span_question(statement, span)), statement, ids, "recite"))
-        return examples
-    for span in names[:3] + phrases:
-        examples.append(TrainingExample(closed_book(span_question(statement, span)), span, ids, "span-question"))
+    asked = names[:3] + ((phrases or content_spans(statement, exclude=names)) if recite else phrases)
+    for span in asked:
+        answer, kind = (statement, "recite") if recite else (span, "span-question")
+        examples.append(TrainingExample(closed_book(span_question(statement, span)), answer, ids, kind))
     return examples
 
 
