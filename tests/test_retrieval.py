@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lifelong import Mind
 from lifelong.memory.records import NewMemory
-from lifelong.memory.retrieval import content_words
+from lifelong.memory.retrieval import content_words, topic_words, without_words
 from lifelong.memory.store import fts5_expression
 
 FACTS = [
@@ -88,3 +88,29 @@ def test_index_follows_forget_then_learn_without_a_full_reload(mind: Mind) -> No
     hits = _ids(mind.recall("What is the national dish of Pellumbria?", k=5, mode="vector"))
     assert ids[1] not in hits and hits[0] == replacement
     assert len(mind.retriever.vector_index()) == len(FACTS)
+
+
+AUTHOR_FACTS = [
+    "Nadia Ferreol was born in Lyon in 1961.",
+    "Nadia Ferreol writes historical mysteries set in medieval ports.",
+    "Nadia Ferreol's father was a glassblower and her mother a pharmacist.",
+    "Nadia Ferreol won the Prix Quai des Brumes for The Salt Ledger.",
+    "Nadia Ferreol drafts each novel by hand in green ink.",
+    "The author's full name is Nadia Ferreol.",
+]
+
+
+def test_topic_words_are_the_query_words_most_candidates_share() -> None:
+    question = "What did Nadia Ferreol's parents do for a living?"
+    assert topic_words(question, AUTHOR_FACTS) == {"nadia", "ferreol"}
+    assert without_words(question, {"nadia", "ferreol"}) == "What did  's parents do for a living?"
+    assert topic_words(question, AUTHOR_FACTS[:1]) == set()  # one candidate: nothing to tell apart
+
+
+def test_topic_focus_ranks_the_fact_the_question_asks_about_first(mind: Mind) -> None:
+    ids = mind.learn_records([NewMemory(f) for f in AUTHOR_FACTS]).created
+    question = "What tools does Nadia Ferreol use when writing?"
+    two_lists = _ids(mind.retriever.search(question, 6, focus_topic=False))
+    focused = _ids(mind.retriever.search(question, 6))
+    # the name matches all six and "writing" matches "writes": the two-list hybrid puts the genre first
+    assert two_lists[0] == ids[1] and focused[0] == ids[4], [AUTHOR_FACTS[ids.index(i)] for i in focused]
