@@ -21,7 +21,7 @@ from lifelong.memory.backends import open_store
 from lifelong.memory.postgres_store import PostgresMemoryStore
 from lifelong.memory.records import NewMemory
 from lifelong.mind_config import read_config
-from test_retrieval import FACTS  # the same five invented facts the retrieval tests use
+from test_retrieval import AUTHOR_FACTS, FACTS  # the same invented facts the retrieval tests use
 
 DIM = 4
 
@@ -46,6 +46,19 @@ def test_a_postgresql_mind_recalls_forgets_and_keeps_ids_like_memory_db(tmp_path
     assert results["sqlite"] == results["postgresql"]  # same ids, same rankings, ids never reused
     assert read_config(tmp_path / "postgresql").store_url == postgres_url
     assert not (tmp_path / "postgresql" / "memory.db").exists()
+
+
+def test_topic_focus_reranks_alike_on_both_backends(tmp_path: Path, tiny_lm, embedder, postgres_url: str,
+                                                    postgres_schema: str) -> None:
+    question = "What tools does Nadia Ferreol use when writing?"
+    rankings = {}
+    for backend in ("sqlite", "postgresql"):
+        store = postgres_url if backend == "postgresql" else None
+        with Mind.init(tmp_path / backend, store=store, schema=postgres_schema, embedder=embedder, language_model=tiny_lm) as mind:
+            ids = mind.learn_records([NewMemory(f) for f in AUTHOR_FACTS]).created
+            rankings[backend] = [h.memory.id for h in mind.recall(question, k=6)]
+            assert rankings[backend][0] == ids[4]  # "drafts each novel by hand in green ink"
+    assert rankings["sqlite"] == rankings["postgresql"]
 
 
 def test_a_wrong_store_url_is_one_line_and_leaves_nothing(tmp_path: Path, run_cli) -> None:

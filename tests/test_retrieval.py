@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from lifelong import Mind
 from lifelong.memory.records import NewMemory
 from lifelong.memory.retrieval import content_words, topic_words, without_words
@@ -114,3 +116,13 @@ def test_topic_focus_ranks_the_fact_the_question_asks_about_first(mind: Mind) ->
     focused = _ids(mind.retriever.search(question, 6))
     # the name matches all six and "writing" matches "writes": the two-list hybrid puts the genre first
     assert two_lists[0] == ids[1] and focused[0] == ids[4], [AUTHOR_FACTS[ids.index(i)] for i in focused]
+
+
+def test_vector_index_ranks_only_the_ids_it_is_given() -> None:
+    from lifelong.memory.vector_index import VectorIndex
+
+    index = VectorIndex(np.array([2, 5, 9]), np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]]), ["a", "a", "a"])
+    assert index.rank_among(np.array([0.0, 1.0]), [2, 5, 9]) == [9, 5, 2]
+    assert index.rank_among(np.array([0.0, 1.0]), [2, 7, 5]) == [5, 2]  # 7 was never indexed
+    index.retain(np.array([2, 5]))
+    assert index.rank_among(np.array([0.0, 1.0]), [9, 2]) == [2]  # 9 was forgotten

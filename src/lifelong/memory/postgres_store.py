@@ -345,6 +345,15 @@ class PostgresMemoryStore:
             f"ORDER BY embedding <#> q LIMIT %s", [*params, int(k)]).fetchall()
         return [(int(i), float(score)) for i, score in rows]
 
+    def rank_among(self, query: np.ndarray, ids: list[int]) -> list[int]:
+        """The given ids, best inner product first, computed exactly for those rows only."""
+        if not ids:
+            return []
+        rows = self._db.execute(
+            f"SELECT id FROM {self.schema}.memories, (SELECT %s::vector AS q) v WHERE id = ANY(%s) "
+            f"ORDER BY embedding <#> q, id", [_vector_text(query), list(map(int, ids))]).fetchall()
+        return [int(i) for (i,) in rows]
+
     def max_id(self) -> int:
         return int(self._db.execute(f"SELECT COALESCE(MAX(id), 0) FROM {self.schema}.memories").fetchone()[0])
 

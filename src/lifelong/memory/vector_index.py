@@ -73,6 +73,20 @@ class VectorIndex:
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(int(self._ids[i]), float(scores[i])) for i in top if np.isfinite(scores[i])]
 
+    def rank_among(self, query: np.ndarray, ids: list[int]) -> list[int]:
+        """The given ids (those still indexed), best inner product first: a reranking that
+        reads a few rows instead of the whole matrix."""
+        if self._size == 0 or not ids:
+            return []
+        wanted = np.asarray(ids, dtype=np.int64)
+        rows = np.searchsorted(self.ids, wanted)  # ids are kept ascending
+        inside = rows < self._size
+        rows, wanted = rows[inside], wanted[inside]
+        rows = rows[self._ids[rows] == wanted]  # drop ids no longer indexed
+        scores = self._matrix[rows] @ np.asarray(query, dtype=np.float32)
+        order = np.argsort(-scores, kind="stable")
+        return [int(self._ids[rows[i]]) for i in order]
+
 
 def _grow(array: np.ndarray, capacity: int) -> np.ndarray:
     grown = np.empty((capacity, *array.shape[1:]), dtype=array.dtype)
