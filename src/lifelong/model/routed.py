@@ -52,14 +52,15 @@ class RoutedLanguageModel(LanguageModel):
         super().__init__(peft_model, tokenizer, name, needs_bos)
         self.router = router
 
-    def _weights(self, module: str | None) -> _Weights:
+    def weights_for(self, module: str | None) -> _Weights:
+        """The weights one module answers with (None: the exact base weights), as a reusable context."""
         return _Weights(self.model, module)
 
     def routes(self, texts: Sequence[str]) -> list[tuple[list[int], contextlib.AbstractContextManager[Any]]]:
         groups: dict[str | None, list[int]] = {}
         for index, module in enumerate(self.router.route_prompts(texts)):
             groups.setdefault(module, []).append(index)
-        return [(indices, self._weights(module)) for module, indices in groups.items()]
+        return [(indices, self.weights_for(module)) for module, indices in groups.items()]
 
     def _scatter(self, texts: Sequence[str], run: Callable[[list[int]], list[T]]) -> list[T]:
         results: list[Any] = [None] * len(texts)
@@ -84,7 +85,7 @@ class RoutedLanguageModel(LanguageModel):
                     and not cited_indices(answers[i], questions[i], quoted_notes(texts[i]))]
         for module in dict.fromkeys(claimed[i] for i in fallback):
             chosen = [i for i in fallback if claimed[i] == module]
-            with self._weights(module):
+            with self.weights_for(module):
                 closed = LanguageModel.generate_batch(self, [closed_book(questions[i]) for i in chosen], max_new_tokens,
                                                       temperature, seed, batch_size)
             for i, answer in zip(chosen, closed, strict=True):
