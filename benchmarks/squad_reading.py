@@ -73,7 +73,7 @@ def product_of_experts(served: Any, question: str, notes: list[Memory], module: 
     weights = [served.weights_for(None), served.weights_for(module)]
     for ids in prompts:
         served.check_fits(len(ids), max_tokens)
-    stops = {served.tokenizer.eos_token_id, served.tokenizer.convert_tokens_to_ids("<|im_end|>")}
+    stops = set(served.stop_ids())
     caches: list[Any] = [None, None]
     inputs = [torch.tensor([ids]) for ids in prompts]
     answer: list[int] = []

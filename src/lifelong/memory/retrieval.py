@@ -137,10 +137,7 @@ class HybridRetriever:
                 # reranks the candidates already scored instead of a second pass over every vector
                 focused_vector = self.embedder.embed([focused])[0]
                 candidates_found = list(dict.fromkeys([*keyword_ids, *deep_vector_ids]))
-                if self.store.searches_vectors:
-                    focused_ids = self.store.rank_among(focused_vector, candidates_found)[:pool]
-                else:
-                    focused_ids = self.vector_index().rank_among(focused_vector, candidates_found)[:pool]
+                focused_ids = self._rank_among(focused_vector, candidates_found)[:pool]
                 fused = fuse(keyword_ids, vector_ids, focused_ids)
                 memories.update(self.store.get_many([mid for mid in focused_ids if mid not in memories]))
 
@@ -160,3 +157,8 @@ class HybridRetriever:
         if self.store.searches_vectors:  # PostgreSQL: pgvector's index in the server
             return self.store.vector_search(query_vector, pool, namespace)
         return self.vector_index().search(query_vector, pool, namespace)
+
+    def _rank_among(self, query_vector: np.ndarray, ids: list[int]) -> list[int]:
+        if self.store.searches_vectors:
+            return self.store.rank_among(query_vector, ids)
+        return self.vector_index().rank_among(query_vector, ids)

@@ -93,7 +93,9 @@ class LanguageModel:
                 f"{self.name}'s context window of {self.context_window} with room for a {max_new_tokens}-token answer; shorten it"
             )
 
-    def _stop_ids(self) -> list[int]:
+    def stop_ids(self) -> list[int]:
+        """The tokens that end an answer: the tokenizer's and the config's end of sequence and the
+        chat templates' end-of-turn markers (a decoding loop outside generate needs them too)."""
         ids = {self.tokenizer.eos_token_id}
         configured = getattr(self.model.generation_config, "eos_token_id", None)
         ids.update(configured if isinstance(configured, list) else [configured])
@@ -154,7 +156,7 @@ class LanguageModel:
                 with torch.inference_mode(), self.generation_weights(messages):
                     torch.manual_seed(seed)
                     self.model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                        max_new_tokens=max_new_tokens, eos_token_id=self._stop_ids(),
+                                        max_new_tokens=max_new_tokens, eos_token_id=self.stop_ids(),
                                         pad_token_id=self.tokenizer.pad_token_id, streamer=streamer,
                                         stopping_criteria=StoppingCriteriaList([ReaderGone()]), **sampling)
             except BaseException as exc:  # handed to the caller's thread below
@@ -200,7 +202,7 @@ class LanguageModel:
                 input_ids=input_ids,
                 attention_mask=attention,
                 max_new_tokens=max_new_tokens,
-                eos_token_id=self._stop_ids(),
+                eos_token_id=self.stop_ids(),
                 pad_token_id=pad,
                 **sampling,
             )
