@@ -772,7 +772,7 @@ def show(
     out.print(f"verdict: {'pass' if manifest.verdict.passed else 'fail'}" + "".join(f"\n  - {escape(r)}" for r in manifest.verdict.reasons))
     table = Table("metric", "value")
     for key, value in sorted(manifest.metrics.items()):
-        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+        table.add_row(key, _metric_text(value))
     out.print(table)
     out.print("hyperparameters: " + escape(json.dumps(manifest.hyperparameters, sort_keys=True)))
     out.print(f"synthetic data: {', '.join(manifest.data_sources) or '-'} (sha256 {manifest.synthetic_data_hash[:12]})")
@@ -780,6 +780,14 @@ def show(
     for memory_id in manifest.memory_ids:
         text = memories[memory_id].text if memory_id in memories else "(forgotten)"
         out.print(f"  #{memory_id} {escape(text[:100])}")
+
+
+def _metric_text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):  # e.g. stage_seconds: {"select": 1.2, "synthesis": 30.5, ...}
+        return ", ".join(f"{key} {_metric_text(each)}" for key, each in value.items())
+    return str(value)
 
 
 @app.command()

@@ -47,6 +47,7 @@ from lifelong.memory.records import TRUST_LEVELS, Memory
 from lifelong.memory.embedder import Embedder
 from lifelong.model.language_model import LanguageModel
 from lifelong.model.routed import RoutedLanguageModel
+from lifelong.progress import StageClock
 from lifelong.prompt import build_messages, closed_book
 from lifelong.scoring import mentioned
 from lifelong.versions import BASE_VERSION, Manifest, VersionRegistry
@@ -200,6 +201,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
            memories: list[Memory], config: SleepConfig, strategy: Strategy, report: Callable[[str], None],
            progress: Any, share: Callable[[dict[str, Any] | None], None] = lambda _plan: None) -> SleepResult:
     # 1. select: memories no valid module of the active version has learned
+    clock = StageClock()
     parent_id = registry.active_id()
     parent = registry.get(parent_id) if parent_id != BASE_VERSION else None
     current = {m.id: m for m in memories if m.current}
@@ -234,6 +236,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     if not retention:
         report("recording the base model's retention probes (once per mind)")
         retention = record_retention_probes(base, probes_path)
+    clock.lap("select")
 
     # 2. build training data
     report("synthesising training data" + (" (with the teacher)" if config.teacher else ""))
@@ -253,6 +256,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
             replay += [e for e in earlier if e.memory_ids and all(i in current for i in e.memory_ids)]
         replay += base_rehearsal(foundation)
     report(f"synthesised {len(examples)} examples ({len(replay)} for replay)")
+    clock.lap("synthesis")
 
     # 3. train the candidate: a fresh module per sleep when routed, else the active one continued
     parent_adapter = None
@@ -273,6 +277,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     stats = train_module(foundation, candidate_peft, examples, strategy, train, replay=replay, progress=progress,
                          memories={m.id: m for m in new})
     report(f"trained {stats.steps} steps, {stats.tokens} tokens in {stats.seconds:.1f}s; evaluating the candidate")
+    clock.lap("training")
 
     new_id = registry.new_id()
     keys = _module_keys(config, new) if strategy.routed else None
@@ -291,6 +296,8 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
                "precision": stats.precision, "training_processes": ranks}
     if isinstance(candidate, RoutedLanguageModel):
         metrics.update(router_metrics(candidate, new_probes, "default", retention))
+    clock.lap("gate")
+    metrics["stage_seconds"] = clock.laps  # where the time went, up to the commit (README, cost)
 
     # 5. judge
     verdict = judge(gate_metrics, config.gate)

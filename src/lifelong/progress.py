@@ -172,3 +172,19 @@ def quiet_libraries() -> Iterator[None]:
             hf_logging.enable_progress_bar()
         if not hub_bars_off:
             enable_progress_bars()
+
+
+class StageClock:
+    """Wall seconds per named stage of one piece of work (a sleep: select, synthesis, training,
+    gate), so a report shows where the time went instead of a guess."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> float:
+        """Closes `stage` at now; the seconds since the previous lap (or the start)."""
+        now = time.perf_counter()
+        self.laps[stage] = round(self.laps.get(stage, 0.0) + now - self._last, 3)
+        self._last = now
+        return self.laps[stage]

@@ -36,7 +36,7 @@ def run(bench: Bench) -> dict[str, Any]:
     with status("cost: the CPU's matmul peak (2048^3, bf16 and fp32)"):
         peak_before = peaks()
 
-    verdicts, examples = {}, []
+    verdicts, examples, stages = {}, [], {}
     for i, each in enumerate(s.strategies):  # the default first; its examples feed the trainer rows below
         release_memory()
         mind = make_mind(bench.root / ("cost" + (f"-{i}" if i else "")), bench.base, bench.embedder, [fact_record(qa) for qa in qas])
@@ -47,6 +47,8 @@ def run(bench: Bench) -> dict[str, Any]:
         rows[f"lifelong sleep ({each}): synthesis + training + gate"] = {
             "seconds": slept["info"]["sleep_seconds"], "train_seconds": metrics["train_seconds"], "tokens": metrics["train_tokens"],
             "tokens_per_second": metrics["tokens_per_second"], **peak.to_dict()}
+        stages[each] = {**metrics.get("stage_seconds", {}),
+                        "commit": max(0.0, slept["info"]["sleep_seconds"] - sum(metrics.get("stage_seconds", {}).values()))}
         verdicts[each] = {"passed": slept["info"]["passed"], "reasons": slept["info"]["reasons"]}
         examples = examples or read_examples(mind.versions.path(slept["info"]["version"]) / TRAINING_DATA)
         mind.close()
@@ -79,7 +81,7 @@ def run(bench: Bench) -> dict[str, Any]:
     for row in rows.values():
         row.update(utilisation(row["tokens_per_second"], flops, peak))
     return {"facts": len(qas), "examples": len(examples), "replay_examples": len(replay), "rows": rows,
-            "sleep_verdict": verdicts[strategy], "sleep_verdicts": verdicts,
+            "sleep_verdict": verdicts[strategy], "sleep_verdicts": verdicts, "sleep_stage_seconds": stages,
             "matmul_peak": {"before": peak_before, "after": peak_after}, "flops_per_trained_token": flops}
 
 
@@ -100,8 +102,23 @@ def report(results: dict[str, Any]) -> list[str]:
             f"and includes each row's copy of the model.", "",
             *utilisation_note,
             *markdown_table(["what", "wall s", "train s", "tokens", "tokens/s", "MFU", "peak RSS MiB", "increase MiB"], rows),
+            *_stage_table(results.get("sleep_stage_seconds", {})),
             *_sleep_against_baseline(results["rows"]),
             *losses(results["rows"], {"tokens_per_second": True, "peak_rss_mib": False})]
+
+
+def _stage_table(stages: dict[str, dict[str, float]]) -> list[str]:
+    """Where each sleep's wall time went: select (with the base's retention probes, recorded
+    once per mind), synthesis (model-written questions and answers), training, the gate's
+    measurements, and the commit (writing the version, and whatever the stages above missed)."""
+    if not stages:
+        return []
+    names = list(dict.fromkeys(name for each in stages.values() for name in each))
+    rows = [[strategy, *(each.get(name, 0.0) for name in names), sum(each.values())] for strategy, each in stages.items()]
+    shares = [[f"{strategy}, share", *(f"{each.get(name, 0.0) / max(sum(each.values()), 1e-9):.0%}" for name in names), "100%"]
+              for strategy, each in stages.items()]
+    return ["Where one sleep's wall time went, per stage (seconds):", "",
+            *markdown_table(["sleep", *names, "total"], rows + shares)]
 
 
 def _sleep_against_baseline(rows: dict[str, Any]) -> list[str]:
@@ -136,3 +153,19 @@ def plot(results: dict[str, Any], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "cost.png", dpi=120)
     plt.close(fig)
+    stages = results.get("sleep_stage_seconds", {})
+    if stages:
+        fig, ax = plt.subplots(figsize=(10, 0.5 * len(stages) + 1.5))
+        names = list(dict.fromkeys(name for each in stages.values() for name in each))
+        left = [0.0] * len(stages)
+        for name in names:
+            widths = [each.get(name, 0.0) for each in stages.values()]
+            ax.barh(range(len(stages)), widths, left=left, label=name)
+            left = [a + b for a, b in zip(left, widths, strict=True)]
+        ax.set_yticks(range(len(stages)), list(stages), fontsize=8)
+        ax.set_xlabel("wall s")
+        ax.legend(fontsize=8, ncol=len(names), loc="upper center", bbox_to_anchor=(0.5, -0.25))
+        ax.set_title(f"one sleep of {results['facts']} TOFU facts, stage by stage", fontsize=10)
+        fig.tight_layout()
+        fig.savefig(out / "cost_stages.png", dpi=120)
+        plt.close(fig)
