@@ -126,6 +126,20 @@ def test_recite_answers_each_span_question_with_its_whole_sentence() -> None:
     assert [e for e in recited if e.kind != "recite"] == [e for e in plain if e.kind != "span-question"]
 
 
+def test_sleep_recites_the_sentences_of_a_chunk_and_leaves_a_short_note_as_it_was() -> None:
+    """Recitation is the default for a passage's sentences only: a short note is one fact, so
+    its span questions keep their short answers, byte for byte as before recite existed."""
+    from lifelong.consolidate import SleepConfig
+
+    assert SleepConfig().recite
+    note, chunk = _memory(7, FACT), _memory(3, CHUNK)
+    assert synthesise([note], recite=True) == synthesise([note], recite=False)
+    recited = [e for e in synthesise([chunk, note], recite=True) if e.kind == "recite"]
+    assert recited and {e.memory_ids for e in recited} == {(3,)}
+    assert {e.answer for e in recited} <= {u.text for u in fact_units(chunk)}
+    assert [e for e in synthesise([chunk, note], recite=True) if e.memory_ids == (7,)] == synthesise([note])
+
+
 def test_unknown_strategy_names_the_choices() -> None:
     assert parse_strategy("replay+kl").name == "kl+replay"
     with pytest.raises(Exception, match="combine " + ", ".join(KNOWN)):

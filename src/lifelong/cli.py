@@ -319,7 +319,7 @@ def sleep(
     precision: Annotated[str, typer.Option(help="Training precision: auto (bf16 autocast only where this CPU runs it faster), fp32 or bf16")] = "auto",
     questions_per_memory: Annotated[int, typer.Option(help="Questions the model writes about each fact for distillation (more: slower sleep, more ways of asking)", min=1)] = 1,
     content_cloze: Annotated[bool, typer.Option(help="Also train cloze and span questions over lower-case content phrases, not only names and numbers (for technical text; not yet measured on short facts)")] = False,
-    recite: Annotated[bool, typer.Option(help="Answer span questions with the whole sentence, not the span (for passages; a trial, not yet measured on short facts)")] = False,
+    recite: Annotated[bool, typer.Option(help="Answer span questions about a sentence of a long note (a passage's chunk) with the whole sentence, not the span; short notes are unaffected")] = True,
     mind: MindOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -953,7 +953,7 @@ def bench(
     epochs: Annotated[Optional[int], typer.Option(help="training epochs for every trained arm", min=1)] = None,
     questions_per_memory: Annotated[Optional[int], typer.Option(help="questions the model writes per fact in every lifelong sleep (default 1)", min=1)] = None,
     content_cloze: Annotated[Optional[bool], typer.Option("--content-cloze", help="every lifelong sleep also trains cloze and span questions over lower-case content phrases (default off)")] = None,
-    recite: Annotated[Optional[bool], typer.Option("--recite", help="every lifelong sleep answers span questions with the whole sentence (default off)")] = None,
+    recite: Annotated[Optional[bool], typer.Option("--recite/--no-recite", help="every lifelong sleep answers span questions about a sentence of a long note with the whole sentence (default on; --no-recite: the span, as before)")] = None,
     seed: Annotated[int, typer.Option(help="seed of every trained arm", min=0)] = 0,
     model: Annotated[Optional[str], typer.Option(help="model to benchmark (default smollm2-135m; tiny with --quick)")] = None,
     resume: Annotated[bool, typer.Option(help="reuse the finished units (SQuAD modes, single passages) of a run with "

@@ -36,8 +36,11 @@ T = TypeVar("T")
 SQUAD_MODES = ("many", "single", "implications", "implications-passage", "implications-extra")
 
 
-# The SleepConfig fields a benchmark run passes to every lifelong sleep (same names in BenchSettings).
-SYNTHESIS_KNOBS = ("questions_per_memory", "content_cloze", "recite")
+# The SleepConfig fields a benchmark run passes to every lifelong sleep (same names in BenchSettings),
+# each with the value every run had before the knob existed: a run at that value keeps the identity
+# it had then, so its checkpoints stay resumable, and a run at any other value (a later default
+# included) never resumes one of them.
+SYNTHESIS_KNOBS = {"questions_per_memory": 1, "content_cloze": False, "recite": False}
 
 
 @dataclass(frozen=True)
@@ -106,21 +109,16 @@ class BenchSettings:
             config = replace(config, rank=4, max_length=400, pack_length=400)
         return config
 
-    @staticmethod
-    def synthesis_defaults() -> dict[str, Any]:
-        defaults = SleepConfig()
-        return {knob: getattr(defaults, knob) for knob in SYNTHESIS_KNOBS}
-
     def synthesis(self) -> dict[str, Any]:
         """The SleepConfig fields every lifelong sleep of the run takes from these settings."""
-        return {knob: getattr(self, knob) for knob in self.synthesis_defaults()}
+        return {knob: getattr(self, knob) for knob in SYNTHESIS_KNOBS}
 
     def to_dict(self) -> dict[str, Any]:
-        """The run's identity (a checkpoint resumes only under equal settings). A knob at its
-        default is left out, so checkpoints written before the knob existed stay resumable."""
+        """The run's identity (a checkpoint resumes only under equal settings). A knob at the
+        value runs had before it existed is left out, so their checkpoints stay resumable."""
         settings = asdict(self)
-        for knob, default in self.synthesis_defaults().items():
-            if settings[knob] == default:
+        for knob, before in SYNTHESIS_KNOBS.items():
+            if settings[knob] == before:
                 del settings[knob]
         return {**settings, "train_config": self.train().to_dict()}
 

@@ -213,11 +213,18 @@ def synthesise(
 ) -> list[TrainingExample]:
     """All training examples for these memories, per fact unit (a sentence of a document
     chunk, else the whole note): deterministic forms, context distillation when a distiller is
-    given, and `extra` (e.g. a teacher's questions)."""
-    units = [unit for memory in memories for unit in fact_units(memory)]
+    given, and `extra` (e.g. a teacher's questions).
+
+    `recite` applies to the sentences of a split chunk only: its questions must find their
+    sentence among the chunk's others, while a short note is one fact, whose span questions
+    keep their short answers (every TOFU measurement stands as it was)."""
+    units: list[Memory] = []
     examples: list[TrainingExample] = []
-    for unit in units:
-        examples += deterministic_examples(unit, content_cloze, recite)
+    for memory in memories:
+        pieces = fact_units(memory)
+        units += pieces
+        for unit in pieces:
+            examples += deterministic_examples(unit, content_cloze, recite and len(pieces) > 1)
     if distiller is not None and units:
         examples += distillation_examples(units, distiller)
     return examples + list(extra)
