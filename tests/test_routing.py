@@ -158,3 +158,32 @@ def test_where_the_base_misses_what_the_quoted_note_says_the_module_answers_clos
     unrelated = build_messages("What is the capital of France?", [bridge])  # no module claims it: the base, exactly
     with lm.model.disable_adapter():
         assert lm.generate_batch([unrelated], max_new_tokens=8) == LanguageModel.generate_batch(lm, [unrelated], max_new_tokens=8)
+
+
+def test_the_gate_runs_only_what_a_module_claims_and_reads_the_same_numbers(mind: Mind, passing_gate,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A routed library on the base runs the base exactly where no module claims the input, so
+    the gate counts those retention probes as kept and those anchors as zero drift without
+    running them: the same retention agreement and drift as running all, on fewer inputs."""
+    from lifelong.consolidate import measure_candidate
+    from lifelong.evaluate.probes import Probe, load_probes
+    from lifelong.versions.layout import RETENTION_PROBES
+
+    mind.learn(BRIDGE)
+    assert mind.sleep(LOUD).activated
+    candidate, base = mind.language_model, mind.base_model
+    on_topic = ["The Korvath Bridge over the river Elsin was designed by", "Who designed the Korvath Bridge? It was"]
+    retention = load_probes(mind.path / RETENTION_PROBES)[:30] + [
+        Probe(text, answer) for text, answer in zip(on_topic, base.complete_batch(on_topic, max_new_tokens=3), strict=True)]
+    claimed = [p.prompt for p, module in zip(retention, candidate.modules_for([p.prompt for p in retention]), strict=True) if module]
+    assert claimed and len(claimed) < len(retention)
+    asked: list[str] = []
+    run_all = candidate.complete_batch
+    monkeypatch.setattr(candidate, "complete_batch", lambda texts, *a, **k: asked.extend(texts) or run_all(texts, *a, **k))
+    quick = measure_candidate(candidate, base, base, [], [], retention, [], on_base=True)
+    assert asked == claimed  # only the inputs a module claims ran
+    asked.clear()
+    full = measure_candidate(candidate, base, base, [], [], retention, [], on_base=False)
+    assert len(asked) == len(retention)
+    assert quick.retention_agreement == pytest.approx(full.retention_agreement)
+    assert quick.kl_drift == pytest.approx(full.kl_drift, abs=1e-9)
