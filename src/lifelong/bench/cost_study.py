@@ -164,8 +164,8 @@ def plot(results: dict[str, Any], out: Path) -> None:
             left = [a + b for a, b in zip(left, widths, strict=True)]
         ax.set_yticks(range(len(stages)), list(stages), fontsize=8)
         ax.set_xlabel("wall s")
-        ax.legend(fontsize=8, ncol=len(names), loc="upper center", bbox_to_anchor=(0.5, -0.25))
-        ax.set_title(f"one sleep of {results['facts']} TOFU facts, stage by stage", fontsize=10)
+        ax.legend(fontsize=8, ncol=len(names), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+        fig.suptitle(f"one sleep of {results['facts']} TOFU facts, stage by stage", fontsize=10)
         fig.tight_layout()
         fig.savefig(out / "cost_stages.png", dpi=120)
         plt.close(fig)
