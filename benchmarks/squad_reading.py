@@ -45,6 +45,7 @@ from lifelong.bench.arms import make_mind, sleep_once
 from lifelong.bench.context import DEFAULT_STRATEGY, BenchSettings
 from lifelong.bench.data import BenchData
 from lifelong.bench.squad_study import passage_records
+from lifelong.consolidate import SleepConfig
 from lifelong.memory.embedder import MiniLMEmbedder
 from lifelong.memory.records import Memory
 from lifelong.bench.runner import load_base
@@ -126,7 +127,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=10)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--ways", default=",".join(WAYS), help=f"comma-separated subset of: {', '.join(WAYS)}")
-    parser.add_argument("--recite", action="store_true", help="sleep with span questions answered by the whole sentence")
+    parser.add_argument("--recite", action=argparse.BooleanOptionalAction, default=SleepConfig().recite,
+                        help="sleep with span questions about a passage's sentences answered by the whole sentence (the default)")
     args = parser.parse_args()
     ways = tuple(dict.fromkeys(["memory", "closed-book", *(w.strip() for w in args.ways.split(",") if w.strip())]))
     unknown = [w for w in ways if w not in WAYS]
@@ -146,7 +148,7 @@ def main() -> None:
             mind = make_mind(path, base, embedder, passage_records(passage.title, passage.text))
             questions = [qa.question for qa in passage.questions]
             slept = sleep_once(mind, DEFAULT_STRATEGY, settings.train(), "squad-reading", questions,
-                               {"recite": True} if args.recite else None)
+                               {"recite": args.recite})
             served = mind.version_model(slept["info"]["version"])
             for qa in passage.questions:
                 notes = [h.memory for h in mind.recall(qa.question, 3, include_superseded=False)]
