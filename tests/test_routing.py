@@ -187,3 +187,32 @@ def test_the_gate_runs_only_what_a_module_claims_and_reads_the_same_numbers(mind
     assert len(asked) == len(retention)
     assert quick.retention_agreement == pytest.approx(full.retention_agreement)
     assert quick.kl_drift == pytest.approx(full.kl_drift, abs=1e-9)
+
+
+def test_a_recalled_sentence_counts_as_confirmed_only_when_a_note_holds_it_and_it_answers_the_question() -> None:
+    from lifelong.prompt import confirmed_recall
+
+    passage = ("The Korvath Canal was dug between 1841 and 1853. Its chief engineer, Marta Oyelaran, had trained in Lyon. "
+               "Barges carried grain until the railway came in 1902.")
+    question = "Who was the chief engineer of the Korvath Canal?"
+    assert confirmed_recall("Its chief engineer, Marta Oyelaran, had trained in Lyon.", question, [BRIDGE, passage])
+    assert not confirmed_recall("The chief engineer of the canal was Petra Lindqvist of Oslo, a famous builder.", question, [passage])  # no note says it
+    assert not confirmed_recall("Barges carried grain until the railway came in 1902.", question, [passage])  # true, but not what was asked
+    assert not confirmed_recall("", question, [passage]) and not confirmed_recall("Marta Oyelaran.", question, [])
+
+
+def test_where_the_notes_confirm_the_modules_recalled_sentence_it_is_served_over_the_bases_reading(
+        mind: Mind, passing_gate, monkeypatch: pytest.MonkeyPatch) -> None:
+    mind.learn(BRIDGE)
+    mind.sleep(LOUD)
+    [bridge] = mind.store.list()
+    lm = mind.language_model
+    question = "Who designed the Korvath Bridge over the river Elsin?"
+    recalled, misread = BRIDGE, "The Korvath Bridge over the river Elsin was designed in 1964."
+    # the reading cites the note (so the old fallback keeps it) but misses who; the module recalls the sentence
+    monkeypatch.setattr(LanguageModel, "generate_batch", lambda self, conversations, *a, **k: [
+        recalled if len(c[-1]["content"]) == len(question) else misread for c in conversations])
+    assert cited_indices(misread, question, [BRIDGE])
+    assert lm.generate_batch([build_messages(question, [bridge])]) == [recalled]
+    recalled = "The Vellmar Observatory in northern Norway was founded in 1987."  # no note holds it: the reading stays
+    assert lm.generate_batch([build_messages(question, [bridge])]) == [misread]

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from lifelong.learn.router import Router, quoted_notes, routing_text
 from lifelong.model.language_model import LanguageModel, Message
-from lifelong.prompt import cited_indices, closed_book
+from lifelong.prompt import cited_indices, closed_book, confirmed_recall
 
 T = TypeVar("T")
 
@@ -72,24 +72,27 @@ class RoutedLanguageModel(LanguageModel):
 
     def generate_batch(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int = 64,
                        temperature: float = 0.0, seed: int = 0, batch_size: int = 16) -> list[str]:
-        """Each conversation on its route. Where a module stepped aside for the notes but the
-        base's answer draws on none of them (it missed what they say), the module answers the
-        bare question instead: it knows the fact without having to read for it."""
+        """Each conversation on its route. Where a module stepped aside for the notes, it also
+        answers the bare question, and its answer is served instead of the base's reading when
+        the base's answer draws on none of the notes (it missed what they say), or when the
+        notes confirm the module's answer as the sentence that answers (`confirmed_recall`):
+        it knows the fact without having to read for it."""
         texts = [conversation_route_text(c) for c in conversations]
         answers = self._scatter(texts, lambda idx: LanguageModel.generate_batch(
             self, [conversations[i] for i in idx], max_new_tokens, temperature, seed, batch_size))
         questions = [routing_text(t) for t in texts]
         claimed = self.router.route(questions)
         served = self.router.route_prompts(texts)
-        fallback = [i for i in range(len(texts)) if claimed[i] is not None and served[i] is None
-                    and not cited_indices(answers[i], questions[i], quoted_notes(texts[i]))]
-        for module in dict.fromkeys(claimed[i] for i in fallback):
-            chosen = [i for i in fallback if claimed[i] == module]
+        stepped_aside = [i for i in range(len(texts)) if claimed[i] is not None and served[i] is None]
+        for module in dict.fromkeys(claimed[i] for i in stepped_aside):
+            chosen = [i for i in stepped_aside if claimed[i] == module]
             with self.weights_for(module):
                 closed = LanguageModel.generate_batch(self, [closed_book(questions[i]) for i in chosen], max_new_tokens,
                                                       temperature, seed, batch_size)
             for i, answer in zip(chosen, closed, strict=True):
-                answers[i] = answer
+                notes = quoted_notes(texts[i])
+                if not cited_indices(answers[i], questions[i], notes) or confirmed_recall(answer, questions[i], notes):
+                    answers[i] = answer
         return answers
 
     def generation_weights(self, messages: Sequence[Message]) -> contextlib.AbstractContextManager[Any]:
