@@ -456,9 +456,12 @@ def kl_to_base(base: LanguageModel, model: LanguageModel, on_base: bool = False)
     claimed = [pair for pair, mine in zip(pairs, _claimed(model, [text for _, text in pairs], on_base), strict=True) if mine]
     if not claimed:
         return 0.0
-    tokens = lambda rows: sum(len(ids) - start for (ids, start), _ in rows)  # noqa: E731  continuation tokens
     kl = continuation_kl(base, model, [row for row, _ in claimed], texts=[text for _, text in claimed])
-    return kl * tokens(claimed) / tokens(pairs)
+    return kl * _continuation_tokens(claimed) / _continuation_tokens(pairs)
+
+
+def _continuation_tokens(pairs: Sequence[tuple[tuple[list[int], int], str]]) -> int:
+    return sum(len(ids) - start for (ids, start), _ in pairs)
 
 
 def with_modules(foundation: LanguageModel, adapters: Mapping[str, Path]) -> Any:

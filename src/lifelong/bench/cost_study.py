@@ -47,8 +47,8 @@ def run(bench: Bench) -> dict[str, Any]:
         rows[f"lifelong sleep ({each}): synthesis + training + gate"] = {
             "seconds": slept["info"]["sleep_seconds"], "train_seconds": metrics["train_seconds"], "tokens": metrics["train_tokens"],
             "tokens_per_second": metrics["tokens_per_second"], **peak.to_dict()}
-        stages[each] = {**metrics.get("stage_seconds", {}),
-                        "commit": max(0.0, slept["info"]["sleep_seconds"] - sum(metrics.get("stage_seconds", {}).values()))}
+        timed = metrics.get("stage_seconds", {})
+        stages[each] = {**timed, "commit": max(0.0, slept["info"]["sleep_seconds"] - sum(timed.values()))}
         verdicts[each] = {"passed": slept["info"]["passed"], "reasons": slept["info"]["reasons"]}
         examples = examples or read_examples(mind.versions.path(slept["info"]["version"]) / TRAINING_DATA)
         mind.close()
@@ -113,12 +113,16 @@ def _stage_table(stages: dict[str, dict[str, float]]) -> list[str]:
     measurements, and the commit (writing the version, and whatever the stages above missed)."""
     if not stages:
         return []
-    names = list(dict.fromkeys(name for each in stages.values() for name in each))
+    names = _stage_names(stages)
     rows = [[strategy, *(each.get(name, 0.0) for name in names), sum(each.values())] for strategy, each in stages.items()]
     shares = [[f"{strategy}, share", *(f"{each.get(name, 0.0) / max(sum(each.values()), 1e-9):.0%}" for name in names), "100%"]
               for strategy, each in stages.items()]
     return ["Where one sleep's wall time went, per stage (seconds):", "",
             *markdown_table(["sleep", *names, "total"], rows + shares)]
+
+
+def _stage_names(stages: dict[str, dict[str, float]]) -> list[str]:
+    return list(dict.fromkeys(name for each in stages.values() for name in each))
 
 
 def _sleep_against_baseline(rows: dict[str, Any]) -> list[str]:
@@ -156,7 +160,7 @@ def plot(results: dict[str, Any], out: Path) -> None:
     stages = results.get("sleep_stage_seconds", {})
     if stages:
         fig, ax = plt.subplots(figsize=(10, 0.5 * len(stages) + 1.5))
-        names = list(dict.fromkeys(name for each in stages.values() for name in each))
+        names = _stage_names(stages)
         left = [0.0] * len(stages)
         for name in names:
             widths = [each.get(name, 0.0) for each in stages.values()]
