@@ -272,11 +272,11 @@ def test_a_run_cut_short_resumes_its_finished_passages_with_the_same_results(ben
 
     learn_passage, calls = squad_study._single_passage, []
 
-    def cut_short_at_the_third(bench, passage):  # the study's own signature
+    def cut_short_at_the_third(bench, passage, label):  # the study's own signature
         calls.append(passage.title)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return learn_passage(bench, passage)
+        return learn_passage(bench, passage, label)
 
     monkeypatch.setattr(squad_study, "_single_passage", cut_short_at_the_third)
     with pytest.raises(KeyboardInterrupt):
@@ -291,6 +291,22 @@ def test_a_run_cut_short_resumes_its_finished_passages_with_the_same_results(ben
     for arm, scores in whole["modes"]["single"]["arms"].items():
         assert resumed["modes"]["single"]["arms"][arm]["predictions"] == scores["predictions"], arm
     assert not list((tmp_path / "b" / "acquisition-squad").glob("partial-*.json"))  # finished: nothing left to resume
+
+
+def test_squad_single_passages_keep_one_mind_each_and_score_them_again_without_sleeping(bench_data: Path,
+                                                                                        tmp_path: Path) -> None:
+    """--keep-minds on SQuAD single passages: a mind per passage stays, and --reuse-minds scores
+    each kept module again (no sleep) with the same answers; without --keep-minds none stays."""
+    settings = BenchSettings.quick(passages=2, squad_modes=("single",))
+    first = run_bench(["acquisition-squad"], settings, bench_data, tmp_path / "a", keep_minds=tmp_path / "minds")
+    assert sorted(p.name for p in (tmp_path / "minds").iterdir()) == ["single-01-lifelong", "single-02-lifelong"]
+    again = run_bench(["acquisition-squad"], settings, bench_data, tmp_path / "b", keep_minds=tmp_path / "minds", reuse_minds=True)
+    before, after = (json.loads((w["acquisition-squad"] / "results.json").read_text())["modes"]["single"]["arms"]
+                     for w in (first, again))
+    arm = "lifelong (routed+context)"
+    assert after[arm]["predictions"] == before[arm]["predictions"]
+    assert after["lifelong + memory"]["predictions"] == before["lifelong + memory"]["predictions"]
+    assert before[arm]["info"]["sleep_seconds_mean"] > 0 and after[arm]["info"]["sleep_seconds_mean"] is None  # nothing slept
 
 
 def test_a_partial_run_is_only_reused_when_asked_and_for_the_same_settings(tmp_path: Path) -> None:

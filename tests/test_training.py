@@ -61,9 +61,29 @@ def test_a_document_chunk_is_learned_sentence_by_sentence_and_a_short_note_whole
     assert {"1902", "Marta Oyelaran", "Korvath Canal"} <= answers  # one from each sentence
     assert "1902" not in {e.answer for e in deterministic_examples(_memory(3, CHUNK)) if e.kind == "cloze"}
     probes = acquisition_probes([_memory(3, CHUNK), _memory(7, FACT)])
-    assert len([p for p in probes if p.memory_id == 3]) == 3 and all(len(p.prompt) < 150 for p in probes if p.memory_id == 3)
+    chunk_probes = [p for p in probes if p.memory_id == 3]
+    assert all(len(p.prompt) < 150 for p in chunk_probes)
+    for unit in units:  # every sentence is asked about, at most twice
+        assert 1 <= sum(p.prompt.removeprefix("Complete the sentence: ") in unit.text for p in chunk_probes) <= 2
     # a short note as before: its two longest spans, the one opening the sentence left unasked
     assert [p.answer for p in probes if p.memory_id == 7] == ["Ilse Brandvik"]
+
+
+TECHNICAL = ("The normal force is due to repulsive forces of interaction between atoms at close contact. "
+             "When their electron clouds overlap, repulsion follows from the fermionic nature of electrons. "
+             "This force gives rigid structures such as tables, bridges and towers their strength and keeps heavy objects from passing "
+             "through floors.")
+
+
+def test_sentences_of_a_chunk_without_names_are_probed_on_their_content_phrases() -> None:
+    """Technical prose has few names: with names alone the gate had no probe on such a chunk
+    and could not tell a module that learned it from one that did not."""
+    probes = acquisition_probes([_memory(4, TECHNICAL)])
+    assert len(fact_units(_memory(4, TECHNICAL))) == 3 and len(probes) >= 3
+    for probe in probes:
+        prefix = probe.prompt.removeprefix("Complete the sentence: ")
+        assert probe.answer in content_spans(TECHNICAL, limit=99) and f"{prefix} {probe.answer}" in TECHNICAL
+        assert len(prefix.split()) >= 3
 
 
 def test_more_questions_per_memory_give_more_distilled_examples_the_greedy_one_first(tiny_lm) -> None:

@@ -960,9 +960,9 @@ def bench(
                                               "the same settings that was cut short")] = False,
     keep_minds: Annotated[Optional[Path], typer.Option("--keep-minds", help="keep the minds the arms train in this new or empty "
                                                                             "folder (default: a temporary folder, deleted after the run)")] = None,
-    reuse_minds: Annotated[bool, typer.Option("--reuse-minds", help="with --keep-minds DIR of an earlier run: acquisition-facts and "
-                                                                    "retention score the lifelong modules it kept (same strategy, same "
-                                                                    "facts) instead of sleeping again")] = False,
+    reuse_minds: Annotated[bool, typer.Option("--reuse-minds", help="with --keep-minds DIR of an earlier run: acquisition-facts, "
+                                                                    "retention and acquisition-squad single passages score the lifelong "
+                                                                    "modules it kept (same strategy, same memories) instead of sleeping again")] = False,
 ) -> None:
     from lifelong.bench.context import BenchSettings
     from lifelong.bench.runner import run_bench, study_names

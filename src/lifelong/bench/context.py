@@ -136,6 +136,7 @@ class Bench:
     root: Path  # scratch space for the minds the arms train in
     checkpoint: Checkpoint | None = None  # the running study's finished units, for --resume
     reuse_minds: bool = False  # lifelong fact arms come from modules a --keep-minds run left in root
+    keep_minds: bool = False  # root outlives the run (--keep-minds): studies leave their minds in it
     _fact_arms: dict[str, Arm] | None = None
     _fact_scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     _retention: RetentionSuite | None = None

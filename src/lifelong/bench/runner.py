@@ -70,8 +70,9 @@ def run_bench(names: Sequence[str], settings: BenchSettings, data_dir: Path, out
     a study cut short earlier reuses the units it had finished (see bench/checkpoint.py).
     With `keep_minds`, the minds the arms train live in that folder and stay after the run, so
     a trained module can be inspected or re-scored without training it again: with
-    `reuse_minds`, the fact studies take their lifelong arms from such a folder (when it holds
-    a module of the same strategy on the same facts) instead of sleeping again."""
+    `reuse_minds`, the fact studies and SQuAD's single passages take their lifelong arms from
+    such a folder (when it holds a module of the same strategy on the same memories) instead of
+    sleeping again."""
     unknown = [n for n in names if n not in STUDIES]
     if unknown:
         raise InputError(f"unknown study {', '.join(unknown)}; choose from: {', '.join(STUDIES)} (or all)")
@@ -93,7 +94,8 @@ def run_bench(names: Sequence[str], settings: BenchSettings, data_dir: Path, out
         keep_minds.mkdir(parents=True, exist_ok=True)
     scratch_space = contextlib.nullcontext(str(keep_minds)) if keep_minds else tempfile.TemporaryDirectory(prefix="lifelong-bench-")
     with scratch_space as scratch:
-        bench = Bench(base, embedder, data, settings, Path(scratch), reuse_minds=reuse_minds)
+        bench = Bench(base, embedder, data, settings, Path(scratch), reuse_minds=reuse_minds,
+                      keep_minds=keep_minds is not None)
         for name in names:
             study = STUDIES[name]
             console().rule(f"{name}: {study.title}")

@@ -14,6 +14,7 @@ Scored by normalised containment of the gold answer and SQuAD token F1.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from statistics import fmean
@@ -74,11 +75,12 @@ def many_at_once(bench: Bench, label: str, documents: Sequence[tuple[str, str]],
 
 def _lifelong_arms(bench: Bench, label: str, records: Sequence[NewMemory],
                    held_out: Sequence[str]) -> list[tuple[Arm, Mind]]:
-    """One sleep per requested strategy, the default first (it alone also serves with memory)."""
+    """One sleep per requested strategy, the default first (it alone also serves with memory);
+    with --reuse-minds, a module a --keep-minds run left for these records is scored instead."""
     s, out = bench.settings, []
     for i, strategy in enumerate(s.strategies):
         arm, mind = lifelong_arm(bench.root, f"{label} lifelong" + (f" {i}" if i else ""), bench.base, bench.embedder,
-                                 records, strategy, s.train(), held_out, synthesis=s.synthesis())
+                                 records, strategy, s.train(), held_out, reuse=bench.reuse_minds, synthesis=s.synthesis())
         arm.name = f"lifelong ({strategy})"
         out.append((arm, mind))
     return out
@@ -91,18 +93,25 @@ def one_at_a_time(bench: Bench, passages: Sequence[Passage]) -> dict[str, Any]:
     units = []
     for i, passage in enumerate(passages):
         console().print(f"[bold]single passage {i + 1}/{len(passages)}[/bold]: {passage.title}")
-        units.append(bench.unit(f"single/{i}/{passage.title}", lambda passage=passage: _single_passage(bench, passage)))
+        units.append(bench.unit(f"single/{i}/{passage.title}",
+                                lambda passage=passage, i=i: _single_passage(bench, passage, f"single {i + 1:02d}")))
     qas = [qa for p in passages for qa in p.questions]
     out = {name: score_predictions([p for u in units for p in u["predictions"][name]], qas) for name in names}
     verdicts = [u["strategies"] if "strategies" in u else {names[3]: u} for u in units]  # units of older runs: one
     for name in names[3:-1]:
         out[name]["info"] = {"gate_passed": sum(v[name]["passed"] for v in verdicts), "sleeps": len(units),
-                             "sleep_seconds_mean": fmean(v[name]["sleep_seconds"] for v in verdicts)}
+                             "sleep_seconds_mean": _mean_or_none([v[name]["sleep_seconds"] for v in verdicts])}
     out["naive fine-tune"]["info"] = {"train_seconds_mean": fmean(u["naive_seconds"] for u in units)}
     refusals = [{"passage": p.title + (f" ({name})" if len(names) > 5 else ""), "reasons": v["reasons"]}
                 for p, by_arm in zip(passages, verdicts, strict=True) for name, v in by_arm.items()
                 if not v["passed"] and "reasons" in v]
     return {"arms": out, "held_out": _pooled_held_out(units, len(qas)), "refusals": refusals}
+
+
+def _mean_or_none(seconds: Sequence[float | None]) -> float | None:
+    """Mean sleep time over the passages that slept (a module reused from --keep-minds did not)."""
+    slept = [s for s in seconds if s is not None]
+    return fmean(slept) if slept else None
 
 
 def _pooled_held_out(units: Sequence[dict[str, Any]], questions: int) -> dict[str, Any]:
@@ -120,13 +129,14 @@ def _single_arm_names(bench: Bench) -> list[str]:
     return ["base", "memory", "naive fine-tune", *(f"lifelong ({s})" for s in bench.settings.strategies), "lifelong + memory"]
 
 
-def _single_passage(bench: Bench, passage: Passage) -> dict[str, Any]:
-    """Learn one passage into fresh modules and ask every arm its questions."""
+def _single_passage(bench: Bench, passage: Passage, label: str) -> dict[str, Any]:
+    """Learn one passage into fresh modules (minds named by `label`, one per passage, so a
+    --keep-minds run keeps each passage's module) and ask every arm its questions."""
     s = bench.settings
     questions = [qa.question for qa in passage.questions]
     records = passage_records(passage.title, passage.text)
     naive = naive_arm(bench.base, [passage.text], s.train())
-    lifelongs = _lifelong_arms(bench, "single", records, questions)
+    lifelongs = _lifelong_arms(bench, label, records, questions)
     lifelong, mind = lifelongs[0]
     arms = [Arm("base", bench.base), Arm("memory", bench.base, retriever(mind)), naive,
             *(arm for arm, _ in lifelongs), with_memory(lifelong, mind)]
@@ -136,6 +146,8 @@ def _single_passage(bench: Bench, passage: Passage) -> dict[str, Any]:
               "strategies": {arm.name: {k: arm.info[k] for k in ("passed", "reasons", "sleep_seconds")} for arm, _ in lifelongs}}
     for _, each in lifelongs:
         each.close()
+        if not bench.keep_minds:
+            shutil.rmtree(each.path, ignore_errors=True)  # a temporary run needs no passage's mind after it
     del arms, naive, lifelong, mind, lifelongs
     release_memory()  # a model copy per arm and passage: none may outlive its passage
     return result

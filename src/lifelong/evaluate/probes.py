@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from lifelong.learn.synthesis import fact_units, salient_spans
+from lifelong.learn.synthesis import content_spans, fact_units, salient_spans
 from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
 from lifelong.prompt import build_messages, closed_book
@@ -47,17 +47,25 @@ class Probe:
 
 
 def acquisition_probes(memories: Sequence[Memory], per_memory: int = 2) -> list[Probe]:
-    """Sentence completions up to a salient span: `per_memory` per note, one per sentence of
-    a document chunk (the units sleep learns, synthesis.fact_units)."""
+    """Sentence completions up to a salient span: `per_memory` per note, and as many per
+    sentence of a document chunk (the units sleep learns, synthesis.fact_units).
+
+    A chunk's sentence is asked about its names and numbers first, then its content phrases
+    ("fermionic nature"): technical prose has few names, and with names alone a SQuAD passage
+    got one probe or none (six of 50 none, nine one), so the gate's acquisition check on it was
+    a coin flip or no check at all."""
     probes = []
     for memory in memories:
         units = fact_units(memory)
         for unit in units:
-            asked = [(unit.text[: unit.text.find(span)].strip(), span) for span in salient_spans(unit.text)]
+            spans = salient_spans(unit.text)
+            if len(units) > 1:
+                spans += content_spans(unit.text, exclude=spans)
+            asked = [(unit.text[: unit.text.find(span)].strip(), span) for span in spans]
             if len(units) == 1:
                 asked = asked[:per_memory]
             usable = [(prefix, span) for prefix, span in asked if len(prefix.split()) >= 3]
-            for prefix, span in usable if len(units) == 1 else usable[:1]:
+            for prefix, span in usable if len(units) == 1 else usable[:per_memory]:
                 probes.append(Probe(f"Complete the sentence: {prefix}", span, memory.id))
     return probes
 
