@@ -48,6 +48,23 @@ def test_a_module_steps_aside_when_the_prompt_quotes_a_memory_it_learned(embedde
     assert router.route_prompts(prompts) == [None, "v1", "v1", "v1"]
 
 
+def test_a_module_steps_aside_for_any_note_it_learned_that_is_close_to_the_question(embedder) -> None:
+    """Two chunks of one passage: the question's nearest key is one, the prompt quotes the other
+    (also within the radius). The base reads the quoted chunk as retrieval alone would; before,
+    the module read it itself and paraphrased the answer away (SQuAD gate, passage "Force")."""
+    import numpy as np
+
+    repainted = "The Korvath Bridge over the river Elsin was repainted red in 1990 by the city council."
+    router = Router(embedder, [ModuleKeys("v1", embedder.embed([BRIDGE, repainted, CAPTAIN]), np.array([1, 5, 2]))])
+    question = "Who designed the Korvath Bridge over the river Elsin?"
+    to_bridge, to_repainted = (embedder.embed([question]) @ embedder.embed([BRIDGE, repainted]).T)[0]
+    assert to_bridge > to_repainted >= router.radius  # the premise: BRIDGE is nearest, the other chunk close too
+    chunk = Memory(5, repainted, "s", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")
+    captain = Memory(2, CAPTAIN, "s", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")
+    prompts = [build_messages(question, notes)[-1]["content"] for notes in ([chunk], [captain])]
+    assert router.route_prompts(prompts) == [None, "v1"]  # a learned note far from the question does not count
+
+
 def test_routing_reads_the_question_not_the_notes_quoted_with_it() -> None:
     note = Memory(1, BRIDGE, "s", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")
     content = build_messages("What is the capital of France?", [note])[-1]["content"]
@@ -199,6 +216,11 @@ def test_a_recalled_sentence_counts_as_confirmed_only_when_a_note_holds_it_and_i
     assert not confirmed_recall("The chief engineer of the canal was Petra Lindqvist of Oslo, a famous builder.", question, [passage])  # no note says it
     assert not confirmed_recall("Barges carried grain until the railway came in 1902.", question, [passage])  # true, but not what was asked
     assert not confirmed_recall("", question, [passage]) and not confirmed_recall("Marta Oyelaran.", question, [])
+    # what the answer adds must be in the note: the words it repeats from the question are there anyway
+    one_sentence = "The Korvath Canal's chief engineer, Marta Oyelaran, had trained in Lyon."
+    assert confirmed_recall("The chief engineer of the Korvath Canal was Marta Oyelaran.", question, [one_sentence])
+    assert not confirmed_recall("The chief engineer of the Korvath Canal was Petra Lindqvist.", question, [one_sentence])
+    assert not confirmed_recall("The chief engineer of the Korvath Canal.", question, [one_sentence])  # adds nothing
 
 
 def test_where_the_notes_confirm_the_modules_recalled_sentence_it_is_served_over_the_bases_reading(

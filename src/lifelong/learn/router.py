@@ -99,12 +99,14 @@ class Router:
         self._keys = np.concatenate([m.vectors for m in modules]) if modules else np.zeros((0, embedder.dim), np.float32)
         self._cache: dict[str, tuple[str | None, float]] = {}
         self._source: dict[str, int] = {}  # text -> the memory behind its nearest key (-1: unknown)
+        self._claimed: dict[str, set[int]] = {}  # text -> memories of its module with a key within the radius
 
     def nearest(self, texts: Sequence[str]) -> list[tuple[str | None, float]]:
         """(module name or None, similarity of the nearest key) for each text."""
         if len(self._cache) > 50_000:  # a long-running server asks many distinct questions
             self._cache.clear()
             self._source.clear()
+            self._claimed.clear()
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing and len(self._keys):
             similarity = self.embedder.embed(missing) @ self._keys.T
@@ -113,6 +115,8 @@ class Router:
                 score = float(row[column])
                 self._cache[text] = (self.names[int(self._owner[column])] if score >= self.radius else None, score)
                 self._source[text] = int(self._key_memory[column])
+                near = (row >= self.radius) & (self._owner == self._owner[column])
+                self._claimed[text] = {int(i) for i in self._key_memory[near] if i >= 0}
         for text in missing:
             self._cache.setdefault(text, (None, 0.0))
         return [self._cache[t] for t in texts]
@@ -121,11 +125,14 @@ class Router:
         return [name for name, _ in self.nearest(texts)]
 
     def route_prompts(self, user_contents: Sequence[str]) -> list[str | None]:
-        """Routes for whole user turns. A module steps aside when the prompt already quotes the
-        memory behind the question's nearest key (the note the router takes to answer it): the
-        base reads that note exactly as retrieval alone would, so a module answers only where
-        retrieval missed that note, and never reads it worse."""
+        """Routes for whole user turns. A module steps aside when the prompt already quotes a
+        memory it learned whose key is within the radius of the question (the nearest one, or
+        another sentence of the same document the question is as close to): the base reads
+        that note exactly as retrieval alone would, so a module answers only where retrieval
+        missed every note it holds on the question, and never reads one worse. (With the
+        nearest key's memory alone, a module read the neighbouring chunk of a passage itself
+        and paraphrased its answer away.)"""
         questions = [routing_text(c) for c in user_contents]
         names = self.route(questions)
-        return [None if name is not None and self._source.get(q, -1) in quoted_memory_ids(content) else name
-                for name, q, content in zip(names, questions, user_contents, strict=True)]
+        return [None if name is not None and (self._claimed.get(q, set()) | {self._source.get(q, -1)}) & quoted_memory_ids(content)
+                else name for name, q, content in zip(names, questions, user_contents, strict=True)]
