@@ -237,7 +237,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     probes_path = mind_path / RETENTION_PROBES
     retention = load_probes(probes_path) if probes_path.is_file() else []
     if not retention:
-        report("recording the base model's retention probes (once per mind)")
+        report("reading the base model's retention probes (recorded once per model, then cached)")
         retention = record_retention_probes(base, probes_path)
     clock.lap("select")
 
