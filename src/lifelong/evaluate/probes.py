@@ -55,7 +55,7 @@ def acquisition_probes(memories: Sequence[Memory], per_memory: int = 2) -> list[
 
     A chunk's sentence is asked about its names and numbers first, then its content phrases
     ("fermionic nature"): technical prose has few names, and with names alone a SQuAD passage
-    got one probe or none (six of 50 none, nine one), so the gate's acquisition check on it was
+    got one probe or none (6 of 50 none, 5 one), so the gate's acquisition check on it was
     a coin flip or no check at all."""
     probes = []
     for memory in memories:
