@@ -109,8 +109,9 @@ def report(results: dict[str, Any]) -> list[str]:
 
 def _stage_table(stages: dict[str, dict[str, float]]) -> list[str]:
     """Where each sleep's wall time went: select (with the base's retention probes, recorded
-    on a model's first sleep on a machine and read from the cache after), synthesis (model-written questions and answers), training, the gate's
-    measurements, and the commit (writing the version, and whatever the stages above missed)."""
+    on a model's first sleep on a machine and read from the cache after), synthesis
+    (model-written questions and answers), training, the gate's measurements, and the commit
+    (writing the version, and whatever the stages above missed)."""
     if not stages:
         return []
     names = _stage_names(stages)
