@@ -98,14 +98,14 @@ class Router:
         self._owner = np.concatenate([np.full(len(m.vectors), i) for i, m in enumerate(modules)]) if modules else np.zeros(0, int)
         self._keys = np.concatenate([m.vectors for m in modules]) if modules else np.zeros((0, embedder.dim), np.float32)
         self._cache: dict[str, tuple[str | None, float]] = {}
-        self._source: dict[str, int] = {}  # text -> the memory behind its nearest key (-1: unknown)
-        self._claimed: dict[str, set[int]] = {}  # text -> memories of its module with a key within the radius
+        # text -> memories of its nearest key's module with a key within the radius (the nearest
+        # key's own memory among them whenever the text is routed)
+        self._claimed: dict[str, set[int]] = {}
 
     def nearest(self, texts: Sequence[str]) -> list[tuple[str | None, float]]:
         """(module name or None, similarity of the nearest key) for each text."""
         if len(self._cache) > 50_000:  # a long-running server asks many distinct questions
             self._cache.clear()
-            self._source.clear()
             self._claimed.clear()
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing and len(self._keys):
@@ -114,7 +114,6 @@ class Router:
             for text, row, column in zip(missing, similarity, best, strict=True):
                 score = float(row[column])
                 self._cache[text] = (self.names[int(self._owner[column])] if score >= self.radius else None, score)
-                self._source[text] = int(self._key_memory[column])
                 near = (row >= self.radius) & (self._owner == self._owner[column])
                 self._claimed[text] = {int(i) for i in self._key_memory[near] if i >= 0}
         for text in missing:
@@ -134,5 +133,5 @@ class Router:
         and paraphrased its answer away.)"""
         questions = [routing_text(c) for c in user_contents]
         names = self.route(questions)
-        return [None if name is not None and (self._claimed.get(q, set()) | {self._source.get(q, -1)}) & quoted_memory_ids(content)
-                else name for name, q, content in zip(names, questions, user_contents, strict=True)]
+        return [None if name is not None and self._claimed.get(q, set()) & quoted_memory_ids(content) else name
+                for name, q, content in zip(names, questions, user_contents, strict=True)]
