@@ -119,9 +119,9 @@ def record_retention_probes(lm: LanguageModel, path: Path, confidence: float = 0
     prompts = [*RETENTION_CANDIDATES, *general_prompts(lm)]
     recipe = hashlib.blake2b(json.dumps([prompts, confidence]).encode(), digest_size=8).hexdigest()
     cached = cache_dir() / "retention-probes" / f"{lm.fingerprint()}-{recipe}.jsonl"
-    probes = lm.memo(("retention probes", confidence, GENERAL_TOPICS), lambda: _cached_probes(cached)
-                     or _confident_completions(lm, prompts, confidence))
-    if _cached_probes(cached) != probes:
+    copy = _cached_probes(cached)
+    probes = lm.memo(("retention probes", confidence, GENERAL_TOPICS), lambda: copy or _confident_completions(lm, prompts, confidence))
+    if copy != probes:
         cached.parent.mkdir(parents=True, exist_ok=True)
         write_probes(probes, cached)
     write_probes(probes, path)
