@@ -95,10 +95,13 @@ def test_a_forgotten_memory_keeps_its_module_from_leaving(mind: Mind, passing_ga
 
 
 def test_merged_export_is_the_module_folded_into_plain_weights(mind: Mind, passing_gate, tmp_path: Path) -> None:
+    base_weights = {name: value.clone() for name, value in mind.base_model.model.state_dict().items()}
     mind.learn(BRIDGE)
     v1 = mind.sleep(SleepConfig(strategy="naive", train=TRAIN, distill=False)).manifest
     report = mind.export(v1.id, tmp_path / "out", merged=True)
     assert report.merged is not None and (report.merged / "model.safetensors").is_file()
+    # the candidate and the served module read the base's own weights; the merge wrote a copy
+    assert all(torch.equal(value, base_weights[name]) for name, value in mind.base_model.model.state_dict().items())
     ours = _lifelong_logits(mind, BRIDGE_QUESTION)
     assert torch.allclose(ours, _stock_logits(report.merged, None, mind.language_model, BRIDGE_QUESTION), atol=1e-4)
     assert torch.allclose(ours, _stock_logits(report.base, report.adapters[v1.id], mind.language_model, BRIDGE_QUESTION), atol=1e-4)

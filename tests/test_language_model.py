@@ -79,3 +79,27 @@ def test_a_saved_model_folder_loads_with_from_pretrained(tiny_model_dir) -> None
 def test_a_vanishing_temperature_is_greedy_instead_of_crashing(tiny_lm) -> None:
     messages = [{"role": "user", "content": "0"}]
     assert tiny_lm.generate(messages, max_new_tokens=4, temperature=1.65e-165) == tiny_lm.generate(messages, max_new_tokens=4)
+
+
+def test_a_weight_sharing_copy_trains_lora_without_touching_or_duplicating_the_base(tiny_lm: LanguageModel) -> None:
+    from lifelong.learn.trainer import TrainConfig, attach_lora
+    from lifelong.model.language_model import weight_sharing_copy
+
+    before = {name: value.clone() for name, value in tiny_lm.model.state_dict().items()}
+    flags = {name: p.requires_grad for name, p in tiny_lm.model.named_parameters()}
+    clone = weight_sharing_copy(tiny_lm.model)
+    pointers = {p.data_ptr() for p in tiny_lm.model.parameters()}
+    assert {p.data_ptr() for p in clone.parameters()} == pointers  # no second copy of any weight
+    tied = tiny_lm.model.get_output_embeddings().weight is tiny_lm.model.get_input_embeddings().weight
+    assert (clone.get_output_embeddings().weight is clone.get_input_embeddings().weight) == tied
+    peft_model = attach_lora(LanguageModel(clone, tiny_lm.tokenizer, tiny_lm.name), TrainConfig(rank=4, seed=0))
+    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(trainable, lr=1.0)
+    ids = torch.tensor([tiny_lm.encode("The Vellmar Observatory was founded by Ilse Brandvik.")])
+    for _ in range(3):
+        optimizer.zero_grad()
+        peft_model(input_ids=ids, labels=ids).loss.backward()
+        optimizer.step()
+    assert any(float(p.detach().abs().sum()) > 0 for name, p in peft_model.named_parameters() if "lora_B" in name)  # it learned
+    assert {name: p.requires_grad for name, p in tiny_lm.model.named_parameters()} == flags  # PEFT froze the copy only
+    assert all(torch.equal(value, before[name]) for name, value in tiny_lm.model.state_dict().items())

@@ -7,7 +7,6 @@ process at any point leaves the active version and the memory as they were.
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -45,7 +44,7 @@ from lifelong.learn.teacher import Teacher, TeacherConfig
 from lifelong.learn.trainer import TrainConfig, attach_lora, train_module, trained_texts
 from lifelong.memory.records import TRUST_LEVELS, Memory
 from lifelong.memory.embedder import Embedder
-from lifelong.model.language_model import LanguageModel
+from lifelong.model.language_model import LanguageModel, weight_sharing_copy
 from lifelong.model.routed import RoutedLanguageModel
 from lifelong.progress import StageClock
 from lifelong.prompt import build_messages, closed_book
@@ -193,7 +192,7 @@ def _train_share(registry: VersionRegistry, base: LanguageModel, config: SleepCo
         return SleepResult(None, False, f"rank {distributed.rank()}: rank 0 had nothing to train")
     foundation = foundation_for(plan["foundation"]) if foundation_for else base
     adapter = plan["parent_adapter"]
-    candidate = attach_lora(LanguageModel(copy.deepcopy(foundation.model), base.tokenizer, base.name, base.needs_bos),
+    candidate = attach_lora(LanguageModel(weight_sharing_copy(foundation.model), base.tokenizer, base.name, base.needs_bos),
                             plan["train"], adapter_path=adapter)
     stats = train_module(foundation, candidate, plan["examples"], strategy, plan["train"], replay=plan["replay"],
                          memories={m.id: m for m in plan["new"]})
@@ -266,8 +265,8 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     if not strategy.routed and parent and parent.kind == "module" and not parent.modules:
         parent_adapter = registry.path(parent_id) / ADAPTER
         _check_same_shape(parent_id, parent_adapter, config.train)
-    candidate_peft = attach_lora(
-        LanguageModel(copy.deepcopy(foundation.model), base.tokenizer, base.name, base.needs_bos),
+    candidate_peft = attach_lora(  # on the foundation's own frozen weights: no second copy of the model
+        LanguageModel(weight_sharing_copy(foundation.model), base.tokenizer, base.name, base.needs_bos),
         config.train,
         adapter_path=str(parent_adapter) if parent_adapter else None,
     )
@@ -465,23 +464,26 @@ def _continuation_tokens(pairs: Sequence[tuple[tuple[list[int], int], str]]) -> 
 
 
 def with_modules(foundation: LanguageModel, adapters: Mapping[str, Path]) -> Any:
-    """A PeftModel on a copy of the foundation holding every adapter, each under its name."""
+    """A PeftModel holding every adapter, each under its name, on the foundation's weights
+    (shared, not copied: merge into a `copy.deepcopy` of the foundation, never into this)."""
     from peft import PeftModel
 
     names = list(adapters)
-    model = PeftModel.from_pretrained(copy.deepcopy(foundation.model), str(adapters[names[0]]), adapter_name=names[0])
+    model = PeftModel.from_pretrained(weight_sharing_copy(foundation.model), str(adapters[names[0]]), adapter_name=names[0])
     for name in names[1:]:
         model.load_adapter(str(adapters[name]), adapter_name=name)
     return model
 
 
 def with_adapter(base: LanguageModel, adapter: Path | None) -> LanguageModel:
-    """The base with a saved adapter applied, on a copy so the base stays pure."""
+    """The base with a saved adapter applied, on a module tree of its own over the base's
+    weights (shared, so the base stays pure as long as nothing merges into the result: a merge
+    passes a `copy.deepcopy` of the base)."""
     if adapter is None:
         return base
     from peft import PeftModel
 
-    model = PeftModel.from_pretrained(copy.deepcopy(base.model), str(adapter))
+    model = PeftModel.from_pretrained(weight_sharing_copy(base.model), str(adapter))
     return LanguageModel(model, base.tokenizer, base.name, base.needs_bos)
 
 

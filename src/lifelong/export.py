@@ -13,6 +13,7 @@ checkpoint), and an adapter applied to other weights answers differently.
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from collections.abc import Callable, Mapping
@@ -164,4 +165,5 @@ def _merge_adapters(foundation: LanguageModel, adapters: Mapping[str, Path]) -> 
     survive a merge, which is why adapters are the default export."""
     from lifelong.consolidate import with_modules
 
-    return with_modules(foundation, adapters).merge_and_unload(adapter_names=list(adapters))
+    own = LanguageModel(copy.deepcopy(foundation.model), foundation.tokenizer, foundation.name, foundation.needs_bos)
+    return with_modules(own, adapters).merge_and_unload(adapter_names=list(adapters))  # writes own's weights only

@@ -52,6 +52,24 @@ def weights_fingerprint(model: Any, tokenizer: Any) -> str:
     return digest.hexdigest()
 
 
+def weight_sharing_copy(model: Any) -> Any:
+    """A copy of `model`'s module tree that reads the same weight storage: what LoRA (which
+    wraps layers and never writes the frozen weights) needs, without a second 540 MB copy of
+    the default model per candidate or served library. Each parameter is a new Parameter
+    object on the same tensor, so PEFT freezing the copy's weights leaves the original's flags
+    alone; tied weights stay tied. Never merge an adapter into the result (merging writes the
+    shared storage): merges and exports take `copy.deepcopy` instead."""
+    import copy
+
+    memo: dict[int, Any] = {}
+    for parameter in model.parameters():
+        if id(parameter) not in memo:
+            memo[id(parameter)] = torch.nn.Parameter(parameter.detach(), requires_grad=parameter.requires_grad)
+    for buffer in model.buffers():
+        memo[id(buffer)] = buffer
+    return copy.deepcopy(model, memo)
+
+
 class LanguageModel:
     def __init__(self, model: Any, tokenizer: Any, name: str, needs_bos: bool | None = None) -> None:
         self.model = model.eval()
