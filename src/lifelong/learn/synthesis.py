@@ -215,16 +215,21 @@ def synthesise(
     chunk, else the whole note): deterministic forms, context distillation when a distiller is
     given, and `extra` (e.g. a teacher's questions).
 
-    `recite` applies to the sentences of a split chunk only: its questions must find their
-    sentence among the chunk's others, while a short note is one fact, whose span questions
-    keep their short answers (every TOFU measurement stands as it was)."""
+    `recite` applies to documents (every chunk, split into sentences or short enough to stay
+    whole) and to the sentences of any split note: a question about a passage must find its
+    sentence among the passage's others. A short note of kind "fact" (what `learn` makes of
+    a line, every TOFU fact) is one fact whose span questions keep their short answers, so
+    every TOFU measurement stands as it was. (Reciting split chunks only left 42 of the 107
+    chunks of 50 SQuAD passages, the short ones, without it: closed-book 0.273 against 0.324
+    with every chunk recited.)"""
     units: list[Memory] = []
     examples: list[TrainingExample] = []
     for memory in memories:
         pieces = fact_units(memory)
         units += pieces
+        recited = recite and (len(pieces) > 1 or memory.kind == "document")
         for unit in pieces:
-            examples += deterministic_examples(unit, content_cloze, recite and len(pieces) > 1)
+            examples += deterministic_examples(unit, content_cloze, recited)
     if distiller is not None and units:
         examples += distillation_examples(units, distiller)
     return examples + list(extra)
