@@ -85,4 +85,6 @@ def test_empty_binary_non_utf8_and_missing_files_are_refused(tmp_path: Path) -> 
 
 def test_stdin_is_sniffed_as_jsonl_or_text() -> None:
     assert parse_document('{"text": "A fact."}', "stdin", "stdin", "user", "default")[0].kind == "fact"
-    assert parse_document("Just some prose.", "stdin", "stdin", "user", "default")[0].kind == "document"
+    assert parse_document("Just some prose.", "stdin", "stdin", "user", "default")[0].kind == "fact"  # as `learn "..."`
+    prose = parse_document("First paragraph, quite short.\n\nSecond paragraph.", "stdin", "stdin", "user", "default")
+    assert [m.kind for m in prose] == ["document", "document"]

@@ -147,8 +147,11 @@ def parse_document(text: str, label: str, source: str, trust: str, namespace: st
     """Parse one document's text; JSON Lines by suffix or, for stdin, by content."""
     if jsonl if jsonl is not None else looks_like_jsonl(text):
         return parse_jsonl(text, label, source, trust, namespace)
-    kind = "document"
-    return [NewMemory(chunk, source, trust, namespace, kind) for chunk in chunk_text(text)]
+    chunks = chunk_text(text)
+    # one chunk is a note, as `Mind.learn` stores it: `echo "..." | lifelong learn -` and
+    # `lifelong learn "..."` must train alike (sleep recites documents' chunks, not notes)
+    kind = "fact" if len(chunks) == 1 else "document"
+    return [NewMemory(chunk, source, trust, namespace, kind) for chunk in chunks]
 
 
 def parse_path(path: Path, source: str | None, trust: str, namespace: str) -> list[NewMemory]:
