@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -160,38 +158,6 @@ def test_sleep_recites_the_sentences_of_a_chunk_and_leaves_a_short_note_as_it_wa
     assert recited and {e.memory_ids for e in recited} == {(3,)}
     assert {e.answer for e in recited} <= {u.text for u in fact_units(chunk)}
     assert [e for e in synthesise([chunk, note], recite=True) if e.memory_ids == (7,)] == synthesise([note])
-    # a document's chunk short enough to stay whole is still a passage's text: it recites too
-    short_chunk = replace(_memory(9, FACT), kind="document")
-    assert fact_units(short_chunk) == [short_chunk]
-    assert {e.answer for e in synthesise([short_chunk], recite=True) if e.kind == "recite"} == {FACT}
-
-
-def test_bf16_training_on_bf16_copies_of_the_frozen_weights_gives_the_same_module() -> None:
-    """The frozen weights are cast to bf16 once instead of at every use: same adapter bit for
-    bit, and the served fp32 weights are back (and unchanged) when training ends."""
-    from lifelong.learn import trainer
-
-    lm = build_tiny_model()
-    examples = synthesise([_memory(1, FACT)])
-    config = TrainConfig(rank=8, epochs=3, learning_rate=1e-2, bf16=True)
-
-    def trained(cast: bool) -> dict[str, torch.Tensor]:
-        peft_model = attach_lora(LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, "tiny"), config)
-        weights = {name: p.detach().clone() for name, p in peft_model.named_parameters() if "base_layer" in name}
-        original = trainer.frozen_weights_in_bf16
-        if not cast:
-            trainer.frozen_weights_in_bf16 = lambda model, enabled: contextlib.nullcontext()
-        try:
-            train_module(lm, peft_model, examples, parse_strategy("naive"), config)
-        finally:
-            trainer.frozen_weights_in_bf16 = original
-        after = dict(peft_model.named_parameters())
-        assert all(after[name].dtype == torch.float32 and torch.equal(after[name], value) for name, value in weights.items())
-        return {name: p.detach().clone() for name, p in after.items() if "lora_" in name}
-
-    cast, plain = trained(True), trained(False)
-    assert cast.keys() == plain.keys() and all(torch.equal(cast[name], plain[name]) for name in cast)
-    assert any(float(value.abs().sum()) > 0 for name, value in cast.items() if "lora_B" in name)
 
 
 def test_unknown_strategy_names_the_choices() -> None:

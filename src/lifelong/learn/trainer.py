@@ -11,10 +11,9 @@ wherever the new facts are irrelevant.
 
 from __future__ import annotations
 
-import contextlib
 import random
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -255,51 +254,11 @@ def train_module(
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
     pad = lm.tokenizer.pad_token_id
     peft_model.train()
+    steps = tokens = answer_tokens = 0
+    loss_value = float("nan")
     bf16 = use_bf16(config.bf16)
     start = time.perf_counter()
     plan = [batch for _ in range(config.epochs) for batch in _batches(encoded, config.batch_size, rng)]
-    with frozen_weights_in_bf16(peft_model, bf16):
-        steps, tokens, answer_tokens, loss_value = _run_plan(peft_model, plan, rng, replay_encoded, pad, config, soft, kl,
-                                                            anchor, params, optimizer, bf16, progress)
-    peft_model.eval()
-    return TrainStats(steps, tokens, answer_tokens, time.perf_counter() - start, loss_value, "bf16" if bf16 else "fp32")
-
-
-@contextlib.contextmanager
-def frozen_weights_in_bf16(peft_model: Any, enabled: bool) -> Iterator[None]:
-    """While training under bf16 autocast, the adapted layers' frozen weights as bf16 copies.
-
-    Autocast casts every fp32 weight to bf16 at every use, so the copy gives the same products
-    bit for bit (a test checks the trained adapter is identical) without re-casting 107M
-    weights on every forward (copies were 14% of a step's CPU time in a profile of the default
-    model). The fp32 weights, shared with the served base, come back when training ends,
-    however it ends."""
-    if not enabled:
-        yield
-        return
-    from peft.tuners.lora import LoraLayer
-
-    swapped = []
-    for module in peft_model.modules():
-        if isinstance(module, LoraLayer):
-            layer = module.get_base_layer()
-            if layer.weight.dtype == torch.float32 and not layer.weight.requires_grad:
-                swapped.append((layer, layer.weight))
-                layer.weight = torch.nn.Parameter(layer.weight.detach().to(torch.bfloat16), requires_grad=False)
-    try:
-        yield
-    finally:
-        for layer, weight in swapped:
-            layer.weight = weight
-
-
-def _run_plan(peft_model: Any, plan: list[list[tuple[list[int], int]]], rng: random.Random,
-              replay_encoded: list[tuple[list[int], int]], pad: int, config: TrainConfig,
-              soft: Mapping[int, SoftTargets], kl: Any, anchor: Any, params: list[torch.Tensor],
-              optimizer: torch.optim.Optimizer, bf16: bool, progress: Any) -> tuple[int, int, int, float]:
-    """The optimisation loop: (steps, tokens, answer tokens, last loss)."""
-    steps = tokens = answer_tokens = 0
-    loss_value = float("nan")
     for batch in plan:
         if replay_encoded:
             batch = batch + rng.sample(replay_encoded, min(config.replay_per_batch, len(replay_encoded)))
@@ -317,4 +276,5 @@ def _run_plan(peft_model: Any, plan: list[list[tuple[list[int], int]]], rng: ran
         loss_value = distributed.sums(float(loss.detach()))[0]
         if progress is not None:
             progress(steps, len(plan), loss_value)
-    return steps, tokens, answer_tokens, loss_value
+    peft_model.eval()
+    return TrainStats(steps, tokens, answer_tokens, time.perf_counter() - start, loss_value, "bf16" if bf16 else "fp32")
