@@ -20,7 +20,7 @@ from lifelong.errors import GateRefusedError, InputError, MindError, NotFoundErr
 from lifelong.memory.embedder import Embedder, MiniLMEmbedder
 from lifelong.memory.poisoning import NEIGHBOURS, Screening, contradictions, initial_quarantine, judge_contradictions
 from lifelong.memory.private_data import describe
-from lifelong.memory.ingest import MAX_CHUNK_WORDS, chunk_text, decode_text, parse_document, parse_path, validate_labels
+from lifelong.memory.ingest import MAX_CHUNK_WORDS, chunk_text, chunks_kind, decode_text, parse_document, parse_path, validate_labels
 from lifelong.memory.records import TRUST_LEVELS, Memory, NewMemory, RecallHit
 from lifelong.memory.retrieval import HybridRetriever, Mode
 from lifelong.memory.backends import Store, default_schema, is_postgres_url, open_store
@@ -452,7 +452,7 @@ class Mind:
         if not text.strip():
             raise InputError("the text to learn is empty; pass the fact or document to remember")
         chunks = [text.strip()] if len(text.split()) <= MAX_CHUNK_WORDS else chunk_text(text)
-        kind = "fact" if len(chunks) == 1 else "document"
+        kind = chunks_kind(chunks)
         records = [NewMemory(c, source, trust, namespace, kind, key) for c in chunks]
         return self.learn_records(records, supersedes=supersedes)
 

@@ -148,10 +148,15 @@ def parse_document(text: str, label: str, source: str, trust: str, namespace: st
     if jsonl if jsonl is not None else looks_like_jsonl(text):
         return parse_jsonl(text, label, source, trust, namespace)
     chunks = chunk_text(text)
-    # one chunk is a note, as `Mind.learn` stores it: `echo "..." | lifelong learn -` and
-    # `lifelong learn "..."` must train alike (sleep recites documents' chunks, not notes)
-    kind = "fact" if len(chunks) == 1 else "document"
+    kind = chunks_kind(chunks)
     return [NewMemory(chunk, source, trust, namespace, kind) for chunk in chunks]
+
+
+def chunks_kind(chunks: list[str]) -> str:
+    """What a learned text is, from the chunks it made: one chunk is a note ("fact"), more a
+    document. One rule for every way in (`lifelong learn "..."`, stdin, files), because sleep
+    recites documents' chunks and not notes: the same line must train the same either way."""
+    return "fact" if len(chunks) == 1 else "document"
 
 
 def parse_path(path: Path, source: str | None, trust: str, namespace: str) -> list[NewMemory]:

@@ -7,6 +7,7 @@ training code (LoRA, merges) works on the same objects that answer questions.
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -59,8 +60,6 @@ def weight_sharing_copy(model: Any) -> Any:
     object on the same tensor, so PEFT freezing the copy's weights leaves the original's flags
     alone; tied weights stay tied. Never merge an adapter into the result (merging writes the
     shared storage): merges and exports take `copy.deepcopy` instead."""
-    import copy
-
     memo: dict[int, Any] = {}
     for parameter in model.parameters():
         if id(parameter) not in memo:
