@@ -103,3 +103,14 @@ def test_a_weight_sharing_copy_trains_lora_without_touching_or_duplicating_the_b
     assert any(float(p.detach().abs().sum()) > 0 for name, p in peft_model.named_parameters() if "lora_B" in name)  # it learned
     assert {name: p.requires_grad for name, p in tiny_lm.model.named_parameters()} == flags  # PEFT froze the copy only
     assert all(torch.equal(value, before[name]) for name, value in tiny_lm.model.state_dict().items())
+
+
+def test_a_copy_with_its_own_weights_can_be_written_without_changing_the_original(tiny_lm: LanguageModel) -> None:
+    before = {name: value.clone() for name, value in tiny_lm.model.state_dict().items()}
+    own = tiny_lm.with_own_weights()
+    assert not {p.data_ptr() for p in own.model.parameters()} & {p.data_ptr() for p in tiny_lm.model.parameters()}
+    with torch.no_grad():
+        for parameter in own.model.parameters():
+            parameter.add_(1.0)  # what a merge does to the copy's weights
+    assert all(torch.equal(value, before[name]) for name, value in tiny_lm.model.state_dict().items())
+    assert (own.name, own.tokenizer, own.needs_bos) == (tiny_lm.name, tiny_lm.tokenizer, tiny_lm.needs_bos)

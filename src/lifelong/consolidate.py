@@ -465,7 +465,7 @@ def _continuation_tokens(pairs: Sequence[tuple[tuple[list[int], int], str]]) -> 
 
 def with_modules(foundation: LanguageModel, adapters: Mapping[str, Path]) -> Any:
     """A PeftModel holding every adapter, each under its name, on the foundation's weights
-    (shared, not copied: merge into a `copy.deepcopy` of the foundation, never into this)."""
+    (shared, not copied: merge into `foundation.with_own_weights()`, never into this)."""
     from peft import PeftModel
 
     names = list(adapters)
@@ -478,7 +478,7 @@ def with_modules(foundation: LanguageModel, adapters: Mapping[str, Path]) -> Any
 def with_adapter(base: LanguageModel, adapter: Path | None) -> LanguageModel:
     """The base with a saved adapter applied, on a module tree of its own over the base's
     weights (shared, so the base stays pure as long as nothing merges into the result: a merge
-    passes a `copy.deepcopy` of the base)."""
+    passes `base.with_own_weights()`)."""
     if adapter is None:
         return base
     from peft import PeftModel

@@ -13,7 +13,6 @@ checkpoint), and an adapter applied to other weights answers differently.
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 from collections.abc import Callable, Mapping
@@ -165,5 +164,5 @@ def _merge_adapters(foundation: LanguageModel, adapters: Mapping[str, Path]) -> 
     survive a merge, which is why adapters are the default export."""
     from lifelong.consolidate import with_modules
 
-    own = LanguageModel(copy.deepcopy(foundation.model), foundation.tokenizer, foundation.name, foundation.needs_bos)
+    own = foundation.with_own_weights()
     return with_modules(own, adapters).merge_and_unload(adapter_names=list(adapters))  # writes own's weights only

@@ -8,7 +8,6 @@ earlier version still works.
 
 from __future__ import annotations
 
-import copy
 import shutil
 import time
 from collections.abc import Callable
@@ -75,7 +74,7 @@ def _merge(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     foundation = foundation_for(module.parent or BASE_VERSION)  # what the module was trained on
     module_lm = with_adapter(foundation, registry.path(active_id) / ADAPTER)
     report(f"merging {active_id} into a copy of its base")
-    merged_model = with_adapter(LanguageModel(copy.deepcopy(foundation.model), base.tokenizer, base.name, base.needs_bos),
+    merged_model = with_adapter(foundation.with_own_weights(),
                                  registry.path(active_id) / ADAPTER).model.merge_and_unload()
     merged = LanguageModel(merged_model, base.tokenizer, base.name, base.needs_bos)
 

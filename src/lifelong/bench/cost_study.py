@@ -3,7 +3,6 @@ trainers behind it against the naive loops a user would write, on the same data.
 
 from __future__ import annotations
 
-import copy
 import textwrap
 from dataclasses import replace
 from pathlib import Path
@@ -24,7 +23,6 @@ from lifelong.learn.trainer import (
     attach_lora,
     train_module,
 )
-from lifelong.model.language_model import LanguageModel
 from lifelong.progress import status
 
 
@@ -60,7 +58,7 @@ def run(bench: Bench) -> dict[str, Any]:
         name = f"lifelong trainer, {objective}" + (" objective" if objective == "naive" else "") + ", 1 epoch"
         release_memory()
         with status(f"cost: {name}"), PeakMemory() as peak:  # the model copy inside, as in the naive rows
-            lm = LanguageModel(copy.deepcopy(bench.base.model), bench.base.tokenizer, bench.base.name, bench.base.needs_bos)
+            lm = bench.base.with_own_weights()
             model = attach_lora(lm, one_epoch)
             stats = train_module(bench.base, model, examples, parse_strategy(objective), one_epoch, replay=replay)
         flops = training_flops_per_token(model)  # the same LoRA shape in every trainer row

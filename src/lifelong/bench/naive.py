@@ -4,7 +4,6 @@ decay and gradient clipping as a sleep, so what differs is the objective and the
 
 from __future__ import annotations
 
-import copy
 import random
 import time
 from collections.abc import Sequence
@@ -60,7 +59,7 @@ class RawTextFineTune:
 
     def __init__(self, base: LanguageModel, config: TrainConfig) -> None:
         self.base, self.config = base, config
-        clone = LanguageModel(copy.deepcopy(base.model), base.tokenizer, base.name, base.needs_bos)
+        clone = base.with_own_weights()
         self.model = attach_lora(clone, config)
         self.lm = LanguageModel(self.model, base.tokenizer, base.name, base.needs_bos)
         self.texts: list[str] = []
@@ -79,7 +78,7 @@ def _windows(ids: list[int], length: int) -> list[list[int]]:
 
 def naive_peft_loop(base: LanguageModel, examples: Sequence[TrainingExample], config: TrainConfig) -> dict[str, float]:
     """The same synthesised examples as a sleep, loss on the answers, trained the naive way."""
-    lm = LanguageModel(copy.deepcopy(base.model), base.tokenizer, base.name, base.needs_bos)
+    lm = base.with_own_weights()
     model = attach_lora(lm, config)
     encoded = [e for e in (encode_example(base, ex, config.max_length) for ex in examples) if e is not None]
     return padded_loop(model, encoded, config, config.seed, base.tokenizer.pad_token_id, "naive PEFT loop")

@@ -88,6 +88,12 @@ class LanguageModel:
             self._memo[key] = compute()
         return self._memo[key]
 
+    def with_own_weights(self) -> LanguageModel:
+        """The same model on its own copy of every weight: what a merge or a naive fine-tune
+        writes into. LoRA candidates use `weight_sharing_copy` instead, which costs no memory
+        but must never be written."""
+        return LanguageModel(copy.deepcopy(self.model), self.tokenizer, self.name, self.needs_bos)
+
     def fingerprint(self) -> str:
         """A digest of these weights and this tokenizer: each parameter's name, shape, dtype and
         an evenly strided sample of its values (a LoRA merge or any fine-tune moves every
