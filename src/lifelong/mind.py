@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from lifelong.errors import GateRefusedError, InputError, MindError, NotFoundError
 from lifelong.memory.embedder import Embedder, MiniLMEmbedder
+from lifelong.memory.injection import InstructionScreen
 from lifelong.memory.poisoning import NEIGHBOURS, Screening, contradictions, initial_quarantine, judge_contradictions
 from lifelong.memory.private_data import describe
 from lifelong.memory.ingest import MAX_CHUNK_WORDS, chunk_text, chunks_kind, decode_text, parse_document, parse_path, validate_labels
@@ -170,6 +171,7 @@ class Mind:
         self.store = store
         self.embedder = embedder
         self.retriever = HybridRetriever(store, embedder)
+        self.instruction_screen = InstructionScreen(embedder)
         self._base = language_model
         self._active: tuple[tuple[str, tuple[int, int]], LanguageModel] | None = None
         self._merged: tuple[str, LanguageModel] | None = None
@@ -493,10 +495,13 @@ class Mind:
             raise InputError(f"refused to learn: {'text' if len(records) == 1 else f'item {i + 1}'} holds a {describe(kinds)} "
                              f"(the mind's privacy policy refuses it); remove it, or set [privacy] {kinds[0]} = \"redact\" "
                              f"or \"no-train\" in {self.path / CONFIG_FILE}")
+        vectors = self.embedder.embed([s.text for s in screened])
+        screen = [i for i, r in enumerate(records) if r.trust != "trusted" and not r.quarantine]  # trusted text is never held
+        instructions: dict[int, str | None] = dict(zip(screen, self.instruction_screen.flags(
+            [screened[i].text for i in screen], vectors[screen]), strict=True)) if screen else {}
         records = [dataclasses.replace(r, text=s.text, no_train=",".join(s.no_train) or r.no_train,
-                                       quarantine=r.quarantine or initial_quarantine(s.text, r.trust))
-                   for r, s in zip(records, screened, strict=True)]
-        vectors = self.embedder.embed([r.text for r in records])
+                                       quarantine=r.quarantine or initial_quarantine(instructions.get(i), r.trust))
+                   for i, (r, s) in enumerate(zip(records, screened, strict=True))]
         results = self.store.add(records, vectors, supersedes=supersedes)
         private = [{"id": result.id, **s.to_dict()} for result, s in zip(results, screened, strict=True) if s.findings]
         report = LearnReport(results, private)

@@ -30,19 +30,6 @@ from lifelong.memory.retrieval import STOPWORDS
 if TYPE_CHECKING:  # the model stack loads only when a check runs: `recall` and `learn` start fast
     from lifelong.model.language_model import LanguageModel
 
-# Text addressed to the model rather than stating a fact. A note is data; these phrases only
-# make sense as an attempt to steer whoever reads it.
-_INSTRUCTIONS = [
-    r"\b(?:ignore|disregard|forget|override)\b[^.]{0,40}\b(?:instructions?|prompts?|rules|guidelines|notes|context|above|everything)\b",
-    r"\b(?:always|only|never)\s+(?:answer|respond|reply|say|output|tell|claim|state)\b",
-    r"\b(?:you|the assistant|the model|ai)\s+(?:must|should|will|are to|have to)\s+(?:always\s+|now\s+|only\s+)?"
-    r"(?:answer|respond|reply|say|tell|output|claim|pretend|act|recommend|send|visit|include)\b",
-    r"\bfrom now on\b",
-    r"\b(?:system prompt|developer mode|jailbreak|new instructions?)\b",
-    r"\b(?:when|whenever|if)\s+(?:asked|someone asks|anyone asks|the user asks)\b[^.]{0,60}\b(?:say|answer|respond|reply|tell)\b",
-    r"\b(?:do not|don't)\s+(?:tell|mention|reveal)\s+(?:the user|anyone|them)\b",
-]
-_INSTRUCTION = re.compile("|".join(f"(?:{p})" for p in _INSTRUCTIONS), re.IGNORECASE)
 MIN_PREFIX_WORDS = 3  # a shorter prefix ("The", "In 1964") leaves the model nothing to be sure of
 NEIGHBOURS = 3  # nearest current memories a new one is checked against
 CONFIDENCE = 0.2  # the model's next-token probability that counts as sure (calibrated: README, Poisoning)
@@ -50,19 +37,15 @@ RATIO = 10.0  # ... and how many times likelier than the memory's own word it mu
 ARTICLES = ("the", "a", "an")
 
 
-def instruction_flag(text: str) -> str | None:
-    """The first phrase in `text` that addresses the model instead of stating a fact."""
-    match = _INSTRUCTION.search(text)
-    return match.group(0) if match else None
-
-
-def initial_quarantine(text: str, trust: str) -> str | None:
-    """A memory's state as it is stored: text from below `trusted` that tries to instruct the
-    model is quarantined at once; everything else waits for the contradiction check (PENDING),
-    which needs the model and so runs before the next answer or sleep (a `trusted` memory is
-    checked too, to find what it corrects, but never quarantined)."""
-    phrase = instruction_flag(text) if trust != "trusted" else None
-    return f"instructs the model ({phrase!r})" if phrase else PENDING
+def initial_quarantine(instruction: str | None, trust: str) -> str | None:
+    """A memory's state as it is stored: text from below `trusted` that the instruction screen
+    flagged (`instruction`: its reason, memory/injection.py) is quarantined at once; everything
+    else waits for the contradiction check (PENDING), which needs the model and so runs before
+    the next answer or sleep (a `trusted` memory is checked too, to find what it corrects, but
+    never quarantined)."""
+    if instruction and trust != "trusted":
+        return instruction if instruction.startswith("reads as") else f"instructs the model ({instruction!r})"
+    return PENDING
 
 
 @dataclass(frozen=True)
