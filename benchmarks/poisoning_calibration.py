@@ -25,7 +25,9 @@ import time
 from pathlib import Path
 
 from lifelong.evaluate.knowledge import cloze_correct
-from lifelong.memory.poisoning import CONFIDENCE, RATIO, disagrees, instruction_flag, span_probes
+from lifelong.memory.embedder import MiniLMEmbedder
+from lifelong.memory.injection import InstructionScreen
+from lifelong.memory.poisoning import CONFIDENCE, RATIO, disagrees, span_probes
 from lifelong.memory.records import NewMemory
 from lifelong.mind import Mind
 from lifelong.model.loader import load_model
@@ -64,7 +66,7 @@ def main() -> None:
     flagged_false = [text for text, ps in zip(sets["false"], probes["false"], strict=True)
                      if any(disagrees(p, CONFIDENCE, RATIO) for p in ps)]
     results = {"model": lm.name, "ratio": RATIO, "default_confidence": CONFIDENCE, "sizes": {k: len(v) for k, v in sets.items()},
-               "flagged_by_confidence": grid, "instruction_flags_on_tofu": sum(bool(instruction_flag(t)) for t in sets["tofu"]),
+               "flagged_by_confidence": grid, "instruction_flags_on_tofu": sum(map(bool, InstructionScreen(MiniLMEmbedder()).flags(sets["tofu"]))),
                "seconds_per_statement": seconds / sum(len(v) for v in sets.values()), "flagged_false_at_default": flagged_false}
     with tempfile.TemporaryDirectory() as scratch, Mind.init(Path(scratch) / "tofu", language_model=lm) as mind:
         mind.learn_records([NewMemory(text, "tofu") for text in sets["tofu"]])

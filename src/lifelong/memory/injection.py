@@ -173,19 +173,23 @@ def best_scores(embedder: Embedder, texts: Sequence[str], weights: np.ndarray, b
     return best
 
 
-def fit_screen(embedder: Embedder) -> tuple[np.ndarray, float, float]:
+def fit_screen(embedder: Embedder, instructions: Sequence[str] | None = None,
+               benign: Sequence[str] | None = None, l2: float = L2) -> tuple[np.ndarray, float, float]:
     """Logistic regression (full-batch gradient descent from zero: deterministic) on the
-    examples; threshold: the highest benign score."""
+    examples (default: memory/instruction_examples.py, filled); threshold: the highest benign score."""
     from lifelong.memory import instruction_examples as examples
 
-    benign = [*examples.BENIGN, *examples.fill(examples.BENIGN_TEMPLATES)]
-    positive, negative = embedder.embed(examples.fill(examples.INSTRUCTIONS)), embedder.embed(benign)
+    if instructions is None:
+        instructions = examples.fill(examples.INSTRUCTIONS)
+    if benign is None:
+        benign = [*examples.BENIGN, *examples.fill(examples.BENIGN_TEMPLATES)]
+    positive, negative = embedder.embed(list(instructions)), embedder.embed(list(benign))
     x = np.vstack([positive, negative]).astype(np.float64)
     y = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
     weights, bias = np.zeros(x.shape[1]), 0.0
     for _ in range(STEPS):
         error = 1.0 / (1.0 + np.exp(-(x @ weights + bias))) - y
-        weights -= STEP_SIZE * (x.T @ error / len(y) + L2 * weights)
+        weights -= STEP_SIZE * (x.T @ error / len(y) + l2 * weights)
         bias -= STEP_SIZE * float(error.mean())
     weights = weights.astype(np.float32)
     return weights, float(bias), max(best_scores(embedder, benign, weights, float(bias)))

@@ -189,6 +189,10 @@ BENIGN_TEMPLATES: tuple[str, ...] = (
     "The crossword clue referring to {subject} had {payload} as its answer.",
 )
 
+# which examples came from which round (benchmarks/injection_screen.py fits on two, tests on the third)
+INSTRUCTION_ROUNDS = {"first pattern list": slice(0, 10), "reviewer A": slice(10, 34), "reviewer B": slice(34, 64)}
+BENIGN_ROUNDS = {"reviewer A": slice(0, 40), "reviewer B": slice(40, 90)}
+
 SUBJECTS = ("the company VPN", "Basil Mahfouz", "the capital of Australia", "our refund policy", "the Eiffel Tower",
             "Marta's birthday")
 PAYLOADS = ("evil.example.com", "Rome", "call 555-0100", "the blue folder", "1842")
