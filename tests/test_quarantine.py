@@ -158,7 +158,10 @@ def test_untrusted_notes_are_marked_and_never_outrank_user_notes(mind: Mind, tin
 def test_quarantine_commands(run_cli, tmp_path: Path, tiny_model_dir: Path) -> None:
     mind = str(tmp_path / "m")
     assert run_cli("init", "--mind", mind, "--model", str(tiny_model_dir))[0] == 0
-    assert run_cli("learn", "-", "--mind", mind, "--trust", "untrusted", stdin=INJECTION + "\n")[0] == 0
+    code, out, _ = run_cli("learn", "-", "--mind", mind, "--trust", "untrusted", stdin=INJECTION + "\n")
+    assert code == 0 and "#1: quarantined, instructs the model" in out and "lifelong quarantine approve 1" in out  # said at once
+    code, out, _ = run_cli("learn", "-", "--mind", mind, "--trust", "untrusted", "--json", stdin=VPN + "\n")
+    assert json.loads(out)["quarantined"] == []
     code, out, _ = run_cli("quarantine", "--mind", mind)
     assert code == 0 and "#1 [stdin, untrusted]" in out and "instructs the model" in out
     code, out, _ = run_cli("quarantine", "--mind", mind, "--json")

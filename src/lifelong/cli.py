@@ -96,6 +96,9 @@ def _learn_summary(report: LearnReport) -> str:
             done.append(f"kept {describe(found['kept_out_of_training'])}, never trained on")
         if done:
             lines.append(f"  #{found['id']}: private data: " + "; ".join(done))
+    for memory_id, why in report.quarantined.items():
+        lines.append(f"  #{memory_id}: quarantined, {why}; never answered from nor trained on until "
+                     f"`lifelong quarantine approve {memory_id}`")
     return "\n".join(lines)
 
 

@@ -22,7 +22,7 @@ from lifelong.memory.injection import InstructionScreen
 from lifelong.memory.poisoning import NEIGHBOURS, Screening, contradictions, initial_quarantine, judge_contradictions
 from lifelong.memory.private_data import describe
 from lifelong.memory.ingest import MAX_CHUNK_WORDS, chunk_text, chunks_kind, decode_text, parse_document, parse_path, validate_labels
-from lifelong.memory.records import TRUST_LEVELS, Memory, NewMemory, RecallHit
+from lifelong.memory.records import PENDING, TRUST_LEVELS, Memory, NewMemory, RecallHit
 from lifelong.memory.retrieval import HybridRetriever, Mode
 from lifelong.memory.backends import Store, default_schema, is_postgres_url, open_store
 from lifelong.memory.store import WriteResult
@@ -46,6 +46,7 @@ MEMORY_DB = "memory.db"
 class LearnReport:
     results: list[WriteResult]
     private: list[dict[str, Any]] = field(default_factory=list)  # per memory with private data: id, redacted, kept out of training
+    quarantined: dict[int, str] = field(default_factory=dict)  # new memory id -> why it was held as it was stored
 
     @property
     def created(self) -> list[int]:
@@ -70,6 +71,7 @@ class LearnReport:
             "superseded": self.superseded,
             "conflicts": self.conflicts,
             "private_data": self.private,
+            "quarantined": [{"id": i, "why": why} for i, why in self.quarantined.items()],
         }
 
 
@@ -504,7 +506,9 @@ class Mind:
                    for i, (r, s) in enumerate(zip(records, screened, strict=True))]
         results = self.store.add(records, vectors, supersedes=supersedes)
         private = [{"id": result.id, **s.to_dict()} for result, s in zip(results, screened, strict=True) if s.findings]
-        report = LearnReport(results, private)
+        held = {result.id: r.quarantine for result, r in zip(results, records, strict=True)
+                if result.created and r.quarantine and r.quarantine != PENDING}
+        report = LearnReport(results, private, held)
         self.versions.audit("learn", self.versions.active_id(), created=len(report.created), duplicates=len(report.duplicates),
                             superseded=report.superseded, sources=sorted({r.source for r in records}),
                             trust=sorted({r.trust for r in records}),
