@@ -55,7 +55,7 @@ _CUES: dict[str, str] = {
     "marker": (r"<\|?\s*(?:im_start|system|assistant|user|start_header_id)\s*\|?>|\[/?\s*(?:system|inst|sys|admin)\s*\]|"
                r"<<\s*sys\s*>>|#{2,}\s*(?:system|instructions?)\b|(?:^|\n)\s*(?:system|assistant)\s*:|"
                r"\bsystem (?:prompt|message|note|override|instruction)s?\b|\bdeveloper (?:mode|note|message|instruction)s?\b|"
-               r"\bjailbreak|\bnew instructions?\b|<!--[^>]{0,200}\b(?:ai|assistant|model|llm|bot|instructions?|prompt|" + _ANSWER_VERBS[3:] + r"\b|"
+               r"\bjailbreak|\bnew instructions?\b|<!--[^>]{0,200}\b(?:ai|assistant|model|llm|bot|instructions?|prompt|" + _ANSWER_VERBS + r")\b|"
                r"\b(?:ai|llm|model|assistant|bot|agent)[-_ ]instructions?\b"),
     "model addressed": (r"(?:^|[\[(<\n>]|[.!?:;,]\s)\s*(?:dear |attention,? |note (?:to|for) (?:the |any |all )?|hey |hi |to (?:the |any |all )?|"
                         r"for (?:the |any |all )?)?(?:the )?" + _MODEL + r"\s*[:,\u2014-]"),
