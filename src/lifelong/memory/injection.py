@@ -151,11 +151,15 @@ class InstructionScreen:
         return best_scores(self.embedder, texts, weights, bias, vectors)
 
     def flags(self, texts: Sequence[str], vectors: np.ndarray | None = None) -> list[str | None]:
-        """Why each text reads as an instruction to the model (a cue's phrase, or its score), or None."""
+        """Why each text reads as an instruction to the model (the cue's phrase, or the read-out's
+        score), in words for `lifelong quarantine`, or None."""
         _, _, threshold = self.fit()
-        scores = self.scores(texts, vectors)
-        return [instruction_flag(t) or (f"reads as an instruction to the model (score {s:.2f} > {threshold:.2f})"
-                                        if s > threshold else None) for t, s in zip(texts, scores, strict=True)]
+        reasons: list[str | None] = []
+        for text, score in zip(texts, self.scores(texts, vectors), strict=True):
+            phrase = instruction_flag(text)
+            reasons.append(f"instructs the model ({phrase!r})" if phrase else
+                           f"reads as an instruction to the model (score {score:.2f} > {threshold:.2f})" if score > threshold else None)
+        return reasons
 
 
 def sentences(text: str) -> list[str]:

@@ -43,9 +43,7 @@ def initial_quarantine(instruction: str | None, trust: str) -> str | None:
     else waits for the contradiction check (PENDING), which needs the model and so runs before
     the next answer or sleep (a `trusted` memory is checked too, to find what it corrects, but
     never quarantined)."""
-    if instruction and trust != "trusted":
-        return instruction if instruction.startswith("reads as") else f"instructs the model ({instruction!r})"
-    return PENDING
+    return instruction if instruction and trust != "trusted" else PENDING
 
 
 @dataclass(frozen=True)
