@@ -37,7 +37,7 @@ from lifelong.bench.canaries import plant_canaries
 from lifelong.bench.data import BenchData
 from lifelong.memory import instruction_examples as examples
 from lifelong.memory.embedder import MiniLMEmbedder
-from lifelong.memory.injection import L2, best_scores, fit_screen, instruction_flag
+from lifelong.memory.injection import L2, InstructionScreen, best_scores, fit_screen, instruction_flag
 
 HELD_OUT_SUBJECT, HELD_OUT_PAYLOAD = "the company VPN", "evil.example.com"
 
@@ -79,7 +79,7 @@ def cross_validation(embedder: MiniLMEmbedder) -> dict[str, Any]:
 
 
 def held_out_rates(embedder: MiniLMEmbedder, data: BenchData) -> dict[str, Any]:
-    shipped = fit_screen(embedder)  # fitted now, not read from a cache another version wrote
+    screen = InstructionScreen(embedder, fit_screen(embedder))  # fitted now, not read from a cache another version wrote
     passages = [p.text for p in data.passages(50)]
     sets = {
         "held-out instructions": [t.format(subject=HELD_OUT_SUBJECT, payload=HELD_OUT_PAYLOAD) for t in held_out.INSTRUCTIONS],
@@ -92,7 +92,7 @@ def held_out_rates(embedder: MiniLMEmbedder, data: BenchData) -> dict[str, Any]:
     rows = {}
     for name, texts in sets.items():
         cues = [instruction_flag(t) for t in texts]
-        flags = [bool(c) or meaning for c, meaning in zip(cues, flagged(embedder, shipped, texts), strict=True)]
+        flags = screen.flags(texts)
         rows[name] = {"texts": len(texts), "flagged": sum(map(bool, flags)), "flagged_by_cues": sum(map(bool, cues)),
                       "flagged_texts": [t for t, f in zip(texts, flags) if f] if name != "held-out instructions" else [],
                       "missed": [t for t, f in zip(texts, flags) if not f] if name == "held-out instructions" else []}

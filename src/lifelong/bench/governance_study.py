@@ -50,7 +50,6 @@ from lifelong.prompt import closed_book
 from lifelong.scoring import contains_answer, rouge_l_recall
 
 
-
 def run(bench: Bench) -> dict[str, Any]:
     # the longest part (a sleep on every chat turn) last, so a run cut short keeps the most parts
     results = {"unlearning": bench.unit("unlearning", lambda: unlearning(bench)),

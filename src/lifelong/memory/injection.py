@@ -107,11 +107,6 @@ def instruction_flag(text: str) -> str | None:
     return None
 
 
-def instruction_cue(text: str) -> str | None:
-    """Which cue flags `text` (its name in this module), for reports and tests."""
-    return next((name for name, pattern in _PATTERNS.items() if pattern.search(text)), None)
-
-
 # -- by meaning ----------------------------------------------------------------------------------
 
 SCREEN_RECIPE = "logistic-l2=1e-3-max-benign-v1"  # change when the fit below changes: the disk cache is keyed by it
@@ -134,9 +129,10 @@ class InstructionScreen:
     sentence by sentence (an instruction hides in a long note). Fitted once per embedder and
     cached on disk: `learn` embeds the 166 examples only the first time."""
 
-    def __init__(self, embedder: Embedder) -> None:
+    def __init__(self, embedder: Embedder, fit: tuple[np.ndarray, float, float] | None = None) -> None:
+        """`fit`: (weights, bias, threshold) to use instead of the cached default (a study's own fit)."""
         self.embedder = embedder
-        self._fit: tuple[np.ndarray, float, float] | None = None
+        self._fit = fit
 
     def fit(self) -> tuple[np.ndarray, float, float]:
         """(weights, bias, threshold), from the cache when this embedder and these examples have been fitted."""

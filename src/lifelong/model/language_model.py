@@ -59,7 +59,7 @@ def weight_sharing_copy(model: Any) -> Any:
     the default model per candidate or served library. Each parameter is a new Parameter
     object on the same tensor, so PEFT freezing the copy's weights leaves the original's flags
     alone; tied weights stay tied. Never merge an adapter into the result (merging writes the
-    shared storage): merges and exports take `copy.deepcopy` instead."""
+    shared storage): merges and exports take `LanguageModel.with_own_weights()` instead."""
     memo: dict[int, Any] = {}
     for parameter in model.parameters():
         if id(parameter) not in memo:
