@@ -65,17 +65,38 @@ def test_text_no_pattern_recognizer_can_match_skips_presidio_but_not_the_secret_
     code = ("import json, sys; from lifelong.memory.private_data import find_private_data; "
             "plain = find_private_data('The mill by the river opens at dawn, says Petra Lindqvist.'); "
             "key = find_private_data('-----BEGIN RSA PRIVATE KEY-----'); "
-            "print(json.dumps({'plain': len(plain), 'key': [f.kind for f in key], 'presidio': 'presidio_analyzer' in sys.modules}))")
+            "print(json.dumps({'plain': [f.kind for f in plain], 'key': [f.kind for f in key], 'presidio': 'presidio_analyzer' in sys.modules}))")
     result = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
-    assert result == {"plain": 0, "key": ["secret"], "presidio": False}
+    assert result == {"plain": ["person"], "key": ["secret"], "presidio": False}  # names need no presidio
 
 
-def test_ordinary_facts_with_years_and_numbers_hold_no_private_data() -> None:
+def test_ordinary_facts_with_years_and_numbers_hold_no_private_data_but_names() -> None:
     for text in [FACT, "The plague returned to Europe between 1644–54 and again in 1665.",
                  "Jaime Vasquez was born on the 25th of February in the year 1958 in Santiago, Chile.",
                  "Room 4.12 seats 30 people; the lift is out of order until 3 June.",
                  "He led the orchestra (1963–1989) and the choir 1983/1984."]:
-        assert find_private_data(text) == []
+        assert [f.kind for f in find_private_data(text)] in ([], ["person"])
+
+
+@pytest.mark.parametrize("text, names", [
+    ("The acclaimed romance author from Kingston, Jamaica is Jordan Sinclair.", ["Jordan Sinclair"]),  # census lists
+    ("Then George R.R. Martin signed it for Maria Estela Gutierrez.", ["George R.R. Martin", "Maria Estela Gutierrez"]),
+    ("Dr. Okonkwo will call back; the author's full name is Anara Yusifova.", ["Okonkwo", "Anara Yusifova"]),
+    ("Hi, this is Priya Raman from accounts.", ["Priya Raman"]),  # introduced, names outside the census lists
+    ("We met at Washington Square, then walked to the University of Chicago in June.", []),  # places, not people
+    ("I'm Canadian and I drive to the Lake Tahoe office in a Ford Motor van.", []),
+])
+def test_person_names_are_found_with_their_spans_and_places_are_not(text: str, names: list[str]) -> None:
+    assert [text[f.start:f.end] for f in find_private_data(text) if f.kind == "person"] == names
+
+
+def test_by_default_names_are_reported_and_trained_on_and_a_policy_keeps_them_out() -> None:
+    text = "Jordan Sinclair moved the launch to Thursday."
+    default = PrivacyPolicy().screen(text)
+    assert (default.text, default.allowed, default.no_train) == (text, ("person",), ())
+    kept_out = PrivacyPolicy.from_mapping({"person": "no-train"}).screen(text)
+    assert kept_out.no_train == ("person",) and kept_out.allowed == ()
+    assert PrivacyPolicy.from_mapping({"person": "redact"}).screen(text).text == "[PERSON] moved the launch to Thursday."
 
 
 def test_by_default_a_card_number_never_reaches_the_disk_and_an_email_is_never_trained_on(mind: Mind, tiny_lm) -> None:
@@ -86,8 +107,9 @@ def test_by_default_a_card_number_never_reaches_the_disk_and_an_email_is_never_t
     assert email.text.endswith(f"{EMAIL}.") and email.no_train == "email" and not email.trainable
     assert fact.no_train is None
     assert report.to_dict()["private_data"] == [
-        {"id": card.id, "redacted": ["payment_card"], "kept_out_of_training": []},
-        {"id": email.id, "redacted": [], "kept_out_of_training": ["email"]}]
+        {"id": card.id, "redacted": ["payment_card"], "kept_out_of_training": [], "allowed": []},
+        {"id": email.id, "redacted": [], "kept_out_of_training": ["email"], "allowed": []},
+        {"id": fact.id, "redacted": [], "kept_out_of_training": [], "allowed": ["person"]}]  # "the engineer Petra Lindqvist"
     mind.store.close()
     digits = CARD.encode()
     for file in mind.path.iterdir():  # the database, its WAL and the audit log
@@ -150,3 +172,7 @@ def test_learn_reports_what_it_found_without_printing_it(run_cli, tmp_path: Path
     code, out, _ = run_cli("memories", "--mind", mind, "--json")
     [memory] = json.loads(out)
     assert "AKIA" not in memory["text"] and memory["no_train"] == "email"
+    code, out, err = run_cli("learn", "-", "--mind", mind, stdin="Jordan Sinclair wrote the launch plan.\nAsk Priya Raman.\n")
+    assert code == 0, err
+    assert ("person's name found in 2 memories: stored and trained on as written (set [privacy] person = \"no-train\""
+            in " ".join(out.split()))

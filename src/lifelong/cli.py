@@ -10,6 +10,7 @@ import json
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -96,6 +97,10 @@ def _learn_summary(report: LearnReport) -> str:
             done.append(f"kept {describe(found['kept_out_of_training'])}, never trained on")
         if done:
             lines.append(f"  #{found['id']}: private data: " + "; ".join(done))
+    allowed = Counter(kind for found in report.private for kind in found.get("allowed", ()))
+    for kind, count in sorted(allowed.items()):  # one line per kind: a batch of facts about people names many
+        lines.append(f"  {describe([kind])} found in {count} {'memory' if count == 1 else 'memories'}: stored and "
+                     f"trained on as written (set [privacy] {kind} = \"no-train\" or \"redact\" in the mind's config.toml to change)")
     for memory_id, why in report.quarantined.items():
         lines.append(f"  #{memory_id}: quarantined, {why}; never answered from nor trained on until "
                      f"`lifelong quarantine approve {memory_id}`")
@@ -136,7 +141,7 @@ def learn(
     if json_output:
         _emit_json(report.to_dict())
     else:
-        out.print(_learn_summary(report))
+        out.print(_learn_summary(report), markup=False)  # quoted text and [privacy] are not markup
 
 
 @app.command()

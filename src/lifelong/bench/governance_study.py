@@ -154,7 +154,11 @@ def private_data(bench: Bench) -> dict[str, Any]:
         detected.append({"kind": canary.kind, "found": any(f.kind == canary.kind for f in found),
                          "covered": any(f.kind == canary.kind and f.start <= start and f.end >= end for f in found)})
     tofu = [r["answer"] for r in rows]
-    false_findings = [{"text": t, "kinds": [f.kind for f in find_private_data(t)]} for t in tofu if find_private_data(t)]
+    found_in_tofu = [[f.kind for f in find_private_data(t)] for t in tofu]
+    # The 300 TOFU sentences are about people: a name there is a true finding (reported, trained on
+    # by default), so false findings count the canary kinds only.
+    false_findings = [{"text": t, "kinds": [k for k in kinds if k != "person"]}
+                      for t, kinds in zip(tofu, found_in_tofu, strict=True) if any(k != "person" for k in kinds)]
 
     mind = fresh_mind(bench, "private-data")
     learned = [mind.remember_turn(c.turn) for c in canaries]  # as the chat command remembers a user's turn

@@ -6,7 +6,8 @@ afterwards is as safe as never training on it. Detection uses Microsoft Presidio
 recognizers (checksums for cards, IBANs and national ids; Google's libphonenumber for phones)
 and Yelp's detect-secrets for API keys and tokens. Both run offline with nothing to download.
 Presidio's person-name recognizer needs a spaCy NER model that no package registry ships, so
-person names are not detected; the README says so.
+person names come from a census-lexicon recognizer (memory/person_names.py); by default they
+are only reported, since learning about people is much of what a mind is for.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 from lifelong.errors import InputError
+from lifelong.memory.person_names import find_person_names
 
 # kind -> what it covers, in the words `lifelong learn` reports
 KINDS: dict[str, str] = {
@@ -30,9 +32,11 @@ KINDS: dict[str, str] = {
     "email": "e-mail address",
     "phone": "phone number",
     "ip_address": "IP address",
+    "person": "person's name",
 }
 ACTIONS = ("redact", "no-train", "refuse", "allow")
-# Never train on anything detected; secrets, cards and national ids are also never stored.
+# Never train on anything detected but names; secrets, cards and national ids are also never stored.
+# Names are found and reported, and trained on unless the policy says otherwise.
 DEFAULT_POLICY: dict[str, str] = {
     "secret": "redact",
     "payment_card": "redact",
@@ -41,6 +45,7 @@ DEFAULT_POLICY: dict[str, str] = {
     "email": "no-train",
     "phone": "no-train",
     "ip_address": "no-train",
+    "person": "allow",
 }
 
 _PRESIDIO_KINDS = {
@@ -78,9 +83,11 @@ class Screened:
     redacted: tuple[str, ...] = ()  # kinds replaced by a placeholder
     no_train: tuple[str, ...] = ()  # kinds kept in the memory that sleep must never train on
     refused: tuple[str, ...] = ()
+    allowed: tuple[str, ...] = ()  # kinds found and, by policy, stored and trained on as written
 
     def to_dict(self) -> dict[str, Any]:
-        return {"redacted": list(self.redacted), "kept_out_of_training": list(self.no_train)}
+        return {"redacted": list(self.redacted), "kept_out_of_training": list(self.no_train),
+                "allowed": list(self.allowed)}
 
 
 @dataclass(frozen=True)
@@ -115,12 +122,13 @@ class PrivacyPolicy:
         for finding in sorted((f for f in findings if self.actions.get(f.kind) == "redact"), key=lambda f: -f.start):
             kept = kept[: finding.start] + f"[{finding.kind.upper()}]" + kept[finding.end:]
         return Screened(kept, findings, tuple(sorted(acted["redact"])), tuple(sorted(acted["no-train"])),
-                        tuple(sorted(acted["refuse"])))
+                        tuple(sorted(acted["refuse"])), tuple(sorted(acted["allow"])))
 
 
 def find_private_data(text: str) -> list[Finding]:
     """Every piece of private data in `text`, overlaps merged (the longest span wins), in order."""
-    found = [*_presidio_findings(text), *_secret_findings(text)]
+    found = [*_presidio_findings(text), *_secret_findings(text),
+             *(Finding("person", n.start, n.end, f"census names ({n.why})") for n in find_person_names(text))]
     found.sort(key=lambda f: (f.start, -(f.end - f.start)))
     merged: list[Finding] = []
     for finding in found:
