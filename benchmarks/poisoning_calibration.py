@@ -32,7 +32,7 @@ from lifelong.memory.records import NewMemory
 from lifelong.mind import Mind
 from lifelong.model.loader import load_model
 
-THRESHOLDS = (0.15, 0.2, 0.3, 0.5)
+THRESHOLDS = (0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # 0.2: untrusted sources; USER_CONFIDENCE: user ones
 
 
 def main() -> None:

@@ -102,7 +102,10 @@ def test_trust_decides_between_quarantine_and_correction() -> None:
     by_user, by_trusted = Contradiction("Porto", "Lisbon", 0.9, 1), Contradiction("Porto", "Lisbon", 0.9, 2)
     new_user, new_untrusted, new_trusted = _memory(9, "user"), _memory(9, "untrusted"), _memory(9, "trusted")
     assert "the model says 'Antarctica'" in judge_contradictions(new_untrusted, [], [of_model]).quarantine
-    assert judge_contradictions(new_user, [], [of_model]).quarantine is None  # the model alone may hold a prior, not knowledge
+    assert "the model says 'Antarctica'" in judge_contradictions(new_user, [], [of_model]).quarantine  # the model is very sure
+    prior = Contradiction("Lake", "Pacific", 0.34)  # "Captain Oru Tadeski sailed solo across the" -> Pacific: a guess
+    assert judge_contradictions(new_user, [], [prior]).quarantine is None  # a user may teach what the model only guesses
+    assert judge_contradictions(new_untrusted, [], [prior]).quarantine  # an untrusted source may not
     assert judge_contradictions(new_trusted, [], [of_model]).quarantine is None  # a trusted source may correct the model
     assert judge_contradictions(new_user, [user], [by_user]) .supersedes == (1,)  # a correction of equal trust
     assert judge_contradictions(new_untrusted, [user], [by_user]).quarantine  # below the memory it contradicts

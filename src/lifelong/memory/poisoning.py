@@ -33,6 +33,10 @@ if TYPE_CHECKING:  # the model stack loads only when a check runs: `recall` and 
 MIN_PREFIX_WORDS = 3  # a shorter prefix ("The", "In 1964") leaves the model nothing to be sure of
 NEIGHBOURS = 3  # nearest current memories a new one is checked against
 CONFIDENCE = 0.2  # the model's next-token probability that counts as sure (calibrated: README, Poisoning)
+# How sure the model alone must be to hold a `user` memory back: the lowest threshold of the
+# calibration at which none of 50 true statements and none of 300 fictitious TOFU facts is held
+# (README, Poisoning); an `untrusted` one needs only CONFIDENCE.
+USER_CONFIDENCE = 0.4
 RATIO = 10.0  # ... and how many times likelier than the memory's own word it must find its own
 ARTICLES = ("the", "a", "an")
 
@@ -166,17 +170,19 @@ class Screening:
 
 
 def judge_contradictions(memory: Memory, neighbours: Sequence[Memory], found: Sequence[Contradiction]) -> Screening:
-    """Contradicting the model (from an `untrusted` source), or a memory of higher trust,
-    quarantines; contradicting a memory of equal or lower trust is a correction.
+    """Contradicting the model (from an `untrusted` source; from a `user` one, when the model is
+    very sure), or a memory of higher trust, quarantines; contradicting a memory of equal or
+    lower trust is a correction.
 
-    A `user` memory is not held for contradicting the model alone: the model's expectation is
-    sometimes a prior, not knowledge ("Captain Oru Tadeski sailed solo across the" -> Pacific,
-    p=0.34), and holding a user's own fictitious-to-the-model fact back cost the real-model
-    sleep test its third fact. Memories and `untrusted` sources are still checked."""
+    A `user` memory is held for contradicting the model alone only when the model is much
+    surer (USER_CONFIDENCE): its expectation is sometimes a prior, not knowledge ("Captain Oru
+    Tadeski sailed solo across the" -> Pacific, p=0.34), and holding a user's own fact about
+    something the model never saw back would cost them what they came to teach. A `trusted`
+    memory is never held: it may correct the model."""
     rank = TRUST_LEVELS.index(memory.trust)
     trust_of = {n.id: TRUST_LEVELS.index(n.trust) for n in neighbours}
-    doubted = memory.trust == "untrusted"
-    against = [c for c in found if (c.memory_id is None and doubted)
+    model_bar = {"untrusted": 0.0, "user": USER_CONFIDENCE}.get(memory.trust)  # None: trusted, never held by the model
+    against = [c for c in found if (c.memory_id is None and model_bar is not None and c.confidence >= model_bar)
                or (c.memory_id is not None and trust_of[c.memory_id] > rank)]
     if against:
         return Screening(memory.id, "contradicts " + "; ".join(c.describe() for c in against[:2]), (), tuple(found))
