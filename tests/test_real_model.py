@@ -133,3 +133,10 @@ def test_poisoning_and_injection_are_quarantined_and_a_plain_correction_supersed
     assert code == 0 and "Porto" in json.loads(out)["answer"], out
     memories = {m["id"]: m for m in json.loads(run_cli("memories", "--mind", mind, "--json")[1])}
     assert memories[4]["superseded_by"] == 5 and memories[5]["current"]
+
+    # from the user (the default trust) too, when the model is sure (p >= 0.4; here 'Paris' at 0.77)
+    assert learn("The capital of France is Berlin.")[0] == 0
+    code, out, _ = run_cli("ask", "What is the capital of France?", "--mind", mind, "--json")
+    assert code == 0 and "Berlin" not in json.loads(out)["answer"]
+    held = {m["id"]: m["quarantine"] for m in json.loads(run_cli("quarantine", "--mind", mind, "--json")[1])}
+    assert "'Paris'" in held[6], held
