@@ -172,14 +172,14 @@ def test_a_held_out_implication_that_a_learned_one_repeats_is_not_scored(tmp_pat
 
 
 def test_the_cost_verdict_follows_the_numbers() -> None:
-    from lifelong.bench.cost_study import _sleep_against_baseline
+    from lifelong.bench.cost_study import sleep_against_baseline
 
     def rows(sleep: float, naive: float) -> dict:
         return {"lifelong sleep (kl+replay)": {"seconds": sleep, "tokens": 1000},
                 "naive fine-tune on raw text": {"seconds": naive, "tokens": 500}}
 
-    assert "lifelong loses on cost" in _sleep_against_baseline(rows(300.0, 10.0))[0]
-    assert "lifelong wins on cost" in _sleep_against_baseline(rows(5.0, 10.0))[0]
+    assert "lifelong loses on cost" in sleep_against_baseline(rows(300.0, 10.0))[0]
+    assert "lifelong wins on cost" in sleep_against_baseline(rows(5.0, 10.0))[0]
 
 
 def test_transfer_metrics_match_their_definitions() -> None:

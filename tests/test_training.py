@@ -259,7 +259,7 @@ def test_packed_rows_give_the_same_loss_as_one_example_per_row() -> None:
 
 
 def test_ewc_penalty_equals_the_elementwise_sum_under_its_fisher_approximation() -> None:
-    from lifelong.learn.weight_anchor import WeightAnchor, _factors
+    from lifelong.learn.weight_anchor import WeightAnchor, lora_factors
 
     lm = build_tiny_model()
     peft_model = attach_lora(LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, "tiny"), TrainConfig(rank=4, bf16=False))
@@ -271,7 +271,7 @@ def test_ewc_penalty_equals_the_elementwise_sum_under_its_fisher_approximation()
             module.lora_B["default"].weight.normal_()
     brute = 0.0
     for name, module in anchor.layers.items():
-        b, a = _factors(module)
+        b, a = lora_factors(module)
         b0, a0 = anchor.start[name]
         change = b @ a - b0 @ a0
         brute += float((anchor.rows[name][:, None] * anchor.cols[name][None, :] * change.pow(2)).sum())

@@ -101,7 +101,7 @@ def report(results: dict[str, Any]) -> list[str]:
             *utilisation_note,
             *markdown_table(["what", "wall s", "train s", "tokens", "tokens/s", "MFU", "peak RSS MiB", "increase MiB"], rows),
             *_stage_table(results.get("sleep_stage_seconds", {})),
-            *_sleep_against_baseline(results["rows"]),
+            *sleep_against_baseline(results["rows"]),
             *losses(results["rows"], {"tokens_per_second": True, "peak_rss_mib": False})]
 
 
@@ -124,7 +124,9 @@ def _stage_names(stages: dict[str, dict[str, float]]) -> list[str]:
     return list(dict.fromkeys(name for each in stages.values() for name in each))
 
 
-def _sleep_against_baseline(rows: dict[str, Any]) -> list[str]:
+def sleep_against_baseline(rows: dict[str, Any]) -> list[str]:
+    """The report's verdict on cost: a whole sleep against the naive fine-tune of the same run,
+    worded as a loss when the sleep is slower (the README's rule: say where lifelong loses)."""
     sleep = next((r for name, r in rows.items() if name.startswith("lifelong sleep")), None)
     baseline = next((r for name, r in rows.items() if name.startswith("naive fine-tune")), None)
     if not sleep or not baseline or not baseline["seconds"]:

@@ -31,7 +31,7 @@ def _lora_layers(peft_model: Any) -> dict[str, Any]:
     return {name: module for name, module in peft_model.named_modules() if isinstance(module, LoraLayer) and "default" in module.lora_A}
 
 
-def _factors(module: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def lora_factors(module: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """(B * scale, A): the module's weight change is their product."""
     return module.lora_B["default"].weight * module.scaling["default"], module.lora_A["default"].weight
 
@@ -44,7 +44,7 @@ class WeightAnchor:
         self.cols = {name: f.mean(0) / f.mean().clamp_min(1e-30) for name, f in fisher.items()}  # v: (in,)
         self.count = sum(f.numel() for f in fisher.values())
         with torch.no_grad():
-            self.start = {name: tuple(t.detach().clone().float() for t in _factors(m)) for name, m in self.layers.items()}
+            self.start = {name: tuple(t.detach().clone().float() for t in lora_factors(m)) for name, m in self.layers.items()}
 
     def _fisher(self, lm: LanguageModel, peft_model: Any, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         weights = {name: m.get_base_layer().weight for name, m in self.layers.items()}
@@ -72,7 +72,7 @@ class WeightAnchor:
         """Mean Fisher-weighted squared change of the adapted weights since training began."""
         total = torch.zeros(())
         for name, module in self.layers.items():
-            b, a = _factors(module)
+            b, a = lora_factors(module)
             b0, a0 = self.start[name]
             p = torch.cat([b.float(), -b0], dim=1)  # (out, 2r)
             q = torch.cat([a.float(), a0], dim=0)  # (2r, in); change = p @ q
