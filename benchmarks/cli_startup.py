@@ -9,7 +9,9 @@ recorded). Baseline rows: a new process importing what `recall` and
 embedder came through sentence-transformers on top), the floor an eager design pays before any
 work. Issue 16's targets on a
 quiet machine: recall <= 1.5 s, learn <= 2 s, ask --no-memory <= 4 s.
-Writes results/cli_startup/<UTC timestamp>/results.json and cli_startup.png.
+Then where `ask`'s time goes, stage by stage in one process (imports, model load, a 64-token
+greedy decode in fp32 and, for comparison, bf16). Writes
+results/cli_startup/<UTC timestamp>/results.json and cli_startup.png.
 
     .venv/bin/python benchmarks/cli_startup.py [--repeats 5] [--memories 200]
 
@@ -34,6 +36,34 @@ from _common import machine_info, print_table, results_dir, speed_probe, write_j
 TARGETS = {"recall": 1.5, "learn one line": 2.0, "ask --no-memory": 4.0}
 EAGER_IMPORTS = "import torch, transformers.modeling_utils, presidio_analyzer"
 LIFELONG = [sys.executable, "-m", "lifelong"]
+# Where a new `ask --no-memory` process spends its time, stage by stage, in one process: the
+# imports, loading the converted checkpoint, then a forced-length greedy decode in fp32 (what
+# `ask` runs) and, for comparison only, the same decode with bf16 weights.
+STAGES = """
+import json, time
+t0 = time.perf_counter()
+import torch
+t1 = time.perf_counter()
+import transformers
+from transformers.models.llama import modeling_llama
+t2 = time.perf_counter()
+from lifelong.model.loader import load_model
+from lifelong.progress import quiet_libraries
+lm = load_model()
+t3 = time.perf_counter()
+ids = lm.tokenizer("Write a short story about a lighthouse keeper.", return_tensors="pt").input_ids
+decode = {}
+for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    lm.model.to(dtype)
+    with torch.inference_mode(), quiet_libraries():
+        lm.model.generate(ids, max_new_tokens=2, do_sample=False)
+        start = time.perf_counter()
+        lm.model.generate(ids, max_new_tokens=TOKENS, min_new_tokens=TOKENS, do_sample=False)
+        decode[name] = time.perf_counter() - start
+print(json.dumps({"import torch": t1 - t0, "import transformers and the model code": t2 - t1,
+                  "load the model": t3 - t2, "decode fp32": decode["fp32"], "decode bf16 (not used)": decode["bf16"],
+                  "scipy imported": __import__("sys").modules.get("scipy") is not None}))
+"""
 
 
 def timed(argv: list[str], env: dict[str, str], stdin: str | None = None) -> tuple[float, str]:
@@ -82,10 +112,18 @@ def main() -> None:
                       **({"answer_words": answer_tokens} if answer_tokens is not None else {})}
         print(f"{name}: median {rows[name]['median_s']:.2f} s")
 
+    stage_runs = [json.loads(timed([sys.executable, "-c", STAGES.replace("TOKENS", str(args.max_new_tokens))], env)[1]
+                             .strip().splitlines()[-1]) for _ in range(args.repeats)]
+    stages = {k: statistics.median(r[k] for r in stage_runs) for k in stage_runs[0] if k != "scipy imported"}
+    stages["scipy imported"] = stage_runs[0]["scipy imported"]
+    print_table("where ask --no-memory's time goes (median, one process)", ["stage", "s"],
+                [[k, f"{v:.2f}" if isinstance(v, float) else str(v)] for k, v in stages.items()])
+
     folder = results_dir("cli_startup")
     write_json(folder / "results.json", {"study": "cli_startup", "machine": machine_info(), "speed_probe": probe,
                                          "speed_probe_after": speed_probe(), "memories": args.memories,
-                                         "repeats": args.repeats, "rows": rows})
+                                         "repeats": args.repeats, "rows": rows, "ask_stages": stages,
+                                         "ask_stage_runs": stage_runs})
     print_table("CLI start-up", ["command", "median s", "min s", "max s", "target s", "met"],
                 [[n, r["median_s"], r["min_s"], r["max_s"], r["target_s"] or "-", {True: "yes", False: "NO", None: "-"}[r["met"]]]
                  for n, r in rows.items()])
