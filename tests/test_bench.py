@@ -72,7 +72,7 @@ def test_every_study_runs_end_to_end_on_a_tiny_model(bench_data: Path, tmp_path:
     assert cost["matmul_peak"]["before"]["fp32_gflops"] > 0 and cost["flops_per_trained_token"] > 0
     assert all(0 < row["mfu"] <= max(row["mfu_bf16"], row["mfu_fp32"]) for row in cost["rows"].values())
     stages = cost["sleep_stage_seconds"]["routed+context"]  # where the sleep's time went, stage by stage
-    assert list(stages) == ["select", "synthesis", "training", "gate", "commit"] and stages["training"] > 0
+    assert list(stages) == ["select", "synthesis", "training", "library", "gate", "commit"] and stages["training"] > 0
     assert (written["cost"] / "cost_stages.png").is_file() and "Where one sleep's wall time went" in (written["cost"] / "report.md").read_text()
     governance = json.loads((written["governance"] / "results.json").read_text())
     unlearning, private = governance["unlearning"], governance["private_data"]

@@ -32,7 +32,7 @@ def test_sleep_writes_a_gated_version_with_lineage_and_a_loadable_adapter(mind: 
     assert set(manifest.memory_hashes) == {str(i) for i in ids}
     assert {"acquisition", "acquisition_parent", "retention_agreement", "kl_drift", "tokens_per_second"} <= set(manifest.metrics)
     stages = manifest.metrics["stage_seconds"]  # where the sleep's time went, for `show` and the cost study
-    assert list(stages) == ["select", "synthesis", "training", "gate"] and all(seconds >= 0 for seconds in stages.values())
+    assert list(stages) == ["select", "synthesis", "training", "library", "gate"] and all(seconds >= 0 for seconds in stages.values())
     assert stages["training"] >= manifest.metrics["train_seconds"] - 0.5
     folder = mind.versions.path(manifest.id)
     assert (folder / TRAINING_DATA).is_file()
