@@ -40,7 +40,8 @@ LIFELONG = [sys.executable, "-m", "lifelong"]
 # imports, loading the converted checkpoint, then a forced-length greedy decode in fp32 (what
 # `ask` runs) and, for comparison only, the same decode with bf16 weights.
 STAGES = """
-import json, time
+import json, sys, time
+TOKENS = int(sys.argv[1])
 t0 = time.perf_counter()
 import torch
 t1 = time.perf_counter()
@@ -62,7 +63,7 @@ for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         decode[name] = time.perf_counter() - start
 print(json.dumps({"import torch": t1 - t0, "import transformers and the model code": t2 - t1,
                   "load the model": t3 - t2, "decode fp32": decode["fp32"], "decode bf16 (not used)": decode["bf16"],
-                  "scipy imported": __import__("sys").modules.get("scipy") is not None}))
+                  "scipy imported": sys.modules.get("scipy") is not None}))
 """
 
 
@@ -112,7 +113,7 @@ def main() -> None:
                       **({"answer_words": answer_tokens} if answer_tokens is not None else {})}
         print(f"{name}: median {rows[name]['median_s']:.2f} s")
 
-    stage_runs = [json.loads(timed([sys.executable, "-c", STAGES.replace("TOKENS", str(args.max_new_tokens))], env)[1]
+    stage_runs = [json.loads(timed([sys.executable, "-c", STAGES, str(args.max_new_tokens)], env)[1]
                              .strip().splitlines()[-1]) for _ in range(args.repeats)]
     stages = {k: statistics.median(r[k] for r in stage_runs) for k in stage_runs[0] if k != "scipy imported"}
     stages["scipy imported"] = stage_runs[0]["scipy imported"]

@@ -31,7 +31,7 @@ import lifelong.memory.retrieval as retrieval
 from lifelong import Mind
 from lifelong.bench.data import BenchData
 from lifelong.bench.measure import MAX_ANSWER_TOKENS
-from lifelong.evaluate.knowledge import QA, answer_closed_book, key_span
+from lifelong.evaluate.knowledge import QA, answer_closed_book
 from lifelong.model.loader import load_model
 
 VARIANTS = {"default (focus, k 10)": (True, retrieval.RRF_K), "focus on, k 60": (True, 60),
@@ -55,6 +55,11 @@ def variant(focus: bool, rrf_k: int) -> Iterator[None]:
         retrieval.HybridRetriever.search, retrieval.RRF_K = search, saved_k
 
 
+def right_notes_found(qas: list[QA], contexts: list[list[Any]]) -> int:
+    """Questions whose own fact sentence is among the notes retrieved for them."""
+    return sum(any(m.text == qa.answer for m in ctx) for qa, ctx in zip(qas, contexts, strict=True))
+
+
 def read_with_memory(lm: Any, qas: list[QA]) -> dict[str, Any]:
     mind = Mind.init(Path(tempfile.mkdtemp(prefix="retrieval-reading-")) / "mind", language_model=lm)
     for qa in qas:
@@ -62,10 +67,8 @@ def read_with_memory(lm: Any, qas: list[QA]) -> dict[str, Any]:
     top5 = [[hit.memory for hit in mind.recall(qa.question, 5)] for qa in qas]
     notes = [ctx[:RETRIEVED] for ctx in top5]
     score = answer_closed_book(lm, qas, notes, max_new_tokens=MAX_ANSWER_TOKENS)
-    found = sum(any(m.text == qa.answer for m in ctx) for qa, ctx in zip(qas, notes, strict=True))
-    found5 = sum(any(m.text == qa.answer for m in ctx) for qa, ctx in zip(qas, top5, strict=True))
-    return {"containment": score.containment, "rouge_l_recall": score.rouge_l, "right_note_in_top3": found,
-            "right_note_in_top5": found5,
+    return {"containment": score.containment, "rouge_l_recall": score.rouge_l,
+            "right_note_in_top3": right_notes_found(qas, notes), "right_note_in_top5": right_notes_found(qas, top5),
             "questions": len(qas), "retrieved": [[m.id for m in ctx] for ctx in notes], "predictions": score.predictions}
 
 
@@ -78,8 +81,7 @@ def main() -> None:
     data = BenchData(args.data)
     study = data.facts(args.facts)
     used = {qa.question for qa in study}
-    rest = [QA(r["question"], r["answer"], key_span(r["question"], r["answer"])) for r in data.fact_rows()
-            if r["question"] not in used]
+    rest = [qa for qa in data.all_facts() if qa.question not in used]
     lm = load_model()
     started = time.time()
     results: dict[str, Any] = {"sets": {}}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lifelong.errors import InputError
-from lifelong.evaluate.knowledge import QA, key_span, read_jsonl
+from lifelong.evaluate.knowledge import QA, qa_from_rows, read_jsonl
 from lifelong.learn.synthesis import QUESTION_WORDS, span_kind, salient_spans
 from lifelong.scoring import mentioned, normalize_answer
 
@@ -68,8 +68,11 @@ class BenchData:
 
     def facts(self, n: int, option: str = "--facts") -> list[QA]:
         """The first n TOFU questions whose answer has a key span the question does not give away."""
-        qas = [QA(r["question"], r["answer"], key_span(r["question"], r["answer"])) for r in self._read("facts")]
-        return _at_least([qa for qa in qas if qa.key != qa.answer][:n], n, option, FILES["facts"])
+        return _at_least([qa for qa in self.all_facts() if qa.key != qa.answer][:n], n, option, FILES["facts"])
+
+    def all_facts(self) -> list[QA]:
+        """Every TOFU question with its answer and key span, in file order."""
+        return qa_from_rows(self._read("facts"))
 
     def fact_rows(self) -> list[dict]:
         return self._read("facts")

@@ -38,8 +38,13 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def qa_from_rows(rows: list[dict]) -> list[QA]:
+    """Question/answer rows (TOFU's form) as QA items, each with its answer's key span."""
+    return [QA(r["question"], r["answer"], key_span(r["question"], r["answer"])) for r in rows]
+
+
 def load_qa(path: Path) -> list[QA]:
-    return [QA(r["question"], r["answer"], key_span(r["question"], r["answer"])) for r in read_jsonl(path)]
+    return qa_from_rows(read_jsonl(path))
 
 
 @dataclass(frozen=True)
