@@ -12,18 +12,21 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from lifelong.evaluate.gate import GateMetrics, GatePolicy, judge
+from lifelong.evaluate.recorded_answers import load_answers, probe_key, save_answers
 from lifelong.evaluate.probes import (
     acquisition_probes,
     accuracy,
+    answered,
     Probe,
     load_probes,
     record_retention_probes,
     retention_agreement,
+    share_answered,
 )
 from lifelong.learn import distributed
 from lifelong.learn.anchors import HELD_OUT_CHAT, HELD_OUT_RAW
@@ -53,6 +56,7 @@ from lifelong.versions import BASE_VERSION, Manifest, VersionRegistry
 from lifelong.versions.layout import ADAPTER, RETENTION_PROBES, TRAINED_ON, TRAINING_DATA
 
 
+CANDIDATE_ADAPTER = "default"  # the freshly trained adapter's name inside the candidate's PeftModel (PEFT's default)
 QUESTION_TEMPERATURE = 0.8  # sampled questions: varied wording, still about the note (0.8 is a common sampling default)
 
 
@@ -293,12 +297,14 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
 
     # 4. measure
     new_probes = acquisition_probes(new)
-    gate_metrics = measure_candidate(candidate, parent_lm, base, new, old, retention, new_probes, on_base=foundation is base)
+    recorded = parent_answers(registry, parent, memories, config.router_radius)
+    gate_metrics, closed_book_answers = measure_candidate(candidate, parent_lm, base, new, old, retention, new_probes,
+                                                          on_base=foundation is base, parent_answers=recorded)
     metrics = {**gate_metrics.to_dict(), "train_seconds": stats.seconds, "train_tokens": stats.tokens,
                "tokens_per_second": stats.tokens_per_second, "final_loss": stats.final_loss, "examples": len(examples),
                "precision": stats.precision, "training_processes": ranks}
     if isinstance(candidate, RoutedLanguageModel):
-        metrics.update(router_metrics(candidate, new_probes, "default", retention))
+        metrics.update(router_metrics(candidate, new_probes, CANDIDATE_ADAPTER, retention))
     clock.lap("gate")
     metrics["stage_seconds"] = clock.laps  # where the time went, up to the commit (README, cost)
 
@@ -309,9 +315,10 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     memory_ids = sorted(consolidated & set(current) | {m.id for m in new})
 
     def write(folder: Path) -> Manifest:
-        candidate_peft.save_pretrained(folder / ADAPTER, selected_adapters=["default"])
+        candidate_peft.save_pretrained(folder / ADAPTER, selected_adapters=[CANDIDATE_ADAPTER])
         if keys is not None:
             keys.save(folder)
+        save_answers(folder, closed_book_answers)
         kept = [*(e for e in replay if e.memory_ids), *examples]
         (folder / TRAINING_DATA).write_text("\n".join(json.dumps(e.to_dict()) for e in kept) + "\n", encoding="utf-8")
         trained = trained_texts(examples, replay, strategy)
@@ -359,7 +366,7 @@ def _module_keys(config: SleepConfig, memories: list[Memory]) -> ModuleKeys:
     if config.embedder is None:
         raise ValueError("a routed sleep needs an embedder for its router keys (SleepConfig.embedder)")
     keyed = keyed_texts([m.text for m in memories], [m.id for m in memories])
-    return ModuleKeys("default", config.embedder.embed([text for text, _ in keyed]), np.array([i for _, i in keyed]))
+    return ModuleKeys(CANDIDATE_ADAPTER, config.embedder.embed([text for text, _ in keyed]), np.array([i for _, i in keyed]))
 
 
 def _library_model(registry: VersionRegistry, foundation: LanguageModel, library: list[str], config: SleepConfig,
@@ -395,9 +402,14 @@ def _check_same_shape(parent_id: str, adapter: Path, train: Any) -> None:
         )
 
 
+class Measurement(NamedTuple):
+    metrics: GateMetrics
+    closed_book: dict[Probe, bool | None]  # the candidate's own closed-book answers, recorded for the next gate
+
+
 def measure_candidate(candidate: LanguageModel, parent: LanguageModel, base: LanguageModel, new: list[Memory],
                       old: list[Memory], retention: list[Probe], new_probes: list[Probe] | None = None,
-                      on_base: bool = False) -> GateMetrics:
+                      on_base: bool = False, parent_answers: Mapping[str, bool | None] | None = None) -> Measurement:
     """What the gate reads: the new facts closed-book and with their memory in the prompt
     (candidate and parent), earlier facts, retention of the base's completions, and drift.
 
@@ -405,23 +417,65 @@ def measure_candidate(candidate: LanguageModel, parent: LanguageModel, base: Lan
     then runs the exact base weights on every input no module claims (model/routed.py), so
     those retention probes and drift anchors give the base's own answers and distributions:
     they count as kept and as zero drift without being run again, and only the claimed ones
-    are measured (on 3-fact sleeps this was a third of the gate's time)."""
+    are measured (on 3-fact sleeps this was a third of the gate's time).
+
+    `parent_answers`: the parent's closed-book answers recorded at its own gate, on the weights
+    it serves now (evaluate/recorded_answers.py). Earlier facts found there are not asked of
+    the parent again, and the candidate is asked only those its router sends elsewhere than
+    the parent's does: the rest it answers with the parent's very weights."""
     new_probes = acquisition_probes(new) if new_probes is None else new_probes
     old_probes = acquisition_probes(old)
     notes = {m.id: m for m in new}
-    return GateMetrics(
-        acquisition=accuracy(candidate, new_probes),
+    recorded = parent_answers or {}
+    known = [p for p in old_probes if probe_key(p) in recorded]
+    unknown = [p for p in old_probes if probe_key(p) not in recorded]
+    old_parent = {**{p: recorded[probe_key(p)] for p in known}, **dict(zip(unknown, answered(parent, unknown), strict=True))}
+    same = same_weights(candidate, parent, [p.prompt for p in old_probes])
+    differ = [p for p, shared in zip(old_probes, same, strict=True) if not shared]
+    old_candidate = {**old_parent, **dict(zip(differ, answered(candidate, differ), strict=True))}
+    new_candidate = dict(zip(new_probes, answered(candidate, new_probes), strict=True))
+    metrics = GateMetrics(
+        acquisition=share_answered(list(new_candidate.values())),
         acquisition_parent=accuracy(parent, new_probes),
         acquisition_probes=len(new_probes),
         with_memory=accuracy(candidate, new_probes, notes) if new_probes else None,
         with_memory_parent=accuracy(parent, new_probes, notes) if new_probes else None,
-        old_facts=accuracy(candidate, old_probes) if old_probes else None,
-        old_facts_parent=accuracy(parent, old_probes) if old_probes else None,
+        old_facts=share_answered([old_candidate[p] for p in old_probes]) if old_probes else None,
+        old_facts_parent=share_answered([old_parent[p] for p in old_probes]) if old_probes else None,
         old_fact_probes=len(old_probes),
         retention_agreement=_retention_where_it_can_differ(candidate, retention, on_base),
         retention_probes=len(retention),
         kl_drift=kl_to_base(base, candidate, on_base),
     )
+    return Measurement(metrics, {**old_candidate, **new_candidate})
+
+
+def same_weights(candidate: LanguageModel, parent: LanguageModel, texts: Sequence[str]) -> list[bool]:
+    """Which inputs the candidate answers with exactly the parent's weights: with both routed
+    libraries, those the candidate's router sends where the parent's does, to one of the
+    parent's modules or to none. The new module ("default" inside the candidate) is the only
+    weights the parent lacks, and a module's adapter computes alike whatever else is loaded."""
+    if not isinstance(candidate, RoutedLanguageModel) or not isinstance(parent, RoutedLanguageModel):
+        return [False] * len(texts)
+    return [mine == theirs and mine != CANDIDATE_ADAPTER
+            for mine, theirs in zip(candidate.modules_for(texts), parent.modules_for(texts), strict=True)]
+
+
+def parent_answers(registry: VersionRegistry, parent: Manifest | None, memories: Sequence[Memory],
+                   radius: float) -> dict[str, bool | None]:
+    """The parent's recorded closed-book answers, where it serves now exactly what its gate
+    measured: every module of its library still valid, the same router radius, and (for one
+    unrouted module) none of its memories forgotten. Otherwise nothing, and the gate asks."""
+    if parent is None or parent.kind != "module":
+        return {}
+    if parent.modules:
+        current = {m.id: m for m in memories if m.current}
+        if list(valid_library(registry, parent.modules, current)) != list(parent.modules) \
+                or parent.hyperparameters.get("router_radius") != radius:
+            return {}
+    elif tainted(parent, {m.id: m for m in memories}):
+        return {}
+    return load_answers(registry.path(parent.id))
 
 
 def _claimed(candidate: LanguageModel, texts: Sequence[str], on_base: bool) -> list[bool]:

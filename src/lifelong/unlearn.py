@@ -30,7 +30,7 @@ import numpy as np
 from lifelong.learn.router import KEY_MEMORIES_FILE, KEYS_FILE
 from lifelong.memory.records import Memory
 from lifelong.versions import BASE_VERSION, Manifest, VersionRegistry
-from lifelong.versions.layout import ADAPTER, CHECKPOINT, FORGOTTEN_MARKER, TRAINED_ON, TRAINING_DATA
+from lifelong.versions.layout import ADAPTER, CHECKPOINT, FORGOTTEN_MARKER, GATE_ANSWERS, TRAINED_ON, TRAINING_DATA
 
 
 
@@ -84,6 +84,7 @@ def scrub_versions(registry: VersionRegistry, memories: list[Memory]) -> list[st
         changed = _drop_rows(folder / TRAINING_DATA, lambda row: names_one(
             row, [m.get("content", "") for m in row.get("prompt", [])] + [row.get("answer", "")]))
         changed |= _drop_rows(folder / TRAINED_ON, lambda row: names_one(row, [row.get("text", "")]))
+        changed |= _drop_rows(folder / GATE_ANSWERS, lambda row: names_one(row, []))
         changed |= _drop_keys(folder, ids)
         learned = sorted(ids & set(manifest.trained_memory_ids))  # not the library's: its older modules answer for those
         weights = weights_folder(registry, manifest)

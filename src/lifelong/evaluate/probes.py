@@ -76,17 +76,28 @@ def acquisition_probes(memories: Sequence[Memory], per_memory: int = 2) -> list[
 def accuracy(lm: LanguageModel, probes: Sequence[Probe], notes: Mapping[int, Memory] | None = None,
              max_new_tokens: int = 48) -> float:
     """Share of probes answered; with `notes`, each probe's memory is in its prompt, as `ask` puts it."""
+    return share_answered(answered(lm, probes, notes, max_new_tokens))
+
+
+def answered(lm: LanguageModel, probes: Sequence[Probe], notes: Mapping[int, Memory] | None = None,
+             max_new_tokens: int = 48) -> list[bool | None]:
+    """Whether each probe is answered; None where its prompt does not fit the context window
+    with room for the answer (a note too long for the window is not asked)."""
     if not probes:
-        return 0.0
+        return []
     prompts = [build_messages(p.prompt, [notes[p.memory_id]]) if notes is not None and p.memory_id in notes
                else closed_book(p.prompt) for p in probes]
     limit = lm.context_window - max_new_tokens
-    fits = [len(lm.encode(lm.format_chat(m))) <= limit for m in prompts]  # a note too long for the window is not asked
-    probes = [p for p, ok in zip(probes, fits, strict=True) if ok]
-    if not probes:
-        return 0.0
-    answers = lm.generate_batch([m for m, ok in zip(prompts, fits, strict=True) if ok], max_new_tokens=max_new_tokens)
-    return sum(contains_answer(a, p.answer) for a, p in zip(answers, probes, strict=True)) / len(probes)
+    fits = [len(lm.encode(lm.format_chat(m))) <= limit for m in prompts]
+    asked = [m for m, ok in zip(prompts, fits, strict=True) if ok]
+    answers = iter(lm.generate_batch(asked, max_new_tokens=max_new_tokens) if asked else [])
+    return [contains_answer(next(answers), p.answer) if ok else None for p, ok in zip(probes, fits, strict=True)]
+
+
+def share_answered(results: Sequence[bool | None]) -> float:
+    """Share answered among the probes asked (0.0 when none was)."""
+    asked = [r for r in results if r is not None]
+    return sum(asked) / len(asked) if asked else 0.0
 
 
 GENERAL_TOPICS = 1000  # words drawn from the vocabulary; 131 of 438 prompts were confident on SmolLM2-135M

@@ -5,5 +5,6 @@ RETENTION_PROBES = "retention_probes.jsonl"  # in the mind folder: the base's co
 TRAINING_DATA = "training_data.jsonl"
 TRAINED_ON = "trained_on.jsonl"  # every text the module learned from, with its source and memory ids
 ADAPTER = "adapter"
+GATE_ANSWERS = "gate_answers.jsonl"  # the candidate's closed-book answers at its gate: memory id, probe hash, right or not
 FORGOTTEN_MARKER = "forgotten.json"  # which forgotten memories took the module's weights with them
 CHECKPOINT = "model"  # a merge version's folded weights (config, safetensors)
