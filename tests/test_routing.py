@@ -208,48 +208,63 @@ def test_the_gate_runs_only_what_a_module_claims_and_reads_the_same_numbers(mind
 
 def test_the_next_gate_reads_the_parents_recorded_answers_and_gets_the_same_numbers(
         mind: Mind, passing_gate, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A version records its closed-book answers at its gate; the next gate reads the parent's
-    from there instead of asking again, asks the candidate only the earlier facts its router
-    sends elsewhere than the parent's, and reads the same numbers as asking everything.
-    A forget drops the forgotten memory's rows."""
-    from lifelong.consolidate import measure_candidate
-    from lifelong.evaluate.probes import acquisition_probes
-    from lifelong.evaluate.recorded_answers import load_answers, probe_key
+    """A version records its closed-book answers at its gate; the next sleep's gate reads the
+    parent's from there instead of asking again, asks the candidate only the earlier facts its
+    router sends elsewhere than the parent's, and reads the same numbers as asking everything.
+    Records stop counting once the parent serves something else, and a forget drops the
+    forgotten memory's rows."""
+    from lifelong.consolidate import measure_candidate, recorded_parent_answers
+    from lifelong.evaluate.probes import acquisition_probes, share_answered
+    from lifelong.evaluate.recorded_answers import asked_with, load_answers, probe_key
     from lifelong.versions.layout import GATE_ANSWERS
 
     bridge = mind.learn(BRIDGE).results[0].id
+    observatory = mind.learn(OBSERVATORY).results[0].id
     v1 = mind.sleep(LOUD).manifest
-    old_probes = acquisition_probes([mind.store.get(bridge)])
-    assert old_probes and set(load_answers(mind.versions.path(v1.id))) >= {probe_key(p) for p in old_probes}
-    captain = mind.learn(CAPTAIN).results[0].id
-    assert mind.sleep(LOUD).activated
-    candidate, parent, base = mind.language_model, mind.version_model(v1.id), mind.base_model
-    new, old = [mind.store.get(captain)], [mind.store.get(bridge)]
+    old = [mind.store.get(bridge), mind.store.get(observatory)]
+    old_probes = acquisition_probes(old)
+    old_prompts = {p.prompt for p in old_probes}
+    fingerprint = asked_with(mind.language_model)
+    assert old_probes and set(load_answers(mind.versions.path(v1.id), fingerprint)) >= {probe_key(p) for p in old_probes}
+    assert load_answers(mind.versions.path(v1.id), "asked another way") == {}
 
     asked: list[tuple[object, list[str]]] = []
     answered = consolidate.answered
     monkeypatch.setattr(consolidate, "answered", lambda lm, probes, *a, **k: asked.append(
         (lm, [p.prompt for p in probes])) or answered(lm, probes, *a, **k))
-    quick = measure_candidate(candidate, parent, base, new, old, [], on_base=True,
-                              parent_answers=load_answers(mind.versions.path(v1.id)))
-    old_prompts = {p.prompt for p in old_probes}
-    assert not any(lm is parent and old_prompts & set(prompts) for lm, prompts in asked)  # read, not asked
+    captain = mind.learn(CAPTAIN).results[0].id
+    v2 = mind.sleep(LOUD).manifest
+    assert v2.verdict.passed
+    candidate, parent, base = mind.language_model, mind.version_model(v1.id), mind.base_model
     moved = {p.prompt for p, mine, theirs in zip(old_probes, candidate.modules_for([p.prompt for p in old_probes]),
                                                   parent.modules_for([p.prompt for p in old_probes]), strict=True)
              if mine != theirs}
-    assert {q for lm, prompts in asked if lm is candidate for q in prompts} & old_prompts == moved
+    in_sleep = [q for _, prompts in asked for q in prompts if q in old_prompts]
+    assert sorted(in_sleep) == sorted(moved)  # the parent was asked none; the candidate only what moved
+
+    asked.clear()
+    new = [mind.store.get(captain)]
+    quick = measure_candidate(candidate, parent, base, new, old, [], on_base=True,
+                              recorded=load_answers(mind.versions.path(v1.id), fingerprint))
+    assert not any(lm is parent and old_prompts & set(prompts) for lm, prompts in asked)  # read, not asked
     full = measure_candidate(candidate, parent, base, new, old, [], on_base=True)
     assert quick.metrics == full.metrics
     assert quick.closed_book == full.closed_book
-    # the candidate's answers on the parent's weights are the parent's recorded ones: flip them and both read 1.0
+    # where the candidate runs the parent's weights, its answers are the parent's recorded ones:
+    # record every earlier probe as answered, and only the moved ones can read otherwise
     flipped = measure_candidate(candidate, parent, base, new, old, [], on_base=True,
-                                parent_answers={probe_key(p): True for p in old_probes})
+                                recorded={probe_key(p): True for p in old_probes})
     assert flipped.metrics.old_facts_parent == 1.0
-    assert flipped.metrics.old_facts == (1.0 if not moved else full.metrics.old_facts)
+    assert flipped.metrics.old_facts == share_answered([full.closed_book[p] if p.prompt in moved else True
+                                                        for p in old_probes])
 
+    memories = mind.store.list()
+    assert recorded_parent_answers(mind.versions, v2, memories, LOUD.router_radius, fingerprint)
+    assert recorded_parent_answers(mind.versions, v2, memories, LOUD.router_radius + 0.01, fingerprint) == {}
     mind.forget(bridge)
+    assert recorded_parent_answers(mind.versions, v2, mind.store.list(), LOUD.router_radius, fingerprint) == {}
     rows = (mind.versions.path(v1.id) / GATE_ANSWERS).read_text(encoding="utf-8")
-    assert f'"memory_ids": [{bridge}]' not in rows
+    assert f'"memory_ids": [{bridge}]' not in rows and f'"memory_ids": [{observatory}]' in rows
 
 
 def test_a_recalled_sentence_counts_as_confirmed_only_when_a_note_holds_it_and_it_answers_the_question() -> None:

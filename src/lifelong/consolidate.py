@@ -17,7 +17,6 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from lifelong.evaluate.gate import GateMetrics, GatePolicy, judge
-from lifelong.evaluate.recorded_answers import load_answers, probe_key, save_answers
 from lifelong.evaluate.probes import (
     acquisition_probes,
     accuracy,
@@ -28,6 +27,7 @@ from lifelong.evaluate.probes import (
     retention_agreement,
     share_answered,
 )
+from lifelong.evaluate.recorded_answers import ANSWER_TOKENS, asked_with, load_answers, probe_key, save_answers
 from lifelong.learn import distributed
 from lifelong.learn.anchors import HELD_OUT_CHAT, HELD_OUT_RAW
 from lifelong.learn.drift import continuation_kl, continuation_rows_with_text
@@ -297,9 +297,10 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
 
     # 4. measure
     new_probes = acquisition_probes(new)
-    recorded = parent_answers(registry, parent, memories, config.router_radius)
+    fingerprint = asked_with(candidate)
+    recorded = recorded_parent_answers(registry, parent, memories, config.router_radius, fingerprint)
     gate_metrics, closed_book_answers = measure_candidate(candidate, parent_lm, base, new, old, retention, new_probes,
-                                                          on_base=foundation is base, parent_answers=recorded)
+                                                          on_base=foundation is base, recorded=recorded)
     metrics = {**gate_metrics.to_dict(), "train_seconds": stats.seconds, "train_tokens": stats.tokens,
                "tokens_per_second": stats.tokens_per_second, "final_loss": stats.final_loss, "examples": len(examples),
                "precision": stats.precision, "training_processes": ranks}
@@ -318,7 +319,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
         candidate_peft.save_pretrained(folder / ADAPTER, selected_adapters=[CANDIDATE_ADAPTER])
         if keys is not None:
             keys.save(folder)
-        save_answers(folder, closed_book_answers)
+        save_answers(folder, closed_book_answers, fingerprint)
         kept = [*(e for e in replay if e.memory_ids), *examples]
         (folder / TRAINING_DATA).write_text("\n".join(json.dumps(e.to_dict()) for e in kept) + "\n", encoding="utf-8")
         trained = trained_texts(examples, replay, strategy)
@@ -403,13 +404,16 @@ def _check_same_shape(parent_id: str, adapter: Path, train: Any) -> None:
 
 
 class Measurement(NamedTuple):
+    """What the gate read, and the candidate's own closed-book answers to every probe it was
+    asked (new and earlier facts): the version records them so that the next gate, where this
+    version is the parent, reads them instead of asking again."""
     metrics: GateMetrics
-    closed_book: dict[Probe, bool | None]  # the candidate's own closed-book answers, recorded for the next gate
+    closed_book: dict[Probe, bool | None]
 
 
 def measure_candidate(candidate: LanguageModel, parent: LanguageModel, base: LanguageModel, new: list[Memory],
                       old: list[Memory], retention: list[Probe], new_probes: list[Probe] | None = None,
-                      on_base: bool = False, parent_answers: Mapping[str, bool | None] | None = None) -> Measurement:
+                      on_base: bool = False, recorded: Mapping[str, bool | None] | None = None) -> Measurement:
     """What the gate reads: the new facts closed-book and with their memory in the prompt
     (candidate and parent), earlier facts, retention of the base's completions, and drift.
 
@@ -419,21 +423,21 @@ def measure_candidate(candidate: LanguageModel, parent: LanguageModel, base: Lan
     they count as kept and as zero drift without being run again, and only the claimed ones
     are measured (on 3-fact sleeps this was a third of the gate's time).
 
-    `parent_answers`: the parent's closed-book answers recorded at its own gate, on the weights
+    `recorded`: the parent's closed-book answers recorded at its own gate, on the weights
     it serves now (evaluate/recorded_answers.py). Earlier facts found there are not asked of
     the parent again, and the candidate is asked only those its router sends elsewhere than
     the parent's does: the rest it answers with the parent's very weights."""
     new_probes = acquisition_probes(new) if new_probes is None else new_probes
     old_probes = acquisition_probes(old)
     notes = {m.id: m for m in new}
-    recorded = parent_answers or {}
+    recorded = recorded or {}
     known = [p for p in old_probes if probe_key(p) in recorded]
     unknown = [p for p in old_probes if probe_key(p) not in recorded]
-    old_parent = {**{p: recorded[probe_key(p)] for p in known}, **dict(zip(unknown, answered(parent, unknown), strict=True))}
+    old_parent = {**{p: recorded[probe_key(p)] for p in known}, **dict(zip(unknown, answered(parent, unknown, max_new_tokens=ANSWER_TOKENS), strict=True))}
     same = same_weights(candidate, parent, [p.prompt for p in old_probes])
     differ = [p for p, shared in zip(old_probes, same, strict=True) if not shared]
-    old_candidate = {**old_parent, **dict(zip(differ, answered(candidate, differ), strict=True))}
-    new_candidate = dict(zip(new_probes, answered(candidate, new_probes), strict=True))
+    old_candidate = {**old_parent, **dict(zip(differ, answered(candidate, differ, max_new_tokens=ANSWER_TOKENS), strict=True))}
+    new_candidate = dict(zip(new_probes, answered(candidate, new_probes, max_new_tokens=ANSWER_TOKENS), strict=True))
     metrics = GateMetrics(
         acquisition=share_answered(list(new_candidate.values())),
         acquisition_parent=accuracy(parent, new_probes),
@@ -461,8 +465,8 @@ def same_weights(candidate: LanguageModel, parent: LanguageModel, texts: Sequenc
             for mine, theirs in zip(candidate.modules_for(texts), parent.modules_for(texts), strict=True)]
 
 
-def parent_answers(registry: VersionRegistry, parent: Manifest | None, memories: Sequence[Memory],
-                   radius: float) -> dict[str, bool | None]:
+def recorded_parent_answers(registry: VersionRegistry, parent: Manifest | None, memories: Sequence[Memory],
+                            radius: float, fingerprint: str) -> dict[str, bool | None]:
     """The parent's recorded closed-book answers, where it serves now exactly what its gate
     measured: every module of its library still valid, the same router radius, and (for one
     unrouted module) none of its memories forgotten. Otherwise nothing, and the gate asks."""
@@ -475,7 +479,7 @@ def parent_answers(registry: VersionRegistry, parent: Manifest | None, memories:
             return {}
     elif tainted(parent, {m.id: m for m in memories}):
         return {}
-    return load_answers(registry.path(parent.id))
+    return load_answers(registry.path(parent.id), fingerprint)
 
 
 def _claimed(candidate: LanguageModel, texts: Sequence[str], on_base: bool) -> list[bool]:
