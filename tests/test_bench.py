@@ -77,7 +77,7 @@ def test_every_study_runs_end_to_end_on_a_tiny_model(bench_data: Path, tmp_path:
     governance = json.loads((written["governance"] / "results.json").read_text())
     unlearning, private = governance["unlearning"], governance["private_data"]
     assert unlearning["still_recalled"] == 0 and unlearning["files_holding_forgotten_text"]["after forget"] == []
-    assert set(unlearning["scores"]) == {"base", "after sleep", "after forget", "after rebuild"}
+    assert set(unlearning["scores"]) == {"base", "after sleep", "after forget", "after rebuild", "never learned"}
     assert private["recall"] == 1.0 and private["files_holding_canaries"]["redacted canary, any file"] == []
     assert private["files_holding_canaries"]["any canary, outside the memory store"] == []
     assert governance["injection"]["untrusted"]["quarantined"] == governance["injection"]["flagged"] > 0

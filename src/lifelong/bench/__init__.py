@@ -15,5 +15,5 @@ EXPECTED_FULL_RUN = {
     "cost": "about 13 min (15 facts)",
     "retrieval": "about 1 min",
     "citations": "about 20 min (300 questions asked one by one, measured)",
-    "governance": "about 67 min alone (measured; four sleeps: 40 facts, their 30-fact rebuild, 10 facts beside 50 poisoned notes, 40 chat turns)",
+    "governance": "about 67 min alone (measured before the reference sleep, which adds a 30-fact sleep like the rebuild: 741 s in the 2026-12-04 run); five sleeps: 40 facts, their 30-fact rebuild, the 30 kept facts alone for reference, 10 facts beside 50 poisoned notes, 40 chat turns",
 }

@@ -131,6 +131,15 @@ def unlearning(bench: Bench) -> dict[str, Any]:
         probes["after rebuild"] = fact_probes(mind.language_model, qas)
     files_after_rebuild = files_holding(mind.path, texts)
     mind.close()
+    # the reference exact unlearning is judged against: the same sleep on the kept facts alone, never
+    # shown the forgotten ones (the "retain model" of TOFU). The base's rate is not it: a module that
+    # learned the other facts of the forgotten facts' author answers their questions with those facts.
+    never = fresh_mind(bench, "unlearning-never-learned", [fact_record(qa) for qa in qas[settings.forget_facts:]])
+    sleeps.append(sleep_once(never, DEFAULT_STRATEGY, settings.train(), "governance: the kept facts alone, for reference",
+                             questions, settings.synthesis())["info"])
+    with status("governance: unlearning, a mind that never learned the forgotten facts"):
+        probes["never learned"] = fact_probes(never.language_model, qas)
+    never.close()
     n = len(forget)
     scores = {stage: {"forgotten": group_scores(rows[:n]), "kept": group_scores(rows[n:])} for stage, rows in probes.items()}
     return {"facts": len(qas), "forgotten": n, "scores": scores, "sleeps": sleeps,
@@ -336,6 +345,7 @@ def report(results: dict[str, Any]) -> list[str]:
     rows = [[stage, group, s["containment"], s["rouge_l"], s["completion"]]
             for stage, groups in u["scores"].items() for group, s in groups.items()]
     base, rebuilt, slept = u["scores"]["base"], u["scores"]["after rebuild"], u["scores"]["after sleep"]
+    never = u["scores"].get("never learned")  # absent from runs before the reference arm
     kept_ratio = rebuilt["kept"]["containment"] / slept["kept"]["containment"] if slept["kept"]["containment"] else float("nan")
     leak_rows = [[name, v["asked"], v["completed"], v["either"]] for name, v in p["leaks"].items()]
     permissive = j["untrusted"].get("permissive", {})  # absent from runs before the default policy changed
@@ -346,7 +356,11 @@ def report(results: dict[str, Any]) -> list[str]:
         f"of the fact sentence up to the key span.", "",
         *markdown_table(["stage", "facts", "containment", "ROUGE-L", "completion"], rows),
         f"Forgotten facts after the rebuild against the base: containment {rebuilt['forgotten']['containment'] - base['forgotten']['containment']:+.3f}, "
-        f"ROUGE-L {rebuilt['forgotten']['rouge_l'] - base['forgotten']['rouge_l']:+.3f} (target within 0.02). Kept facts after the "
+        f"ROUGE-L {rebuilt['forgotten']['rouge_l'] - base['forgotten']['rouge_l']:+.3f} (target within 0.02)"
+        + (f"; against a mind that slept on the kept facts alone and never saw them: containment "
+           f"{rebuilt['forgotten']['containment'] - never['forgotten']['containment']:+.3f}, ROUGE-L "
+           f"{rebuilt['forgotten']['rouge_l'] - never['forgotten']['rouge_l']:+.3f}" if never else "")
+        + f". Kept facts after the "
         f"rebuild keep {kept_ratio:.2f} of their post-sleep containment (target >= 0.95). Forgotten facts still retrieved: "
         f"{u['still_recalled']}; files still holding a forgotten text after the forget: {len(u['files_holding_forgotten_text']['after forget'])}, "
         f"after the rebuild: {len(u['files_holding_forgotten_text']['after rebuild'])}. Sleeps promoted: "
