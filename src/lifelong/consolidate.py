@@ -27,7 +27,7 @@ from lifelong.evaluate.probes import (
     retention_agreement,
     share_answered,
 )
-from lifelong.evaluate.recorded_answers import ANSWER_TOKENS, asked_with, load_answers, probe_key, save_answers
+from lifelong.evaluate.recorded_answers import asked_with, load_answers, probe_key, save_answers
 from lifelong.learn import distributed
 from lifelong.learn.anchors import HELD_OUT_CHAT, HELD_OUT_RAW
 from lifelong.learn.drift import continuation_kl, continuation_rows_with_text
@@ -431,13 +431,14 @@ def measure_candidate(candidate: LanguageModel, parent: LanguageModel, base: Lan
     old_probes = acquisition_probes(old)
     notes = {m.id: m for m in new}
     recorded = recorded or {}
-    known = [p for p in old_probes if probe_key(p) in recorded]
-    unknown = [p for p in old_probes if probe_key(p) not in recorded]
-    old_parent = {**{p: recorded[probe_key(p)] for p in known}, **dict(zip(unknown, answered(parent, unknown, max_new_tokens=ANSWER_TOKENS), strict=True))}
+    keys = {p: probe_key(p) for p in old_probes}
+    unknown = [p for p in old_probes if keys[p] not in recorded]
+    old_parent = {**{p: recorded[keys[p]] for p in old_probes if keys[p] in recorded},
+                  **dict(zip(unknown, answered(parent, unknown), strict=True))}
     same = same_weights(candidate, parent, [p.prompt for p in old_probes])
     differ = [p for p, shared in zip(old_probes, same, strict=True) if not shared]
-    old_candidate = {**old_parent, **dict(zip(differ, answered(candidate, differ, max_new_tokens=ANSWER_TOKENS), strict=True))}
-    new_candidate = dict(zip(new_probes, answered(candidate, new_probes, max_new_tokens=ANSWER_TOKENS), strict=True))
+    old_candidate = {**old_parent, **dict(zip(differ, answered(candidate, differ), strict=True))}
+    new_candidate = dict(zip(new_probes, answered(candidate, new_probes), strict=True))
     metrics = GateMetrics(
         acquisition=share_answered(list(new_candidate.values())),
         acquisition_parent=accuracy(parent, new_probes),

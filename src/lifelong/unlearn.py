@@ -3,10 +3,11 @@
 Removing a memory from the store is not enough: a module trained on it can still answer from
 its weights, and a version folder keeps the examples it was trained on. So a forget also
 walks every version: rows naming the memory (or quoting its text) leave `training_data.jsonl`
-and `trained_on.jsonl`, the gate's recorded answers about it leave `gate_answers.jsonl`, its router keys leave `router_keys.npy`, and a module that learned it
-loses its adapter weights (the folder keeps a `forgotten.json` saying which memories took
-them). Serving already skips such a module (`consolidate.version_model`); the next sleep learns
-the module's other, still current memories again in a fresh module.
+and `trained_on.jsonl`, the gate's recorded answers about it leave `gate_answers.jsonl`, its
+router keys leave `router_keys.npy`, and a module that learned it loses its adapter weights
+(the folder keeps a `forgotten.json` saying which memories took them). Serving already skips
+such a module (`consolidate.version_model`); the next sleep learns the module's other, still
+current memories again in a fresh module.
 
 A merged checkpoint that folded a forgotten memory into its weights loses them the same way
 (the folder keeps its manifest and the marker); the versions built on it can no longer be

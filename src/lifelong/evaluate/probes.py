@@ -73,14 +73,17 @@ def acquisition_probes(memories: Sequence[Memory], per_memory: int = 2) -> list[
     return probes
 
 
+PROBE_ANSWER_TOKENS = 48  # answer length the gate's probes are asked with (a recorded answer counts only at it)
+
+
 def accuracy(lm: LanguageModel, probes: Sequence[Probe], notes: Mapping[int, Memory] | None = None,
-             max_new_tokens: int = 48) -> float:
+             max_new_tokens: int = PROBE_ANSWER_TOKENS) -> float:
     """Share of probes answered; with `notes`, each probe's memory is in its prompt, as `ask` puts it."""
     return share_answered(answered(lm, probes, notes, max_new_tokens))
 
 
 def answered(lm: LanguageModel, probes: Sequence[Probe], notes: Mapping[int, Memory] | None = None,
-             max_new_tokens: int = 48) -> list[bool | None]:
+             max_new_tokens: int = PROBE_ANSWER_TOKENS) -> list[bool | None]:
     """Whether each probe is answered; None where its prompt does not fit the context window
     with room for the answer (a note too long for the window is not asked)."""
     if not probes:

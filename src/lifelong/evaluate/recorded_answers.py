@@ -23,13 +23,12 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from lifelong.evaluate.probes import Probe
+from lifelong.evaluate.probes import PROBE_ANSWER_TOKENS, Probe
 from lifelong.model.language_model import LanguageModel
 from lifelong.prompt import closed_book
 from lifelong.versions.layout import GATE_ANSWERS
 
 RECORD_FORMAT = 1  # raise when what "answered" means changes (scoring, probe wording): older records stop being read
-ANSWER_TOKENS = 48  # the gate's closed-book answer length (evaluate.probes.accuracy's default)
 
 
 def probe_key(probe: Probe) -> str:
@@ -41,7 +40,7 @@ def probe_key(probe: Probe) -> str:
 def asked_with(lm: LanguageModel) -> str:
     """How closed-book answers are asked of `lm`: recorded answers count only where this matches."""
     dtype = str(next(lm.model.parameters()).dtype)
-    setup = [RECORD_FORMAT, lm.name, lm.context_window, lm.format_chat(closed_book("")), ANSWER_TOKENS, dtype]
+    setup = [RECORD_FORMAT, lm.name, lm.context_window, lm.format_chat(closed_book("")), PROBE_ANSWER_TOKENS, dtype]
     return hashlib.sha256(json.dumps(setup).encode()).hexdigest()[:32]
 
 
