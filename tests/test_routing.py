@@ -250,6 +250,7 @@ def test_the_next_gate_reads_the_parents_recorded_answers_and_gets_the_same_numb
     full = measure_candidate(candidate, parent, base, new, old, [], on_base=True)
     assert quick.metrics == full.metrics
     assert quick.closed_book == full.closed_book
+    assert quick.metrics.acquisition_logprob_gain is not None  # the new facts' answers scored, candidate over parent
     # where the candidate runs the parent's weights, its answers are the parent's recorded ones:
     # record every earlier probe as answered, and only the moved ones can read otherwise
     flipped = measure_candidate(candidate, parent, base, new, old, [], on_base=True,
@@ -282,6 +283,14 @@ def test_a_recalled_sentence_counts_as_confirmed_only_when_a_note_holds_it_and_i
     assert confirmed_recall("The chief engineer of the Korvath Canal was Marta Oyelaran.", question, [one_sentence])
     assert not confirmed_recall("The chief engineer of the Korvath Canal was Petra Lindqvist.", question, [one_sentence])
     assert not confirmed_recall("The chief engineer of the Korvath Canal.", question, [one_sentence])  # adds nothing
+    # a name no note holds is not confirmed, however many of the sentence's other words match
+    discipline = ("A modern example of school discipline in North America and Western Europe relies upon the idea of "
+                  "an assertive teacher who is prepared to impose their will upon a class.")
+    asked = "Complete the sentence: A modern example of school discipline in"
+    assert confirmed_recall("A modern example of school discipline in North America relies upon the idea of an "
+                            "assertive teacher who is prepared to impose their will upon a class.", asked, [discipline])
+    assert not confirmed_recall("A modern example of school discipline in North Carolina relies upon the idea of an "
+                                "assertive teacher who is prepared to impose their will upon a class.", asked, [discipline])
 
 
 def test_where_the_notes_confirm_the_modules_recalled_sentence_it_is_served_over_the_bases_reading(

@@ -55,6 +55,16 @@ def content_words(text: str) -> set[str]:
     return {t for t in tokens if t not in STOPWORDS and (len(t) > 1 or t.isdigit())}
 
 
+def words(*texts: str) -> set[str]:
+    """Every lower-cased word and number of the texts, stopwords included."""
+    return {t for text in texts for t in re.findall(r"\d+(?:[.,]\d+)*|\w+", text.lower())}
+
+
+def names_and_numbers(text: str) -> set[str]:
+    """Lower-cased words written with a capital, and numbers: what a fact hinges on."""
+    return {t.lower() for t in re.findall(r"\d+(?:[.,]\d+)*|\w+", text) if t[0].isupper() or t[0].isdigit()}
+
+
 def _stem(word: str) -> str:
     """A light stem, so "belongs" in an answer still counts as echoing "belong" in the
     question, and "novels" in a memory supports "novel" in the answer."""
@@ -123,12 +133,14 @@ def confirmed_recall(answer: str, question: str, notes: Sequence[str]) -> bool:
     base picks the wrong span of a retrieved chunk more often than not (README, Sleep v2 on
     SQuAD). Only what the answer adds is checked: words it repeats from the question are in
     the note anyway, and counting them confirmed "school discipline in North Carolina" against
-    a note that says North America. The thresholds were read off the 50 SQuAD passages' saved
-    answers and checked on 30 TOFU facts the rule was not made on (README)."""
+    a note that says North America. Its other words still matched that note, so a name or
+    number the answer gives must also be in a note or the question. The thresholds were read
+    off the 50 SQuAD passages' saved answers and checked on 30 TOFU facts the rule was not
+    made on (README)."""
     said, asked = set(content_words(answer)), set(content_words(question))
     added = said - asked
-    if not added or not asked:
-        return False
+    if not added or not asked or names_and_numbers(answer) - words(question, *notes):
+        return False  # nothing added, or a name or number no note holds ("North Carolina" against North America)
     held = max((len(added & set(content_words(sentence))) / len(added)
                 for note in notes for sentence in _SENTENCE_BREAK.split(note) if sentence.strip()), default=0.0)
     return held >= RECALL_CONFIRMED and len(said & asked) / len(asked) >= RECALL_ON_TOPIC
