@@ -89,6 +89,19 @@ def test_the_gate_names_each_failed_check() -> None:
     assert [r.split()[0] for r in reasons] == ["acquisition", "retention", "KL"]
 
 
+def test_a_module_completing_no_more_probes_passes_only_if_it_made_their_answers_clearly_likelier() -> None:
+    policy = GatePolicy()
+    tie = _metrics(acquisition=0.0, acquisition_parent=0.0)
+    assert not consolidate.judge(tie, policy).passed  # nothing measured beyond the tie
+    assert consolidate.judge({**tie, "acquisition_logprob_gain": policy.min_logprob_gain + 0.1}, policy).passed
+    short = consolidate.judge({**tie, "acquisition_logprob_gain": policy.min_logprob_gain - 0.1}, policy)
+    assert short.reasons == [f"acquisition 0.00 does not beat the parent's 0.00 (its answers "
+                             f"{policy.min_logprob_gain - 0.1:+.2f} log-prob per token, {policy.min_logprob_gain} needed)"]
+    assert not consolidate.judge({**tie, "acquisition_logprob_gain": float("nan")}, policy).passed
+    fewer = _metrics(acquisition=0.1, acquisition_parent=0.2, acquisition_logprob_gain=3.0)
+    assert not consolidate.judge(fewer, policy).passed  # completing fewer is never made up for
+
+
 def test_the_gate_refuses_a_module_that_reads_its_notes_worse_than_the_parent() -> None:
     policy = GatePolicy()
     same = _metrics(with_memory=0.9, with_memory_parent=0.9)

@@ -20,7 +20,9 @@ from lifelong.evaluate.gate import GateMetrics, GatePolicy, judge
 from lifelong.evaluate.probes import (
     acquisition_probes,
     accuracy,
+    answer_logprobs,
     answered,
+    mean_gain,
     Probe,
     load_probes,
     record_retention_probes,
@@ -414,8 +416,9 @@ class Measurement(NamedTuple):
 def measure_candidate(candidate: LanguageModel, parent: LanguageModel, base: LanguageModel, new: list[Memory],
                       old: list[Memory], retention: list[Probe], new_probes: list[Probe] | None = None,
                       on_base: bool = False, recorded: Mapping[str, bool | None] | None = None) -> Measurement:
-    """What the gate reads: the new facts closed-book and with their memory in the prompt
-    (candidate and parent), earlier facts, retention of the base's completions, and drift.
+    """What the gate reads: the new facts closed-book (completed, and how likely their answers
+    are) and with their memory in the prompt (candidate and parent), earlier facts, retention
+    of the base's completions, and drift.
 
     `on_base`: the candidate is built on `base` itself (no merge below it). A routed library
     then runs the exact base weights on every input no module claims (model/routed.py), so
@@ -448,6 +451,7 @@ def measure_candidate(candidate: LanguageModel, parent: LanguageModel, base: Lan
         old_facts=share_answered([old_candidate[p] for p in old_probes]) if old_probes else None,
         old_facts_parent=share_answered([old_parent[p] for p in old_probes]) if old_probes else None,
         old_fact_probes=len(old_probes),
+        acquisition_logprob_gain=mean_gain(answer_logprobs(candidate, new_probes), answer_logprobs(parent, new_probes)),
         retention_agreement=_retention_where_it_can_differ(candidate, retention, on_base),
         retention_probes=len(retention),
         kl_drift=kl_to_base(base, candidate, on_base),

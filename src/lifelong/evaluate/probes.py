@@ -97,6 +97,25 @@ def answered(lm: LanguageModel, probes: Sequence[Probe], notes: Mapping[int, Mem
     return [contains_answer(next(answers), p.answer) if ok else None for p, ok in zip(probes, fits, strict=True)]
 
 
+def answer_logprobs(lm: LanguageModel, probes: Sequence[Probe]) -> list[float | None]:
+    """Mean log-probability per token of each probe's answer span as the reply to its
+    closed-book prompt: how near the model is to giving it, where a greedy completion reads
+    only hit or miss (one teacher-forced pass per probe, no generation). None where the
+    prompt and answer do not fit the window."""
+    scores: list[float | None] = []
+    for p in probes:
+        messages = closed_book(p.prompt)
+        length = len(lm.encode(lm.format_chat(messages))) + len(lm.encode(p.answer))
+        scores.append(lm.score(messages, [p.answer], normalize=True)[0] if length <= lm.context_window else None)
+    return scores
+
+
+def mean_gain(candidate: Sequence[float | None], parent: Sequence[float | None]) -> float | None:
+    """Mean of candidate minus parent over the probes both scored (None if none)."""
+    pairs = [(a, b) for a, b in zip(candidate, parent, strict=True) if a is not None and b is not None]
+    return sum(a - b for a, b in pairs) / len(pairs) if pairs else None
+
+
 def share_answered(results: Sequence[bool | None]) -> float:
     """Share answered among the probes asked (0.0 when none was)."""
     asked = [r for r in results if r is not None]
