@@ -74,6 +74,8 @@ def test_every_study_runs_end_to_end_on_a_tiny_model(bench_data: Path, tmp_path:
     stages = cost["sleep_stage_seconds"]["routed+context"]  # where the sleep's time went, stage by stage
     assert list(stages) == ["select", "synthesis", "training", "library", "gate", "commit"] and stages["training"] > 0
     assert (written["cost"] / "cost_stages.png").is_file() and "Where one sleep's wall time went" in (written["cost"] / "report.md").read_text()
+    assert sum(cost["sleep_gate_seconds"]["routed+context"].values()) > 0  # and inside the gate
+    assert "Inside the gate, per measurement" in (written["cost"] / "report.md").read_text()
     governance = json.loads((written["governance"] / "results.json").read_text())
     unlearning, private = governance["unlearning"], governance["private_data"]
     assert unlearning["still_recalled"] == 0 and unlearning["files_holding_forgotten_text"]["after forget"] == []

@@ -251,6 +251,7 @@ def test_the_next_gate_reads_the_parents_recorded_answers_and_gets_the_same_numb
     assert quick.metrics == full.metrics
     assert quick.closed_book == full.closed_book
     assert quick.metrics.acquisition_logprob_gain is not None  # the new facts' answers scored, candidate over parent
+    assert set(quick.seconds) == {"earlier facts", "new facts", "with memory", "answer log-probs", "retention", "drift"}
     # where the candidate runs the parent's weights, its answers are the parent's recorded ones:
     # record every earlier probe as answered, and only the moved ones can read otherwise
     flipped = measure_candidate(candidate, parent, base, new, old, [], on_base=True,

@@ -301,8 +301,8 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     new_probes = acquisition_probes(new)
     fingerprint = asked_with(candidate)
     recorded = recorded_parent_answers(registry, parent, memories, config.router_radius, fingerprint)
-    gate_metrics, closed_book_answers = measure_candidate(candidate, parent_lm, base, new, old, retention, new_probes,
-                                                          on_base=foundation is base, recorded=recorded)
+    gate_metrics, closed_book_answers, gate_seconds = measure_candidate(
+        candidate, parent_lm, base, new, old, retention, new_probes, on_base=foundation is base, recorded=recorded)
     metrics = {**gate_metrics.to_dict(), "train_seconds": stats.seconds, "train_tokens": stats.tokens,
                "tokens_per_second": stats.tokens_per_second, "final_loss": stats.final_loss, "examples": len(examples),
                "precision": stats.precision, "training_processes": ranks}
@@ -310,6 +310,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
         metrics.update(router_metrics(candidate, new_probes, CANDIDATE_ADAPTER, retention))
     clock.lap("gate")
     metrics["stage_seconds"] = clock.laps  # where the time went, up to the commit (README, cost)
+    metrics["gate_seconds"] = gate_seconds  # and inside the gate
 
     # 5. judge
     verdict = judge(gate_metrics, config.gate)
@@ -408,9 +409,11 @@ def _check_same_shape(parent_id: str, adapter: Path, train: Any) -> None:
 class Measurement(NamedTuple):
     """What the gate read, and the candidate's own closed-book answers to every probe it was
     asked (new and earlier facts): the version records them so that the next gate, where this
-    version is the parent, reads them instead of asking again."""
+    version is the parent, reads them instead of asking again; and the seconds each part took
+    (the manifest's `gate_seconds`)."""
     metrics: GateMetrics
     closed_book: dict[Probe, bool | None]
+    seconds: dict[str, float]  # wall seconds per part of the measurement, so a slow gate says where
 
 
 def measure_candidate(candidate: LanguageModel, parent: LanguageModel, base: LanguageModel, new: list[Memory],
@@ -430,6 +433,7 @@ def measure_candidate(candidate: LanguageModel, parent: LanguageModel, base: Lan
     it serves now (evaluate/recorded_answers.py). Earlier facts found there are not asked of
     the parent again, and the candidate is asked only those its router sends elsewhere than
     the parent's does: the rest it answers with the parent's very weights."""
+    clock = StageClock()
     new_probes = acquisition_probes(new) if new_probes is None else new_probes
     old_probes = acquisition_probes(old)
     notes = {m.id: m for m in new}
@@ -441,22 +445,34 @@ def measure_candidate(candidate: LanguageModel, parent: LanguageModel, base: Lan
     same = same_weights(candidate, parent, [p.prompt for p in old_probes])
     differ = [p for p, shared in zip(old_probes, same, strict=True) if not shared]
     old_candidate = {**old_parent, **dict(zip(differ, answered(candidate, differ), strict=True))}
+    clock.lap("earlier facts")
     new_candidate = dict(zip(new_probes, answered(candidate, new_probes), strict=True))
+    acquisition_parent = accuracy(parent, new_probes)
+    clock.lap("new facts")
+    with_memory = accuracy(candidate, new_probes, notes) if new_probes else None
+    with_memory_parent = accuracy(parent, new_probes, notes) if new_probes else None
+    clock.lap("with memory")
+    gain = mean_gain(answer_logprobs(candidate, new_probes), answer_logprobs(parent, new_probes))
+    clock.lap("answer log-probs")
+    retention_agreement = _retention_where_it_can_differ(candidate, retention, on_base)
+    clock.lap("retention")
+    kl_drift = kl_to_base(base, candidate, on_base)
+    clock.lap("drift")
     metrics = GateMetrics(
         acquisition=share_answered(list(new_candidate.values())),
-        acquisition_parent=accuracy(parent, new_probes),
+        acquisition_parent=acquisition_parent,
         acquisition_probes=len(new_probes),
-        with_memory=accuracy(candidate, new_probes, notes) if new_probes else None,
-        with_memory_parent=accuracy(parent, new_probes, notes) if new_probes else None,
+        with_memory=with_memory,
+        with_memory_parent=with_memory_parent,
         old_facts=share_answered([old_candidate[p] for p in old_probes]) if old_probes else None,
         old_facts_parent=share_answered([old_parent[p] for p in old_probes]) if old_probes else None,
         old_fact_probes=len(old_probes),
-        acquisition_logprob_gain=mean_gain(answer_logprobs(candidate, new_probes), answer_logprobs(parent, new_probes)),
-        retention_agreement=_retention_where_it_can_differ(candidate, retention, on_base),
+        acquisition_logprob_gain=gain,
+        retention_agreement=retention_agreement,
         retention_probes=len(retention),
-        kl_drift=kl_to_base(base, candidate, on_base),
+        kl_drift=kl_drift,
     )
-    return Measurement(metrics, {**old_candidate, **new_candidate})
+    return Measurement(metrics, {**old_candidate, **new_candidate}, clock.laps)
 
 
 def same_weights(candidate: LanguageModel, parent: LanguageModel, texts: Sequence[str]) -> list[bool]:

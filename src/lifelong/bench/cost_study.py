@@ -34,7 +34,7 @@ def run(bench: Bench) -> dict[str, Any]:
     with status("cost: the CPU's matmul peak (2048^3, bf16 and fp32)"):
         peak_before = peaks()
 
-    verdicts, examples, stages = {}, [], {}
+    verdicts, examples, stages, gate_parts = {}, [], {}, {}
     for i, each in enumerate(s.strategies):  # the default first; its examples feed the trainer rows below
         release_memory()
         mind = make_mind(bench.root / ("cost" + (f"-{i}" if i else "")), bench.base, bench.embedder, [fact_record(qa) for qa in qas])
@@ -47,6 +47,7 @@ def run(bench: Bench) -> dict[str, Any]:
             "tokens_per_second": metrics["tokens_per_second"], **peak.to_dict()}
         timed = metrics.get("stage_seconds", {})
         stages[each] = {**timed, "commit": max(0.0, slept["info"]["sleep_seconds"] - sum(timed.values()))}
+        gate_parts[each] = metrics.get("gate_seconds", {})
         verdicts[each] = {"passed": slept["info"]["passed"], "reasons": slept["info"]["reasons"]}
         examples = examples or read_examples(mind.versions.path(slept["info"]["version"]) / TRAINING_DATA)
         mind.close()
@@ -80,6 +81,7 @@ def run(bench: Bench) -> dict[str, Any]:
         row.update(utilisation(row["tokens_per_second"], flops, peak))
     return {"facts": len(qas), "examples": len(examples), "replay_examples": len(replay), "rows": rows,
             "sleep_verdict": verdicts[strategy], "sleep_verdicts": verdicts, "sleep_stage_seconds": stages,
+            "sleep_gate_seconds": gate_parts,
             "matmul_peak": {"before": peak_before, "after": peak_after}, "flops_per_trained_token": flops}
 
 
@@ -101,22 +103,24 @@ def report(results: dict[str, Any]) -> list[str]:
             *utilisation_note,
             *markdown_table(["what", "wall s", "train s", "tokens", "tokens/s", "MFU", "peak RSS MiB", "increase MiB"], rows),
             *_stage_table(results.get("sleep_stage_seconds", {})),
+            *_stage_table(results.get("sleep_gate_seconds", {}), "Inside the gate, per measurement (seconds):"),
             *sleep_against_baseline(results["rows"]),
             *losses(results["rows"], {"tokens_per_second": True, "peak_rss_mib": False})]
 
 
-def _stage_table(stages: dict[str, dict[str, float]]) -> list[str]:
+def _stage_table(stages: dict[str, dict[str, float]], title: str = "Where one sleep's wall time went, per stage (seconds):") -> list[str]:
     """Where each sleep's wall time went: select (with the base's retention probes, recorded
     on a model's first sleep on a machine and read from the cache after), synthesis
     (model-written questions and answers), training, the gate's measurements, and the commit
-    (writing the version, and whatever the stages above missed)."""
-    if not stages:
+    (writing the version, and whatever the stages above missed). With `title`, any other
+    breakdown of the same shape (the gate's parts)."""
+    if not any(stages.values()):
         return []
     names = _stage_names(stages)
     rows = [[strategy, *(each.get(name, 0.0) for name in names), sum(each.values())] for strategy, each in stages.items()]
     shares = [[f"{strategy}, share", *(f"{each.get(name, 0.0) / max(sum(each.values()), 1e-9):.0%}" for name in names), "100%"]
               for strategy, each in stages.items()]
-    return ["Where one sleep's wall time went, per stage (seconds):", "",
+    return [title, "",
             *markdown_table(["sleep", *names, "total"], rows + shares)]
 
 
