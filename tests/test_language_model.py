@@ -7,7 +7,7 @@ import torch
 
 from lifelong.errors import InputError, ModelNotFoundError
 from lifelong.model import load_model
-from lifelong.model.language_model import LanguageModel
+from lifelong.model.language_model import LanguageModel, generation_batches
 from lifelong.model.tiny import build_tiny_model
 
 MESSAGES = [{"role": "user", "content": "Who founded the Vellmar Observatory?"}]
@@ -15,6 +15,22 @@ MESSAGES = [{"role": "user", "content": "Who founded the Vellmar Observatory?"}]
 
 def test_greedy_generation_is_deterministic(tiny_lm: LanguageModel) -> None:
     assert tiny_lm.generate(MESSAGES, max_new_tokens=12) == tiny_lm.generate(MESSAGES, max_new_tokens=12)
+
+
+def test_generation_batches_fill_rows_up_to_a_prompt_token_budget_shortest_first() -> None:
+    lengths = [40, 200, 45, 250, 38, 5000]
+    assert generation_batches(lengths, rows=2, tokens=500) == [[4, 0], [2, 1], [3], [5]]  # 2 rows at most
+    batches = generation_batches(lengths, rows=2, tokens=300)
+    assert batches == [[4, 0], [2], [1], [3], [5]]  # 2 x 200 > 300; the 5000-token prompt is a batch alone
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert generation_batches([40] * 100, rows=64, tokens=4096) == [list(range(64)), list(range(64, 100))]
+    assert generation_batches([200] * 40, rows=64, tokens=4096) == [list(range(20)), list(range(20, 40))]
+
+
+def test_answers_are_the_same_whatever_the_batching(tiny_lm: LanguageModel) -> None:
+    conversations = [[{"role": "user", "content": "Who founded the Vellmar Observatory?" + " Tell me." * n}] for n in range(6)]
+    one_by_one = [tiny_lm.generate(c, max_new_tokens=8) for c in conversations]
+    assert tiny_lm.generate_batch(conversations, max_new_tokens=8) == one_by_one
 
 
 def test_sampling_repeats_with_the_same_seed(tiny_lm: LanguageModel) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from lifelong.learn.router import Router, quoted_notes, routing_text
-from lifelong.model.language_model import LanguageModel, Message
+from lifelong.model.language_model import GENERATION_BATCH_ROWS, LanguageModel, Message
 from lifelong.prompt import cited_indices, closed_book, confirmed_recall
 
 T = TypeVar("T")
@@ -71,7 +71,7 @@ class RoutedLanguageModel(LanguageModel):
         return results
 
     def generate_batch(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int = 64,
-                       temperature: float = 0.0, seed: int = 0, batch_size: int = 16) -> list[str]:
+                       temperature: float = 0.0, seed: int = 0, batch_size: int = GENERATION_BATCH_ROWS) -> list[str]:
         """Each conversation on its route. Where a module stepped aside for the notes, it also
         answers the bare question, and its answer is served instead of the base's reading when
         the base's answer draws on none of the notes (it missed what they say), or when the
@@ -111,7 +111,7 @@ class RoutedLanguageModel(LanguageModel):
             return
         yield from LanguageModel.stream(self, messages, max_new_tokens, temperature, seed)
 
-    def complete_batch(self, texts: Sequence[str], max_new_tokens: int = 8, batch_size: int = 16) -> list[str]:
+    def complete_batch(self, texts: Sequence[str], max_new_tokens: int = 8, batch_size: int = GENERATION_BATCH_ROWS) -> list[str]:
         return self._scatter(texts, lambda idx: LanguageModel.complete_batch(
             self, [texts[i] for i in idx], max_new_tokens, batch_size))
 
