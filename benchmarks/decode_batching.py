@@ -6,12 +6,12 @@ differ from those of batches of 16 (the fixed size before), since a batch's padd
 shape can move a near-tie token.
 
 Decoding one token reads every weight once, so a batch shares that cost across its rows; a
-gate of 20 probes runs today as batches of 16 and 4. Writes
+gate of 20 probes ran as batches of 16 and 4 before. Writes
 results/decode_batching/<time>/results.json.
 
     .venv/bin/python benchmarks/decode_batching.py [--data ../shared/data] [--prompts 64]
 
-About 5 minutes on 2 CPU cores.
+About 8 minutes on 2 CPU cores with the default sizes (3 with --sizes 16).
 """
 
 from __future__ import annotations

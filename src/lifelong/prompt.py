@@ -49,20 +49,23 @@ def closed_book(question: str) -> list[dict[str, str]]:
     return build_messages(question, [])
 
 
+_TOKEN = re.compile(r"\d+(?:[.,]\d+)*|\w+")  # a word, or a number with its decimal point ("4.8" is one token)
+
+
 def content_words(text: str) -> set[str]:
     """Lower-cased words and numbers ("4.8" stays one token) that carry content."""
-    tokens = re.findall(r"\d+(?:[.,]\d+)*|\w+", text.lower())
+    tokens = _TOKEN.findall(text.lower())
     return {t for t in tokens if t not in STOPWORDS and (len(t) > 1 or t.isdigit())}
 
 
 def words(*texts: str) -> set[str]:
     """Every lower-cased word and number of the texts, stopwords included."""
-    return {t for text in texts for t in re.findall(r"\d+(?:[.,]\d+)*|\w+", text.lower())}
+    return {t for text in texts for t in _TOKEN.findall(text.lower())}
 
 
 def names_and_numbers(text: str) -> set[str]:
     """Lower-cased words written with a capital, and numbers: what a fact hinges on."""
-    return {t.lower() for t in re.findall(r"\d+(?:[.,]\d+)*|\w+", text) if t[0].isupper() or t[0].isdigit()}
+    return {t.lower() for t in _TOKEN.findall(text) if t[0].isupper() or t[0].isdigit()}
 
 
 def _stem(word: str) -> str:
