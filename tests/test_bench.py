@@ -330,6 +330,8 @@ def test_a_partial_run_is_only_reused_when_asked_and_for_the_same_settings(tmp_p
     # so a run at the new default never resumes a checkpoint written under the old one
     assert BenchSettings().synthesis()["recite"] and BenchSettings().to_dict()["recite"] is True
     assert "recite" not in BenchSettings(recite=False).to_dict()
+    assert "context_distractors" not in BenchSettings().to_dict() and BenchSettings(context_distractors=1).to_dict()["context_distractors"] == 1
+    assert BenchSettings(context_distractors=1).synthesis()["context_distractors"] == 1
 
 
 def test_reports_name_every_arm_that_beats_lifelong_and_on_what() -> None:

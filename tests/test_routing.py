@@ -86,6 +86,19 @@ def test_context_rows_put_the_memory_among_distractors_and_distractor_only_rows_
     assert kinds.count("context") == 200 and 30 <= kinds.count("distractors") <= 70  # a quarter, by default
 
 
+def test_context_rows_hold_at_most_the_configured_number_of_distractors() -> None:
+    memories = [Memory(i, text, "s", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")
+                for i, text in enumerate([BRIDGE, OBSERVATORY, CAPTAIN], start=1)]
+    many = [TrainingExample(closed_book(f"Question {i}?"), "Petra Lindqvist.", (1,), "distilled") for i in range(100)]
+
+    def notes_per_row(distractors: int) -> set[int]:
+        rows = context_examples(many, memories, distractors=distractors, distractor_only_share=0.0)
+        return {r.prompt[-1]["content"].count("<memory") for r in rows}
+
+    assert notes_per_row(1) == {2}  # the right note and exactly one other
+    assert notes_per_row(2) == {2, 3}  # one or two others, drawn per row
+
+
 @pytest.fixture
 def passing_gate(monkeypatch: pytest.MonkeyPatch) -> None:
     # A tiny random model never passes the real acquisition gate; these tests are about what a

@@ -328,6 +328,7 @@ def sleep(
     questions_per_memory: Annotated[int, typer.Option(help="Questions the model writes about each fact for distillation (more: slower sleep, more ways of asking)", min=1)] = 1,
     content_cloze: Annotated[bool, typer.Option(help="Also train cloze and span questions over lower-case content phrases, not only names and numbers (for technical text; not yet measured on short facts)")] = False,
     recite: Annotated[bool, typer.Option(help="Answer span questions about a sentence of a long note (a passage's chunk) with the whole sentence, not the span; short notes are unaffected")] = True,
+    context_distractors: Annotated[int, typer.Option(help="Most distractor notes beside the right one in each note-reading training row (fewer: shorter rows, a faster sleep)", min=1)] = 2,
     mind: MindOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -338,7 +339,8 @@ def sleep(
     from lifelong.learn.strategies import parse_strategy
     from lifelong.learn.teacher import TeacherConfig
 
-    config = SleepConfig(questions_per_memory=questions_per_memory, content_cloze=content_cloze, recite=recite)
+    config = SleepConfig(questions_per_memory=questions_per_memory, content_cloze=content_cloze, recite=recite,
+                         context_distractors=context_distractors)
     if strategy is not None:
         parse_strategy(strategy)
         config = replace(config, strategy=strategy)
@@ -962,6 +964,7 @@ def bench(
     questions_per_memory: Annotated[Optional[int], typer.Option(help="questions the model writes per fact in every lifelong sleep (default 1)", min=1)] = None,
     content_cloze: Annotated[Optional[bool], typer.Option("--content-cloze", help="every lifelong sleep also trains cloze and span questions over lower-case content phrases (default off)")] = None,
     recite: Annotated[Optional[bool], typer.Option("--recite/--no-recite", help="every lifelong sleep answers span questions about a sentence of a long note with the whole sentence (default on; --no-recite: the span, as before)")] = None,
+    context_distractors: Annotated[Optional[int], typer.Option(help="most distractor notes beside the right one in each note-reading row of every lifelong sleep (default 2)", min=1)] = None,
     seed: Annotated[int, typer.Option(help="seed of every trained arm", min=0)] = 0,
     model: Annotated[Optional[str], typer.Option(help="model to benchmark (default smollm2-135m; tiny with --quick)")] = None,
     resume: Annotated[bool, typer.Option(help="reuse the finished units (SQuAD modes, single passages) of a run with "
@@ -980,7 +983,7 @@ def bench(
                                     batch_facts=batch_facts, cost_facts=cost_facts, known=known,
                                     citation_questions=citation_questions, epochs=epochs,
                                     questions_per_memory=questions_per_memory, content_cloze=content_cloze,
-                                    recite=recite, model=model).items() if v is not None}
+                                    recite=recite, context_distractors=context_distractors, model=model).items() if v is not None}
     given.update(seed=seed, strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
                  squad_modes=tuple(m.strip() for m in squad_modes.split(",") if m.strip()))
     settings = BenchSettings.quick(**given) if quick else BenchSettings(**given)

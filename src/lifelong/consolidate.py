@@ -94,6 +94,10 @@ class SleepConfig:
     # 0.194 to 0.324 (memory: 0.364; README, Sleep v2 on SQuAD). Short notes are never split:
     # their examples are byte for byte what they were, so every TOFU result stands.
     recite: bool = True
+    # Distractor notes beside the right one in each context-present row (1 to this many, drawn
+    # per row; RAFT's recipe). Context rows were 40-55% of a sleep's training tokens in the
+    # 10x10 sequential run, so fewer distractors is the first lever on a sleep's cost.
+    context_distractors: int = 2
 
 
 class ModelDistiller:
@@ -252,7 +256,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     distiller = ModelDistiller(foundation, config.questions_per_memory, config.train.seed) if config.distill else None
     examples = synthesise(new, distiller, extra, content_cloze=config.content_cloze, recite=config.recite)
     if strategy.context:
-        examples += context_examples(examples, new, seed=config.train.seed)
+        examples += context_examples(examples, new, distractors=config.context_distractors, seed=config.train.seed)
     if config.held_out_questions:
         kept = [e for e in examples if not mentioned(config.held_out_questions, [m["content"] for m in e.prompt] + [e.answer])]
         report(f"dropped {len(examples) - len(kept)} examples that contain a held-out question")

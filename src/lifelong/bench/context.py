@@ -40,7 +40,7 @@ SQUAD_MODES = ("many", "single", "implications", "implications-passage", "implic
 # each with the value every run had before the knob existed: a run at that value keeps the identity
 # it had then, so its checkpoints stay resumable, and a run at any other value (a later default
 # included) never resumes one of them.
-SYNTHESIS_KNOBS = {"questions_per_memory": 1, "content_cloze": False, "recite": False}
+SYNTHESIS_KNOBS = {"questions_per_memory": 1, "content_cloze": False, "recite": False, "context_distractors": 2}
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class BenchSettings:
     questions_per_memory: int = SleepConfig().questions_per_memory
     content_cloze: bool = SleepConfig().content_cloze
     recite: bool = SleepConfig().recite
+    context_distractors: int = SleepConfig().context_distractors
     seed: int = 0
     model: str = "smollm2-135m"
 
@@ -92,7 +93,7 @@ class BenchSettings:
 
         for name in ("facts", "passages", "implication_passages", "sleeps", "batch_facts", "cost_facts", "known", "citation_questions",
                      "governance_facts", "forget_facts", "canaries", "poison_statements", "poison_sleep_facts", "injections", "epochs",
-                     "questions_per_memory"):
+                     "questions_per_memory", "context_distractors"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         if self.forget_facts >= self.governance_facts:
