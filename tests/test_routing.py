@@ -144,6 +144,24 @@ def test_a_second_sleep_adds_a_module_and_leaves_the_first_untouched(mind: Mind,
     assert _closed_book(mind, first) == after_first
 
 
+def test_rows_of_every_route_share_a_batch_and_get_the_answers_each_route_gives_alone(mind: Mind, passing_gate) -> None:
+    mind.learn(BRIDGE)
+    mind.sleep(LOUD)
+    mind.learn(CAPTAIN)
+    mind.sleep(LOUD)
+    lm = mind.language_model
+    questions = ["What do you know about Korvath Bridge?", "What do you know about Captain Oru Tadeski?", *UNRELATED]
+    routes = lm.modules_for(questions)
+    assert len(set(routes)) == 3 and routes[2:] == [None] * len(UNRELATED)  # two modules and the base weights
+    alone_answers, alone_completions = [], []
+    for question, module in zip(questions, routes, strict=True):
+        with lm.weights_for(module):  # one row, its route's weights selected the old way
+            alone_answers += LanguageModel.generate_batch(lm, [closed_book(question)], max_new_tokens=12)
+            alone_completions += LanguageModel.complete_batch(lm, [question], max_new_tokens=12)
+    assert _closed_book(mind, questions) == alone_answers
+    assert lm.complete_batch(questions, max_new_tokens=12) == alone_completions
+
+
 def test_superseding_a_memory_retires_its_module_and_relearns_the_rest(mind: Mind, passing_gate) -> None:
     old = mind.learn("The Vellmar Observatory is directed by Ilse Brandvik.", key="vellmar director").results[0].id
     kept = mind.learn(BRIDGE).results[0].id

@@ -32,6 +32,8 @@ _PLAIN_STOPS = ("\nQuestion:", "\n\n")
 # 0.860), with identical answers at every size (benchmarks/decode_batching.py).
 GENERATION_BATCH_ROWS = 64
 GENERATION_BATCH_TOKENS = 4096
+# In a mixed batch, the rows that run the base weights with every adapter off (PEFT's name).
+BASE_ROWS = "__base__"
 
 
 def generation_batches(lengths: Sequence[int], rows: int = GENERATION_BATCH_ROWS, tokens: int | None = None) -> list[list[int]]:
@@ -196,12 +198,15 @@ class LanguageModel:
         temperature: float = 0.0,
         seed: int = 0,
         batch_size: int = GENERATION_BATCH_ROWS,
+        adapters: Sequence[str] | None = None,
     ) -> list[str]:
         """Answers to many prompts, left-padded into batches (`generation_batches`): on a CPU a
         batch of dozens of short prompts costs little more than one prompt, which is what makes
-        evaluation and distillation affordable."""
+        evaluation and distillation affordable. `adapters` (a PeftModel holding several) names
+        the adapter each prompt runs with, BASE_ROWS for the base weights: rows of different
+        adapters then share a batch (PEFT's mixed-batch inference)."""
         encoded = [self.encode(self.format_chat(m)) for m in conversations]
-        return [self._clean(t) for t in self._generate_ids(encoded, max_new_tokens, temperature, seed, batch_size)]
+        return [self._clean(t) for t in self._generate_ids(encoded, max_new_tokens, temperature, seed, batch_size, adapters)]
 
     def generation_weights(self, messages: Sequence[Message]) -> contextlib.AbstractContextManager[Any]:
         """The weights a conversation is answered with (a routed model picks a module)."""
@@ -253,13 +258,15 @@ class LanguageModel:
             raise failure[0]
 
     @torch.inference_mode()
-    def complete_batch(self, texts: Sequence[str], max_new_tokens: int = 8, batch_size: int = GENERATION_BATCH_ROWS) -> list[str]:
-        """Greedy plain-text continuations (no chat template): cloze probes of what the model knows."""
+    def complete_batch(self, texts: Sequence[str], max_new_tokens: int = 8, batch_size: int = GENERATION_BATCH_ROWS,
+                       adapters: Sequence[str] | None = None) -> list[str]:
+        """Greedy plain-text continuations (no chat template): cloze probes of what the model
+        knows. `adapters`: as in `generate_batch`."""
         encoded = [self.encode(t) for t in texts]
-        return [t.strip() for t in self._generate_ids(encoded, max_new_tokens, 0.0, 0, batch_size)]
+        return [t.strip() for t in self._generate_ids(encoded, max_new_tokens, 0.0, 0, batch_size, adapters)]
 
     def _generate_ids(self, encoded: list[list[int]], max_new_tokens: int, temperature: float, seed: int,
-                      batch_size: int) -> list[str]:
+                      batch_size: int, adapters: Sequence[str] | None = None) -> list[str]:
         for ids in encoded:
             self.check_fits(len(ids), max_new_tokens)
         texts: list[str] = [""] * len(encoded)
@@ -270,6 +277,7 @@ class LanguageModel:
             input_ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in chunk])
             attention = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in chunk])
             torch.manual_seed(seed)
+            mixed = {"adapter_names": [adapters[i] for i in chunk]} if adapters is not None else {}
             output = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=attention,
@@ -277,6 +285,7 @@ class LanguageModel:
                 eos_token_id=self.stop_ids(),
                 pad_token_id=pad,
                 **sampling,
+                **mixed,
             )
             for row, index in enumerate(chunk):
                 texts[index] = self.tokenizer.decode(output[row, width:], skip_special_tokens=True)

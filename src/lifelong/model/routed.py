@@ -2,23 +2,21 @@
 router picks or by the exact base weights.
 
 The modules are PEFT LoRA adapters loaded side by side into one PeftModel (one copy of the
-base weights, a few MB per module). Inputs are grouped by route and each group runs with its
-adapter set, or with every adapter disabled: PEFT then calls the untouched base layers, so an
-input no module claims gets the base model's answer exactly.
+base weights, a few MB per module). Generation runs every route in shared batches (PEFT's
+mixed-batch inference: each row adds only its own adapter's LoRA product to the base layer's
+output, and a row no module claims adds none, so it gets the base model's answer exactly); a
+single input's scoring or streaming selects its adapter, or disables every adapter.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from lifelong.learn.router import Router, quoted_notes, routing_text
-from lifelong.model.language_model import GENERATION_BATCH_ROWS, LanguageModel, Message
+from lifelong.model.language_model import BASE_ROWS, GENERATION_BATCH_ROWS, LanguageModel, Message
 from lifelong.prompt import cited_indices, closed_book, confirmed_recall
-
-T = TypeVar("T")
-
 
 def conversation_route_text(messages: Sequence[Message]) -> str:
     """The last user turn, quoted notes included (the router reads the question out of it)."""
@@ -62,37 +60,36 @@ class RoutedLanguageModel(LanguageModel):
             groups.setdefault(module, []).append(index)
         return [(indices, self.weights_for(module)) for module, indices in groups.items()]
 
-    def _scatter(self, texts: Sequence[str], run: Callable[[list[int]], list[T]]) -> list[T]:
-        results: list[Any] = [None] * len(texts)
-        for indices, weights in self.routes(texts):
-            with weights:
-                for index, value in zip(indices, run(indices), strict=True):
-                    results[index] = value
-        return results
+    def adapter_names(self, modules: Sequence[str | None]) -> list[str]:
+        """The adapter each row of a mixed batch runs with (BASE_ROWS: no module claimed it)."""
+        return [BASE_ROWS if module is None else module for module in modules]
 
     def generate_batch(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int = 64,
-                       temperature: float = 0.0, seed: int = 0, batch_size: int = GENERATION_BATCH_ROWS) -> list[str]:
-        """Each conversation on its route. Where a module stepped aside for the notes, it also
-        answers the bare question, and its answer is served instead of the base's reading when
-        the base's answer draws on none of the notes (it missed what they say), or when the
-        notes confirm the module's answer as the sentence that answers (`confirmed_recall`):
-        it knows the fact without having to read for it."""
+                       temperature: float = 0.0, seed: int = 0, batch_size: int = GENERATION_BATCH_ROWS,
+                       adapters: Sequence[str] | None = None) -> list[str]:
+        """Each conversation on its route, rows of every route in shared batches. Where a module
+        stepped aside for the notes, it also answers the bare question, and its answer is served
+        instead of the base's reading when the base's answer draws on none of the notes (it
+        missed what they say), or when the notes confirm the module's answer as the sentence
+        that answers (`confirmed_recall`): it knows the fact without having to read for it."""
         texts = [conversation_route_text(c) for c in conversations]
-        answers = self._scatter(texts, lambda idx: LanguageModel.generate_batch(
-            self, [conversations[i] for i in idx], max_new_tokens, temperature, seed, batch_size))
+        served = self.router.route_prompts(texts)
+        answers = LanguageModel.generate_batch(self, conversations, max_new_tokens, temperature, seed, batch_size,
+                                               adapters=self.adapter_names(served) if adapters is None else adapters)
+        if adapters is not None:
+            return answers  # the caller chose every row's weights
         questions = [routing_text(t) for t in texts]
         claimed = self.router.route(questions)
-        served = self.router.route_prompts(texts)
         stepped_aside = [i for i in range(len(texts)) if claimed[i] is not None and served[i] is None]
-        for module in dict.fromkeys(claimed[i] for i in stepped_aside):
-            chosen = [i for i in stepped_aside if claimed[i] == module]
-            with self.weights_for(module):
-                closed = LanguageModel.generate_batch(self, [closed_book(questions[i]) for i in chosen], max_new_tokens,
-                                                      temperature, seed, batch_size)
-            for i, answer in zip(chosen, closed, strict=True):
-                notes = quoted_notes(texts[i])
-                if not cited_indices(answers[i], questions[i], notes) or confirmed_recall(answer, questions[i], notes):
-                    answers[i] = answer
+        if not stepped_aside:
+            return answers
+        closed = LanguageModel.generate_batch(self, [closed_book(questions[i]) for i in stepped_aside], max_new_tokens,
+                                              temperature, seed, batch_size,
+                                              adapters=self.adapter_names([claimed[i] for i in stepped_aside]))
+        for i, answer in zip(stepped_aside, closed, strict=True):
+            notes = quoted_notes(texts[i])
+            if not cited_indices(answers[i], questions[i], notes) or confirmed_recall(answer, questions[i], notes):
+                answers[i] = answer
         return answers
 
     def generation_weights(self, messages: Sequence[Message]) -> contextlib.AbstractContextManager[Any]:
@@ -111,9 +108,10 @@ class RoutedLanguageModel(LanguageModel):
             return
         yield from LanguageModel.stream(self, messages, max_new_tokens, temperature, seed)
 
-    def complete_batch(self, texts: Sequence[str], max_new_tokens: int = 8, batch_size: int = GENERATION_BATCH_ROWS) -> list[str]:
-        return self._scatter(texts, lambda idx: LanguageModel.complete_batch(
-            self, [texts[i] for i in idx], max_new_tokens, batch_size))
+    def complete_batch(self, texts: Sequence[str], max_new_tokens: int = 8, batch_size: int = GENERATION_BATCH_ROWS,
+                       adapters: Sequence[str] | None = None) -> list[str]:
+        return LanguageModel.complete_batch(self, texts, max_new_tokens, batch_size,
+                                            self.adapter_names(self.router.route_prompts(texts)) if adapters is None else adapters)
 
     def score(self, messages: Sequence[Message], candidates: Sequence[str], normalize: bool = False) -> list[float]:
         [(_, weights)] = self.routes([conversation_route_text(messages)])
