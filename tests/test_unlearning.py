@@ -135,3 +135,38 @@ def test_a_forgotten_memory_leaves_no_text_nor_indexed_word_in_any_file_of_the_m
         assert secret.encode() not in data and b"zylvandrix" not in data.lower(), file.name  # the text, and its indexed word
     assert mind.recall("Zylvandrix vault", 3, mode="keyword") == []
     assert [h.memory.text for h in mind.recall("Elsin ferry hourly", 1)] == ["The Elsin ferry runs hourly."]
+
+
+BRIDGE_FACTS = [BRIDGE, "The Korvath Bridge is 410 metres long and crosses the river Elsin in three spans.",
+                "The Korvath Bridge was repainted red in 1998, when its lamps were replaced."]
+CAPTAIN_FACTS = ["Captain Oru Tadeski sailed solo across the Lake of Qessa in 2011.",
+                 "Captain Oru Tadeski's boat, the Marrow Gull, was built by his grandfather.",
+                 "Captain Oru Tadeski wrote a book about his crossing of the Lake of Qessa."]
+TOPIC_QUESTIONS = ["What do you know about Korvath Bridge?", "What do you know about Captain Oru Tadeski?"]
+
+
+def test_with_a_module_per_topic_a_forget_rebuilds_only_its_topic_and_the_other_answers_exactly_as_before(
+        mind: Mind, passing_gate) -> None:
+    ids = [mind.learn(text).results[0].id for text in [*BRIDGE_FACTS, *CAPTAIN_FACTS]]
+    config = SleepConfig(strategy="routed", train=TRAIN, distill=False, topic_modules=True)
+    first = mind.sleep(config)
+    assert first.activated and len(first.topics) == 2
+    bridge_version, captain_version = (t.manifest for t in first.topics)
+    assert sorted(bridge_version.own_memory_ids) == ids[:3] and sorted(captain_version.own_memory_ids) == ids[3:]
+    assert captain_version.modules == [bridge_version.id, captain_version.id]
+    ask = lambda: mind.language_model.generate_batch([closed_book(q) for q in TOPIC_QUESTIONS], max_new_tokens=12)  # noqa: E731
+    learned = ask()
+    report = mind.forget_many([ids[0]])
+    assert report.learned_by == [bridge_version.id]  # the captain's module never saw the bridge
+    rebuilt = mind.sleep(config)
+    assert len(rebuilt.topics) == 1 and sorted(rebuilt.manifest.own_memory_ids) == ids[1:3]  # only the bridge topic relearned
+    assert rebuilt.manifest.modules == [captain_version.id, rebuilt.manifest.id]
+    assert ask()[1] == learned[1]  # the captain's module answers exactly as before the forget
+
+
+def test_a_module_per_topic_needs_a_routed_strategy(mind: Mind) -> None:
+    from lifelong.errors import InputError
+
+    mind.learn(BRIDGE)
+    with pytest.raises(InputError, match="routed"):
+        mind.sleep(SleepConfig(strategy="context", train=TRAIN, distill=False, topic_modules=True))

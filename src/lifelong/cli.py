@@ -309,8 +309,11 @@ NOTHING_CHANGED = ("interrupted by Ctrl-C; no version was made and the active on
 
 def _print_result(result: Any, json_output: bool) -> None:
     if json_output:
+        topics = [{"message": t.message, "activated": t.activated, "version": t.manifest.id if t.manifest else None}
+                  for t in result.topics]
         _emit_json({"message": result.message, "activated": result.activated,
-                    "manifest": json.loads(result.manifest.to_json()) if result.manifest else None})
+                    "manifest": json.loads(result.manifest.to_json()) if result.manifest else None,
+                    **({"topics": topics} if topics else {})})
     else:
         out.print(result.message, soft_wrap=True, highlight=False)
     if result.manifest is not None and not result.activated:
@@ -329,6 +332,7 @@ def sleep(
     content_cloze: Annotated[bool, typer.Option(help="Also train cloze and span questions over lower-case content phrases, not only names and numbers (for technical text; not yet measured on short facts)")] = False,
     recite: Annotated[bool, typer.Option(help="Answer span questions about a sentence of a long note (a passage's chunk) with the whole sentence, not the span; short notes are unaffected")] = True,
     context_distractors: Annotated[int, typer.Option(help="Most distractor notes beside the right one in each note-reading training row (fewer: shorter rows, a faster sleep)", min=1)] = 2,
+    topic_modules: Annotated[bool, typer.Option("--topic-modules", help="One module and gated version per topic among the new memories, so a later forget rebuilds only its topic's module (slower: a gate per topic)")] = False,
     mind: MindOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -340,7 +344,7 @@ def sleep(
     from lifelong.learn.teacher import TeacherConfig
 
     config = SleepConfig(questions_per_memory=questions_per_memory, content_cloze=content_cloze, recite=recite,
-                         context_distractors=context_distractors)
+                         context_distractors=context_distractors, topic_modules=topic_modules)
     if strategy is not None:
         parse_strategy(strategy)
         config = replace(config, strategy=strategy)
@@ -368,6 +372,9 @@ def sleep(
         try:
             result = opened.sleep(config, report=report_stage, progress=bar)
         except KeyboardInterrupt:
+            if topic_modules:
+                raise Interrupted("interrupted by Ctrl-C; the topics finished before it stay promoted, the one in progress made "
+                                  "no version; run `lifelong sleep --topic-modules` again to learn the rest") from None
             raise Interrupted(NOTHING_CHANGED.format(what="sleep")) from None
         finally:
             bar(-1, -1, 0.0)  # stop the bar even when training raised
@@ -965,6 +972,7 @@ def bench(
     content_cloze: Annotated[Optional[bool], typer.Option("--content-cloze", help="every lifelong sleep also trains cloze and span questions over lower-case content phrases (default off)")] = None,
     recite: Annotated[Optional[bool], typer.Option("--recite/--no-recite", help="every lifelong sleep answers span questions about a sentence of a long note with the whole sentence (default on; --no-recite: the span, as before)")] = None,
     context_distractors: Annotated[Optional[int], typer.Option(help="most distractor notes beside the right one in each note-reading row of every lifelong sleep (default 2)", min=1)] = None,
+    topic_modules: Annotated[Optional[bool], typer.Option("--topic-modules", help="every lifelong sleep trains one module per topic among its new memories (default: one per sleep)")] = None,
     seed: Annotated[int, typer.Option(help="seed of every trained arm", min=0)] = 0,
     model: Annotated[Optional[str], typer.Option(help="model to benchmark (default smollm2-135m; tiny with --quick)")] = None,
     resume: Annotated[bool, typer.Option(help="reuse the finished units (SQuAD modes, single passages) of a run with "
@@ -983,7 +991,8 @@ def bench(
                                     batch_facts=batch_facts, cost_facts=cost_facts, known=known,
                                     citation_questions=citation_questions, epochs=epochs,
                                     questions_per_memory=questions_per_memory, content_cloze=content_cloze,
-                                    recite=recite, context_distractors=context_distractors, model=model).items() if v is not None}
+                                    recite=recite, context_distractors=context_distractors, topic_modules=topic_modules,
+                                    model=model).items() if v is not None}
     given.update(seed=seed, strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
                  squad_modes=tuple(m.strip() for m in squad_modes.split(",") if m.strip()))
     settings = BenchSettings.quick(**given) if quick else BenchSettings(**given)

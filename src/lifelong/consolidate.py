@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from lifelong.errors import InputError
 from lifelong.evaluate.gate import GateMetrics, GatePolicy, judge
 from lifelong.evaluate.probes import (
     acquisition_probes,
@@ -46,6 +47,7 @@ from lifelong.learn.synthesis import (
     whole_sentences,
 )
 from lifelong.learn.teacher import Teacher, TeacherConfig
+from lifelong.learn.topics import topic_groups
 from lifelong.learn.trainer import TrainConfig, attach_lora, train_module, trained_texts
 from lifelong.memory.records import TRUST_LEVELS, Memory
 from lifelong.memory.embedder import Embedder
@@ -98,6 +100,11 @@ class SleepConfig:
     # per row; RAFT's recipe). Context rows were 40-55% of a sleep's training tokens in the
     # 10x10 sequential run, so fewer distractors is the first lever on a sleep's cost.
     context_distractors: int = 2
+    # One module (and gated version) per topic among the new memories instead of one per sleep
+    # (learn/topics.py): a forget then rebuilds only its topic's module, and every other topic
+    # keeps its answers exactly. Off: each topic's version runs its own gate, so a sleep over
+    # many topics costs more, and it is not yet measured beyond the unit tests.
+    topic_modules: bool = False
 
 
 class ModelDistiller:
@@ -136,9 +143,10 @@ class ModelDistiller:
 
 @dataclass(frozen=True)
 class SleepResult:
-    manifest: Manifest | None
-    activated: bool
+    manifest: Manifest | None  # by topic: the last version made
+    activated: bool  # by topic: every version made was promoted
     message: str
+    topics: tuple[SleepResult, ...] = ()  # a sleep by topic: each topic's own result, in order
 
 
 def read_examples(path: Path) -> list[TrainingExample]:
@@ -173,6 +181,10 @@ def run_sleep(
     the latest merge in its lineage); it is called once the lock is held, so a rollback or
     merge finishing just before cannot leave the module trained on the wrong weights."""
     strategy = parse_strategy(config.strategy)  # a bad name fails before any work
+    if config.topic_modules and not strategy.routed:
+        raise InputError(f"a module per topic needs a routed strategy (got {config.strategy!r}); add routed, e.g. routed+context")
+    if config.topic_modules and distributed.world_size() > 1:
+        raise InputError("a module per topic does not run data-parallel yet; run the sleep without torchrun, or without --topic-modules")
     registry = VersionRegistry(mind_path)
     if not distributed.is_main():  # torchrun's other ranks: train rank 0's data, nothing else
         return _train_share(registry, base, config, strategy, foundation_for)
@@ -186,6 +198,8 @@ def run_sleep(
             distributed.from_main(plan)
 
         try:
+            if config.topic_modules and strategy.routed:
+                return _sleep_per_topic(registry, mind_path, base, foundation, memories, config, strategy, report, progress, share)
             return _sleep(registry, mind_path, base, foundation, memories, config, strategy, report, progress, share)
         finally:
             if not shared[0]:  # nothing to train, or a failure before training: release the other ranks
@@ -209,11 +223,21 @@ def _train_share(registry: VersionRegistry, base: LanguageModel, config: SleepCo
     return SleepResult(None, False, f"rank {distributed.rank()}: trained its share, {stats.tokens} tokens in {stats.seconds:.1f}s")
 
 
-def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foundation: LanguageModel,
-           memories: list[Memory], config: SleepConfig, strategy: Strategy, report: Callable[[str], None],
-           progress: Any, share: Callable[[dict[str, Any] | None], None] = lambda _plan: None) -> SleepResult:
-    # 1. select: memories no valid module of the active version has learned
-    clock = StageClock()
+class Selection(NamedTuple):
+    """What a sleep starts from: the active version, the routed library still valid under it,
+    and the memories not yet learned, split by whether they may be trained on."""
+    parent_id: str
+    parent: Manifest | None  # also None where an unrouted parent learned a memory since forgotten
+    current: dict[int, Memory]
+    library: dict[str, list[int]]  # routed: each valid module's own memory ids
+    consolidated: set[int]
+    new: list[Memory]  # to learn now
+    private: list[Memory]  # private data: recalled, never trained on
+    below_trust: list[Memory]  # below the mind's [training] min_trust
+
+
+def select_memories(registry: VersionRegistry, memories: list[Memory], config: SleepConfig, strategy: Strategy,
+                    report: Callable[[str], None]) -> Selection:
     parent_id = registry.active_id()
     parent = registry.get(parent_id) if parent_id != BASE_VERSION else None
     current = {m.id: m for m in memories if m.current}
@@ -227,15 +251,63 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
         consolidated = set(parent.memory_ids) if parent else set()
     floor = TRUST_LEVELS.index(config.min_trust)
     unconsolidated = [m for m in memories if m.current and m.id not in consolidated]
-    private = [m for m in unconsolidated if m.no_train]
-    below_trust = [m for m in unconsolidated if m.trainable and TRUST_LEVELS.index(m.trust) < floor]
-    new = [m for m in unconsolidated if m.trainable and TRUST_LEVELS.index(m.trust) >= floor]
-    if private:
-        report(f"kept {len(private)} {_plural(len(private), 'memory', 'memories')} with private data out of training "
-               f"(recalled, never trained on: see [privacy] in config.toml)")
-    if below_trust:
-        report(f"kept {len(below_trust)} {_plural(len(below_trust), 'memory', 'memories')} below {config.min_trust!r} trust out of "
-               f"training (answered from, marked untrusted; set [training] min_trust in config.toml to train on them)")
+    return Selection(
+        parent_id, parent, current, library, consolidated,
+        new=[m for m in unconsolidated if m.trainable and TRUST_LEVELS.index(m.trust) >= floor],
+        private=[m for m in unconsolidated if m.no_train],
+        below_trust=[m for m in unconsolidated if m.trainable and TRUST_LEVELS.index(m.trust) < floor],
+    )
+
+
+def report_kept_out(chosen: Selection, config: SleepConfig, report: Callable[[str], None]) -> None:
+    if chosen.private:
+        report(f"kept {len(chosen.private)} {_plural(len(chosen.private), 'memory', 'memories')} with private data out of "
+               f"training (recalled, never trained on: see [privacy] in config.toml)")
+    if chosen.below_trust:
+        report(f"kept {len(chosen.below_trust)} {_plural(len(chosen.below_trust), 'memory', 'memories')} below "
+               f"{config.min_trust!r} trust out of training (answered from, marked untrusted; set [training] min_trust in "
+               f"config.toml to train on them)")
+
+
+def _sleep_per_topic(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foundation: LanguageModel,
+                     memories: list[Memory], config: SleepConfig, strategy: Strategy, report: Callable[[str], None],
+                     progress: Any, share: Callable[[dict[str, Any] | None], None]) -> SleepResult:
+    """One gated version per topic among the new memories (learn/topics.py), each adding its
+    module to the library in turn: a later forget then rebuilds only the forgotten memory's
+    topic. A topic the gate refuses stays unlearned; the next topics still run."""
+    chosen = select_memories(registry, memories, config, strategy, report)
+    report_kept_out(chosen, config, report)
+    if not chosen.new:
+        return SleepResult(None, False, "nothing new to consolidate")
+    if config.embedder is None:
+        raise ValueError("a sleep by topic needs an embedder (SleepConfig.embedder)")
+    groups = topic_groups(config.embedder.embed([m.text for m in chosen.new]))
+    report(f"{len(chosen.new)} new {_plural(len(chosen.new), 'memory', 'memories')} in {len(groups)} "
+           f"{_plural(len(groups), 'topic', 'topics')}: one module each")
+    results = []
+    for number, group in enumerate(groups, start=1):
+        prefix = f"topic {number}/{len(groups)}: "
+        results.append(_sleep(registry, mind_path, base, foundation, memories, config, strategy,
+                              lambda message, prefix=prefix: report(prefix + message), progress, share,
+                              topic={chosen.new[i].id for i in group}))
+    made = [r for r in results if r.manifest is not None]
+    message = "; ".join(f"topic {n}/{len(groups)}: {r.message}" for n, r in enumerate(results, start=1))
+    return SleepResult(made[-1].manifest if made else None, bool(made) and all(r.activated for r in made), message,
+                       topics=tuple(results))
+
+
+def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foundation: LanguageModel,
+           memories: list[Memory], config: SleepConfig, strategy: Strategy, report: Callable[[str], None],
+           progress: Any, share: Callable[[dict[str, Any] | None], None] = lambda _plan: None,
+           topic: set[int] | None = None) -> SleepResult:
+    """One version: `topic` (memory ids) restricts what it learns to those new memories."""
+    # 1. select: memories no valid module of the active version has learned
+    clock = StageClock()
+    chosen = select_memories(registry, memories, config, strategy, report)
+    parent_id, parent, current, library, consolidated = chosen.parent_id, chosen.parent, chosen.current, chosen.library, chosen.consolidated
+    if topic is None:
+        report_kept_out(chosen, config, report)
+    new = [m for m in chosen.new if topic is None or m.id in topic]
     if not new:
         return SleepResult(None, False, "nothing new to consolidate")
     old = [current[i] for i in sorted(consolidated) if i in current]
@@ -402,8 +474,6 @@ def _check_same_shape(parent_id: str, adapter: Path, train: Any) -> None:
     layers = saved.get("layers_to_transform")
     count = len(layers) if isinstance(layers, list) else None
     if saved.get("r") != train.rank or count != train.trainable_layers:
-        from lifelong.errors import InputError
-
         raise InputError(
             f"the active module {parent_id} has rank {saved.get('r')} and adapts {count or 'all'} layers; a sleep continues it, "
             f"so pass the same --layers (or merge it with `lifelong merge`, or roll back to base, to start a new shape)"

@@ -89,12 +89,17 @@ def sleep_once(mind: Mind, strategy: str, train: TrainConfig, label: str, held_o
     if manifest is None:
         raise RuntimeError(f"{label}: the sleep had nothing to consolidate ({result.message})")
     folder = mind.versions.path(manifest.id)
+    made = [t.manifest for t in result.topics if t.manifest is not None] or [manifest]  # a sleep by topic made several
+    info = {"version": manifest.id, "activated": result.activated, "passed": all(m.verdict.passed for m in made),
+            "reasons": [r for m in made for r in m.verdict.reasons], "gate_metrics": manifest.metrics, "sleep_seconds": seconds,
+            "strategy": strategy}
+    if result.topics:
+        info["topics"] = [{"version": m.id, "memories": len(m.own_memory_ids), "passed": m.verdict.passed,
+                           "reasons": m.verdict.reasons, "gate_metrics": m.metrics} for m in made]
     return {
         "adapter": folder / ADAPTER,
-        "info": {"version": manifest.id, "activated": result.activated, "passed": manifest.verdict.passed,
-                 "reasons": manifest.verdict.reasons, "gate_metrics": manifest.metrics, "sleep_seconds": seconds,
-                 "strategy": strategy},
-        "training_texts": read_trained_on(folder),  # what the sleep itself recorded training on
+        "info": info,
+        "training_texts": [t for m in made for t in read_trained_on(mind.versions.path(m.id))],  # what the sleep recorded training on
     }
 
 

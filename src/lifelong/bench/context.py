@@ -40,7 +40,7 @@ SQUAD_MODES = ("many", "single", "implications", "implications-passage", "implic
 # each with the value every run had before the knob existed: a run at that value keeps the identity
 # it had then, so its checkpoints stay resumable, and a run at any other value (a later default
 # included) never resumes one of them.
-SYNTHESIS_KNOBS = {"questions_per_memory": 1, "content_cloze": False, "recite": False, "context_distractors": 2}
+SYNTHESIS_KNOBS = {"questions_per_memory": 1, "content_cloze": False, "recite": False, "context_distractors": 2, "topic_modules": False}
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class BenchSettings:
     content_cloze: bool = SleepConfig().content_cloze
     recite: bool = SleepConfig().recite
     context_distractors: int = SleepConfig().context_distractors
+    topic_modules: bool = SleepConfig().topic_modules
     seed: int = 0
     model: str = "smollm2-135m"
 

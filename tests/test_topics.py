@@ -1,0 +1,39 @@
+"""Topics among a sleep's new memories: what a module per topic is built from."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lifelong.learn.topics import topic_groups
+from conftest import SHARED_DATA
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_close_vectors_form_a_topic_and_a_stray_one_joins_its_nearest_topic() -> None:
+    rng = np.random.default_rng(0)
+    a, b = np.eye(8)[0], np.eye(8)[1]
+    vectors = _unit(np.stack([a + 0.1 * rng.standard_normal(8) for _ in range(4)]
+                             + [b + 0.1 * rng.standard_normal(8) for _ in range(4)]
+                             + [0.3 * a + np.eye(8)[2]]))  # alone, but nearer the first topic
+    assert topic_groups(vectors) == [[0, 1, 2, 3, 8], [4, 5, 6, 7]]
+    assert topic_groups(vectors, min_size=1) == [[0, 1, 2, 3], [4, 5, 6, 7], [8]]
+
+
+def test_a_few_unrelated_notes_stay_one_topic() -> None:
+    assert topic_groups(np.eye(3)) == [[0, 1, 2]]
+    assert topic_groups(np.eye(3)[:1]) == [[0]] and topic_groups(np.zeros((0, 3))) == []
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "tofu_authors_dev.jsonl").is_file(), reason="needs ../shared/data")
+def test_tofu_facts_group_by_the_author_they_are_about(embedder) -> None:
+    rows = [json.loads(line) for line in (SHARED_DATA / "tofu_authors_dev.jsonl").read_text().splitlines()][:100]
+    groups = topic_groups(embedder.embed([r["answer"] for r in rows]))
+    author = np.arange(100) // 20  # 20 facts per fictitious author
+    assert len(groups) == 5
+    assert all(len(set(author[g])) == 1 for g in groups)  # no topic mixes two authors
