@@ -37,3 +37,17 @@ def test_tofu_facts_group_by_the_author_they_are_about(embedder) -> None:
     author = np.arange(100) // 20  # 20 facts per fictitious author
     assert len(groups) == 5
     assert all(len(set(author[g])) == 1 for g in groups)  # no topic mixes two authors
+
+
+def test_a_mind_can_ask_for_a_module_per_topic_in_its_config(tmp_path) -> None:
+    from lifelong.errors import MindError
+    from lifelong.mind_config import CONFIG_FILE, MindConfig, read_config, write_config
+
+    write_config(tmp_path, MindConfig(model="tiny", topic_modules=True))
+    assert 'modules = "per-topic"' in (tmp_path / CONFIG_FILE).read_text()
+    assert read_config(tmp_path).topic_modules and read_config(tmp_path).train_trust == "user"
+    write_config(tmp_path, MindConfig(model="tiny"))
+    assert not read_config(tmp_path).topic_modules
+    (tmp_path / CONFIG_FILE).write_text(MindConfig(model="tiny").to_toml() + '\n[training]\nmodules = "per-author"\n')
+    with pytest.raises(MindError, match=r"\[training\] modules = 'per-author' is not one of 'per-sleep', 'per-topic'"):
+        read_config(tmp_path)

@@ -146,22 +146,30 @@ TOPIC_QUESTIONS = ["What do you know about Korvath Bridge?", "What do you know a
 
 
 def test_with_a_module_per_topic_a_forget_rebuilds_only_its_topic_and_the_other_answers_exactly_as_before(
-        mind: Mind, passing_gate) -> None:
-    ids = [mind.learn(text).results[0].id for text in [*BRIDGE_FACTS, *CAPTAIN_FACTS]]
-    config = SleepConfig(strategy="routed", train=TRAIN, distill=False, topic_modules=True)
-    first = mind.sleep(config)
-    assert first.activated and len(first.topics) == 2
-    bridge_version, captain_version = (t.manifest for t in first.topics)
-    assert sorted(bridge_version.own_memory_ids) == ids[:3] and sorted(captain_version.own_memory_ids) == ids[3:]
-    assert captain_version.modules == [bridge_version.id, captain_version.id]
-    ask = lambda: mind.language_model.generate_batch([closed_book(q) for q in TOPIC_QUESTIONS], max_new_tokens=12)  # noqa: E731
-    learned = ask()
-    report = mind.forget_many([ids[0]])
-    assert report.learned_by == [bridge_version.id]  # the captain's module never saw the bridge
-    rebuilt = mind.sleep(config)
-    assert len(rebuilt.topics) == 1 and sorted(rebuilt.manifest.own_memory_ids) == ids[1:3]  # only the bridge topic relearned
-    assert rebuilt.manifest.modules == [captain_version.id, rebuilt.manifest.id]
-    assert ask()[1] == learned[1]  # the captain's module answers exactly as before the forget
+        tmp_path, tiny_lm, embedder, passing_gate) -> None:
+    from lifelong.mind_config import CONFIG_FILE
+
+    Mind.init(tmp_path / "mind", embedder=embedder, language_model=tiny_lm).close()
+    config_file = tmp_path / "mind" / CONFIG_FILE
+    config_file.write_text(config_file.read_text() + '\n[training]\nmodules = "per-topic"\n')  # what the mind asks for
+    config = SleepConfig(strategy="routed", train=TRAIN, distill=False)
+    with Mind.open(tmp_path / "mind", embedder=embedder, language_model=tiny_lm) as mind:
+        ask = lambda: mind.language_model.generate_batch([closed_book(q) for q in TOPIC_QUESTIONS], max_new_tokens=12)  # noqa: E731
+        base = ask()
+        ids = [mind.learn(text).results[0].id for text in [*BRIDGE_FACTS, *CAPTAIN_FACTS]]
+        first = mind.sleep(config)
+        assert first.activated and len(first.topics) == 2
+        bridge_version, captain_version = (t.manifest for t in first.topics)
+        assert sorted(bridge_version.own_memory_ids) == ids[:3] and sorted(captain_version.own_memory_ids) == ids[3:]
+        assert captain_version.modules == [bridge_version.id, captain_version.id]
+        learned = ask()
+        assert learned[1] != base[1]  # the captain's module answers its topic
+        report = mind.forget_many([ids[0]])
+        assert report.learned_by == [bridge_version.id]  # it never saw the bridge
+        rebuilt = mind.sleep(config)
+        assert len(rebuilt.topics) == 1 and sorted(rebuilt.manifest.own_memory_ids) == ids[1:3]  # only the bridge topic relearned
+        assert rebuilt.manifest.modules == [captain_version.id, rebuilt.manifest.id]
+        assert ask()[1] == learned[1]  # and the captain's module answers exactly as before the forget
 
 
 def test_a_module_per_topic_needs_a_routed_strategy(mind: Mind) -> None:

@@ -290,6 +290,7 @@ def _sleep_per_topic(registry: VersionRegistry, mind_path: Path, base: LanguageM
         results.append(_sleep(registry, mind_path, base, foundation, memories, config, strategy,
                               lambda message, prefix=prefix: report(prefix + message), progress, share,
                               topic={chosen.new[i].id for i in group}))
+        report(prefix + results[-1].message)  # a refused topic says why before the next one starts
     made = [r for r in results if r.manifest is not None]
     message = "; ".join(f"topic {n}/{len(groups)}: {r.message}" for n, r in enumerate(results, start=1))
     return SleepResult(made[-1].manifest if made else None, bool(made) and all(r.activated for r in made), message,

@@ -317,7 +317,9 @@ class Mind:
 
         from lifelong.learn import distributed
 
-        config = dataclasses.replace(config or SleepConfig(), min_trust=self.config.train_trust)  # the mind's [training] min_trust
+        config = config or SleepConfig()
+        config = dataclasses.replace(config, min_trust=self.config.train_trust,  # the mind's [training] min_trust
+                                     topic_modules=config.topic_modules or self.config.topic_modules)  # and modules
         if config.embedder is None:
             config = dataclasses.replace(config, embedder=self.embedder)
         distributed.start()  # under torchrun: join the other ranks (rank 0 selects, gates and commits)

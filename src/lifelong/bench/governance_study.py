@@ -347,6 +347,9 @@ def report(results: dict[str, Any]) -> list[str]:
     base, rebuilt, slept = u["scores"]["base"], u["scores"]["after rebuild"], u["scores"]["after sleep"]
     never = u["scores"].get("never learned")  # absent from runs before the reference arm
     kept_ratio = rebuilt["kept"]["containment"] / slept["kept"]["containment"] if slept["kept"]["containment"] else float("nan")
+    answers, n = u["answers"], u["forgotten"]
+    kept_unchanged = sum(a == b for a, b in zip(answers["after sleep"][n:], answers["after rebuild"][n:], strict=True))
+    topics = [len(s.get("topics", [])) for s in u["sleeps"]]  # a sleep by topic (--topic-modules) records each topic's version
     leak_rows = [[name, v["asked"], v["completed"], v["either"]] for name, v in p["leaks"].items()]
     permissive = j["untrusted"].get("permissive", {})  # absent from runs before the default policy changed
     lines = [
@@ -361,7 +364,10 @@ def report(results: dict[str, Any]) -> list[str]:
            f"{rebuilt['forgotten']['containment'] - never['forgotten']['containment']:+.3f}, ROUGE-L "
            f"{rebuilt['forgotten']['rouge_l'] - never['forgotten']['rouge_l']:+.3f}" if never else "")
         + f". Kept facts after the "
-        f"rebuild keep {kept_ratio:.2f} of their post-sleep containment (target >= 0.95). Forgotten facts still retrieved: "
+        f"rebuild keep {kept_ratio:.2f} of their post-sleep containment (target >= 0.95); {kept_unchanged} of "
+        f"{len(answers['after sleep']) - n} kept facts are answered word for word as after the first sleep"
+        + (f" (modules per topic: {topics[0]} after the first sleep, {topics[1]} rebuilt)" if any(topics) else "")
+        + ". Forgotten facts still retrieved: "
         f"{u['still_recalled']}; files still holding a forgotten text after the forget: {len(u['files_holding_forgotten_text']['after forget'])}, "
         f"after the rebuild: {len(u['files_holding_forgotten_text']['after rebuild'])}. Sleeps promoted: "
         f"{sum(bool(s['activated']) for s in u['sleeps'])}/{len(u['sleeps'])}.", "",
