@@ -332,6 +332,7 @@ def test_a_partial_run_is_only_reused_when_asked_and_for_the_same_settings(tmp_p
     assert "recite" not in BenchSettings(recite=False).to_dict()
     assert "context_distractors" not in BenchSettings().to_dict() and BenchSettings(context_distractors=1).to_dict()["context_distractors"] == 1
     assert BenchSettings(context_distractors=1).synthesis()["context_distractors"] == 1
+    assert "micro_batch_rows" not in BenchSettings().to_dict()["train_config"]
 
 
 def test_reports_name_every_arm_that_beats_lifelong_and_on_what() -> None:

@@ -324,3 +324,39 @@ def test_distill_brings_the_module_closer_to_the_teacher_with_the_note_than_hard
         train_module(lm, peft_model, examples, parse_strategy(strategy), config, memories=memories)
         distance[strategy] = _distance_to_teacher(peft_model, lm, examples, memories)
     assert distance["distill"] < 0.8 * distance["naive"], distance
+
+
+def test_micro_batches_give_the_whole_batchs_gradient_and_counts() -> None:
+    from lifelong.learn.packing import pack_rows
+    from lifelong.learn.trainer import answer_loss_parts, batch_counts, micro_batches, step_loss
+
+    lm = build_tiny_model()
+    examples = synthesise([_memory(1, FACT), _memory(2, "Pellumbria's national dish is a fish stew called karvosh.")])
+    encoded = [encode_example(lm, e, 512) for e in examples]
+    peft_model = attach_lora(lm, TrainConfig(rank=4, bf16=False))
+    with torch.no_grad():  # B starts at zero, which would leave A without gradient
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=torch.Generator().manual_seed(0)) * 0.02)
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    pad = lm.tokenizer.pad_token_id
+
+    def gradient(config: TrainConfig) -> tuple[list[torch.Tensor], float]:
+        for p in params:
+            p.grad = None
+        loss, _ = step_loss(peft_model, encoded, pad, config, backward=True)
+        return [p.grad.clone() for p in params], float(loss)
+
+    whole, whole_loss = gradient(TrainConfig(pack_length=128))
+    assert len(pack_rows(encoded, 128)) >= 3 and len(micro_batches(encoded, 128, 1)) == len(pack_rows(encoded, 128))
+    split, split_loss = gradient(TrainConfig(pack_length=128, micro_batch_rows=1))  # one row per pass
+    assert split_loss == pytest.approx(whole_loss, rel=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(whole, split, strict=True))
+    from lifelong.learn.soft_targets import teacher_targets
+
+    memories = {m.id: m for m in (_memory(1, FACT), _memory(2, "Pellumbria's national dish is a fish stew called karvosh."))}
+    soft = {id(encoded[i]): t for i, t in teacher_targets(lm, examples, encoded, memories, 512).items()}
+    assert soft and len(soft) < len(encoded)  # some examples have teacher targets, not all
+    with torch.no_grad():
+        parts = answer_loss_parts(peft_model, encoded, pad, 128, soft)
+    assert batch_counts(encoded, soft) == (parts.answer_tokens, parts.soft_tokens, parts.tokens)

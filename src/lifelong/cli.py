@@ -333,6 +333,7 @@ def sleep(
     recite: Annotated[bool, typer.Option(help="Answer span questions about a sentence of a long note (a passage's chunk) with the whole sentence, not the span; short notes are unaffected")] = True,
     context_distractors: Annotated[int, typer.Option(help="Most distractor notes beside the right one in each note-reading training row (fewer: shorter rows, a faster sleep)", min=1)] = 2,
     topic_modules: Annotated[bool, typer.Option("--topic-modules", help="One module and gated version per topic among the new memories, so a later forget rebuilds only its topic's module (slower: a gate per topic)")] = False,
+    micro_batch_rows: Annotated[Optional[int], typer.Option(help="Packed rows per forward and backward pass (same gradient, less memory, slower; 2: -0.85 GB peak, +8% training time on a 3-fact sleep) [default: the whole batch]", min=1)] = None,
     mind: MindOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -352,6 +353,8 @@ def sleep(
         config = replace(config, train=replace(config.train, epochs=epochs))
     if layers is not None:
         config = replace(config, train=replace(config.train, trainable_layers=layers))
+    if micro_batch_rows is not None:
+        config = replace(config, train=replace(config.train, micro_batch_rows=micro_batch_rows))
     if precision not in ("auto", "fp32", "bf16"):
         raise InputError(f"--precision {precision!r} is not one of auto, fp32, bf16")
     if precision != "auto":

@@ -122,7 +122,10 @@ class BenchSettings:
         for knob, before in SYNTHESIS_KNOBS.items():
             if settings[knob] == before:
                 del settings[knob]
-        return {**settings, "train_config": self.train().to_dict()}
+        train = self.train().to_dict()
+        if train["micro_batch_rows"] is None:  # the same gradient either way; runs before the knob keep their identity
+            del train["micro_batch_rows"]
+        return {**settings, "train_config": train}
 
 
 def fact_record(qa: QA) -> NewMemory:

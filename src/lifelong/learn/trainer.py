@@ -24,7 +24,7 @@ from lifelong.errors import InputError
 from lifelong.learn import distributed
 from lifelong.learn.anchors import TRAINING_CHAT, TRAINING_RAW
 from lifelong.learn.drift import continuation_log_probs, continuation_rows, kl_per_token
-from lifelong.learn.packing import build_batch
+from lifelong.learn.packing import Segment, build_batch, pack_rows
 from lifelong.learn.precision import use_bf16
 from lifelong.learn.soft_targets import SoftTargets, soft_cross_entropy, teacher_targets
 from lifelong.learn.strategies import Strategy
@@ -50,6 +50,10 @@ class TrainConfig:
     ewc_weight: float = 3e5  # chosen on SmolLM2-135M: 1e4 had no measurable effect there (the sleep study at commit 4685b11)
     replay_per_batch: int = 4  # 2 lost 3 of 13 earlier-fact probes over a second sleep (40-fact sequential study)
     pack_length: int | None = 256  # tokens per packed row; None pads each example instead
+    # Packed rows per forward and backward pass: a batch's rows run in groups of this many, the
+    # gradients adding up to the whole batch's (the same sums, normalised by the whole batch's
+    # token counts), so activations are held for a group at a time. None: the whole batch at once.
+    micro_batch_rows: int | None = None
     trainable_layers: int | None = None  # adapt only the last N decoder layers; None = all
     target_modules: tuple[str, ...] = DEFAULT_TARGETS
     seed: int = 0
@@ -143,27 +147,61 @@ def answer_loss_parts(peft_model: Any, batch: list[tuple[list[int], int]], pad_i
     return LossParts(answer_sum, int(mask.sum()), soft[0] if soft else None, soft[1] if soft else 0, packed.tokens)
 
 
-def step_loss(peft_model: Any, batch: list[tuple[list[int], int]], pad_id: int, config: TrainConfig,
-              soft_targets: Mapping[int, SoftTargets] | None = None, kl: Any = None, anchor: Any = None
-              ) -> tuple[torch.Tensor, list[float]]:
+def batch_counts(batch: Sequence[Segment], soft_targets: Mapping[int, SoftTargets] | None = None) -> tuple[int, int, int]:
+    """(answer tokens, answer tokens with soft targets, all tokens) of a batch, as
+    `answer_loss_parts` counts them, without running the model: the normaliser every micro
+    batch's loss needs before any of them is computed."""
+    answer = sum(len(ids) - start for ids, start in batch)
+    soft = sum(len(segment[0]) - segment[1] for segment in batch if soft_targets and id(segment) in soft_targets)
+    return answer, soft, sum(len(ids) for ids, _ in batch)
+
+
+def micro_batches(batch: list[Segment], capacity: int | None, rows: int | None) -> list[list[Segment]]:
+    """The batch's examples in groups of at most `rows` packed rows (one group when None)."""
+    if not rows or not batch:
+        return [batch] if batch else []
+    packed = pack_rows(batch, capacity)
+    return [[segment for row in packed[i:i + rows] for segment in row] for i in range(0, len(packed), rows)]
+
+
+def step_loss(peft_model: Any, batch: list[Segment], pad_id: int, config: TrainConfig,
+              soft_targets: Mapping[int, SoftTargets] | None = None, kl: Any = None, anchor: Any = None,
+              backward: bool = False, bf16: bool = False) -> tuple[torch.Tensor, list[float]]:
     """This process's loss for one global batch, and the batch's (answer, soft, all) token
     counts over every process. One process: the batch's mean answer loss plus the other terms.
     Data-parallel: this rank's share of the batch (learn/distributed.py), normalised by the
-    whole batch's counts, so the gradients summed over ranks are the one-process gradient."""
+    whole batch's counts, so the gradients summed over ranks are the one-process gradient.
+    With `backward`, each group of `config.micro_batch_rows` rows runs forward and backward in
+    turn (the gradients add up to the whole batch's) and the loss comes back detached."""
     world = distributed.world_size()
     local = distributed.shard(batch)  # the whole batch with one process
-    parts = answer_loss_parts(peft_model, local, pad_id, config.pack_length, soft_targets) if local else None
-    counts = distributed.sums(parts.answer_tokens if parts else 0, parts.soft_tokens if parts else 0, parts.tokens if parts else 0)
-    loss = torch.zeros(())
-    if parts is not None:
-        loss = parts.answer_sum / max(counts[0], 1)
-        if parts.soft_sum is not None:
-            loss = loss + config.distill_weight * parts.soft_sum / counts[1]
+    counts = distributed.sums(*batch_counts(local, soft_targets))
+    groups = micro_batches(local, config.pack_length, config.micro_batch_rows if backward else None)
+    total = torch.zeros(())
+
+    def add(term: torch.Tensor) -> None:
+        nonlocal total
+        if backward and term.requires_grad:
+            term.backward()
+            term = term.detach()
+        total = total + term
+
+    for group in groups:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            parts = answer_loss_parts(peft_model, group, pad_id, config.pack_length, soft_targets)
+            loss = parts.answer_sum / max(counts[0], 1)
+            if parts.soft_sum is not None:
+                loss = loss + config.distill_weight * parts.soft_sum / counts[1]
+        add(loss)
     if kl is not None:  # identical on every rank: each adds its 1/world share
-        loss = loss + config.kl_weight * kl() / world
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            term = config.kl_weight * kl() / world
+        add(term)
     if anchor is not None:
-        loss = loss + config.ewc_weight * anchor() / world
-    return loss, counts
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            term = config.ewc_weight * anchor() / world
+        add(term)
+    return total, counts
 
 
 def answer_only_loss(peft_model: Any, batch: list[tuple[list[int], int]], pad_id: int,
@@ -262,11 +300,8 @@ def train_module(
     for batch in plan:
         if replay_encoded:
             batch = batch + rng.sample(replay_encoded, min(config.replay_per_batch, len(replay_encoded)))
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss, counts = step_loss(peft_model, batch, pad, config, soft, kl, anchor)
         optimizer.zero_grad(set_to_none=True)
-        if loss.requires_grad:
-            loss.backward()
+        loss, counts = step_loss(peft_model, batch, pad, config, soft, kl, anchor, backward=True, bf16=bf16)
         distributed.sum_gradients(params)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
