@@ -333,6 +333,8 @@ def test_a_partial_run_is_only_reused_when_asked_and_for_the_same_settings(tmp_p
     assert "context_distractors" not in BenchSettings().to_dict() and BenchSettings(context_distractors=1).to_dict()["context_distractors"] == 1
     assert BenchSettings(context_distractors=1).synthesis()["context_distractors"] == 1
     assert "micro_batch_rows" not in BenchSettings().to_dict()["train_config"]
+    with pytest.raises(InputError, match="--topic-modules needs routed strategies"):
+        BenchSettings(topic_modules=True, strategies=("routed+context", "kl+replay"))
 
 
 def test_reports_name_every_arm_that_beats_lifelong_and_on_what() -> None:

@@ -3,6 +3,8 @@ serves, and the next sleep rebuilds what is still current without it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from lifelong import consolidate
@@ -170,6 +172,8 @@ def test_with_a_module_per_topic_a_forget_rebuilds_only_its_topic_and_the_other_
         assert len(rebuilt.topics) == 1 and sorted(rebuilt.manifest.own_memory_ids) == ids[1:3]  # only the bridge topic relearned
         assert rebuilt.manifest.modules == [captain_version.id, rebuilt.manifest.id]
         assert ask()[1] == learned[1]  # and the captain's module answers exactly as before the forget
+        mind.learn("The Korvath Bridge toll was abolished in 2003.")
+        assert mind.sleep(replace(config, topic_modules=False)).topics == ()  # one sleep may still ask for one module
 
 
 def test_a_module_per_topic_needs_a_routed_strategy(mind: Mind) -> None:

@@ -332,7 +332,7 @@ def sleep(
     content_cloze: Annotated[bool, typer.Option(help="Also train cloze and span questions over lower-case content phrases, not only names and numbers (for technical text; not yet measured on short facts)")] = False,
     recite: Annotated[bool, typer.Option(help="Answer span questions about a sentence of a long note (a passage's chunk) with the whole sentence, not the span; short notes are unaffected")] = True,
     context_distractors: Annotated[int, typer.Option(help="Most distractor notes beside the right one in each note-reading training row (fewer: shorter rows, a faster sleep)", min=1)] = 2,
-    topic_modules: Annotated[bool, typer.Option("--topic-modules", help="One module and gated version per topic among the new memories, so a later forget rebuilds only its topic's module (slower: a gate per topic)")] = False,
+    topic_modules: Annotated[Optional[bool], typer.Option("--topic-modules/--module-per-sleep", help="One module and gated version per topic among the new memories, so a later forget rebuilds only its topic's module (slower: a gate per topic), or one module for the whole sleep [default: the mind's [training] modules, per-sleep unless set]", show_default=False)] = None,
     micro_batch_rows: Annotated[Optional[int], typer.Option(help="Packed rows per forward and backward pass (same gradient, less memory, slower; 2: -0.85 GB peak, +8% training time on a 3-fact sleep) [default: the whole batch]", min=1)] = None,
     mind: MindOption = None,
     json_output: JsonOption = False,
@@ -375,9 +375,9 @@ def sleep(
         try:
             result = opened.sleep(config, report=report_stage, progress=bar)
         except KeyboardInterrupt:
-            if topic_modules:
-                raise Interrupted("interrupted by Ctrl-C; the topics finished before it stay promoted, the one in progress made "
-                                  "no version; run `lifelong sleep --topic-modules` again to learn the rest") from None
+            if topic_modules or (topic_modules is None and opened.config.topic_modules):
+                raise Interrupted("interrupted by Ctrl-C; the topics finished before it stay committed (active where their gate "
+                                  "passed), the one in progress made no version; run `lifelong sleep` again to learn the rest") from None
             raise Interrupted(NOTHING_CHANGED.format(what="sleep")) from None
         finally:
             bar(-1, -1, 0.0)  # stop the bar even when training raised

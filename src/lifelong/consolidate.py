@@ -102,9 +102,10 @@ class SleepConfig:
     context_distractors: int = 2
     # One module (and gated version) per topic among the new memories instead of one per sleep
     # (learn/topics.py): a forget then rebuilds only its topic's module, and every other topic
-    # keeps its answers exactly. Off: each topic's version runs its own gate, so a sleep over
-    # many topics costs more, and it is not yet measured beyond the unit tests.
-    topic_modules: bool = False
+    # keeps its answers exactly. Off by default: each topic's version runs its own gate, so a
+    # sleep over many topics costs more, and small topics' modules were refused more often
+    # (README, Governance with a module per topic). None: the mind's [training] modules.
+    topic_modules: bool | None = None
 
 
 class ModelDistiller:
@@ -182,9 +183,11 @@ def run_sleep(
     merge finishing just before cannot leave the module trained on the wrong weights."""
     strategy = parse_strategy(config.strategy)  # a bad name fails before any work
     if config.topic_modules and not strategy.routed:
-        raise InputError(f"a module per topic needs a routed strategy (got {config.strategy!r}); add routed, e.g. routed+context")
+        raise InputError(f"a module per topic needs a routed strategy (got {config.strategy!r}); add routed, e.g. routed+context, "
+                         f"or sleep with --module-per-sleep (or set [training] modules = \"per-sleep\" in config.toml)")
     if config.topic_modules and distributed.world_size() > 1:
-        raise InputError("a module per topic does not run data-parallel yet; run the sleep without torchrun, or without --topic-modules")
+        raise InputError("a module per topic does not run data-parallel yet; run the sleep without torchrun, or with "
+                         "--module-per-sleep (or set [training] modules = \"per-sleep\" in config.toml)")
     registry = VersionRegistry(mind_path)
     if not distributed.is_main():  # torchrun's other ranks: train rank 0's data, nothing else
         return _train_share(registry, base, config, strategy, foundation_for)
@@ -198,7 +201,7 @@ def run_sleep(
             distributed.from_main(plan)
 
         try:
-            if config.topic_modules and strategy.routed:
+            if config.topic_modules:
                 return _sleep_per_topic(registry, mind_path, base, foundation, memories, config, strategy, report, progress, share)
             return _sleep(registry, mind_path, base, foundation, memories, config, strategy, report, progress, share)
         finally:
@@ -238,6 +241,7 @@ class Selection(NamedTuple):
 
 def select_memories(registry: VersionRegistry, memories: list[Memory], config: SleepConfig, strategy: Strategy,
                     report: Callable[[str], None]) -> Selection:
+    """Stage 1: the current memories no valid module of the active version has learned."""
     parent_id = registry.active_id()
     parent = registry.get(parent_id) if parent_id != BASE_VERSION else None
     current = {m.id: m for m in memories if m.current}
@@ -260,6 +264,7 @@ def select_memories(registry: VersionRegistry, memories: list[Memory], config: S
 
 
 def report_kept_out(chosen: Selection, config: SleepConfig, report: Callable[[str], None]) -> None:
+    """Say how many memories the policy kept out of training, and which setting lets them in."""
     if chosen.private:
         report(f"kept {len(chosen.private)} {_plural(len(chosen.private), 'memory', 'memories')} with private data out of "
                f"training (recalled, never trained on: see [privacy] in config.toml)")
@@ -274,7 +279,10 @@ def _sleep_per_topic(registry: VersionRegistry, mind_path: Path, base: LanguageM
                      progress: Any, share: Callable[[dict[str, Any] | None], None]) -> SleepResult:
     """One gated version per topic among the new memories (learn/topics.py), each adding its
     module to the library in turn: a later forget then rebuilds only the forgotten memory's
-    topic. A topic the gate refuses stays unlearned; the next topics still run."""
+    topic. A topic the gate refuses stays unlearned (kept for inspection); the next topics
+    still run. The result's manifest is the last version made (refused or not); `activated`
+    says whether every topic was promoted; a failure in a later topic leaves the earlier
+    topics' versions committed."""
     chosen = select_memories(registry, memories, config, strategy, report)
     report_kept_out(chosen, config, report)
     if not chosen.new:
@@ -409,6 +417,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
             memory_ids=memory_ids, memory_hashes={str(i): current[i].content_hash for i in memory_ids},
             synthetic_data_hash=data_hash(examples),
             hyperparameters={"strategy": strategy.name, **config.train.to_dict(), "gate": asdict(config.gate),
+                             "context_distractors": config.context_distractors, "topic_modules": bool(config.topic_modules),
                              **({"router_radius": config.router_radius} if strategy.routed else {})},
             metrics=metrics, verdict=verdict, base_model=base.name,
             data_sources=sorted({e.kind for e in examples}), superseded_ids=superseded,

@@ -319,7 +319,8 @@ class Mind:
 
         config = config or SleepConfig()
         config = dataclasses.replace(config, min_trust=self.config.train_trust,  # the mind's [training] min_trust
-                                     topic_modules=config.topic_modules or self.config.topic_modules)  # and modules
+                                     topic_modules=self.config.topic_modules if config.topic_modules is None  # and modules,
+                                     else config.topic_modules)  # unless this sleep says
         if config.embedder is None:
             config = dataclasses.replace(config, embedder=self.embedder)
         distributed.start()  # under torchrun: join the other ranks (rank 0 selects, gates and commits)

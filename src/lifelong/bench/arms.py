@@ -90,8 +90,15 @@ def sleep_once(mind: Mind, strategy: str, train: TrainConfig, label: str, held_o
         raise RuntimeError(f"{label}: the sleep had nothing to consolidate ({result.message})")
     folder = mind.versions.path(manifest.id)
     made = [t.manifest for t in result.topics if t.manifest is not None] or [manifest]  # a sleep by topic made several
+    metrics = dict(manifest.metrics)
+    if len(made) > 1:  # the cost is every topic's; the gate's numbers stay the last version's (each topic's below)
+        for key in ("train_seconds", "train_tokens"):
+            metrics[key] = sum(m.metrics.get(key, 0) for m in made)
+        metrics["tokens_per_second"] = metrics["train_tokens"] / metrics["train_seconds"] if metrics["train_seconds"] else 0.0
+        metrics["stage_seconds"] = {stage: sum(m.metrics.get("stage_seconds", {}).get(stage, 0.0) for m in made)
+                                    for stage in manifest.metrics.get("stage_seconds", {})}
     info = {"version": manifest.id, "activated": result.activated, "passed": all(m.verdict.passed for m in made),
-            "reasons": [r for m in made for r in m.verdict.reasons], "gate_metrics": manifest.metrics, "sleep_seconds": seconds,
+            "reasons": [r for m in made for r in m.verdict.reasons], "gate_metrics": metrics, "sleep_seconds": seconds,
             "strategy": strategy}
     if result.topics:
         info["topics"] = [{"version": m.id, "memories": len(m.own_memory_ids), "passed": m.verdict.passed,

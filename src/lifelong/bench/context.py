@@ -40,6 +40,7 @@ SQUAD_MODES = ("many", "single", "implications", "implications-passage", "implic
 # each with the value every run had before the knob existed: a run at that value keeps the identity
 # it had then, so its checkpoints stay resumable, and a run at any other value (a later default
 # included) never resumes one of them.
+# (topic_modules is not about synthesis, but it reaches every lifelong sleep the same way)
 SYNTHESIS_KNOBS = {"questions_per_memory": 1, "content_cloze": False, "recite": False, "context_distractors": 2, "topic_modules": False}
 
 
@@ -68,7 +69,7 @@ class BenchSettings:
     content_cloze: bool = SleepConfig().content_cloze
     recite: bool = SleepConfig().recite
     context_distractors: int = SleepConfig().context_distractors
-    topic_modules: bool = SleepConfig().topic_modules
+    topic_modules: bool = False  # one module per sleep, as every run before the knob
     seed: int = 0
     model: str = "smollm2-135m"
 
@@ -99,6 +100,9 @@ class BenchSettings:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         if self.forget_facts >= self.governance_facts:
             raise InputError(f"forget_facts ({self.forget_facts}) must be below governance_facts ({self.governance_facts}): some facts must be kept")
+        if self.topic_modules and not all(parse_strategy(s).routed for s in self.strategies):
+            raise InputError("--topic-modules needs routed strategies only (a module per topic lives in a routed library); "
+                             f"got --strategies {','.join(self.strategies)}")
         unknown = set(self.squad_modes) - set(SQUAD_MODES)
         if unknown:
             raise InputError(f"--squad-modes has {', '.join(sorted(unknown))}; use {', '.join(SQUAD_MODES)}")

@@ -171,8 +171,10 @@ def step_loss(peft_model: Any, batch: list[Segment], pad_id: int, config: TrainC
     counts over every process. One process: the batch's mean answer loss plus the other terms.
     Data-parallel: this rank's share of the batch (learn/distributed.py), normalised by the
     whole batch's counts, so the gradients summed over ranks are the one-process gradient.
-    With `backward`, each group of `config.micro_batch_rows` rows runs forward and backward in
-    turn (the gradients add up to the whole batch's) and the loss comes back detached."""
+    With `backward`, each group of about `config.micro_batch_rows` rows (a group is repacked on
+    its own) runs forward and backward in turn, the gradients adding up to the whole batch's
+    up to summation order, and the loss comes back detached. `bf16`: autocast around the
+    forward passes (backward runs outside it)."""
     world = distributed.world_size()
     local = distributed.shard(batch)  # the whole batch with one process
     counts = distributed.sums(*batch_counts(local, soft_targets))

@@ -269,6 +269,8 @@ class LanguageModel:
                       batch_size: int, adapters: Sequence[str] | None = None) -> list[str]:
         for ids in encoded:
             self.check_fits(len(ids), max_new_tokens)
+        if adapters is not None and len(adapters) != len(encoded):
+            raise ValueError(f"{len(adapters)} adapter names for {len(encoded)} prompts; give one per prompt")
         texts: list[str] = [""] * len(encoded)
         pad = self.tokenizer.pad_token_id
         sampling = sampling_settings(temperature)

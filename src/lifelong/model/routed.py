@@ -18,6 +18,7 @@ from lifelong.learn.router import Router, quoted_notes, routing_text
 from lifelong.model.language_model import BASE_ROWS, GENERATION_BATCH_ROWS, LanguageModel, Message
 from lifelong.prompt import cited_indices, closed_book, confirmed_recall
 
+
 def conversation_route_text(messages: Sequence[Message]) -> str:
     """The last user turn, quoted notes included (the router reads the question out of it)."""
     users = [m["content"] for m in messages if m["role"] == "user"]
@@ -55,6 +56,7 @@ class RoutedLanguageModel(LanguageModel):
         return _Weights(self.model, module)
 
     def routes(self, texts: Sequence[str]) -> list[tuple[list[int], contextlib.AbstractContextManager[Any]]]:
+        """The inputs grouped by route, each group with its weights (for one-route passes: scoring, KL)."""
         groups: dict[str | None, list[int]] = {}
         for index, module in enumerate(self.router.route_prompts(texts)):
             groups.setdefault(module, []).append(index)
@@ -72,12 +74,12 @@ class RoutedLanguageModel(LanguageModel):
         instead of the base's reading when the base's answer draws on none of the notes (it
         missed what they say), or when the notes confirm the module's answer as the sentence
         that answers (`confirmed_recall`): it knows the fact without having to read for it."""
+        if adapters is not None:  # the caller chose every row's weights: no routing, no fallback
+            return LanguageModel.generate_batch(self, conversations, max_new_tokens, temperature, seed, batch_size, adapters)
         texts = [conversation_route_text(c) for c in conversations]
         served = self.router.route_prompts(texts)
         answers = LanguageModel.generate_batch(self, conversations, max_new_tokens, temperature, seed, batch_size,
-                                               adapters=self.adapter_names(served) if adapters is None else adapters)
-        if adapters is not None:
-            return answers  # the caller chose every row's weights
+                                               adapters=self.adapter_names(served))
         questions = [routing_text(t) for t in texts]
         claimed = self.router.route(questions)
         stepped_aside = [i for i in range(len(texts)) if claimed[i] is not None and served[i] is None]
