@@ -130,3 +130,14 @@ def test_a_copy_with_its_own_weights_can_be_written_without_changing_the_origina
             parameter.add_(1.0)  # what a merge does to the copy's weights
     assert all(torch.equal(value, before[name]) for name, value in tiny_lm.model.state_dict().items())
     assert (own.name, own.tokenizer, own.needs_bos) == (tiny_lm.name, tiny_lm.tokenizer, tiny_lm.needs_bos)
+
+
+def test_next_token_stats_read_only_the_last_position_and_match_the_full_forward(tiny_lm) -> None:
+    from lifelong.evaluate.probes import next_token_stats
+
+    prompts = ["The Korvath Bridge was designed by", "Captain Oru Tadeski sailed solo across the Lake of"]
+    stats = next_token_stats(tiny_lm, prompts)
+    for prompt, (top, p_top, _) in zip(prompts, stats, strict=True):
+        with torch.inference_mode():
+            probs = torch.softmax(tiny_lm.model(input_ids=torch.tensor([tiny_lm.encode(prompt)])).logits[0, -1].float(), -1)
+        assert top == int(probs.argmax()) and p_top == pytest.approx(float(probs.max()), abs=1e-5)
