@@ -56,7 +56,7 @@ class StageSampler:
             time.sleep(0.02)
 
 
-def one_sleep(data: Path, facts_wanted: int, micro_batch_rows: int | None) -> dict[str, object]:
+def one_sleep(data: Path, facts_wanted: int, micro_batch_rows: int | None, checkpointing: bool = False) -> dict[str, object]:
     """One mind, one sleep, in this process: the peak RSS of each stage and the sleep's record."""
     sampler = StageSampler()
     sampler.thread.start()
@@ -82,12 +82,13 @@ def one_sleep(data: Path, facts_wanted: int, micro_batch_rows: int | None) -> di
                 mind.learn(fact, source="tofu")
             sampler.mark("load the model")
             mind.language_model  # noqa: B018 - loads it, as the sleep command's first step does
-            result = mind.sleep(SleepConfig(train=TrainConfig(micro_batch_rows=micro_batch_rows)), report=report)
+            train = TrainConfig(micro_batch_rows=micro_batch_rows, gradient_checkpointing=checkpointing)
+            result = mind.sleep(SleepConfig(train=train), report=report)
         sampler.mark("closed")
     sampler.stop.set()
     sampler.thread.join()
     metrics = result.manifest.metrics if result.manifest else {}
-    return {"micro_batch_rows": micro_batch_rows, "peak_rss_mib_by_stage": sampler.peaks,
+    return {"micro_batch_rows": micro_batch_rows, "gradient_checkpointing": checkpointing, "peak_rss_mib_by_stage": sampler.peaks,
             "peak_rss_mib": max(sampler.peaks.values()), "activated": result.activated, "message": result.message,
             "stage_seconds": metrics.get("stage_seconds"), "train_seconds": metrics.get("train_seconds"),
             "train_tokens": metrics.get("train_tokens"), "tokens_per_second": metrics.get("tokens_per_second"),
@@ -98,13 +99,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--facts", type=int, default=3)
-    parser.add_argument("--micro-batch-rows", default="all,1", help="comma-separated variants; all: the whole batch at once")
+    parser.add_argument("--micro-batch-rows", default="all,1", help="comma-separated variants; all: the whole batch at once; "
+                                                                   "checkpointing: the whole batch with gradient checkpointing")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one variant here, write its JSON to --out-file
     parser.add_argument("--out-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
-        rows = None if args.one == "all" else int(args.one)
-        args.out_file.write_text(json.dumps(one_sleep(args.data, args.facts, rows)))
+        checkpointing = args.one == "checkpointing"
+        rows = None if args.one in ("all", "checkpointing") else int(args.one)
+        args.out_file.write_text(json.dumps(one_sleep(args.data, args.facts, rows, checkpointing)))
         return
 
     runs = []
@@ -114,13 +117,14 @@ def main() -> None:
             subprocess.run([sys.executable, __file__, "--data", str(args.data), "--facts", str(args.facts), "--one", variant,
                             "--out-file", str(out_file)], check=True)
             runs.append(json.loads(out_file.read_text()))
-            print(f"micro-batch rows {variant}: peak {runs[-1]['peak_rss_mib']:.0f} MiB, training "
+            print(f"{variant}: peak {runs[-1]['peak_rss_mib']:.0f} MiB, training "
                   f"{runs[-1]['train_seconds']:.1f} s", flush=True)
     out = results_dir("sleep_memory")
     write_json(out / "results.json", {"study": "sleep_memory", "machine": machine_info(), "facts": args.facts, "runs": runs})
     stages = list(dict.fromkeys(stage for run in runs for stage in run["peak_rss_mib_by_stage"]))
     print_table(f"Peak resident memory (MiB) by stage, a {args.facts}-fact sleep",
-                ["stage", *(f"rows {r['micro_batch_rows'] or 'all'}" for r in runs)],
+                ["stage", *("checkpointing" if r.get("gradient_checkpointing") else f"rows {r['micro_batch_rows'] or 'all'}"
+                            for r in runs)],
                 [[stage, *(r["peak_rss_mib_by_stage"].get(stage, float("nan")) for r in runs)] for stage in stages]
                 + [["training seconds", *(r["train_seconds"] for r in runs)],
                    ["tokens/s", *(r["tokens_per_second"] for r in runs)]])

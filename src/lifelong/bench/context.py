@@ -127,8 +127,9 @@ class BenchSettings:
             if settings[knob] == before:
                 del settings[knob]
         train = self.train().to_dict()
-        if train["micro_batch_rows"] is None:  # the same gradient either way; runs before the knob keep their identity
-            del train["micro_batch_rows"]
+        for knob, before in (("micro_batch_rows", None), ("gradient_checkpointing", False)):
+            if train[knob] == before:  # the same gradient either way; runs before the knob keep their identity
+                del train[knob]
         return {**settings, "train_config": train}
 
 

@@ -54,6 +54,9 @@ class TrainConfig:
     # gradients adding up to the whole batch's (the same sums, normalised by the whole batch's
     # token counts), so activations are held for a group at a time. None: the whole batch at once.
     micro_batch_rows: int | None = None
+    # Keep only each decoder layer's input for the backward pass and recompute the rest there
+    # (transformers' gradient checkpointing): less memory, one more forward pass of compute.
+    gradient_checkpointing: bool = False
     trainable_layers: int | None = None  # adapt only the last N decoder layers; None = all
     target_modules: tuple[str, ...] = DEFAULT_TARGETS
     seed: int = 0
@@ -294,6 +297,9 @@ def train_module(
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
     pad = lm.tokenizer.pad_token_id
     peft_model.train()
+    causal_lm = peft_model.get_base_model()
+    if config.gradient_checkpointing:
+        causal_lm.activation_checkpointing_enable()  # non-reentrant checkpoints: frozen inputs need no grad
     steps = tokens = answer_tokens = 0
     loss_value = float("nan")
     bf16 = use_bf16(config.bf16)
@@ -314,4 +320,6 @@ def train_module(
         if progress is not None:
             progress(steps, len(plan), loss_value)
     peft_model.eval()
+    if config.gradient_checkpointing:
+        causal_lm.activation_checkpointing_disable()
     return TrainStats(steps, tokens, answer_tokens, time.perf_counter() - start, loss_value, "bf16" if bf16 else "fp32")
