@@ -33,7 +33,8 @@ def topic_groups(vectors: np.ndarray, similarity: float = TOPIC_SIMILARITY, min_
     n = len(vectors)
     if n == 0:
         return []
-    sums = (vectors @ vectors.T).astype(np.float64)  # pairwise similarity summed between groups
+    similarity_of = vectors @ vectors.T  # between single memories
+    sums = similarity_of.astype(np.float64)  # a copy: pairwise similarity summed between groups
     sizes = np.ones(n)
     members: list[list[int]] = [[i] for i in range(n)]
     alive = np.ones(n, dtype=bool)
@@ -59,7 +60,6 @@ def topic_groups(vectors: np.ndarray, similarity: float = TOPIC_SIMILARITY, min_
         if mean < similarity:
             break
         join(i, j)
-    similarity_of = vectors @ vectors.T
     while alive.sum() > 1:
         small = [i for i in np.flatnonzero(alive) if sizes[i] < min_size]
         if not small:

@@ -184,6 +184,9 @@ def step_loss(peft_model: Any, batch: list[Segment], pad_id: int, config: TrainC
     groups = micro_batches(local, config.pack_length, config.micro_batch_rows if backward else None)
     total = torch.zeros(())
 
+    def autocast() -> torch.autocast:
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+
     def add(term: torch.Tensor) -> None:
         nonlocal total
         if backward and term.requires_grad:
@@ -192,18 +195,18 @@ def step_loss(peft_model: Any, batch: list[Segment], pad_id: int, config: TrainC
         total = total + term
 
     for group in groups:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with autocast():
             parts = answer_loss_parts(peft_model, group, pad_id, config.pack_length, soft_targets)
             loss = parts.answer_sum / max(counts[0], 1)
             if parts.soft_sum is not None:
                 loss = loss + config.distill_weight * parts.soft_sum / counts[1]
         add(loss)
     if kl is not None:  # identical on every rank: each adds its 1/world share
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with autocast():
             term = config.kl_weight * kl() / world
         add(term)
     if anchor is not None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with autocast():
             term = config.ewc_weight * anchor() / world
         add(term)
     return total, counts
