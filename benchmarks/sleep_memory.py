@@ -56,7 +56,8 @@ class StageSampler:
             time.sleep(0.02)
 
 
-def one_sleep(data: Path, facts_wanted: int, micro_batch_rows: int | None, checkpointing: bool = False) -> dict[str, object]:
+def one_sleep(data: Path, facts_wanted: int, micro_batch_rows: int | None, checkpointing: bool = False,
+              return_freed: bool = False) -> dict[str, object]:
     """One mind, one sleep, in this process: the peak RSS of each stage and the sleep's record."""
     sampler = StageSampler()
     sampler.thread.start()
@@ -82,17 +83,24 @@ def one_sleep(data: Path, facts_wanted: int, micro_batch_rows: int | None, check
                 mind.learn(fact, source="tofu")
             sampler.mark("load the model")
             mind.language_model  # noqa: B018 - loads it, as the sleep command's first step does
-            train = TrainConfig(micro_batch_rows=micro_batch_rows, gradient_checkpointing=checkpointing)
+            train = TrainConfig(micro_batch_rows=micro_batch_rows, gradient_checkpointing=checkpointing,
+                                return_freed_memory=return_freed)
             result = mind.sleep(SleepConfig(train=train), report=report)
         sampler.mark("closed")
     sampler.stop.set()
     sampler.thread.join()
     metrics = result.manifest.metrics if result.manifest else {}
-    return {"micro_batch_rows": micro_batch_rows, "gradient_checkpointing": checkpointing, "peak_rss_mib_by_stage": sampler.peaks,
+    return {"micro_batch_rows": micro_batch_rows, "gradient_checkpointing": checkpointing,
+            "return_freed_memory": return_freed, "peak_rss_mib_by_stage": sampler.peaks,
             "peak_rss_mib": max(sampler.peaks.values()), "activated": result.activated, "message": result.message,
             "stage_seconds": metrics.get("stage_seconds"), "train_seconds": metrics.get("train_seconds"),
             "train_tokens": metrics.get("train_tokens"), "tokens_per_second": metrics.get("tokens_per_second"),
             "progress": messages}
+
+
+def variant_name(run: dict[str, object]) -> str:
+    name = "checkpointing" if run.get("gradient_checkpointing") else f"rows {run['micro_batch_rows'] or 'all'}"
+    return name + (" +returned" if run.get("return_freed_memory") else "")
 
 
 def main() -> None:
@@ -100,14 +108,16 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--facts", type=int, default=3)
     parser.add_argument("--micro-batch-rows", default="all,1", help="comma-separated variants; all: the whole batch at once; "
-                                                                   "checkpointing: the whole batch with gradient checkpointing")
+                                                                   "checkpointing: the whole batch with gradient checkpointing; "
+                                                                   "a '+returned' suffix adds TrainConfig.return_freed_memory")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one variant here, write its JSON to --out-file
     parser.add_argument("--out-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
-        checkpointing = args.one == "checkpointing"
-        rows = None if args.one in ("all", "checkpointing") else int(args.one)
-        args.out_file.write_text(json.dumps(one_sleep(args.data, args.facts, rows, checkpointing)))
+        variant, _, suffix = args.one.partition("+")
+        checkpointing = variant == "checkpointing"
+        rows = None if variant in ("all", "checkpointing") else int(variant)
+        args.out_file.write_text(json.dumps(one_sleep(args.data, args.facts, rows, checkpointing, suffix == "returned")))
         return
 
     runs = []
@@ -123,8 +133,7 @@ def main() -> None:
     write_json(out / "results.json", {"study": "sleep_memory", "machine": machine_info(), "facts": args.facts, "runs": runs})
     stages = list(dict.fromkeys(stage for run in runs for stage in run["peak_rss_mib_by_stage"]))
     print_table(f"Peak resident memory (MiB) by stage, a {args.facts}-fact sleep",
-                ["stage", *("checkpointing" if r.get("gradient_checkpointing") else f"rows {r['micro_batch_rows'] or 'all'}"
-                            for r in runs)],
+                ["stage", *(variant_name(r) for r in runs)],
                 [[stage, *(r["peak_rss_mib_by_stage"].get(stage, float("nan")) for r in runs)] for stage in stages]
                 + [["training seconds", *(r["train_seconds"] for r in runs)],
                    ["tokens/s", *(r["tokens_per_second"] for r in runs)]])

@@ -376,3 +376,27 @@ def test_gradient_checkpointing_trains_the_same_module() -> None:
     plain, recomputed = trained(False), trained(True)
     assert any(float(p.abs().sum()) > 0 for p in plain if p.ndim)  # it trained
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(plain, recomputed, strict=True))
+
+
+def test_returning_freed_memory_trains_the_same_module_and_restores_the_allocator() -> None:
+    import platform
+
+    from lifelong.learn.allocator import large_allocations_returned
+
+    lm = build_tiny_model()
+    examples = synthesise([_memory(1, FACT)])
+
+    def trained(returned: bool) -> list[torch.Tensor]:
+        config = TrainConfig(rank=4, epochs=2, learning_rate=1e-2, bf16=False, return_freed_memory=returned)
+        peft_model = attach_lora(LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, "tiny"), config)
+        train_module(lm, peft_model, examples, parse_strategy("naive"), config)
+        return [p.detach().clone() for n, p in peft_model.named_parameters() if "lora_" in n]
+
+    plain, returned = trained(False), trained(True)
+    assert any(float(p.abs().sum()) > 0 for p in plain if p.ndim)  # it trained
+    assert all(torch.equal(a, b) for a, b in zip(plain, returned, strict=True))  # where memory lives changes no number
+    with large_allocations_returned(enabled=False) as applied:
+        assert not applied
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        with large_allocations_returned() as applied:
+            assert applied
