@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 
 import pytest
 import torch
@@ -31,6 +32,8 @@ def test_sleep_writes_a_gated_version_with_lineage_and_a_loadable_adapter(mind: 
     assert manifest is not None and manifest.parent == "base" and manifest.memory_ids == ids
     assert set(manifest.memory_hashes) == {str(i) for i in ids}
     assert {"acquisition", "acquisition_parent", "retention_agreement", "kl_drift", "tokens_per_second"} <= set(manifest.metrics)
+    # the gate also read how likely the notes' answers are with each note in the prompt (a real number)
+    assert math.isfinite(manifest.metrics["with_memory_logprob_gain"])
     stages = manifest.metrics["stage_seconds"]  # where the sleep's time went, for `show` and the cost study
     assert list(stages) == ["select", "synthesis", "training", "library", "gate"] and all(seconds >= 0 for seconds in stages.values())
     assert stages["training"] >= manifest.metrics["train_seconds"] - 0.5
@@ -108,6 +111,21 @@ def test_the_gate_refuses_a_module_that_reads_its_notes_worse_than_the_parent() 
     worse = _metrics(with_memory=0.7, with_memory_parent=0.9)  # 2 of 10 probes lost with the note in the prompt
     assert consolidate.judge(same, policy).passed
     assert consolidate.judge(worse, policy).reasons == ["answers with the memory in the prompt fell from 0.90 to 0.70"]
+
+
+def test_a_small_gate_allows_one_lost_note_reading_probe_only_where_the_notes_answers_got_no_less_likely() -> None:
+    policy = GatePolicy()
+    one_of_8 = _metrics(acquisition_probes=8, with_memory=6 / 8, with_memory_parent=7 / 8)
+    assert not consolidate.judge(one_of_8, policy).passed  # no likelihood measured: the drop rule alone
+    assert consolidate.judge({**one_of_8, "with_memory_logprob_gain": 0.4}, policy).passed
+    assert consolidate.judge({**one_of_8, "with_memory_logprob_gain": float("nan")}, policy).reasons == [
+        "answers with the memory in the prompt fell from 0.88 to 0.75 (their answers +nan log-prob per token)"]
+    assert consolidate.judge({**one_of_8, "with_memory_logprob_gain": -0.2}, policy).reasons == [
+        "answers with the memory in the prompt fell from 0.88 to 0.75 (their answers -0.20 log-prob per token)"]
+    two_of_8 = _metrics(acquisition_probes=8, with_memory=5 / 8, with_memory_parent=7 / 8, with_memory_logprob_gain=2.0)
+    assert not consolidate.judge(two_of_8, policy).passed  # likelier answers never excuse two flips in a small gate
+    three_of_20 = _metrics(acquisition_probes=20, with_memory=14 / 20, with_memory_parent=17 / 20, with_memory_logprob_gain=2.0)
+    assert not consolidate.judge(three_of_20, policy).passed  # nor widen the allowance of a larger one (2 of 20)
 
 
 def test_earlier_facts_may_lose_one_probe_of_ten_or_more_but_not_two() -> None:

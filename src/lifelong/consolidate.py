@@ -535,6 +535,7 @@ def measure_candidate(candidate: LanguageModel, parent: LanguageModel, base: Lan
     clock.lap("new facts")
     with_memory = accuracy(candidate, new_probes, notes) if new_probes else None
     with_memory_parent = accuracy(parent, new_probes, notes) if new_probes else None
+    with_memory_gain = mean_gain(answer_logprobs(candidate, new_probes, notes), answer_logprobs(parent, new_probes, notes))
     clock.lap("with memory")
     gain = mean_gain(answer_logprobs(candidate, new_probes), answer_logprobs(parent, new_probes))
     clock.lap("answer log-probs")
@@ -548,6 +549,7 @@ def measure_candidate(candidate: LanguageModel, parent: LanguageModel, base: Lan
         acquisition_probes=len(new_probes),
         with_memory=with_memory,
         with_memory_parent=with_memory_parent,
+        with_memory_logprob_gain=with_memory_gain,
         old_facts=share_answered([old_candidate[p] for p in old_probes]) if old_probes else None,
         old_facts_parent=share_answered([old_parent[p] for p in old_probes]) if old_probes else None,
         old_fact_probes=len(old_probes),

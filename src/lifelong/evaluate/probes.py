@@ -88,8 +88,7 @@ def answered(lm: LanguageModel, probes: Sequence[Probe], notes: Mapping[int, Mem
     with room for the answer (a note too long for the window is not asked)."""
     if not probes:
         return []
-    prompts = [build_messages(p.prompt, [notes[p.memory_id]]) if notes is not None and p.memory_id in notes
-               else closed_book(p.prompt) for p in probes]
+    prompts = [probe_messages(p, notes) for p in probes]
     limit = lm.context_window - max_new_tokens
     fits = [len(lm.encode(lm.format_chat(m))) <= limit for m in prompts]
     asked = [m for m, ok in zip(prompts, fits, strict=True) if ok]
@@ -97,14 +96,22 @@ def answered(lm: LanguageModel, probes: Sequence[Probe], notes: Mapping[int, Mem
     return [contains_answer(next(answers), p.answer) if ok else None for p, ok in zip(probes, fits, strict=True)]
 
 
-def answer_logprobs(lm: LanguageModel, probes: Sequence[Probe]) -> list[float | None]:
-    """Mean log-probability per token of each probe's answer span as the reply to its
-    closed-book prompt: how near the model is to giving it, where a greedy completion reads
-    only hit or miss (one teacher-forced pass per probe, no generation). None where the
-    prompt and answer do not fit the window."""
+def probe_messages(probe: Probe, notes: Mapping[int, Memory] | None = None) -> list[dict[str, str]]:
+    """The probe's prompt as `ask` puts it: with its memory as the note when `notes` has it,
+    closed-book otherwise."""
+    if notes is not None and probe.memory_id in notes:
+        return build_messages(probe.prompt, [notes[probe.memory_id]])
+    return closed_book(probe.prompt)
+
+
+def answer_logprobs(lm: LanguageModel, probes: Sequence[Probe], notes: Mapping[int, Memory] | None = None) -> list[float | None]:
+    """Mean log-probability per token of each probe's answer span as the reply to its prompt
+    (closed-book, or with its memory in the prompt given `notes`): how near the model is to
+    giving it, where a greedy completion reads only hit or miss (one teacher-forced pass per
+    probe, no generation). None where the prompt and answer do not fit the window."""
     scores: list[float | None] = []
     for p in probes:
-        messages = closed_book(p.prompt)
+        messages = probe_messages(p, notes)
         length = len(lm.encode(lm.format_chat(messages))) + len(lm.encode(p.answer))
         scores.append(lm.score(messages, [p.answer], normalize=True)[0] if length <= lm.context_window else None)
     return scores
