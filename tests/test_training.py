@@ -362,18 +362,19 @@ def test_micro_batches_give_the_whole_batchs_gradient_and_counts() -> None:
     assert batch_counts(encoded, soft) == (parts.answer_tokens, parts.soft_tokens, parts.tokens)
 
 
+def _trained_lora(lm: LanguageModel, examples: list, **knobs: object) -> list[torch.Tensor]:
+    """The LoRA weights a small naive training run ends with, under TrainConfig `knobs`."""
+    config = TrainConfig(rank=4, epochs=2, learning_rate=1e-2, bf16=False, **knobs)
+    peft_model = attach_lora(LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, "tiny"), config)
+    train_module(lm, peft_model, examples, parse_strategy("naive"), config)
+    assert not peft_model.get_base_model().is_activation_checkpointing  # switched off again after training
+    return [p.detach().clone() for n, p in peft_model.named_parameters() if "lora_" in n]
+
+
 def test_gradient_checkpointing_trains_the_same_module() -> None:
     lm = build_tiny_model()
     examples = synthesise([_memory(1, FACT)])
-
-    def trained(checkpointing: bool) -> list[torch.Tensor]:
-        config = TrainConfig(rank=4, epochs=2, learning_rate=1e-2, bf16=False, gradient_checkpointing=checkpointing)
-        peft_model = attach_lora(LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, "tiny"), config)
-        train_module(lm, peft_model, examples, parse_strategy("naive"), config)
-        assert not peft_model.get_base_model().is_activation_checkpointing  # switched off again after training
-        return [p.detach().clone() for n, p in peft_model.named_parameters() if "lora_" in n]
-
-    plain, recomputed = trained(False), trained(True)
+    plain, recomputed = _trained_lora(lm, examples), _trained_lora(lm, examples, gradient_checkpointing=True)
     assert any(float(p.abs().sum()) > 0 for p in plain if p.ndim)  # it trained
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(plain, recomputed, strict=True))
 
@@ -385,14 +386,7 @@ def test_returning_freed_memory_trains_the_same_module_and_restores_the_allocato
 
     lm = build_tiny_model()
     examples = synthesise([_memory(1, FACT)])
-
-    def trained(returned: bool) -> list[torch.Tensor]:
-        config = TrainConfig(rank=4, epochs=2, learning_rate=1e-2, bf16=False, return_freed_memory=returned)
-        peft_model = attach_lora(LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, "tiny"), config)
-        train_module(lm, peft_model, examples, parse_strategy("naive"), config)
-        return [p.detach().clone() for n, p in peft_model.named_parameters() if "lora_" in n]
-
-    plain, returned = trained(False), trained(True)
+    plain, returned = _trained_lora(lm, examples), _trained_lora(lm, examples, return_freed_memory=True)
     assert any(float(p.abs().sum()) > 0 for p in plain if p.ndim)  # it trained
     assert all(torch.equal(a, b) for a, b in zip(plain, returned, strict=True))  # where memory lives changes no number
     with large_allocations_returned(enabled=False) as applied:
