@@ -120,6 +120,10 @@ def main() -> None:
         args.out_file.write_text(json.dumps(one_sleep(args.data, args.facts, rows, checkpointing, suffix == "returned")))
         return
 
+    for variant in args.micro_batch_rows.split(","):  # every variant checked before the first one runs
+        rows, _, suffix = variant.partition("+")
+        if suffix not in ("", "returned") or not (rows in ("all", "checkpointing") or rows.isdigit()):
+            parser.error(f"variant {variant!r}: use all, checkpointing or a row count, optionally with '+returned'")
     runs = []
     with tempfile.TemporaryDirectory() as scratch:
         for variant in args.micro_batch_rows.split(","):

@@ -124,6 +124,9 @@ def test_a_small_gate_allows_one_lost_note_reading_probe_only_where_the_notes_an
         "answers with the memory in the prompt fell from 0.88 to 0.75 (their answers -0.20 log-prob per token)"]
     two_of_8 = _metrics(acquisition_probes=8, with_memory=5 / 8, with_memory_parent=7 / 8, with_memory_logprob_gain=2.0)
     assert not consolidate.judge(two_of_8, policy).passed  # likelier answers never excuse two flips in a small gate
+    half_asked = _metrics(acquisition_probes=8, with_memory_probes=4, with_memory=2 / 4, with_memory_parent=3 / 4,
+                          with_memory_logprob_gain=0.4)  # 4 of 8 notes overflow the window: one of the 4 asked lost
+    assert consolidate.judge(half_asked, policy).passed
     three_of_20 = _metrics(acquisition_probes=20, with_memory=14 / 20, with_memory_parent=17 / 20, with_memory_logprob_gain=2.0)
     assert not consolidate.judge(three_of_20, policy).passed  # nor widen the allowance of a larger one (2 of 20)
 

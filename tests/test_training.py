@@ -379,18 +379,37 @@ def test_gradient_checkpointing_trains_the_same_module() -> None:
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(plain, recomputed, strict=True))
 
 
-def test_returning_freed_memory_trains_the_same_module_and_restores_the_allocator() -> None:
-    import platform
+def test_returning_freed_memory_lowers_the_threshold_only_while_training_and_trains_the_same_module(monkeypatch) -> None:
+    from lifelong.learn import allocator
 
-    from lifelong.learn.allocator import large_allocations_returned
-
+    calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(allocator, "mallopt", lambda parameter, value: calls.append((parameter, value)) or True)
     lm = build_tiny_model()
     examples = synthesise([_memory(1, FACT)])
-    plain, returned = _trained_lora(lm, examples), _trained_lora(lm, examples, return_freed_memory=True)
+    plain = _trained_lora(lm, examples)
+    assert calls == []  # off by default: the C library is never touched
+    returned = _trained_lora(lm, examples, return_freed_memory=True)
+    low, ceiling = (allocator.M_MMAP_THRESHOLD, allocator.LOW_MEMORY_THRESHOLD), (allocator.M_MMAP_THRESHOLD, allocator.AFTERWARDS_THRESHOLD)
+    assert calls == [low, ceiling]
     assert any(float(p.abs().sum()) > 0 for p in plain if p.ndim)  # it trained
     assert all(torch.equal(a, b) for a, b in zip(plain, returned, strict=True))  # where memory lives changes no number
-    with large_allocations_returned(enabled=False) as applied:
-        assert not applied
-    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
-        with large_allocations_returned() as applied:
-            assert applied
+    calls.clear()
+    with pytest.raises(RuntimeError), allocator.large_allocations_returned():
+        with allocator.large_allocations_returned():  # nested: only the outermost exit raises the threshold again
+            assert calls == [low, low]
+        assert calls == [low, low]
+        raise RuntimeError("a failed training step")
+    assert calls == [low, low, ceiling]
+
+
+def test_on_glibc_the_threshold_is_really_set(tmp_path) -> None:
+    """In a process of its own: the setting outlives the context, and tests share a process."""
+    import platform
+    import subprocess
+    import sys
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    code = "from lifelong.learn.allocator import large_allocations_returned as r\nwith r() as applied: print(applied)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"

@@ -369,6 +369,8 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
            + (f", data-parallel on {ranks} processes)" if ranks > 1 else ")"))
     stats = train_module(foundation, candidate_peft, examples, strategy, train, replay=replay, progress=progress,
                          memories={m.id: m for m in new})
+    if config.train.return_freed_memory and not stats.freed_memory_returned:
+        report("return_freed_memory had no effect: this C library is not glibc (preload tcmalloc or jemalloc instead)")
     report(f"trained {stats.steps} steps, {stats.tokens} tokens in {stats.seconds:.1f}s; evaluating the candidate")
     clock.lap("training")
 
@@ -390,7 +392,8 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
         candidate, parent_lm, base, new, old, retention, new_probes, on_base=foundation is base, recorded=recorded)
     metrics = {**gate_metrics.to_dict(), "train_seconds": stats.seconds, "train_tokens": stats.tokens,
                "tokens_per_second": stats.tokens_per_second, "final_loss": stats.final_loss, "examples": len(examples),
-               "precision": stats.precision, "training_processes": ranks}
+               "precision": stats.precision, "training_processes": ranks,
+               **({"freed_memory_returned": stats.freed_memory_returned} if config.train.return_freed_memory else {})}
     if isinstance(candidate, RoutedLanguageModel):
         metrics.update(router_metrics(candidate, new_probes, CANDIDATE_ADAPTER, retention))
     clock.lap("gate")
@@ -533,7 +536,8 @@ def measure_candidate(candidate: LanguageModel, parent: LanguageModel, base: Lan
     new_candidate = dict(zip(new_probes, answered(candidate, new_probes), strict=True))
     acquisition_parent = accuracy(parent, new_probes)
     clock.lap("new facts")
-    with_memory = accuracy(candidate, new_probes, notes) if new_probes else None
+    read = answered(candidate, new_probes, notes)  # None where the prompt with its note does not fit
+    with_memory = share_answered(read) if new_probes else None
     with_memory_parent = accuracy(parent, new_probes, notes) if new_probes else None
     with_memory_gain = mean_gain(answer_logprobs(candidate, new_probes, notes), answer_logprobs(parent, new_probes, notes))
     clock.lap("with memory")
@@ -550,6 +554,7 @@ def measure_candidate(candidate: LanguageModel, parent: LanguageModel, base: Lan
         with_memory=with_memory,
         with_memory_parent=with_memory_parent,
         with_memory_logprob_gain=with_memory_gain,
+        with_memory_probes=sum(r is not None for r in read),
         old_facts=share_answered([old_candidate[p] for p in old_probes]) if old_probes else None,
         old_facts_parent=share_answered([old_parent[p] for p in old_probes]) if old_probes else None,
         old_fact_probes=len(old_probes),

@@ -40,6 +40,8 @@ class GatePolicy:
     # facts in 5 topic modules, one topic gained a probe and another lost one, and the second was
     # refused. So one lost probe is allowed where the notes' answers did not get less likely
     # (mean log-probability per answer token with the note in the prompt, over the parent's).
+    # The mean is over all the probes, so a lost probe's own drop can be offset by the others'
+    # gains; two lost probes are never allowed this way.
     min_with_memory_logprob_gain: float = 0.0
 
 
@@ -58,6 +60,7 @@ class GateMetrics:
     old_fact_probes: int = 0
     acquisition_logprob_gain: float | None = None  # mean log-prob per answer token over the parent's, same probes
     with_memory_logprob_gain: float | None = None  # the same, with each probe's memory in the prompt
+    with_memory_probes: int = 0  # probes asked with their memory (those that fit the window); 0: not recorded
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GateMetrics:
@@ -87,7 +90,7 @@ def judge(metrics: GateMetrics | Mapping[str, Any], policy: GatePolicy, require_
             _lost(m.old_facts_parent, m.old_facts, m.old_fact_probes) > allowed_loss(m.old_fact_probes, policy):
         reasons.append(f"earlier facts fell from {m.old_facts_parent:.2f} to {m.old_facts:.2f}")
     if m.with_memory is not None and m.with_memory_parent is not None and \
-            _lost(m.with_memory_parent, m.with_memory, m.acquisition_probes) > allowed_with_memory_loss(m, policy):
+            _lost(m.with_memory_parent, m.with_memory, with_memory_count(m)) > allowed_with_memory_loss(m, policy):
         gain = "" if m.with_memory_logprob_gain is None else \
             f" (their answers {m.with_memory_logprob_gain:+.2f} log-prob per token)"
         reasons.append(f"answers with the memory in the prompt fell from {m.with_memory_parent:.2f} to {m.with_memory:.2f}{gain}")
@@ -122,7 +125,13 @@ def allowed_with_memory_loss(m: GateMetrics, policy: GatePolicy) -> float:
     and at least one where the notes' answers got no less likely (a NaN gain does not)."""
     gain = m.with_memory_logprob_gain
     steady = gain is not None and gain >= policy.min_with_memory_logprob_gain
-    return max(allowed_loss(m.acquisition_probes, policy), 1 if steady else 0)
+    return max(allowed_loss(with_memory_count(m), policy), 1 if steady else 0)
+
+
+def with_memory_count(m: GateMetrics) -> int:
+    """Probes the with-memory shares are shares of: those asked (older manifests did not record
+    it, and there every probe was asked unless a note overflowed the window)."""
+    return m.with_memory_probes or m.acquisition_probes
 
 
 def _lost(parent: float, candidate: float, probes: int) -> float:

@@ -7,7 +7,13 @@ a block is freed (up to 32 MiB), so after the first training step nearly every a
 process's resident memory. Measured on a 3-fact sleep (benchmarks/sleep_memory.py): the
 training stage peaked at 3.8 GB this way and at 2.9 GB with every allocation over 64 KiB mapped
 on its own; 1.7 GB with gradient checkpointing too. Each mapping costs page faults, so training
-took 2.4x as long: an option for a machine short of memory, not the default.
+took 2.4x as long: an option for a machine short of memory, not the default. A size-class
+allocator preloaded instead (tcmalloc, jemalloc; README) saves most of it at no time cost.
+
+The setting is process-wide (every thread's allocations) and glibc cannot be put back to
+adapting once it is set, so inside the context the threshold is 64 KiB and afterwards it stays
+at glibc's ceiling, 32 MiB, which also fixes the heap's trim threshold. Nested or concurrent
+users (two tenants' sleeps in one server) are counted: the last one out sets the ceiling.
 """
 
 from __future__ import annotations
@@ -15,36 +21,56 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-from collections.abc import Iterator
+import functools
+import threading
+from collections.abc import Callable, Iterator
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
 LOW_MEMORY_THRESHOLD = 64 * 1024  # bytes: smaller than any activation row, larger than most bookkeeping
-AFTERWARDS_THRESHOLD = 32 * 1024 * 1024  # the ceiling glibc's own adaptive threshold climbs to (64-bit)
+AFTERWARDS_THRESHOLD = 32 * 1024 * 1024  # the ceiling of glibc's own adaptive threshold (64-bit)
+
+_lock = threading.Lock()
+_inside = 0  # contexts that asked for the low threshold and have not left yet
 
 
-def _mallopt(parameter: int, value: int) -> bool:
-    """glibc's mallopt, or False where the C library is not glibc (musl, macOS, Windows)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        function = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
-        return False
-    function.argtypes = [ctypes.c_int, ctypes.c_int]
-    function.restype = ctypes.c_int
-    return bool(function(parameter, value))
+@functools.cache
+def _mallopt_function() -> Callable[[int, int], int] | None:
+    """glibc's mallopt from the C library this process already runs on, or None (musl, macOS,
+    Windows)."""
+    candidates: list[str | None] = [None, ctypes.util.find_library("c")]
+    for name in candidates:
+        try:
+            function = ctypes.CDLL(name).mallopt
+        except (OSError, AttributeError, TypeError):
+            continue
+        function.argtypes = [ctypes.c_int, ctypes.c_int]
+        function.restype = ctypes.c_int
+        return function
+    return None
+
+
+def mallopt(parameter: int, value: int) -> bool:
+    """Set one of glibc's malloc parameters; False where there is no glibc or it refused."""
+    function = _mallopt_function()
+    return function is not None and bool(function(parameter, value))
 
 
 @contextlib.contextmanager
 def large_allocations_returned(enabled: bool = True, threshold: int = LOW_MEMORY_THRESHOLD) -> Iterator[bool]:
     """Inside: every allocation over `threshold` bytes is mapped on its own and returned to the
-    system when freed. Yields whether that took effect (False off glibc or when not `enabled`).
-    Afterwards the threshold is set to glibc's adaptive ceiling, where a long-running process's
-    own threshold ends up anyway (glibc cannot be put back to adapting once set)."""
-    applied = enabled and _mallopt(M_MMAP_THRESHOLD, threshold)
+    system when freed. Yields whether that took effect (False off glibc or when not `enabled`)."""
+    global _inside
+    if not enabled:
+        yield False
+        return
+    with _lock:
+        applied = mallopt(M_MMAP_THRESHOLD, threshold)
+        _inside += applied
     try:
         yield applied
     finally:
         if applied:
-            _mallopt(M_MMAP_THRESHOLD, AFTERWARDS_THRESHOLD)
+            with _lock:
+                _inside -= 1
+                if _inside == 0:
+                    mallopt(M_MMAP_THRESHOLD, AFTERWARDS_THRESHOLD)

@@ -78,6 +78,7 @@ class TrainStats:
     seconds: float
     final_loss: float
     precision: str = "fp32"  # what the matrix products ran in ("bf16" autocast or "fp32")
+    freed_memory_returned: bool = False  # TrainConfig.return_freed_memory took effect (glibc only)
 
     @property
     def tokens_per_second(self) -> float:
@@ -312,7 +313,7 @@ def train_module(
     bf16 = use_bf16(config.bf16)
     start = time.perf_counter()
     plan = [batch for _ in range(config.epochs) for batch in _batches(encoded, config.batch_size, rng)]
-    with large_allocations_returned(config.return_freed_memory):
+    with large_allocations_returned(config.return_freed_memory) as returned:
         for batch in plan:
             if replay_encoded:
                 batch = batch + rng.sample(replay_encoded, min(config.replay_per_batch, len(replay_encoded)))
@@ -330,4 +331,5 @@ def train_module(
     peft_model.eval()
     if config.gradient_checkpointing:
         causal_lm.activation_checkpointing_disable()
-    return TrainStats(steps, tokens, answer_tokens, time.perf_counter() - start, loss_value, "bf16" if bf16 else "fp32")
+    return TrainStats(steps, tokens, answer_tokens, time.perf_counter() - start, loss_value, "bf16" if bf16 else "fp32",
+                      returned)
