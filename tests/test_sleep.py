@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -32,8 +30,9 @@ def test_sleep_writes_a_gated_version_with_lineage_and_a_loadable_adapter(mind: 
     assert manifest is not None and manifest.parent == "base" and manifest.memory_ids == ids
     assert set(manifest.memory_hashes) == {str(i) for i in ids}
     assert {"acquisition", "acquisition_parent", "retention_agreement", "kl_drift", "tokens_per_second"} <= set(manifest.metrics)
-    # the gate also read how likely the notes' answers are with each note in the prompt (a real number)
-    assert math.isfinite(manifest.metrics["with_memory_logprob_gain"])
+    # the with-memory share is a share of the probes asked with their note: the tiny model's
+    # 512-token window holds the note and the question for only some of them
+    assert 0 < manifest.metrics["with_memory_probes"] < manifest.metrics["acquisition_probes"]
     stages = manifest.metrics["stage_seconds"]  # where the sleep's time went, for `show` and the cost study
     assert list(stages) == ["select", "synthesis", "training", "library", "gate"] and all(seconds >= 0 for seconds in stages.values())
     assert stages["training"] >= manifest.metrics["train_seconds"] - 0.5
@@ -113,22 +112,13 @@ def test_the_gate_refuses_a_module_that_reads_its_notes_worse_than_the_parent() 
     assert consolidate.judge(worse, policy).reasons == ["answers with the memory in the prompt fell from 0.90 to 0.70"]
 
 
-def test_a_small_gate_allows_one_lost_note_reading_probe_only_where_the_notes_answers_got_no_less_likely() -> None:
+def test_with_memory_losses_are_counted_over_the_probes_asked_with_their_note() -> None:
     policy = GatePolicy()
-    one_of_8 = _metrics(acquisition_probes=8, with_memory=6 / 8, with_memory_parent=7 / 8)
-    assert not consolidate.judge(one_of_8, policy).passed  # no likelihood measured: the drop rule alone
-    assert consolidate.judge({**one_of_8, "with_memory_logprob_gain": 0.4}, policy).passed
-    assert consolidate.judge({**one_of_8, "with_memory_logprob_gain": float("nan")}, policy).reasons == [
-        "answers with the memory in the prompt fell from 0.88 to 0.75 (their answers +nan log-prob per token)"]
-    assert consolidate.judge({**one_of_8, "with_memory_logprob_gain": -0.2}, policy).reasons == [
-        "answers with the memory in the prompt fell from 0.88 to 0.75 (their answers -0.20 log-prob per token)"]
-    two_of_8 = _metrics(acquisition_probes=8, with_memory=5 / 8, with_memory_parent=7 / 8, with_memory_logprob_gain=2.0)
-    assert not consolidate.judge(two_of_8, policy).passed  # likelier answers never excuse two flips in a small gate
-    half_asked = _metrics(acquisition_probes=8, with_memory_probes=4, with_memory=2 / 4, with_memory_parent=3 / 4,
-                          with_memory_logprob_gain=0.4)  # 4 of 8 notes overflow the window: one of the 4 asked lost
-    assert consolidate.judge(half_asked, policy).passed
-    three_of_20 = _metrics(acquisition_probes=20, with_memory=14 / 20, with_memory_parent=17 / 20, with_memory_logprob_gain=2.0)
-    assert not consolidate.judge(three_of_20, policy).passed  # nor widen the allowance of a larger one (2 of 20)
+    one_of_4 = _metrics(acquisition_probes=12, with_memory_probes=4, with_memory=3 / 4, with_memory_parent=4 / 4)
+    # 8 notes overflowed the window: one lost probe of the 4 asked is a quarter of them, not a twelfth
+    assert consolidate.judge(one_of_4, policy).reasons == ["answers with the memory in the prompt fell from 1.00 to 0.75"]
+    unrecorded = _metrics(acquisition_probes=12, with_memory=11 / 12, with_memory_parent=12 / 12)  # older manifests
+    assert consolidate.judge(unrecorded, policy).passed  # one of 12: within the allowance of one
 
 
 def test_earlier_facts_may_lose_one_probe_of_ten_or_more_but_not_two() -> None:

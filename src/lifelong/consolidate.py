@@ -539,7 +539,6 @@ def measure_candidate(candidate: LanguageModel, parent: LanguageModel, base: Lan
     read = answered(candidate, new_probes, notes)  # None where the prompt with its note does not fit
     with_memory = share_answered(read) if new_probes else None
     with_memory_parent = accuracy(parent, new_probes, notes) if new_probes else None
-    with_memory_gain = mean_gain(answer_logprobs(candidate, new_probes, notes), answer_logprobs(parent, new_probes, notes))
     clock.lap("with memory")
     gain = mean_gain(answer_logprobs(candidate, new_probes), answer_logprobs(parent, new_probes))
     clock.lap("answer log-probs")
@@ -553,7 +552,6 @@ def measure_candidate(candidate: LanguageModel, parent: LanguageModel, base: Lan
         acquisition_probes=len(new_probes),
         with_memory=with_memory,
         with_memory_parent=with_memory_parent,
-        with_memory_logprob_gain=with_memory_gain,
         with_memory_probes=sum(r is not None for r in read),
         old_facts=share_answered([old_candidate[p] for p in old_probes]) if old_probes else None,
         old_facts_parent=share_answered([old_parent[p] for p in old_probes]) if old_probes else None,

@@ -104,14 +104,14 @@ def probe_messages(probe: Probe, notes: Mapping[int, Memory] | None = None) -> l
     return closed_book(probe.prompt)
 
 
-def answer_logprobs(lm: LanguageModel, probes: Sequence[Probe], notes: Mapping[int, Memory] | None = None) -> list[float | None]:
-    """Mean log-probability per token of each probe's answer span as the reply to its prompt
-    (closed-book, or with its memory in the prompt given `notes`): how near the model is to
-    giving it, where a greedy completion reads only hit or miss (one teacher-forced pass per
-    probe, no generation). None where the prompt and answer do not fit the window."""
+def answer_logprobs(lm: LanguageModel, probes: Sequence[Probe]) -> list[float | None]:
+    """Mean log-probability per token of each probe's answer span as the reply to its
+    closed-book prompt: how near the model is to giving it, where a greedy completion reads
+    only hit or miss (one teacher-forced pass per probe, no generation). None where the
+    prompt and answer do not fit the window."""
     scores: list[float | None] = []
     for p in probes:
-        messages = probe_messages(p, notes)
+        messages = closed_book(p.prompt)
         length = len(lm.encode(lm.format_chat(messages))) + len(lm.encode(p.answer))
         scores.append(lm.score(messages, [p.answer], normalize=True)[0] if length <= lm.context_window else None)
     return scores
