@@ -98,6 +98,15 @@ def one_sleep(data: Path, facts_wanted: int, micro_batch_rows: int | None, check
             "progress": messages}
 
 
+def parse_variant(variant: str) -> tuple[int | None, bool, bool]:
+    """(micro_batch_rows, gradient checkpointing, return freed memory) of a variant such as
+    "all", "2", "checkpointing" or "checkpointing+returned"."""
+    rows, _, suffix = variant.partition("+")
+    if suffix not in ("", "returned") or not (rows in ("all", "checkpointing") or rows.isdigit()):
+        raise ValueError(f"variant {variant!r}: use all, checkpointing or a row count, optionally with '+returned'")
+    return (None if rows in ("all", "checkpointing") else int(rows)), rows == "checkpointing", suffix == "returned"
+
+
 def variant_name(run: dict[str, object]) -> str:
     name = "checkpointing" if run.get("gradient_checkpointing") else f"rows {run['micro_batch_rows'] or 'all'}"
     return name + (" +returned" if run.get("return_freed_memory") else "")
@@ -114,16 +123,14 @@ def main() -> None:
     parser.add_argument("--out-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
-        variant, _, suffix = args.one.partition("+")
-        checkpointing = variant == "checkpointing"
-        rows = None if variant in ("all", "checkpointing") else int(variant)
-        args.out_file.write_text(json.dumps(one_sleep(args.data, args.facts, rows, checkpointing, suffix == "returned")))
+        args.out_file.write_text(json.dumps(one_sleep(args.data, args.facts, *parse_variant(args.one))))
         return
 
     for variant in args.micro_batch_rows.split(","):  # every variant checked before the first one runs
-        rows, _, suffix = variant.partition("+")
-        if suffix not in ("", "returned") or not (rows in ("all", "checkpointing") or rows.isdigit()):
-            parser.error(f"variant {variant!r}: use all, checkpointing or a row count, optionally with '+returned'")
+        try:
+            parse_variant(variant)
+        except ValueError as exc:
+            parser.error(str(exc))
     runs = []
     with tempfile.TemporaryDirectory() as scratch:
         for variant in args.micro_batch_rows.split(","):

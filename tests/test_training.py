@@ -402,7 +402,7 @@ def test_returning_freed_memory_lowers_the_threshold_only_while_training_and_tra
     assert calls == [low, low, ceiling]
 
 
-def test_on_glibc_the_threshold_is_really_set(tmp_path) -> None:
+def test_on_glibc_the_threshold_is_really_set() -> None:
     """In a process of its own: the setting outlives the context, and tests share a process."""
     import platform
     import subprocess

@@ -24,6 +24,7 @@ import ctypes.util
 import functools
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
 LOW_MEMORY_THRESHOLD = 64 * 1024  # bytes: smaller than any activation row, larger than most bookkeeping
@@ -36,17 +37,19 @@ _inside = 0  # contexts that asked for the low threshold and have not left yet
 @functools.cache
 def _mallopt_function() -> Callable[[int, int], int] | None:
     """glibc's mallopt from the C library this process already runs on, or None (musl, macOS,
-    Windows)."""
-    candidates: list[str | None] = [None, ctypes.util.find_library("c")]
-    for name in candidates:
-        try:
-            function = ctypes.CDLL(name).mallopt
-        except (OSError, AttributeError, TypeError):
-            continue
+    Windows). The loaded library is asked first: finding it by name spawns ldconfig."""
+    function = _library_function(None) or _library_function(ctypes.util.find_library("c"))
+    if function is not None:
         function.argtypes = [ctypes.c_int, ctypes.c_int]
         function.restype = ctypes.c_int
-        return function
-    return None
+    return function
+
+
+def _library_function(name: str | None) -> Any:
+    try:
+        return ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError, TypeError):
+        return None
 
 
 def mallopt(parameter: int, value: int) -> bool:
