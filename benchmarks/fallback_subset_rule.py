@@ -9,7 +9,7 @@ received the prestigious award.") replaced a reading that quoted the note's whol
 ("... the prestigious Nebula Award for Best Novel."). SQuAD is where the confirmed-recall
 thresholds were read off, so the rule must not cost answers there.
 
-Approximation, stated in the output: an answer counts as fallback-served where the lifelong +
+An approximation: an answer counts as fallback-served where the lifelong +
 memory answer equals the lifelong arm's closed-book answer and differs from the memory arm's
 (the base's reading of the same retrieved notes).
 
@@ -42,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     run = json.loads(args.results.read_text(encoding="utf-8"))
     arms = run["modes"]["single"]["arms"]
-    passages = BenchData(args.data).passages(len(run["passages"]) if isinstance(run["passages"], list) else run["passages"])
+    passages = BenchData(args.data).passages(run["passages"])  # the run records how many passages it asked
     qas = [qa for p in passages for qa in p.questions]
     reading, closed, served = (arms[n]["predictions"] for n in ("memory", "lifelong (routed+context)", "lifelong + memory"))
     if not len(qas) == len(reading) == len(closed) == len(served):
