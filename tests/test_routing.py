@@ -15,7 +15,7 @@ from lifelong.learn.trainer import TrainConfig
 from lifelong.memory.records import Memory
 from lifelong.mind import Mind
 from lifelong.model.language_model import LanguageModel
-from lifelong.prompt import build_messages, cited_indices, closed_book
+from lifelong.prompt import build_messages, cited_indices, closed_book, confirmed_recall
 
 BRIDGE = "The Korvath Bridge over the river Elsin was designed by the engineer Petra Lindqvist in 1964."
 OBSERVATORY = "The Vellmar Observatory in northern Norway was founded in 1987 by the astronomer Ilse Brandvik."
@@ -301,8 +301,6 @@ def test_the_next_gate_reads_the_parents_recorded_answers_and_gets_the_same_numb
 
 
 def test_a_recalled_sentence_counts_as_confirmed_only_when_a_note_holds_it_and_it_answers_the_question() -> None:
-    from lifelong.prompt import confirmed_recall
-
     passage = ("The Korvath Canal was dug between 1841 and 1853. Its chief engineer, Marta Oyelaran, had trained in Lyon. "
                "Barges carried grain until the railway came in 1902.")
     question = "Who was the chief engineer of the Korvath Canal?"
@@ -325,6 +323,27 @@ def test_a_recalled_sentence_counts_as_confirmed_only_when_a_note_holds_it_and_i
                                 "assertive teacher who is prepared to impose their will upon a class.", asked, [discipline])
 
 
+def test_a_confirmed_recall_that_names_less_than_the_reading_of_the_notes_does_not_replace_it() -> None:
+    from lifelong.prompt import reading_names_more
+
+    note = "Evelyn Desmet has received the prestigious Nebula Award for Best Novel."
+    probe = "Complete the sentence: Evelyn Desmet has received the prestigious"
+    vague, reading = "Evelyn Desmet has received the prestigious award.", note
+    assert confirmed_recall(vague, probe, [note])  # every word it adds is the note's: confirmed, yet vaguer
+    assert reading_names_more(vague, reading, probe, [note])
+    assert not reading_names_more(reading, vague, probe, [note])  # the full recall over a vague reading stays
+    # a short right recall is kept when the reading says nothing more it could name from the notes
+    question = "NP complete problems contain the lowest likelihood of being located in what problem class?"
+    notes = ["NP-complete problems are the least likely to be located in P; all of them lie in NP."]
+    assert not reading_names_more("They are least likely to be in the class of NP problems.",
+                                  "They are least likely to be in the class of NP-complete problems.", question, notes)
+    # a name the reading gives that no note holds does not count against the recall
+    assert not reading_names_more(vague, "Evelyn Desmet has received the prestigious Hugo award.", probe, [note])
+    # nor does a reading that names more but leaves out what the recall adds
+    assert not reading_names_more("Evelyn Desmet has received the prestigious Nebula Award.",
+                                  "Evelyn Desmet has received the prestigious Best Novel prize.", probe, [note])
+
+
 def test_where_the_notes_confirm_the_modules_recalled_sentence_it_is_served_over_the_bases_reading(
         mind: Mind, passing_gate, monkeypatch: pytest.MonkeyPatch) -> None:
     mind.learn(BRIDGE)
@@ -340,3 +359,7 @@ def test_where_the_notes_confirm_the_modules_recalled_sentence_it_is_served_over
     assert lm.generate_batch([build_messages(question, [bridge])]) == [recalled]
     recalled = "The Vellmar Observatory in northern Norway was founded in 1987."  # no note holds it: the reading stays
     assert lm.generate_batch([build_messages(question, [bridge])]) == [misread]
+    # a confirmed recall vaguer than a reading that quotes the note: the reading stays
+    recalled, misread = "The Korvath Bridge over the river Elsin was designed by an engineer.", BRIDGE
+    assert confirmed_recall(recalled, question, [BRIDGE])
+    assert lm.generate_batch([build_messages(question, [bridge])]) == [BRIDGE]

@@ -147,3 +147,24 @@ def confirmed_recall(answer: str, question: str, notes: Sequence[str]) -> bool:
     held = max((len(added & set(content_words(sentence))) / len(added)
                 for note in notes for sentence in _SENTENCE_BREAK.split(note) if sentence.strip()), default=0.0)
     return held >= RECALL_CONFIRMED and len(said & asked) / len(asked) >= RECALL_ON_TOPIC
+
+
+def reading_names_more(recall: str, reading: str, question: str, notes: Sequence[str]) -> bool:
+    """Whether the base's reading of the notes says everything a recalled answer adds, and names
+    from the notes something the recall leaves out: then the recall, however well the notes
+    confirm it, is the vaguer answer, and the reading is served.
+
+    A module of the governance study recalled "Evelyn Desmet has received the prestigious
+    award." (each word confirmed by the note) where the base read "... the prestigious Nebula
+    Award for Best Novel.", and the gate refused it for that one probe. Requiring only that the
+    recall add nothing the reading lacks also replaced a right "... the class of NP problems."
+    with a reading that never says NP alone; requiring as well that the reading name something
+    the notes hold (a capitalised word or a number the question does not give) changed 3 of the
+    102 fallback-served SQuAD answers, none from right to wrong, and no TOFU answer (README)."""
+    asked = content_words(question)
+    if not content_words(recall) - asked <= content_words(reading) - asked:
+        return False  # the recall says something the reading does not
+    given = words(question)
+    recall_names = (names_and_numbers(recall) & content_words(recall)) - given
+    reading_names = (names_and_numbers(reading) & content_words(reading) & words(*notes)) - given
+    return recall_names <= reading_names and bool(reading_names - recall_names)

@@ -16,7 +16,7 @@ from typing import Any
 
 from lifelong.learn.router import Router, quoted_notes, routing_text
 from lifelong.model.language_model import BASE_ROWS, GENERATION_BATCH_ROWS, LanguageModel, Message
-from lifelong.prompt import cited_indices, closed_book, confirmed_recall
+from lifelong.prompt import cited_indices, closed_book, confirmed_recall, reading_names_more
 
 
 def conversation_route_text(messages: Sequence[Message]) -> str:
@@ -73,7 +73,9 @@ class RoutedLanguageModel(LanguageModel):
         stepped aside for the notes, it also answers the bare question, and its answer is served
         instead of the base's reading when the base's answer draws on none of the notes (it
         missed what they say), or when the notes confirm the module's answer as the sentence
-        that answers (`confirmed_recall`): it knows the fact without having to read for it."""
+        that answers (`confirmed_recall`): it knows the fact without having to read for it,
+        unless the reading says all the recall says and names more from the notes
+        (`reading_names_more`): then the recall is the vaguer answer."""
         if adapters is not None:  # the caller chose every row's weights: no routing, no fallback
             return LanguageModel.generate_batch(self, conversations, max_new_tokens, temperature, seed, batch_size, adapters)
         texts = [conversation_route_text(c) for c in conversations]
@@ -90,7 +92,9 @@ class RoutedLanguageModel(LanguageModel):
                                               adapters=self.adapter_names([claimed[i] for i in stepped_aside]))
         for i, answer in zip(stepped_aside, closed, strict=True):
             notes = quoted_notes(texts[i])
-            if not cited_indices(answers[i], questions[i], notes) or confirmed_recall(answer, questions[i], notes):
+            if not cited_indices(answers[i], questions[i], notes) or (
+                    confirmed_recall(answer, questions[i], notes)
+                    and not reading_names_more(answer, answers[i], questions[i], notes)):
                 answers[i] = answer
         return answers
 
