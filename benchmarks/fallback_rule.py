@@ -28,6 +28,7 @@ import argparse
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from _common import machine_info, results_dir, write_json
 
@@ -45,21 +46,27 @@ def adds_nothing(recall: str, reading: str, question: str, notes: list[str]) -> 
 RULES: dict[str, Callable[[str, str, str, list[str]], bool]] = {"subset": adds_nothing, "names": reading_names_more}
 
 
-def saved_answers(run: dict, data: Path) -> tuple[list[tuple[str, str, list[str]]], dict[str, list[str]]]:
-    """(question, gold, notes) per scored question, and the three arms' answers, in order."""
+def saved_answers(run: dict[str, Any], data: Path) -> tuple[list[tuple[str, str, list[str]]], dict[str, list[str]]]:
+    """(question, gold, notes) per scored question, and the three arms' answers in the same order:
+    results files keep answers by position, so the questions are rebuilt from the data."""
     bench = BenchData(data)
     if "modes" in run:  # acquisition-squad
+        if "single" not in run["modes"]:
+            raise SystemExit("this acquisition-squad run has no single mode; give a --squad-modes single run")
         arms = run["modes"]["single"]["arms"]
         items = [(qa.question, qa.answer, [p.text]) for p in bench.passages(run["passages"]) for qa in p.questions]
     else:  # acquisition-facts
         arms = run["arms"]
         items = [(qa.question, qa.key, [qa.answer]) for qa in bench.facts(run["facts"])]
-    closed = next(name for name in arms if name.startswith("lifelong ("))
+        if [q["question"] for q in run["questions"]] != [question for question, _, _ in items]:
+            raise SystemExit("the run's questions differ from --data's; give the data it ran on")
+    closed = f"lifelong ({run['settings']['strategies'][0]})"  # the arm lifelong + memory serves
     return items, {role: arms[name]["predictions"] for role, name in
                    (("reading", "memory"), ("closed", closed), ("served", "lifelong + memory"))}
 
 
 def main() -> None:
+    """Score every rule on one saved run and write the summary and the changed answers."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))

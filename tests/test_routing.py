@@ -15,7 +15,7 @@ from lifelong.learn.trainer import TrainConfig
 from lifelong.memory.records import Memory
 from lifelong.mind import Mind
 from lifelong.model.language_model import LanguageModel
-from lifelong.prompt import build_messages, cited_indices, closed_book, confirmed_recall
+from lifelong.prompt import build_messages, cited_indices, closed_book, confirmed_recall, reading_names_more
 
 BRIDGE = "The Korvath Bridge over the river Elsin was designed by the engineer Petra Lindqvist in 1964."
 OBSERVATORY = "The Vellmar Observatory in northern Norway was founded in 1987 by the astronomer Ilse Brandvik."
@@ -324,8 +324,6 @@ def test_a_recalled_sentence_counts_as_confirmed_only_when_a_note_holds_it_and_i
 
 
 def test_a_confirmed_recall_that_names_less_than_the_reading_of_the_notes_does_not_replace_it() -> None:
-    from lifelong.prompt import reading_names_more
-
     note = "Evelyn Desmet has received the prestigious Nebula Award for Best Novel."
     probe = "Complete the sentence: Evelyn Desmet has received the prestigious"
     vague, reading = "Evelyn Desmet has received the prestigious award.", note
@@ -337,6 +335,10 @@ def test_a_confirmed_recall_that_names_less_than_the_reading_of_the_notes_does_n
     notes = ["NP-complete problems are the least likely to be located in P; all of them lie in NP."]
     assert not reading_names_more("They are least likely to be in the class of NP problems.",
                                   "They are least likely to be in the class of NP-complete problems.", question, notes)
+    # a capital that only opens a sentence names nothing
+    assert not reading_names_more("They are least likely to be in the class of NP problems.",
+                                  "Least likely to be in the class of NP-complete problems.", question, notes)
+    assert not reading_names_more("the prestigious award.", "The Prestigious Award.", probe, [note])
     # a name the reading gives that no note holds does not count against the recall
     assert not reading_names_more(vague, "Evelyn Desmet has received the prestigious Hugo award.", probe, [note])
     # nor does a reading that names more but leaves out what the recall adds
@@ -344,7 +346,7 @@ def test_a_confirmed_recall_that_names_less_than_the_reading_of_the_notes_does_n
                                   "Evelyn Desmet has received the prestigious Best Novel prize.", probe, [note])
 
 
-def test_where_the_notes_confirm_the_modules_recalled_sentence_it_is_served_over_the_bases_reading(
+def test_where_the_notes_confirm_the_modules_recalled_sentence_it_is_served_over_the_bases_reading_unless_the_reading_names_more(
         mind: Mind, passing_gate, monkeypatch: pytest.MonkeyPatch) -> None:
     mind.learn(BRIDGE)
     mind.sleep(LOUD)

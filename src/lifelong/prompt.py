@@ -149,6 +149,17 @@ def confirmed_recall(answer: str, question: str, notes: Sequence[str]) -> bool:
     return held >= RECALL_CONFIRMED and len(said & asked) / len(asked) >= RECALL_ON_TOPIC
 
 
+def named_in(notes: Sequence[str]) -> set[str]:
+    """Lower-cased words the notes write with a capital inside a sentence, and their numbers: the
+    names a note holds. A sentence's first word is capitalised whatever it is ("Least", "Yes")."""
+    names: set[str] = set()
+    for note in notes:
+        for sentence in _SENTENCE_BREAK.split(note):
+            tokens = _TOKEN.findall(sentence)
+            names |= {t.lower() for i, t in enumerate(tokens) if t[0].isdigit() or (i > 0 and t[0].isupper())}
+    return names
+
+
 def reading_names_more(recall: str, reading: str, question: str, notes: Sequence[str]) -> bool:
     """Whether the base's reading of the notes says everything a recalled answer adds, and names
     from the notes something the recall leaves out: then the recall, however well the notes
@@ -158,13 +169,11 @@ def reading_names_more(recall: str, reading: str, question: str, notes: Sequence
     award." (each word confirmed by the note) where the base read "... the prestigious Nebula
     Award for Best Novel.", and the gate refused it for that one probe. Requiring only that the
     recall add nothing the reading lacks also replaced a right "... the class of NP problems."
-    with a reading that never says NP alone; requiring as well that the reading name something
-    the notes hold (a capitalised word or a number the question does not give) changed 3 of the
-    102 fallback-served SQuAD answers, none from right to wrong, and no TOFU answer (README)."""
+    with a reading that never says NP alone; requiring as well that the reading give a name the
+    notes hold (`named_in`) that neither the question nor the recall gives changed 3 of the 102
+    fallback-served SQuAD answers, none from right to wrong, and no TOFU answer (README)."""
     asked = content_words(question)
-    if not content_words(recall) - asked <= content_words(reading) - asked:
+    said = content_words(recall)
+    if not said - asked <= content_words(reading) - asked:
         return False  # the recall says something the reading does not
-    given = words(question)
-    recall_names = (names_and_numbers(recall) & content_words(recall)) - given
-    reading_names = (names_and_numbers(reading) & content_words(reading) & words(*notes)) - given
-    return recall_names <= reading_names and bool(reading_names - recall_names)
+    return bool((content_words(reading) & named_in(notes)) - words(question) - said)
