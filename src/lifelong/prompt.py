@@ -160,6 +160,13 @@ def named_in(notes: Sequence[str]) -> set[str]:
     return names
 
 
+def adds_nothing_beyond(recall: str, reading: str, question: str) -> bool:
+    """Whether every content word a recalled answer adds to the question's is one the reading
+    adds too: the reading says all the recall says."""
+    asked = content_words(question)
+    return content_words(recall) - asked <= content_words(reading) - asked
+
+
 def reading_names_more(recall: str, reading: str, question: str, notes: Sequence[str]) -> bool:
     """Whether the base's reading of the notes says everything a recalled answer adds, and names
     from the notes something the recall leaves out: then the recall, however well the notes
@@ -172,8 +179,6 @@ def reading_names_more(recall: str, reading: str, question: str, notes: Sequence
     with a reading that never says NP alone; requiring as well that the reading give a name the
     notes hold (`named_in`) that neither the question nor the recall gives changed 3 of the 102
     fallback-served SQuAD answers, none from right to wrong, and no TOFU answer (README)."""
-    asked = content_words(question)
-    said = content_words(recall)
-    if not said - asked <= content_words(reading) - asked:
+    if not adds_nothing_beyond(recall, reading, question):
         return False  # the recall says something the reading does not
-    return bool((content_words(reading) & named_in(notes)) - words(question) - said)
+    return bool((content_words(reading) & named_in(notes)) - words(question) - content_words(recall))
