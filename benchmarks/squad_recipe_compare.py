@@ -24,15 +24,14 @@ from _common import machine_info, results_dir, write_json
 from lifelong.bench.data import BenchData
 from lifelong.scoring import contains_answer
 
-ARMS = ("memory", "lifelong (routed+context)", "lifelong + memory")
-
-
 def compare(checkpoint: dict[str, Any], reference: dict[str, Any], data: Path) -> dict[str, Any]:
     """Per arm: right answers in each run on the checkpoint's passages, and the paired flips."""
     passages = BenchData(data).passages(reference["passages"])  # the run records how many passages it asked
     first_question = [sum(len(p.questions) for p in passages[:i]) for i in range(len(passages))]
     ref_arms = reference["modes"]["single"]["arms"]
-    counts = {arm: {"new": 0, "reference": 0, "new_only": 0, "reference_only": 0} for arm in ARMS}
+    lifelong = f"lifelong ({checkpoint['identity']['settings']['strategies'][0]})"  # the arm lifelong + memory serves
+    arms = ("memory", lifelong, "lifelong + memory")
+    counts = {arm: {"new": 0, "reference": 0, "new_only": 0, "reference_only": 0} for arm in arms}
     units, questions, promoted = [], 0, 0
     for key, unit in checkpoint["units"].items():
         mode, index, title = key.split("/", 2)
@@ -40,11 +39,11 @@ def compare(checkpoint: dict[str, Any], reference: dict[str, Any], data: Path) -
         if mode != "single" or passage.title != title:
             raise SystemExit(f"checkpoint unit {key} is not passage {index} of --data ({passage.title}); give the data it ran on")
         value = unit["value"]
-        info = value["strategies"]["lifelong (routed+context)"]
+        info = value["strategies"][lifelong]
         promoted += bool(info.get("activated", info.get("passed")))
         units.append(key)
         questions += len(passage.questions)
-        for arm in ARMS:
+        for arm in arms:
             for j, qa in enumerate(passage.questions):
                 new = contains_answer(value["predictions"][arm][j], qa.answer)
                 old = contains_answer(ref_arms[arm]["predictions"][first_question[int(index)] + j], qa.answer)
