@@ -71,6 +71,8 @@ def test_every_study_runs_end_to_end_on_a_tiny_model(bench_data: Path, tmp_path:
     assert all(row["tokens"] > 0 and row["peak_rss_mib"] > 0 for row in cost["rows"].values())
     assert cost["matmul_peak"]["before"]["fp32_gflops"] > 0 and cost["flops_per_trained_token"] > 0
     assert all(0 < row["mfu"] <= max(row["mfu_bf16"], row["mfu_fp32"]) for row in cost["rows"].values())
+    compiled = cost["rows"]["lifelong trainer, routed+context, compiled decoder layers (compile included), 1 epoch"]
+    assert compiled["tokens"] == cost["rows"]["lifelong trainer, routed+context, 1 epoch"]["tokens"]  # the same examples
     stages = cost["sleep_stage_seconds"]["routed+context"]  # where the sleep's time went, stage by stage
     assert list(stages) == ["select", "synthesis", "training", "library", "gate", "commit"] and stages["training"] > 0
     assert (written["cost"] / "cost_stages.png").is_file() and "Where one sleep's wall time went" in (written["cost"] / "report.md").read_text()

@@ -379,6 +379,23 @@ def test_gradient_checkpointing_trains_the_same_module() -> None:
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(plain, recomputed, strict=True))
 
 
+def test_compiled_decoder_layers_train_the_same_module_and_are_eager_again_afterwards() -> None:
+    from lifelong.learn.compiled_layers import compiled_decoder_layers, decoder_layers
+
+    lm = build_tiny_model()
+    examples = synthesise([_memory(1, FACT)])
+    plain, compiled = _trained_lora(lm, examples), _trained_lora(lm, examples, compile_layers=True)
+    assert any(float(p.abs().sum()) > 0 for p in plain if p.ndim)  # it trained
+    # fused kernels sum in another order: the same module up to float rounding, not bit for bit
+    assert all(torch.allclose(a, b, atol=1e-4, rtol=1e-3) for a, b in zip(plain, compiled, strict=True))
+    model = copy.deepcopy(lm.model)
+    with compiled_decoder_layers(model, True) as on:
+        assert on and all("forward" in vars(layer) for layer in decoder_layers(model))
+    assert not any("forward" in vars(layer) for layer in decoder_layers(model))  # the class's eager forward again
+    with compiled_decoder_layers(torch.nn.Linear(2, 2), True) as on:  # no decoder layers: nothing to compile
+        assert not on
+
+
 def test_returning_freed_memory_lowers_the_threshold_only_while_training_and_trains_the_same_module(monkeypatch) -> None:
     from lifelong.learn import allocator
 

@@ -1,0 +1,51 @@
+"""Compile a model's decoder layers for one training run, then give the eager ones back.
+
+Eager PyTorch runs a training step of a small model on a CPU as thousands of separate kernels:
+the norms, rotary embeddings, activations, residual adds and LoRA's casts and scaling each read
+and write whole activations, and on a 2-core CPU those memory-bound kernels and the copies
+between them take about as long as the matrix products (profiled in README, issue 16).
+`torch.compile` fuses them. Every decoder layer runs the same code, so compiling the layers
+one by one ("regional compilation") traces one layer and reuses its graph for all of them: on
+SmolLM2-135M a cold compile took 68 s and 16 s from inductor's on-disk cache, against 331 s
+and 105 s for the whole model at once. The compile is a fixed cost paid before the first step,
+so it pays off on long sleeps only; it is off unless asked for (`TrainConfig.compile_layers`).
+
+The compiled forward is an instance attribute shadowing the class's method, removed on exit:
+the gate and serving that follow run the same eager code as a model never trained here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+
+def decoder_layers(causal_lm: Any) -> list[Any]:
+    """The repeated decoder layers of a transformers causal LM (`model.layers`), or none for a
+    model laid out otherwise."""
+    layers = getattr(getattr(causal_lm, "model", None), "layers", None)
+    return list(layers) if layers is not None else []
+
+
+@contextlib.contextmanager
+def compiled_decoder_layers(causal_lm: Any, enabled: bool) -> Iterator[bool]:
+    """Inside, every decoder layer of `causal_lm` runs compiled (dynamic shapes: packed batches
+    change width every step); yields whether it does."""
+    layers = decoder_layers(causal_lm) if enabled else []
+    if not layers:
+        yield False
+        return
+    import torch
+    import torch._dynamo
+
+    # One graph serves every layer; the first layer's input needs no gradient and the rest do,
+    # so two variants are compiled. The limit leaves room for both times a few shape guards.
+    with torch._dynamo.config.patch(cache_size_limit=max(16, 2 * len(layers))):
+        for layer in layers:
+            layer.forward = torch.compile(layer.forward, dynamic=True)
+        try:
+            yield True
+        finally:
+            for layer in layers:
+                del layer.forward
