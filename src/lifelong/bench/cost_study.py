@@ -72,7 +72,7 @@ def run(bench: Bench) -> dict[str, Any]:
     with status(f"cost: {name}"), PeakMemory() as peak:
         lm = bench.base.with_own_weights()
         model = attach_lora(lm, compiled)
-        stats = train_module(bench.base, model, examples, parse_strategy(s.strategies[0]), compiled, replay=replay)
+        stats = train_module(bench.base, model, examples, parse_strategy(strategy), compiled, replay=replay)
     rows[name] = {"seconds": stats.seconds, "train_seconds": stats.seconds, "tokens": stats.tokens,
                   "tokens_per_second": stats.tokens_per_second, **peak.to_dict()}
     del model, lm

@@ -6,7 +6,7 @@ and write whole activations, and on a 2-core CPU those memory-bound kernels and 
 between them take about as long as the matrix products (profiled in README, issue 16).
 `torch.compile` fuses them. Every decoder layer runs the same code, so compiling the layers
 one by one ("regional compilation") traces one layer and reuses its graph for all of them: on
-SmolLM2-135M a cold compile took 68 s and 16 s from inductor's on-disk cache, against 331 s
+SmolLM2-135M a cold compile took 68-106 s and 16-18 s from inductor's on-disk cache, against 331 s
 and 105 s for the whole model at once. The compile is a fixed cost paid before the first step,
 so it pays off on long sleeps only; it is off unless asked for (`TrainConfig.compile_layers`).
 

@@ -63,7 +63,7 @@ class TrainConfig:
     # (learn/allocator.py): 2.9 against 3.8 GB at the peak of a 3-fact sleep, 2.4x the training time.
     return_freed_memory: bool = False
     # Run the decoder layers through torch.compile for the training loop (learn/compiled_layers.py):
-    # fused elementwise kernels, a compile before the first step (68 s cold, 16 s cached on SmolLM2).
+    # fused elementwise kernels, a compile before the first step (68-106 s cold, 16-18 s cached on SmolLM2).
     compile_layers: bool = False
     trainable_layers: int | None = None  # adapt only the last N decoder layers; None = all
     target_modules: tuple[str, ...] = DEFAULT_TARGETS
