@@ -396,6 +396,19 @@ def test_compiled_decoder_layers_train_the_same_module_and_are_eager_again_after
         assert not on
 
 
+def test_compile_without_a_cpp_compiler_is_one_actionable_error_and_leaves_the_layers_eager(monkeypatch) -> None:
+    import shutil
+
+    from lifelong.errors import InputError
+    from lifelong.learn.compiled_layers import compiled_decoder_layers, decoder_layers
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    model = build_tiny_model().model
+    with pytest.raises(InputError, match="C\\+\\+ compiler"), compiled_decoder_layers(model, True):
+        pass
+    assert not any("forward" in vars(layer) for layer in decoder_layers(model))
+
+
 def test_returning_freed_memory_lowers_the_threshold_only_while_training_and_trains_the_same_module(monkeypatch) -> None:
     from lifelong.learn import allocator
 

@@ -336,7 +336,7 @@ def sleep(
     micro_batch_rows: Annotated[Optional[int], typer.Option(help="Packed rows per forward and backward pass (same gradient, less memory, slower; 2: -0.85 GB peak, +8% training time on a 3-fact sleep) [default: the whole batch]", min=1)] = None,
     gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help="Recompute each layer's activations in the backward pass (same module, less memory, slower: 2.3 against 3.8 GB peak and +34% training time on a 3-fact sleep)")] = False,
     return_freed_memory: Annotated[bool, typer.Option("--return-freed-memory", help="Give each freed activation back to the system during training (glibc only; same module, less memory, slower: 2.9 against 3.8 GB peak and 2.4x the training time on a 3-fact sleep; 1.7 GB with --gradient-checkpointing too)")] = False,
-    compile_layers: Annotated[bool, typer.Option("--compile", help="Train with torch.compile on the decoder layers (fused kernels; a compile before the first step, 1-2 minutes the first time on a machine and 16-18 s from the cache after on SmolLM2; 1.28x on 2 epochs of a 10-fact sleep, slower on small sleeps)")] = False,
+    compile_layers: Annotated[bool, typer.Option("--compile", help="Train with torch.compile on the decoder layers (fused kernels; a compile before the first step, 1-2 minutes the first time on a machine and 16-18 s from the cache after on SmolLM2; on 2 epochs of a 10-fact sleep steps ran 1.28x faster, 1.11x with the cached compile; slower on small sleeps)")] = False,
     mind: MindOption = None,
     json_output: JsonOption = False,
 ) -> None:

@@ -371,6 +371,8 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
                          memories={m.id: m for m in new})
     if config.train.return_freed_memory and not stats.freed_memory_returned:
         report("return_freed_memory had no effect: this C library is not glibc (preload tcmalloc or jemalloc instead)")
+    if config.train.compile_layers and not stats.compiled_layers:
+        report("--compile had no effect: gradient checkpointing is on, or the model has no model.layers to compile")
     report(f"trained {stats.steps} steps, {stats.tokens} tokens in {stats.seconds:.1f}s; evaluating the candidate")
     clock.lap("training")
 
@@ -393,7 +395,8 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     metrics = {**gate_metrics.to_dict(), "train_seconds": stats.seconds, "train_tokens": stats.tokens,
                "tokens_per_second": stats.tokens_per_second, "final_loss": stats.final_loss, "examples": len(examples),
                "precision": stats.precision, "training_processes": ranks,
-               **({"freed_memory_returned": stats.freed_memory_returned} if config.train.return_freed_memory else {})}
+               **({"freed_memory_returned": stats.freed_memory_returned} if config.train.return_freed_memory else {}),
+               **({"compiled_layers": stats.compiled_layers} if config.train.compile_layers else {})}
     if isinstance(candidate, RoutedLanguageModel):
         metrics.update(router_metrics(candidate, new_probes, CANDIDATE_ADAPTER, retention))
     clock.lap("gate")

@@ -28,24 +28,43 @@ def decoder_layers(causal_lm: Any) -> list[Any]:
     return list(layers) if layers is not None else []
 
 
+def compiler_available() -> bool:
+    """Inductor builds its CPU kernels with a C++ compiler; without one the first compiled
+    step fails deep inside torch, so `--compile` checks first."""
+    import shutil
+
+    return any(shutil.which(name) for name in ("c++", "g++", "clang++"))
+
+
 @contextlib.contextmanager
 def compiled_decoder_layers(causal_lm: Any, enabled: bool) -> Iterator[bool]:
     """Inside, every decoder layer of `causal_lm` runs compiled (dynamic shapes: packed batches
-    change width every step); yields whether it does."""
+    change width every step); yields whether it does. Raises InputError when no C++ compiler is
+    on PATH."""
     layers = decoder_layers(causal_lm) if enabled else []
     if not layers:
         yield False
         return
+    if not compiler_available():
+        from lifelong.errors import InputError
+
+        raise InputError("--compile needs a C++ compiler on PATH (g++ or clang++); install one, or sleep without --compile")
     import torch
     import torch._dynamo
 
     # One graph serves every layer; the first layer's input needs no gradient and the rest do,
     # so two variants are compiled. The limit leaves room for both times a few shape guards.
-    with torch._dynamo.config.patch(cache_size_limit=max(16, 2 * len(layers))):
-        for layer in layers:
-            layer.forward = torch.compile(layer.forward, dynamic=True)
+    # Dynamo keeps what it compiled for the layers' shared code for the rest of the process, so
+    # only a process's first compiled training pays the compile.
+    before = [vars(layer).get("forward") for layer in layers]  # an instance-level forward (a hook's) comes back
+    with torch._dynamo.config.patch(recompile_limit=max(16, 2 * len(layers))):
         try:
+            for layer in layers:
+                layer.forward = torch.compile(layer.forward, dynamic=True)
             yield True
         finally:
-            for layer in layers:
-                del layer.forward
+            for layer, forward in zip(layers, before, strict=True):
+                if forward is None:
+                    vars(layer).pop("forward", None)
+                else:
+                    layer.forward = forward

@@ -49,7 +49,7 @@ def continuation_log_probs(causal_lm: Any, rows: Sequence[Row], pad_id: int) -> 
     width = max(len(ids) for ids, _ in rows)
     input_ids = torch.tensor([ids + [pad_id] * (width - len(ids)) for ids, _ in rows])
     attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows])
-    hidden = causal_lm.model(input_ids=input_ids, attention_mask=attention).last_hidden_state
+    hidden = causal_lm.model(input_ids=input_ids, attention_mask=attention, use_cache=False).last_hidden_state
     picked = torch.cat([hidden[r, start - 1 : len(ids) - 1] for r, (ids, start) in enumerate(rows)])
     return F.log_softmax(causal_lm.lm_head(picked).float(), dim=-1)
 
