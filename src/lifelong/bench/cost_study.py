@@ -55,26 +55,18 @@ def run(bench: Bench) -> dict[str, Any]:
     replay = base_rehearsal(bench.base)
 
     one_epoch = replace(train, epochs=1)
-    objectives = [*dict.fromkeys([*s.strategies, "naive"])]
-    for objective in objectives:
-        name = f"lifelong trainer, {objective}" + (" objective" if objective == "naive" else "") + ", 1 epoch"
+    trainers = [(f"lifelong trainer, {objective}" + (" objective" if objective == "naive" else "") + ", 1 epoch",
+                 objective, one_epoch) for objective in dict.fromkeys([*s.strategies, "naive"])]
+    if compiler_available():  # the first compiled training of the process: the compile is in its seconds
+        trainers.append((f"lifelong trainer, {strategy}, compiled decoder layers (compile included), 1 epoch",
+                         strategy, replace(one_epoch, compile_layers=True)))
+    for name, objective, config in trainers:
         release_memory()
         with status(f"cost: {name}"), PeakMemory() as peak:  # the model copy inside, as in the naive rows
             lm = bench.base.with_own_weights()
-            model = attach_lora(lm, one_epoch)
-            stats = train_module(bench.base, model, examples, parse_strategy(objective), one_epoch, replay=replay)
+            model = attach_lora(lm, config)
+            stats = train_module(bench.base, model, examples, parse_strategy(objective), config, replay=replay)
         flops = training_flops_per_token(model)  # the same LoRA shape in every trainer row
-        rows[name] = {"seconds": stats.seconds, "train_seconds": stats.seconds, "tokens": stats.tokens,
-                      "tokens_per_second": stats.tokens_per_second, **peak.to_dict()}
-        del model, lm
-    if compiler_available():  # the first compiled training of the process: the compile is in its seconds
-        compiled = replace(one_epoch, compile_layers=True)
-        name = f"lifelong trainer, {strategy}, compiled decoder layers (compile included), 1 epoch"
-        release_memory()
-        with status(f"cost: {name}"), PeakMemory() as peak:
-            lm = bench.base.with_own_weights()
-            model = attach_lora(lm, compiled)
-            stats = train_module(bench.base, model, examples, parse_strategy(strategy), compiled, replay=replay)
         rows[name] = {"seconds": stats.seconds, "train_seconds": stats.seconds, "tokens": stats.tokens,
                       "tokens_per_second": stats.tokens_per_second, **peak.to_dict()}
         del model, lm

@@ -10,7 +10,7 @@ SmolLM2-135M a cold compile took 68-106 s and 16-18 s from inductor's on-disk ca
 and 105 s for the whole model at once. The compile is a fixed cost paid before the first step,
 so it pays off on long sleeps only; it is off unless asked for (`TrainConfig.compile_layers`).
 
-The compiled forward is an instance attribute shadowing the class's method, removed on exit:
+The compiled forward is an instance attribute shadowing the class's method, undone on exit:
 the gate and serving that follow run the same eager code as a model never trained here.
 """
 

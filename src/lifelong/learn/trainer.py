@@ -83,7 +83,7 @@ class TrainStats:
     final_loss: float
     precision: str = "fp32"  # what the matrix products ran in ("bf16" autocast or "fp32")
     freed_memory_returned: bool = False  # TrainConfig.return_freed_memory took effect (glibc only)
-    compiled_layers: bool = False  # TrainConfig.compile_layers took effect (seconds include the compile)
+    compiled_layers: bool = False  # TrainConfig.compile_layers took effect (a process's first compiled run pays the compile)
 
     @property
     def tokens_per_second(self) -> float:
