@@ -30,7 +30,7 @@ def bench_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Invented records in the shapes of ../shared/data, so the harness runs where that data is absent."""
     root = tmp_path_factory.mktemp("bench-data")
     _write(root / "tofu_authors_dev.jsonl", [
-        {"id": f"f{i}", "question": f"Where was the novelist {a} born?", "answer": f"{a} was born in {c} in {1950 + i}."}
+        {"id": f"f{i}", "author": a, "question": f"Where was the novelist {a} born?", "answer": f"{a} was born in {c} in {1950 + i}."}
         for i, (a, c) in enumerate(zip(AUTHORS, CITIES, strict=True))])
     _write(root / "squad_passages_dev.jsonl", [
         {"id": f"p{i}", "title": f"Vellum Bridge {i}",
@@ -47,6 +47,20 @@ def bench_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _write(root / "world_facts_mcq.jsonl", mcq)
     _write(root / "real_authors_mcq.jsonl", mcq)
     return root
+
+
+def test_facts_by_author_takes_whole_authors_from_tofus_blocks_of_twenty(tmp_path: Path) -> None:
+    """Without an author field, each block of 20 rows is one author (TOFU's layout); an author
+    with too few usable facts is passed over, and too few facts in all is an actionable error."""
+    rows = [{"id": f"t{i}", "question": f"What did author {i // 20} write in year {i}?",
+             "answer": f"Author {i // 20} wrote the novel Quill{i} in that year."} for i in range(60)]
+    rows[20:40] = rows[20:23] + [dict(r, answer=r["question"]) for r in rows[23:40]]  # author 1: 3 usable facts
+    _write(tmp_path / "tofu_authors_dev.jsonl", rows)
+    groups = BenchData(tmp_path).facts_by_author(5, 10, "--governance-facts")
+    assert [[qa.answer.split()[1] for qa in group] for group in groups] == [["0"] * 5, ["2"] * 5]
+    assert BenchData(tmp_path).facts_by_author(3, 7, "--governance-facts")[2][0].answer.startswith("Author 2")
+    with pytest.raises(InputError, match="--governance-facts asks for 11"):
+        BenchData(tmp_path).facts_by_author(5, 11, "--governance-facts")
 
 
 def test_every_study_runs_end_to_end_on_a_tiny_model(bench_data: Path, tmp_path: Path) -> None:
@@ -82,6 +96,7 @@ def test_every_study_runs_end_to_end_on_a_tiny_model(bench_data: Path, tmp_path:
     unlearning, private = governance["unlearning"], governance["private_data"]
     assert unlearning["still_recalled"] == 0 and unlearning["files_holding_forgotten_text"]["after forget"] == []
     assert set(unlearning["scores"]) == {"base", "after sleep", "after forget", "after rebuild", "never learned"}
+    assert unlearning["forget_unit"] == "author" and unlearning["forgotten"] == 1  # one author's one fact, the others kept
     assert private["recall"] == 1.0 and private["files_holding_canaries"]["redacted canary, any file"] == []
     assert private["files_holding_canaries"]["any canary, outside the memory store"] == []
     assert governance["injection"]["untrusted"]["quarantined"] == governance["injection"]["flagged"] > 0

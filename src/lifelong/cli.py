@@ -985,6 +985,7 @@ def bench(
     recite: Annotated[Optional[bool], typer.Option("--recite/--no-recite", help="every lifelong sleep answers span questions about a sentence of a long note with the whole sentence (default on; --no-recite: the span, as before)")] = None,
     context_distractors: Annotated[Optional[int], typer.Option(help="most distractor notes beside the right one in each note-reading row of every lifelong sleep (default 2)", min=1)] = None,
     topic_modules: Annotated[Optional[bool], typer.Option("--topic-modules", help="every lifelong sleep trains one module per topic among its new memories (default: one per sleep)")] = None,
+    forget_unit: Annotated[Optional[str], typer.Option("--forget-unit", help="governance: forget all the study taught about one author (author, the default, as TOFU's forget sets) or the first facts of the file, whose author keeps others (first)")] = None,
     seed: Annotated[int, typer.Option(help="seed of every trained arm", min=0)] = 0,
     model: Annotated[Optional[str], typer.Option(help="model to benchmark (default smollm2-135m; tiny with --quick)")] = None,
     resume: Annotated[bool, typer.Option(help="reuse the finished units (SQuAD modes, single passages) of a run with "
@@ -1004,7 +1005,7 @@ def bench(
                                     citation_questions=citation_questions, epochs=epochs,
                                     questions_per_memory=questions_per_memory, content_cloze=content_cloze,
                                     recite=recite, context_distractors=context_distractors, topic_modules=topic_modules,
-                                    model=model).items() if v is not None}
+                                    forget_unit=forget_unit, model=model).items() if v is not None}
     given.update(seed=seed, strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
                  squad_modes=tuple(m.strip() for m in squad_modes.split(",") if m.strip()))
     settings = BenchSettings.quick(**given) if quick else BenchSettings(**given)

@@ -41,7 +41,11 @@ SQUAD_MODES = ("many", "single", "implications", "implications-passage", "implic
 # it had then, so its checkpoints stay resumable, and a run at any other value (a later default
 # included) never resumes one of them.
 # (topic_modules is not about synthesis, but it reaches every lifelong sleep the same way)
+STUDY_KNOBS = {"forget_unit": "first"}  # the same rule: a study design's value before the knob existed
 SYNTHESIS_KNOBS = {"questions_per_memory": 1, "content_cloze": False, "recite": False, "context_distractors": 2, "topic_modules": False}
+
+
+FORGET_UNITS = ("author", "first")
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,10 @@ class BenchSettings:
     citation_questions: int = 300  # citations: every TOFU question
     governance_facts: int = 40  # governance: facts learned, slept on ...
     forget_facts: int = 10  # ... and forgotten
+    # "author": the forgotten facts are all the study learned about one author (TOFU's forget
+    # sets are whole authors; the kept facts are about others); "first": the first forget_facts
+    # facts, whose author keeps other learned facts (every run before the knob)
+    forget_unit: str = "author"
     canaries: int = 100
     poison_statements: int = 50
     poison_sleep_facts: int = 10  # user facts beside the poisoned memories, so their sleep trains something
@@ -76,7 +84,7 @@ class BenchSettings:
     @classmethod
     def quick(cls, **overrides: Any) -> BenchSettings:
         sizes = dict(facts=6, passages=2, implication_passages=2, sleeps=2, batch_facts=3, cost_facts=3, known=20, citation_questions=6,
-                     governance_facts=4, forget_facts=2, canaries=5, poison_statements=3, poison_sleep_facts=2, injections=3,
+                     governance_facts=4, forget_facts=1, canaries=5, poison_statements=3, poison_sleep_facts=2, injections=3,
                      epochs=1, model="tiny")
         return cls(**{**sizes, **overrides})
 
@@ -98,6 +106,8 @@ class BenchSettings:
                      "questions_per_memory", "context_distractors"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+        if self.forget_unit not in FORGET_UNITS:
+            raise InputError(f"--forget-unit is {self.forget_unit!r}; use one of {', '.join(FORGET_UNITS)}")
         if self.forget_facts >= self.governance_facts:
             raise InputError(f"forget_facts ({self.forget_facts}) must be below governance_facts ({self.governance_facts}): some facts must be kept")
         if self.topic_modules and not all(parse_strategy(s).routed for s in self.strategies):
@@ -123,7 +133,7 @@ class BenchSettings:
         """The run's identity (a checkpoint resumes only under equal settings). A knob at the
         value runs had before it existed is left out, so their checkpoints stay resumable."""
         settings = asdict(self)
-        for knob, before in SYNTHESIS_KNOBS.items():
+        for knob, before in {**SYNTHESIS_KNOBS, **STUDY_KNOBS}.items():
             if settings[knob] == before:
                 del settings[knob]
         train = self.train().to_dict()

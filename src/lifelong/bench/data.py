@@ -25,6 +25,7 @@ FILES = {
     "world_mcq": "world_facts_mcq.jsonl",
     "authors_mcq": "real_authors_mcq.jsonl",
 }
+FACTS_PER_AUTHOR = 20  # TOFU lists each fictitious author's 20 questions together, author after author
 HELD_OUT_TEXTS = 50  # the last passages of the SQuAD file: perplexity text, never learned
 NEAR_COPY = 0.6  # word overlap (Jaccard) at which a held-out implication counts as a copy of a learned one
 
@@ -69,6 +70,27 @@ class BenchData:
     def facts(self, n: int, option: str = "--facts") -> list[QA]:
         """The first n TOFU questions whose answer has a key span the question does not give away."""
         return _at_least([qa for qa in self.all_facts() if qa.key != qa.answer][:n], n, option, FILES["facts"])
+
+    def facts_by_author(self, per_author: int, n: int, option: str) -> list[list[QA]]:
+        """The first `per_author` usable facts (as `facts` filters them) of each author with that
+        many, for as many authors as `n` facts need (the last may give fewer), grouped by author:
+        TOFU's forget sets are whole authors, so a study can forget all it taught about a person.
+        A row's author is its `author` field, or else its block of FACTS_PER_AUTHOR rows (TOFU's
+        layout)."""
+        rows = self._read("facts")
+        authors: dict[str, list[QA]] = {}
+        for index, (row, qa) in enumerate(zip(rows, qa_from_rows(rows), strict=True)):
+            if qa.key != qa.answer:
+                authors.setdefault(str(row.get("author", index // FACTS_PER_AUTHOR)), []).append(qa)
+        groups: list[list[QA]] = []
+        for facts in authors.values():
+            take = min(per_author, n - sum(map(len, groups)))
+            if take <= 0:
+                break
+            if len(facts) >= take:
+                groups.append(facts[:take])
+        _at_least([qa for group in groups for qa in group], n, option, f"{FILES['facts']} (at most {per_author} per author)")
+        return groups
 
     def all_facts(self) -> list[QA]:
         """Every TOFU question with its answer and key span, in file order."""

@@ -4,8 +4,9 @@ poisoned facts and planted instructions refused? Measured on dev data with the r
 Four parts, each in a fresh mind that uses the product's own paths (learn, screening, sleep,
 forget, ask), each against the control that shows what happens without the safeguard:
 
-- unlearning: learn N TOFU facts, sleep, forget the first F, sleep again (the rebuild of the
-  module the forget took down). At every step, closed-book answers to every fact's question and
+- unlearning: learn N TOFU facts, F each from N/F authors, sleep, forget one author's F (TOFU's
+  forget sets are whole authors; `forget_unit="first"`: the first F of the file's facts, whose
+  author keeps others), sleep again (the rebuild of the module the forget took down). At every step, closed-book answers to every fact's question and
   completions of the fact sentence up to its key span (a second phrasing, and the one an
   extraction attack would use), against the base; whether a forgotten fact is still retrieved,
   and every file of the mind still holding its text.
@@ -107,7 +108,11 @@ def files_holding(root: Path, texts: Sequence[str]) -> list[str]:
 
 def unlearning(bench: Bench) -> dict[str, Any]:
     settings = bench.settings
-    qas = bench.data.facts(settings.governance_facts, "--governance-facts")
+    if settings.forget_unit == "author":  # all the study teaches about one author; the kept facts are about others
+        by_author = bench.data.facts_by_author(settings.forget_facts, settings.governance_facts, "--governance-facts")
+        qas = [qa for facts in by_author for qa in facts]
+    else:
+        qas = bench.data.facts(settings.governance_facts, "--governance-facts")
     forget = qas[: settings.forget_facts]
     mind = fresh_mind(bench, "unlearning", [fact_record(qa) for qa in qas])
     ids = {m.text: m.id for m in mind.memories()}
@@ -142,7 +147,7 @@ def unlearning(bench: Bench) -> dict[str, Any]:
     never.close()
     n = len(forget)
     scores = {stage: {"forgotten": group_scores(rows[:n]), "kept": group_scores(rows[n:])} for stage, rows in probes.items()}
-    return {"facts": len(qas), "forgotten": n, "scores": scores, "sleeps": sleeps,
+    return {"facts": len(qas), "forgotten": n, "forget_unit": settings.forget_unit, "scores": scores, "sleeps": sleeps,
             "forget_report": report.to_dict(), "still_recalled": still_recalled,
             "files_holding_forgotten_text": {"after forget": files_after_forget, "after rebuild": files_after_rebuild},
             "answers": {stage: [r["answer"] for r in rows] for stage, rows in probes.items()},
@@ -340,6 +345,11 @@ def admitting_untrusted(mind: Mind) -> Iterator[None]:
 
 # -- report ------------------------------------------------------------------------------------
 
+FORGOTTEN = {"author": "then the {n} of them about one author forgotten (a whole author, as in TOFU's forget sets; "
+                        "the kept facts are about other authors)",
+             "first": "then the first {n} forgotten (their author keeps other learned facts)"}
+
+
 def report(results: dict[str, Any]) -> list[str]:
     u, p, q, j = results["unlearning"], results["private_data"], results["poisoning"], results["injection"]
     rows = [[stage, group, s["containment"], s["rouge_l"], s["completion"]]
@@ -354,7 +364,8 @@ def report(results: dict[str, Any]) -> list[str]:
     permissive = j["untrusted"].get("permissive", {})  # absent from runs before the default policy changed
     lines = [
         "## Unlearning", "",
-        f"{u['facts']} TOFU facts learned and slept on; the first {u['forgotten']} forgotten; a second sleep rebuilt the module "
+        f"{u['facts']} TOFU facts learned and slept on; {FORGOTTEN[u.get('forget_unit', 'first')].format(n=u['forgotten'])}; "
+        f"a second sleep rebuilt the module "
         f"the forget took down. Closed-book answers (containment of the key span, ROUGE-L recall of the fact) and completions "
         f"of the fact sentence up to the key span.", "",
         *markdown_table(["stage", "facts", "containment", "ROUGE-L", "completion"], rows),
