@@ -13,7 +13,7 @@ from lifelong.learn.strategies import KNOWN, parse_strategy
 from lifelong.evaluate.probes import acquisition_probes
 from lifelong.learn.synthesis import (DISTILL_TOPIC_QUESTIONS, content_spans, deterministic_examples, fact_units, salient_spans,
                                       synthesise)
-from lifelong.learn.trainer import TrainConfig, answer_only_loss, attach_lora, encode_example, train_module
+from lifelong.learn.trainer import TrainConfig, answer_loss_parts, answer_only_loss, attach_lora, encode_example, train_module
 from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
 from lifelong.model.tiny import build_tiny_model
@@ -394,6 +394,31 @@ def test_compiled_decoder_layers_train_the_same_module_and_are_eager_again_after
     assert not any("forward" in vars(layer) for layer in decoder_layers(model))  # the class's eager forward again
     with compiled_decoder_layers(torch.nn.Linear(2, 2), True) as on:  # no decoder layers: nothing to compile
         assert not on
+
+
+def test_eager_attention_trains_the_same_module_on_packed_rows_and_sdpa_comes_back_afterwards() -> None:
+    from lifelong.learn.packing import pack_rows
+    from lifelong.learn.training_attention import attention_implementation, training_attention
+
+    lm = build_tiny_model()
+    examples = synthesise([_memory(1, FACT), _memory(2, "Ilse Varnor keeps bees on the roof of the Brno opera house.")])
+    packed = {"pack_length": 480, "max_length": 400}  # two of these examples share each row, behind a block mask
+    segments = [s for s in (encode_example(lm, e, 400) for e in examples) if s][:8]
+    assert max(len(row) for row in pack_rows(segments, 480)) > 1
+    peft_model = attach_lora(LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, "tiny"), TrainConfig(rank=4))
+    with training_attention(peft_model.get_base_model(), "eager") as running, torch.no_grad():
+        assert running == "eager"
+        alone, together = (answer_loss_parts(peft_model, segments, lm.tokenizer.pad_token_id, width) for width in (None, 480))
+    assert torch.allclose(alone.answer_sum, together.answer_sum, rtol=1e-5)  # the mask keeps packed examples apart
+    assert attention_implementation(peft_model.get_base_model()) == attention_implementation(lm.model) == "sdpa"
+    plain, eager = _trained_lora(lm, examples, **packed), _trained_lora(lm, examples, attention="eager", **packed)
+    assert any(float(p.abs().sum()) > 0 for p in plain if p.ndim)  # it trained
+    # another kernel sums in another order: the same module up to float rounding, not bit for bit
+    assert all(torch.allclose(a, b, atol=1e-4, rtol=1e-3) for a, b in zip(plain, eager, strict=True))
+    config = TrainConfig(rank=4, epochs=1, bf16=False, attention="eager")
+    peft_model = attach_lora(LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, "tiny"), config)
+    stats = train_module(lm, peft_model, examples, parse_strategy("naive"), config)
+    assert stats.attention == "eager" and attention_implementation(peft_model.get_base_model()) == "sdpa"
 
 
 def test_compile_without_a_cpp_compiler_is_one_actionable_error_and_leaves_the_layers_eager(monkeypatch) -> None:

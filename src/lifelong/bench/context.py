@@ -138,7 +138,7 @@ class BenchSettings:
                 del settings[knob]
         train = self.train().to_dict()
         for knob, before in (("micro_batch_rows", None), ("gradient_checkpointing", False), ("return_freed_memory", False),
-                             ("compile_layers", False)):
+                             ("compile_layers", False), ("attention", None)):
             if train[knob] == before:  # the same gradient either way; runs before the knob keep their identity
                 del train[knob]
         return {**settings, "train_config": train}

@@ -31,6 +31,7 @@ from lifelong.learn.precision import use_bf16
 from lifelong.learn.soft_targets import SoftTargets, soft_cross_entropy, teacher_targets
 from lifelong.learn.strategies import Strategy
 from lifelong.learn.synthesis import TrainingExample
+from lifelong.learn.training_attention import training_attention
 from lifelong.learn.weight_anchor import WeightAnchor
 from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
@@ -65,6 +66,9 @@ class TrainConfig:
     # Run the decoder layers through torch.compile for the training loop (learn/compiled_layers.py):
     # fused elementwise kernels, a compile before the first step (68-106 s cold, 16-18 s cached on SmolLM2).
     compile_layers: bool = False
+    # transformers' attention kernel for the training loop (learn/training_attention.py); None
+    # keeps the model's own (sdpa), which the gate and serving run either way.
+    attention: str | None = None
     trainable_layers: int | None = None  # adapt only the last N decoder layers; None = all
     target_modules: tuple[str, ...] = DEFAULT_TARGETS
     seed: int = 0
@@ -84,6 +88,7 @@ class TrainStats:
     precision: str = "fp32"  # what the matrix products ran in ("bf16" autocast or "fp32")
     freed_memory_returned: bool = False  # TrainConfig.return_freed_memory took effect (glibc only)
     compiled_layers: bool = False  # TrainConfig.compile_layers took effect (a process's first compiled run pays the compile)
+    attention: str = "sdpa"  # the attention kernel the training loop ran (TrainConfig.attention)
 
     @property
     def tokens_per_second(self) -> float:
@@ -320,6 +325,7 @@ def train_module(
     plan = [batch for _ in range(config.epochs) for batch in _batches(encoded, config.batch_size, rng)]
     compile_layers = config.compile_layers and not config.gradient_checkpointing  # checkpointing re-enters the layers
     with large_allocations_returned(config.return_freed_memory) as returned, \
+            training_attention(causal_lm, config.attention) as attention, \
             compiled_decoder_layers(causal_lm, compile_layers) as compiled:
         for batch in plan:
             if replay_encoded:
@@ -339,4 +345,4 @@ def train_module(
     if config.gradient_checkpointing:
         causal_lm.activation_checkpointing_disable()
     return TrainStats(steps, tokens, answer_tokens, time.perf_counter() - start, loss_value, "bf16" if bf16 else "fp32",
-                      returned, compiled)
+                      returned, compiled, attention)

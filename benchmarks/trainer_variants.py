@@ -1,0 +1,87 @@
+"""The default trainer against one variant of it, on the examples a real sleep wrote,
+alternating the two so a machine whose speed drifts within the hour treats both alike.
+
+Variants: `compiled` (`TrainConfig.compile_layers`, `lifelong sleep --compile`) and
+`eager-attention` (`TrainConfig.attention="eager"`: transformers' matmul-and-softmax attention
+in place of PyTorch's fused kernel, for the packed rows' block masks). Each run trains a fresh
+LoRA module from the same seed for --epochs passes; the final losses show the two learned alike.
+
+Dynamo keeps what it compiled for the decoder layers' shared code for the rest of the process,
+so for `compiled` a short warm-up run (8 examples, 1 epoch) pays the compile (from inductor's
+on-disk cache after a machine's first) and the timed runs do not: the report gives the steps'
+speed-up and the speed-up a new process would see, the warm-up's seconds added to the variant's
+median. Writes results/trainer_variants/<UTC timestamp>/results.json (the first runs of the
+compiled variant, under this script's earlier name, are in results/compiled_training/).
+
+    .venv/bin/python benchmarks/trainer_variants.py MIND/versions/vN/training_data.jsonl [--variant compiled] [--epochs 2] [--repeats 2] [--examples N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+from _common import machine_info, print_table, results_dir, speed_probe, write_json
+
+from lifelong.bench.flops import peaks
+from lifelong.consolidate import read_examples
+from lifelong.learn.strategies import parse_strategy
+from lifelong.learn.trainer import TrainConfig, attach_lora, train_module
+from lifelong.model.language_model import LanguageModel, weight_sharing_copy
+from lifelong.model.loader import load_model
+
+VARIANTS = {"compiled": {"compile_layers": True}, "eager-attention": {"attention": "eager"}}
+
+
+def train_once(lm: LanguageModel, examples: list, config: TrainConfig) -> dict[str, float]:
+    candidate = attach_lora(LanguageModel(weight_sharing_copy(lm.model), lm.tokenizer, lm.name, lm.needs_bos), config)
+    stats = train_module(lm, candidate, examples, parse_strategy("routed+context"), config)
+    return {"seconds": stats.seconds, "tokens": stats.tokens, "tokens_per_second": stats.tokens_per_second,
+            "final_loss": stats.final_loss, "compiled": stats.compiled_layers, "attention": stats.attention,
+            "precision": stats.precision}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("training_data", type=Path)
+    parser.add_argument("--variant", choices=list(VARIANTS), default="compiled")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--examples", type=int, default=None, help="the first N examples only (default: all)")
+    args = parser.parse_args()
+    lm = load_model()
+    examples = read_examples(args.training_data)[: args.examples]
+    default = TrainConfig(epochs=args.epochs)
+    variant = replace(default, **VARIANTS[args.variant])
+    probe, peak = speed_probe(), peaks()
+    warm_up = train_once(lm, examples[:8], replace(variant, epochs=1)) if variant.compile_layers else None  # pays the compile
+    runs: dict[str, list[dict[str, float]]] = {"default": [], args.variant: []}
+    for _ in range(args.repeats):
+        runs["default"].append(train_once(lm, examples, default))
+        runs[args.variant].append(train_once(lm, examples, variant))
+    rows = {name: {"median_s": statistics.median(r["seconds"] for r in each),
+                   "runs_s": [r["seconds"] for r in each], "tokens": each[0]["tokens"],
+                   "median_tokens_per_second": statistics.median(r["tokens_per_second"] for r in each),
+                   "final_loss": [r["final_loss"] for r in each], "attention": each[0]["attention"],
+                   "compiled": each[0]["compiled"]} for name, each in runs.items()}
+    speed_up = rows["default"]["median_s"] / rows[args.variant]["median_s"]
+    paid = warm_up["seconds"] if warm_up else 0.0
+    with_warm_up = rows["default"]["median_s"] / (rows[args.variant]["median_s"] + paid)
+    out = results_dir("trainer_variants")
+    write_json(out / "results.json", {"study": "trainer_variants", "variant": args.variant, "machine": machine_info(),
+                                       "speed_probe": probe, "speed_probe_after": speed_probe(),
+                                       "matmul_peak": {"before": peak, "after": peaks()}, "examples": len(examples),
+                                       "epochs": args.epochs, "warm_up": warm_up, "rows": rows,
+                                       "speed_up_steps": speed_up, "speed_up_new_process": with_warm_up})
+    print_table("trainer_variants", ["trainer", "median s", "runs s", "tokens", "tokens/s", "final loss"],
+                [[name, r["median_s"], ", ".join(f"{s:.1f}" for s in r["runs_s"]), r["tokens"], r["median_tokens_per_second"],
+                  ", ".join(f"{x:.3f}" for x in r["final_loss"])] for name, r in rows.items()])
+    print(f"{args.variant}: {speed_up:.2f}x the default trainer's steps"
+          + (f"; {with_warm_up:.2f}x with the warm-up's compile ({paid:.1f} s), as a new process pays it" if warm_up else "")
+          + f"; {out}")
+
+
+if __name__ == "__main__":
+    main()
