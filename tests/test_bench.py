@@ -415,3 +415,16 @@ def test_a_kept_module_is_scored_again_without_sleeping(bench_data: Path, tmp_pa
     assert "reused_from" not in json.loads((other["acquisition-facts"] / "results.json").read_text())["arms"][arm]["info"]
     with pytest.raises(InputError, match="--reuse-minds needs --keep-minds"):
         run_bench(["acquisition-facts"], settings, bench_data, tmp_path / "d", reuse_minds=True)
+
+
+def test_a_rebuild_with_nothing_left_to_consolidate_is_recorded_not_raised(mind) -> None:
+    """Forgetting a whole author with a module per topic can take down only modules of forgotten
+    facts; the governance study's rebuild sleep then finds nothing, and says so."""
+    from lifelong.bench.arms import sleep_once
+    from lifelong.learn.trainer import TrainConfig
+
+    with pytest.raises(RuntimeError, match="nothing to consolidate"):
+        sleep_once(mind, "routed+context", TrainConfig(epochs=1), "a sleep", [])
+    nothing = sleep_once(mind, "routed+context", TrainConfig(epochs=1), "a rebuild", [], may_find_nothing=True)
+    assert nothing["adapter"] is None and nothing["info"]["version"] is None and not nothing["info"]["activated"]
+    assert mind.versions.list() == []  # no version was made

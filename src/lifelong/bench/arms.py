@@ -77,9 +77,11 @@ def contexts(arm: Arm, questions: Sequence[str]) -> list[list[Memory]] | None:
 
 
 def sleep_once(mind: Mind, strategy: str, train: TrainConfig, label: str, held_out: Sequence[str],
-               synthesis: Mapping[str, Any] | None = None) -> dict[str, Any]:
+               synthesis: Mapping[str, Any] | None = None, may_find_nothing: bool = False) -> dict[str, Any]:
     """One sleep, told the scoring questions so synthesis drops any example containing one;
-    its candidate adapter (promoted or not), verdict, cost and training texts."""
+    its candidate adapter (promoted or not), verdict, cost and training texts. A sleep with
+    nothing to consolidate is an error, unless `may_find_nothing` (a rebuild after a forget that
+    took down only modules of forgotten facts): then no adapter and an info without a version."""
     start = time.perf_counter()
     config = SleepConfig(strategy=strategy, train=train, held_out_questions=tuple(held_out), **(synthesis or {}))
     result = mind.sleep(config, report=report_to_console(label),
@@ -87,6 +89,10 @@ def sleep_once(mind: Mind, strategy: str, train: TrainConfig, label: str, held_o
     seconds = time.perf_counter() - start
     manifest = result.manifest
     if manifest is None:
+        if may_find_nothing:
+            return {"adapter": None, "training_texts": [],
+                    "info": {"version": None, "activated": False, "passed": True, "reasons": [result.message],
+                             "gate_metrics": {}, "sleep_seconds": seconds, "strategy": strategy}}
         raise RuntimeError(f"{label}: the sleep had nothing to consolidate ({result.message})")
     folder = mind.versions.path(manifest.id)
     made = [t.manifest for t in result.topics if t.manifest is not None] or [manifest]  # a sleep by topic made several
