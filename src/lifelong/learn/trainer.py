@@ -31,7 +31,7 @@ from lifelong.learn.precision import use_bf16
 from lifelong.learn.soft_targets import SoftTargets, soft_cross_entropy, teacher_targets
 from lifelong.learn.strategies import Strategy
 from lifelong.learn.synthesis import TrainingExample
-from lifelong.learn.training_attention import training_attention
+from lifelong.learn.training_attention import attention_implementation, training_attention
 from lifelong.learn.weight_anchor import WeightAnchor
 from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
@@ -154,7 +154,7 @@ def answer_loss_parts(peft_model: Any, batch: list[tuple[list[int], int]], pad_i
     head; with `soft_targets` (keyed by id() of a segment), the summed soft cross-entropy to the
     teacher too."""
     causal_lm = peft_model.get_base_model()
-    eager = getattr(causal_lm.config, "_attn_implementation", "sdpa") == "eager"
+    eager = attention_implementation(causal_lm) == "eager"
     packed = build_batch(batch, pad_id, pack_length, eager_attention=eager)
     hidden = causal_lm.model(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
                              position_ids=packed.position_ids, use_cache=False).last_hidden_state  # no KV cache to fill

@@ -19,7 +19,7 @@ from typing import Any
 
 def attention_implementation(causal_lm: Any) -> str:
     """The attention kernel a transformers model runs now ("sdpa", "eager", ...)."""
-    return str(getattr(causal_lm.config, "_attn_implementation", None) or "eager")
+    return str(getattr(causal_lm.config, "_attn_implementation", None) or "sdpa")
 
 
 @contextlib.contextmanager
