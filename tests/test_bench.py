@@ -12,10 +12,13 @@ from conftest import SHARED_DATA
 
 from lifelong.bench.context import BenchSettings
 from lifelong.bench.data import BenchData, leaked_questions
+from lifelong.bench.forget_paraphrases import PARAPHRASES
+from lifelong.bench.governance_study import paraphrased
 from lifelong.bench.measure import PeakMemory, perplexity
 from lifelong.bench.runner import STUDIES, run_bench
 from lifelong.bench.sequential_study import transfer
 from lifelong.errors import InputError
+from lifelong.evaluate.knowledge import QA
 
 AUTHORS = ["Arvid Tollen", "Mirela Oskan", "Dagny Freel", "Tomas Quell", "Ilse Varnor", "Petr Halvik", "Ona Brisk", "Kel Marrow"]
 CITIES = ["Tromso", "Cluj", "Galway", "Ghent", "Turku", "Brno", "Split", "Lund"]
@@ -30,8 +33,9 @@ def bench_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Invented records in the shapes of ../shared/data, so the harness runs where that data is absent."""
     root = tmp_path_factory.mktemp("bench-data")
     _write(root / "tofu_authors_dev.jsonl", [
-        {"id": f"f{i}", "author": a, "question": f"Where was the novelist {a} born?", "answer": f"{a} was born in {c} in {1950 + i}."}
-        for i, (a, c) in enumerate(zip(AUTHORS, CITIES, strict=True))])
+        # the first row under the id of a dev fact with a hand-written paraphrase, so the governance study asks it reworded too
+        {"id": "tofu-retain-0" if i == 0 else f"f{i}", "author": a, "question": f"Where was the novelist {a} born?",
+         "answer": f"{a} was born in {c} in {1950 + i}."} for i, (a, c) in enumerate(zip(AUTHORS, CITIES, strict=True))])
     _write(root / "squad_passages_dev.jsonl", [
         {"id": f"p{i}", "title": f"Vellum Bridge {i}",
          "passage": f"The Vellum Bridge {i} was built by {AUTHORS[i % 8]} in {1800 + i}. It crosses the river at {CITIES[i % 8]}.",
@@ -61,6 +65,14 @@ def test_facts_by_author_takes_whole_authors_from_tofus_blocks_of_twenty(tmp_pat
     assert BenchData(tmp_path).facts_by_author(3, 7, "--governance-facts")[2][0].answer.startswith("Author 2")
     with pytest.raises(InputError, match="--governance-facts asks for 11"):
         BenchData(tmp_path).facts_by_author(5, 11, "--governance-facts")
+
+
+def test_forgotten_facts_with_a_hand_written_paraphrase_are_asked_in_its_words() -> None:
+    """Matched by the dev row's id; the reference answer and key span stay the fact's own, and a
+    fact without a paraphrase is left out rather than asked twice in the same words."""
+    rows = [{"id": "tofu-retain-1", "question": "Q one?"}, {"id": "other", "question": "Q two?"}]
+    qas = [QA("Q one?", "Born on the 25th.", "25th"), QA("Q two?", "An answer.", "answer")]
+    assert paraphrased(qas, rows) == [QA(PARAPHRASES["tofu-retain-1"], "Born on the 25th.", "25th")]
 
 
 def test_every_study_runs_end_to_end_on_a_tiny_model(bench_data: Path, tmp_path: Path) -> None:
@@ -97,6 +109,10 @@ def test_every_study_runs_end_to_end_on_a_tiny_model(bench_data: Path, tmp_path:
     assert unlearning["still_recalled"] == 0 and unlearning["files_holding_forgotten_text"]["after forget"] == []
     assert set(unlearning["scores"]) == {"base", "after sleep", "after forget", "after rebuild", "never learned"}
     assert unlearning["forget_unit"] == "author" and unlearning["forgotten"] == 1  # one author's one fact, the others kept
+    assert unlearning["paraphrases"] == [PARAPHRASES["tofu-retain-0"]] and unlearning["recall_probes"] == 2
+    assert all(len(answers) == 1 for answers in unlearning["paraphrase_answers"].values())
+    assert all(scores["forgotten, reworded"]["completion_items"] == 0 for scores in unlearning["scores"].values())
+    assert "asked in other words (1 hand-written paraphrases" in (written["governance"] / "report.md").read_text()
     assert private["recall"] == 1.0 and private["files_holding_canaries"]["redacted canary, any file"] == []
     assert private["files_holding_canaries"]["any canary, outside the memory store"] == []
     assert governance["injection"]["untrusted"]["quarantined"] == governance["injection"]["flagged"] > 0

@@ -38,6 +38,7 @@ from typing import Any
 from lifelong.bench.arms import make_mind, naive_arm, sleep_once
 from lifelong.bench.canaries import plant_canaries
 from lifelong.bench.context import DEFAULT_STRATEGY, Bench, fact_record
+from lifelong.bench.forget_paraphrases import PARAPHRASES
 from lifelong.bench.measure import MAX_ANSWER_TOKENS
 from lifelong.bench.output import markdown_table, paired_bars
 from lifelong.evaluate.knowledge import QA, cloze_correct
@@ -78,11 +79,20 @@ def completion_prompt(qa: QA) -> str | None:
     return prefix if len(prefix.split()) >= 3 else None
 
 
-def fact_probes(lm: LanguageModel, qas: Sequence[QA]) -> list[dict[str, Any]]:
-    """Per fact: the closed-book answer's containment and ROUGE-L, and whether completing the
-    sentence up to the key span produces it."""
+def paraphrased(qas: Sequence[QA], rows: Sequence[dict[str, Any]]) -> list[QA]:
+    """The facts of `qas` that have a hand-written paraphrase (bench/forget_paraphrases.py), each
+    asked in those other words: same reference answer, same key span."""
+    ids = {}
+    for row in rows:
+        ids.setdefault(row.get("question"), row.get("id"))
+    return [dataclasses.replace(qa, question=PARAPHRASES[ids[qa.question]]) for qa in qas if ids.get(qa.question) in PARAPHRASES]
+
+
+def fact_probes(lm: LanguageModel, qas: Sequence[QA], complete: bool = True) -> list[dict[str, Any]]:
+    """Per fact: the closed-book answer's containment and ROUGE-L, and (with `complete`) whether
+    completing the sentence up to the key span produces it."""
     answers = lm.generate_batch([closed_book(qa.question) for qa in qas], max_new_tokens=MAX_ANSWER_TOKENS)
-    prompts = [completion_prompt(qa) for qa in qas]
+    prompts = [completion_prompt(qa) if complete else None for qa in qas]
     asked = [p for p in prompts if p]
     completions = iter(lm.complete_batch(asked, max_new_tokens=16)) if asked else iter(())
     rows = []
@@ -115,27 +125,33 @@ def unlearning(bench: Bench) -> dict[str, Any]:
     else:
         qas = bench.data.facts(settings.governance_facts, "--governance-facts")
     forget = qas[: settings.forget_facts]
+    # the forgotten facts asked in other words: forgetting must not stop at the trained wording
+    reworded = paraphrased(forget, bench.data.fact_rows())
     mind = fresh_mind(bench, "unlearning", [fact_record(qa) for qa in qas])
     ids = {m.text: m.id for m in mind.memories()}
     questions = [qa.question for qa in qas]
     probes: dict[str, list[dict[str, Any]]] = {}
-    with status(f"governance: unlearning, the base on {len(qas)} facts"):
-        probes["base"] = fact_probes(bench.base, qas)
+    paraphrase_probes: dict[str, list[dict[str, Any]]] = {}
+
+    def probe(stage: str, lm: LanguageModel) -> None:
+        with status(f"governance: unlearning, {stage}"):
+            probes[stage] = fact_probes(lm, qas)
+            if reworded:
+                paraphrase_probes[stage] = fact_probes(lm, reworded, complete=False)
+
+    probe("base", bench.base)
     sleeps = [sleep_once(mind, DEFAULT_STRATEGY, settings.train(), "governance: sleep on the facts", questions,
                          settings.synthesis())["info"]]
-    with status("governance: unlearning, after the sleep"):
-        probes["after sleep"] = fact_probes(mind.language_model, qas)
+    probe("after sleep", mind.language_model)
     report = mind.forget_many([ids[qa.answer] for qa in forget])
-    with status("governance: unlearning, after the forget"):
-        probes["after forget"] = fact_probes(mind.language_model, qas)
+    probe("after forget", mind.language_model)
     texts = [qa.answer for qa in forget]
-    still_recalled = sum(any(h.memory.text in texts for h in mind.recall(qa.question, 5)) for qa in forget)
+    still_recalled = sum(any(h.memory.text in texts for h in mind.recall(qa.question, 5)) for qa in [*forget, *reworded])
     files_after_forget = files_holding(mind.path, texts)
     # with a module per topic, forgetting a whole author can take down only modules of forgotten facts: nothing to rebuild
     sleeps.append(sleep_once(mind, DEFAULT_STRATEGY, settings.train(), "governance: rebuild after the forget", questions,
                              settings.synthesis(), may_find_nothing=True)["info"])
-    with status("governance: unlearning, after the rebuild"):
-        probes["after rebuild"] = fact_probes(mind.language_model, qas)
+    probe("after rebuild", mind.language_model)
     files_after_rebuild = files_holding(mind.path, texts)
     mind.close()
     # the reference exact unlearning is judged against: the same sleep on the kept facts alone, never
@@ -144,13 +160,16 @@ def unlearning(bench: Bench) -> dict[str, Any]:
     never = fresh_mind(bench, "unlearning-never-learned", [fact_record(qa) for qa in qas[settings.forget_facts:]])
     sleeps.append(sleep_once(never, DEFAULT_STRATEGY, settings.train(), "governance: the kept facts alone, for reference",
                              questions, settings.synthesis())["info"])
-    with status("governance: unlearning, a mind that never learned the forgotten facts"):
-        probes["never learned"] = fact_probes(never.language_model, qas)
+    probe("never learned", never.language_model)
     never.close()
     n = len(forget)
-    scores = {stage: {"forgotten": group_scores(rows[:n]), "kept": group_scores(rows[n:])} for stage, rows in probes.items()}
+    scores = {stage: {"forgotten": group_scores(rows[:n]), "kept": group_scores(rows[n:]),
+                      **({"forgotten, reworded": group_scores(paraphrase_probes[stage])} if reworded else {})}
+              for stage, rows in probes.items()}
     return {"facts": len(qas), "forgotten": n, "forget_unit": settings.forget_unit, "scores": scores, "sleeps": sleeps,
-            "forget_report": report.to_dict(), "still_recalled": still_recalled,
+            "paraphrases": [qa.question for qa in reworded],
+            "paraphrase_answers": {stage: [r["answer"] for r in rows] for stage, rows in paraphrase_probes.items()},
+            "forget_report": report.to_dict(), "still_recalled": still_recalled, "recall_probes": len(forget) + len(reworded),
             "files_holding_forgotten_text": {"after forget": files_after_forget, "after rebuild": files_after_rebuild},
             "answers": {stage: [r["answer"] for r in rows] for stage, rows in probes.items()},
             "questions": questions}
@@ -352,9 +371,20 @@ FORGOTTEN = {"author": "then the {n} of them about one author forgotten (a whole
              "first": "then the first {n} forgotten (their author keeps other learned facts)"}
 
 
+def reworded_sentence(u: dict[str, Any]) -> str:
+    """How the forgotten facts asked in other words compare with the base after the rebuild."""
+    if not u.get("paraphrases"):
+        return ""
+    base, rebuilt = u["scores"]["base"]["forgotten, reworded"], u["scores"]["after rebuild"]["forgotten, reworded"]
+    never = u["scores"].get("never learned", {}).get("forgotten, reworded")
+    return (f"; asked in other words ({len(u['paraphrases'])} hand-written paraphrases, bench/forget_paraphrases.py), against the "
+            f"base: containment {rebuilt['containment'] - base['containment']:+.3f}, ROUGE-L {rebuilt['rouge_l'] - base['rouge_l']:+.3f}"
+            + (f", against the never-learned mind: ROUGE-L {rebuilt['rouge_l'] - never['rouge_l']:+.3f}" if never else ""))
+
+
 def report(results: dict[str, Any]) -> list[str]:
     u, p, q, j = results["unlearning"], results["private_data"], results["poisoning"], results["injection"]
-    rows = [[stage, group, s["containment"], s["rouge_l"], s["completion"]]
+    rows = [[stage, group, s["containment"], s["rouge_l"], None if s.get("completion_items") == 0 else s["completion"]]
             for stage, groups in u["scores"].items() for group, s in groups.items()]
     base, rebuilt, slept = u["scores"]["base"], u["scores"]["after rebuild"], u["scores"]["after sleep"]
     never = u["scores"].get("never learned")  # absent from runs before the reference arm
@@ -376,12 +406,13 @@ def report(results: dict[str, Any]) -> list[str]:
         + (f"; against a mind that slept on the kept facts alone and never saw them: containment "
            f"{rebuilt['forgotten']['containment'] - never['forgotten']['containment']:+.3f}, ROUGE-L "
            f"{rebuilt['forgotten']['rouge_l'] - never['forgotten']['rouge_l']:+.3f}" if never else "")
+        + reworded_sentence(u)
         + f". Kept facts after the "
         f"rebuild keep {kept_ratio:.2f} of their post-sleep containment (target >= 0.95); {kept_unchanged} of "
         f"{len(answers['after sleep']) - n} kept facts are answered word for word as after the first sleep"
         + (f" (modules per topic: {topics[0]} after the first sleep, {topics[1]} rebuilt)" if any(topics) else "")
-        + ". Forgotten facts still retrieved: "
-        f"{u['still_recalled']}; files still holding a forgotten text after the forget: {len(u['files_holding_forgotten_text']['after forget'])}, "
+        + ". Forgotten facts still retrieved (top 5, asked "
+        f"{'in both wordings' if u.get('paraphrases') else 'as learned'}): {u['still_recalled']} of {u.get('recall_probes', u['forgotten'])}; files still holding a forgotten text after the forget: {len(u['files_holding_forgotten_text']['after forget'])}, "
         f"after the rebuild: {len(u['files_holding_forgotten_text']['after rebuild'])}. Sleeps promoted: "
         f"{sum(bool(s['activated']) for s in u['sleeps'])}/{sum(s['version'] is not None for s in u['sleeps'])}"
         + ("; the rebuild had nothing to consolidate (the forget took down only modules of forgotten facts)"
