@@ -177,6 +177,10 @@ def test_versions_and_rollback_commands(run_cli, mind_dir: str, tiny_model_dir: 
     code, _, err = run_cli("sleep", "--strategy", "magic", "--mind", mind_dir)
     assert code == 2
     _one_line_error(err, "strategy 'magic' is not known")
+    for command in (("sleep", "--mind", mind_dir), ("bench", "governance", "--quick")):  # refused before any model loads
+        code, _, err = run_cli(*command, "--attention", "flash")
+        assert code == 2
+        _one_line_error(err, "--attention 'flash' is not one of sdpa, eager")
 
 
 USAGE_MISTAKES = [

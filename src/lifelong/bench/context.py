@@ -41,7 +41,7 @@ SQUAD_MODES = ("many", "single", "implications", "implications-passage", "implic
 # it had then, so its checkpoints stay resumable, and a run at any other value (a later default
 # included) never resumes one of them.
 # (topic_modules is not about synthesis, but it reaches every lifelong sleep the same way)
-STUDY_KNOBS = {"forget_unit": "first"}  # the same rule: a study design's value before the knob existed
+STUDY_KNOBS = {"forget_unit": "first", "attention": None}  # the same rule: a study design's value before the knob existed
 SYNTHESIS_KNOBS = {"questions_per_memory": 1, "content_cloze": False, "recite": False, "context_distractors": 2, "topic_modules": False}
 
 
@@ -78,6 +78,7 @@ class BenchSettings:
     recite: bool = SleepConfig().recite
     context_distractors: int = SleepConfig().context_distractors
     topic_modules: bool = False  # one module per sleep, as every run before the knob
+    attention: str | None = None  # the training loop's attention kernel (TrainConfig.attention); None: the model's
     seed: int = 0
     model: str = "smollm2-135m"
 
@@ -118,7 +119,7 @@ class BenchSettings:
             raise InputError(f"--squad-modes has {', '.join(sorted(unknown))}; use {', '.join(SQUAD_MODES)}")
 
     def train(self) -> TrainConfig:
-        config = TrainConfig(epochs=self.epochs, seed=self.seed)
+        config = TrainConfig(epochs=self.epochs, seed=self.seed, attention=self.attention)
         if self.model == "tiny":  # the tiny model's 512-token window and byte tokenizer
             from dataclasses import replace
 

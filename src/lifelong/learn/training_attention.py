@@ -17,6 +17,12 @@ from collections.abc import Iterator
 from typing import Any
 
 
+# the kernels a user may name for training (`sleep --attention`, `bench --attention`): the
+# model's default and the one measured faster on packed rows; others exist in transformers but
+# were never measured here
+TRAINING_ATTENTION_KERNELS = ("sdpa", "eager")
+
+
 def attention_implementation(causal_lm: Any) -> str:
     """The attention kernel a transformers model runs now ("sdpa", "eager", ...)."""
     return str(getattr(causal_lm.config, "_attn_implementation", None) or "sdpa")
