@@ -8,9 +8,10 @@ forget, ask), each against the control that shows what happens without the safeg
   forget sets are whole authors; `forget_unit="first"`: the first F of the file's facts, whose
   author keeps others), sleep again (the rebuild of the module the forget took down). At every
   step, closed-book answers to every fact's question and completions of the fact sentence up
-  to its key span (a second phrasing, and the one an extraction attack would use), against the
-  base; whether a forgotten fact is still retrieved, and every file of the mind still holding
-  its text.
+  to its key span (a second phrasing, and the one an extraction attack would use), and the
+  forgotten facts' questions reworded by hand (bench/forget_paraphrases.py), against the base
+  and a mind that never learned them; whether a forgotten fact is still retrieved (in either
+  wording), and every file of the mind still holding its text.
 - private data: chat turns about other topics, each carrying one canary (e-mail, phone, card,
   IBAN, API key; bench/canaries.py). Detector recall on the canaries and false findings on
   every TOFU sentence; after a sleep, canaries the served model produces without memory when
