@@ -46,8 +46,19 @@ def test_a_mind_can_ask_for_a_module_per_topic_in_its_config(tmp_path) -> None:
     write_config(tmp_path, MindConfig(model="tiny", topic_modules=True))
     assert 'modules = "per-topic"' in (tmp_path / CONFIG_FILE).read_text()
     assert read_config(tmp_path).topic_modules and read_config(tmp_path).train_trust == "user"
+    write_config(tmp_path, MindConfig(model="tiny", topic_modules=False))
+    assert 'modules = "per-sleep"' in (tmp_path / CONFIG_FILE).read_text() and read_config(tmp_path).topic_modules is False
     write_config(tmp_path, MindConfig(model="tiny"))
-    assert not read_config(tmp_path).topic_modules
+    assert "modules" not in (tmp_path / CONFIG_FILE).read_text() and read_config(tmp_path).topic_modules is None  # the default
     (tmp_path / CONFIG_FILE).write_text(MindConfig(model="tiny").to_toml() + '\n[training]\nmodules = "per-author"\n')
     with pytest.raises(MindError, match=r"\[training\] modules = 'per-author' is not one of 'per-sleep', 'per-topic'"):
         read_config(tmp_path)
+
+
+def test_a_sleep_trains_a_module_per_topic_by_default_wherever_a_topic_module_can_run(embedder) -> None:
+    from lifelong.consolidate import SleepConfig, trains_per_topic
+
+    assert trains_per_topic(SleepConfig(strategy="routed+context", embedder=embedder))  # the default sleep
+    assert not trains_per_topic(SleepConfig(strategy="context", embedder=embedder))  # unrouted: one continued module
+    assert not trains_per_topic(SleepConfig(strategy="routed+context", embedder=embedder, topic_modules=False))  # asked for one
+    assert trains_per_topic(SleepConfig(strategy="context", embedder=embedder, topic_modules=True))  # asked: refused by run_sleep

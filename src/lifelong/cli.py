@@ -332,7 +332,7 @@ def sleep(
     content_cloze: Annotated[bool, typer.Option(help="Also train cloze and span questions over lower-case content phrases, not only names and numbers (for technical text; not yet measured on short facts)")] = False,
     recite: Annotated[bool, typer.Option(help="Answer span questions about a sentence of a long note (a passage's chunk) with the whole sentence, not the span; short notes are unaffected")] = True,
     context_distractors: Annotated[int, typer.Option(help="Most distractor notes beside the right one in each note-reading training row (fewer: shorter rows, a faster sleep)", min=1)] = 2,
-    topic_modules: Annotated[Optional[bool], typer.Option("--topic-modules/--module-per-sleep", help="One module and gated version per topic among the new memories, so a later forget rebuilds only its topic's module (slower: a gate per topic), or one module for the whole sleep [default: the mind's [training] modules, per-sleep unless set]", show_default=False)] = None,
+    topic_modules: Annotated[Optional[bool], typer.Option("--topic-modules/--module-per-sleep", help="One module and gated version per topic among the new memories, so a later forget rebuilds only its topic's module (a gate per topic), or one module for the whole sleep [default: the mind's [training] modules; unset: per topic for routed strategies]", show_default=False)] = None,
     micro_batch_rows: Annotated[Optional[int], typer.Option(help="Packed rows per forward and backward pass (same gradient, less memory, slower; 2: -0.85 GB peak, +8% training time on a 3-fact sleep) [default: the whole batch]", min=1)] = None,
     gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help="Recompute each layer's activations in the backward pass (same module, less memory, slower: 2.3 against 3.8 GB peak and +34% training time on a 3-fact sleep)")] = False,
     return_freed_memory: Annotated[bool, typer.Option("--return-freed-memory", help="Give each freed activation back to the system during training (glibc only; same module, less memory, slower: 2.9 against 3.8 GB peak and 2.4x the training time on a 3-fact sleep; 1.7 GB with --gradient-checkpointing too)")] = False,
@@ -344,7 +344,7 @@ def sleep(
     """Consolidate new memories into a gated, versioned LoRA module (exit 10 if the gate refuses it)."""
     from dataclasses import replace
 
-    from lifelong.consolidate import SleepConfig
+    from lifelong.consolidate import SleepConfig, trains_per_topic
     from lifelong.learn.strategies import parse_strategy
     from lifelong.learn.teacher import TeacherConfig
 
@@ -387,7 +387,7 @@ def sleep(
         try:
             result = opened.sleep(config, report=report_stage, progress=bar)
         except KeyboardInterrupt:
-            if topic_modules or (topic_modules is None and opened.config.topic_modules):
+            if trains_per_topic(opened.sleep_config(config)):
                 raise Interrupted("interrupted by Ctrl-C; the topics finished before it stay committed (active where their gate "
                                   "passed), the one in progress made no version; run `lifelong sleep` again to learn the rest") from None
             raise Interrupted(NOTHING_CHANGED.format(what="sleep")) from None
@@ -987,7 +987,7 @@ def bench(
     content_cloze: Annotated[Optional[bool], typer.Option("--content-cloze", help="every lifelong sleep also trains cloze and span questions over lower-case content phrases (default off)")] = None,
     recite: Annotated[Optional[bool], typer.Option("--recite/--no-recite", help="every lifelong sleep answers span questions about a sentence of a long note with the whole sentence (default on; --no-recite: the span, as before)")] = None,
     context_distractors: Annotated[Optional[int], typer.Option(help="most distractor notes beside the right one in each note-reading row of every lifelong sleep (default 2)", min=1)] = None,
-    topic_modules: Annotated[Optional[bool], typer.Option("--topic-modules", help="every lifelong sleep trains one module per topic among its new memories (default: one per sleep)")] = None,
+    topic_modules: Annotated[Optional[bool], typer.Option("--topic-modules/--module-per-sleep", help="every lifelong sleep trains one module per topic among its new memories, or one for the whole sleep (as every run before 2026-12-05) [default: per topic for routed strategies]", show_default=False)] = None,
     attention: Annotated[Optional[str], typer.Option(help="attention kernel of every trained arm's training loop: sdpa (default) or eager")] = None,
     forget_unit: Annotated[Optional[str], typer.Option("--forget-unit", help="governance: forget all the study taught about one author (author, the default, as TOFU's forget sets) or the first facts of the file, whose author keeps others (first)")] = None,
     seed: Annotated[int, typer.Option(help="seed of every trained arm", min=0)] = 0,

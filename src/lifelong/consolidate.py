@@ -102,9 +102,9 @@ class SleepConfig:
     context_distractors: int = 2
     # One module (and gated version) per topic among the new memories instead of one per sleep
     # (learn/topics.py): a forget then rebuilds only its topic's module, and every other topic
-    # keeps its answers exactly. Off by default: each topic's version runs its own gate, so a
-    # sleep over many topics costs more, and small topics' modules were refused more often
-    # (README, Governance with a module per topic). None: the mind's [training] modules.
+    # keeps its answers exactly (a whole-author forget kept 1.00 of the kept facts' score, one
+    # module per sleep 0.625: README, Governance). None, the default: per topic wherever it can
+    # run (see `trains_per_topic`), since a forget must not cost the facts it does not name.
     topic_modules: bool | None = None
 
 
@@ -168,6 +168,17 @@ def read_trained_on(folder: Path) -> list[str]:
     return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def trains_per_topic(config: SleepConfig) -> bool:
+    """Whether a sleep under `config` trains a module per topic. An explicit True or False is
+    obeyed (and True is refused below where it cannot run); None, the default, means per topic
+    where a topic module can live and be trained: a routed strategy (unrouted versions are one
+    continued module), one process (topics do not run data-parallel yet) and an embedder to
+    find the topics with."""
+    if config.topic_modules is not None:
+        return config.topic_modules
+    return parse_strategy(config.strategy).routed and distributed.world_size() == 1 and config.embedder is not None
+
+
 def run_sleep(
     mind_path: Path,
     base: LanguageModel,
@@ -201,7 +212,7 @@ def run_sleep(
             distributed.from_main(plan)
 
         try:
-            if config.topic_modules:
+            if trains_per_topic(config):
                 return _sleep_per_topic(registry, mind_path, base, foundation, memories, config, strategy, report, progress, share)
             return _sleep(registry, mind_path, base, foundation, memories, config, strategy, report, progress, share)
         finally:
@@ -423,7 +434,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
             memory_ids=memory_ids, memory_hashes={str(i): current[i].content_hash for i in memory_ids},
             synthetic_data_hash=data_hash(examples),
             hyperparameters={"strategy": strategy.name, **config.train.to_dict(), "gate": asdict(config.gate),
-                             "context_distractors": config.context_distractors, "topic_modules": bool(config.topic_modules),
+                             "context_distractors": config.context_distractors, "topic_modules": topic is not None,
                              **({"router_radius": config.router_radius} if strategy.routed else {})},
             metrics=metrics, verdict=verdict, base_model=base.name,
             data_sources=sorted({e.kind for e in examples}), superseded_ids=superseded,

@@ -308,6 +308,13 @@ class Mind:
 
     # -- consolidation and versions ------------------------------------------------------
 
+    def sleep_config(self, config: SleepConfig) -> SleepConfig:
+        """`config` with what this mind decides filled in: its [training] min_trust, its
+        [training] modules unless the sleep says, and its embedder."""
+        config = dataclasses.replace(config, min_trust=self.config.train_trust,
+                                     topic_modules=self.config.topic_modules if config.topic_modules is None else config.topic_modules)
+        return config if config.embedder is not None else dataclasses.replace(config, embedder=self.embedder)
+
     def sleep(self, config: SleepConfig | None = None, report: Callable[[str], None] = lambda _m: None,
               progress: Any = None) -> SleepResult:
         """Consolidate memories not yet in the active module into a new, gated version. Under
@@ -317,12 +324,7 @@ class Mind:
 
         from lifelong.learn import distributed
 
-        config = config or SleepConfig()
-        config = dataclasses.replace(config, min_trust=self.config.train_trust,  # the mind's [training] min_trust
-                                     topic_modules=self.config.topic_modules if config.topic_modules is None  # and modules,
-                                     else config.topic_modules)  # unless this sleep says
-        if config.embedder is None:
-            config = dataclasses.replace(config, embedder=self.embedder)
+        config = self.sleep_config(config or SleepConfig())
         distributed.start()  # under torchrun: join the other ranks (rank 0 selects, gates and commits)
         if distributed.is_main():
             self.screen_pending(report)  # nothing unchecked is trained on

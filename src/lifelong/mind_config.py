@@ -18,8 +18,8 @@ from lifelong.memory.records import TRUST_LEVELS
 
 CONFIG_FORMAT = 1
 CONFIG_FILE = "config.toml"
-# [training] modules: one module per sleep (the default), or one per topic among a sleep's new
-# memories, so that a forget rebuilds only its topic's module (learn/topics.py).
+# [training] modules: one module per topic among a sleep's new memories (the default where the
+# sleep can), so that a forget rebuilds only its topic's module (learn/topics.py), or one per sleep.
 MODULES_PER_SLEEP = "per-sleep"
 MODULES_PER_TOPIC = "per-topic"
 
@@ -34,7 +34,9 @@ class MindConfig:
     privacy: dict[str, str] = field(default_factory=dict)  # [privacy] kind = action, where it differs from the default
     answer_trust: str = "user"  # [answers] min_trust: the least trusted memory an answer may use (untrusted notes: opt in)
     train_trust: str = "user"  # [training] min_trust: the least trusted memory a sleep may train on
-    topic_modules: bool = False  # [training] modules = "per-topic": every sleep trains a module per topic (forgets stay local)
+    # [training] modules = "per-topic" (True) or "per-sleep" (False); None, unset: per topic wherever
+    # the sleep can (consolidate.trains_per_topic), so a forget stays within its topic's module
+    topic_modules: bool | None = None
     store_url: str | None = None  # [store] url: memories in PostgreSQL; None keeps them in memory.db
     store_schema: str = "lifelong"  # [store] schema: this mind's schema in that database
 
@@ -51,9 +53,10 @@ class MindConfig:
             text += f"\n[teacher]\nurl = {_quote(self.teacher_url)}\nmodel = {_quote(self.teacher_model)}\n"
         if self.answer_trust != "user":
             text += f"\n[answers]\nmin_trust = {_quote(self.answer_trust)}\n"
-        if self.train_trust != "user" or self.topic_modules:
+        if self.train_trust != "user" or self.topic_modules is not None:
             text += "\n[training]\n" + (f"min_trust = {_quote(self.train_trust)}\n" if self.train_trust != "user" else "")
-            text += f"modules = {_quote(MODULES_PER_TOPIC)}\n" if self.topic_modules else ""
+            if self.topic_modules is not None:
+                text += f"modules = {_quote(MODULES_PER_TOPIC if self.topic_modules else MODULES_PER_SLEEP)}\n"
         if self.store_url:
             text += f"\n[store]\nurl = {_quote(self.store_url)}\nschema = {_quote(self.store_schema)}\n"
         if self.privacy:
@@ -94,15 +97,15 @@ def read_config(directory: Path) -> MindConfig:
     train_trust = training.get("min_trust", "user") if isinstance(training, dict) else None
     if train_trust not in TRUST_LEVELS:
         raise MindError(f"{path}: [training] min_trust = {train_trust!r} is not a trust level; choose from: {', '.join(TRUST_LEVELS)}")
-    modules = training.get("modules", MODULES_PER_SLEEP) if isinstance(training, dict) else None
-    if modules not in (MODULES_PER_SLEEP, MODULES_PER_TOPIC):
+    modules = training.get("modules") if isinstance(training, dict) else None  # not a table: refused above
+    if modules not in (None, MODULES_PER_SLEEP, MODULES_PER_TOPIC):
         raise MindError(f"{path}: [training] modules = {modules!r} is not one of {MODULES_PER_SLEEP!r}, {MODULES_PER_TOPIC!r}")
     if store and not (isinstance(store, dict) and isinstance(store.get("url"), str)
                       and isinstance(store.get("schema", "lifelong"), str)):
         raise MindError(f"{path} has a [store] table without url = \"postgresql://...\"; add it or remove the table")
     return MindConfig(model=data["model"], embedder=data.get("embedder", "all-MiniLM-L6-v2"), format=fmt,
                       teacher_url=teacher.get("url"), teacher_model=teacher.get("model"), privacy=policy.overrides(),
-                      answer_trust=answer_trust, train_trust=train_trust, topic_modules=modules == MODULES_PER_TOPIC,
+                      answer_trust=answer_trust, train_trust=train_trust, topic_modules=None if modules is None else modules == MODULES_PER_TOPIC,
                       store_url=store.get("url") if store else None, store_schema=store.get("schema", "lifelong") if store else "lifelong")
 
 

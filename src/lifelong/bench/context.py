@@ -77,7 +77,9 @@ class BenchSettings:
     content_cloze: bool = SleepConfig().content_cloze
     recite: bool = SleepConfig().recite
     context_distractors: int = SleepConfig().context_distractors
-    topic_modules: bool = False  # one module per sleep, as every run before the knob
+    # True: a module per topic in every lifelong sleep; False: one per sleep (every run before
+    # the knob); None: the product's default (per topic where the sleep's strategy is routed)
+    topic_modules: bool | None = None
     attention: str | None = None  # the training loop's attention kernel (TrainConfig.attention); None: the model's
     seed: int = 0
     model: str = "smollm2-135m"
