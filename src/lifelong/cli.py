@@ -322,7 +322,7 @@ def _print_result(result: Any, json_output: bool) -> None:
 
 @app.command()
 def sleep(
-    strategy: Annotated[Optional[str], typer.Option(help="Strategy components joined with '+': " + ", ".join(KNOWN_STRATEGY_COMPONENTS) + " (default routed+context: one module per sleep, used only on inputs near its memories, trained to read retrieved notes)")] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="Strategy components joined with '+': " + ", ".join(KNOWN_STRATEGY_COMPONENTS) + " (default routed+context: one module per topic among the new memories, used only on inputs near its memories, trained to read retrieved notes)")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Passes over the synthesised data", min=1)] = None,
     layers: Annotated[Optional[int], typer.Option(help="Adapt only the last N decoder layers [default: all]", min=1)] = None,
     teacher_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint that writes extra training data, e.g. http://localhost:8000/v1")] = None,

@@ -362,7 +362,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     report(f"synthesised {len(examples)} examples ({len(replay)} for replay)")
     clock.lap("synthesis")
 
-    # 3. train the candidate: a fresh module per sleep when routed, else the active one continued
+    # 3. train the candidate: a fresh module per sleep (or topic) when routed, else the active one continued
     parent_adapter = None
     if not strategy.routed and parent and parent.kind == "module" and not parent.modules:
         parent_adapter = registry.path(parent_id) / ADAPTER

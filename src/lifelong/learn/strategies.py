@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 
 COMPONENTS: dict[str, str] = {
     "naive": "answer loss on the synthesised examples only",
-    "routed": "one module per sleep, acting only on inputs near its memories (a router with a radius); "
+    "routed": "a fresh module per sleep (one per topic among its memories by default), acting only on inputs near its memories (a router with a radius); "
               "the exact base weights answer everything else",
     "distill": "learn the frozen model's top-k next-token distribution over each answer with the memory in its "
                "prompt (soft targets), beside the answer itself",
