@@ -1,9 +1,11 @@
 """The default trainer against one variant of it, on the examples a real sleep wrote,
 alternating the two so a machine whose speed drifts within the hour treats both alike.
 
-Variants: `compiled` (`TrainConfig.compile_layers`, `lifelong sleep --compile`) and
+Variants: `compiled` (`TrainConfig.compile_layers`, `lifelong sleep --compile`),
 `eager-attention` (`TrainConfig.attention="eager"`: transformers' matmul-and-softmax attention
-in place of PyTorch's fused kernel, for the packed rows' block masks). Each run trains a fresh
+in place of PyTorch's fused kernel, for the packed rows' block masks) and `unshared-prefixes`
+(`TrainConfig.share_prefixes=False`: every packed example computes its own chat-template
+opening, as the trainer did before shared openings; a speed-up below 1 is the default's gain). Each run trains a fresh
 LoRA module from the same seed for --epochs passes; the final losses show the two learned alike.
 
 Dynamo keeps what it compiled for the decoder layers' shared code for the rest of the process,
@@ -13,7 +15,7 @@ speed-up and the speed-up a new process would see, the warm-up's seconds added t
 median. Writes results/trainer_variants/<UTC timestamp>/results.json (the first runs of the
 compiled variant, under this script's earlier name, are in results/compiled_training/).
 
-    .venv/bin/python benchmarks/trainer_variants.py MIND/versions/vN/training_data.jsonl [--variant compiled] [--epochs 2] [--repeats 2] [--examples N]
+    .venv/bin/python benchmarks/trainer_variants.py MIND/versions/vN/training_data.jsonl [--variant compiled|eager-attention|unshared-prefixes] [--epochs 2] [--repeats 2] [--examples N]
 """
 
 from __future__ import annotations
@@ -32,13 +34,14 @@ from lifelong.learn.trainer import TrainConfig, attach_lora, train_module
 from lifelong.model.language_model import LanguageModel, weight_sharing_copy
 from lifelong.model.loader import load_model
 
-VARIANTS = {"compiled": {"compile_layers": True}, "eager-attention": {"attention": "eager"}}
+VARIANTS = {"compiled": {"compile_layers": True}, "eager-attention": {"attention": "eager"},
+            "unshared-prefixes": {"share_prefixes": False}}
 
 
 def train_once(lm: LanguageModel, examples: list, config: TrainConfig) -> dict[str, float]:
     candidate = attach_lora(LanguageModel(weight_sharing_copy(lm.model), lm.tokenizer, lm.name, lm.needs_bos), config)
     stats = train_module(lm, candidate, examples, parse_strategy("routed+context"), config)
-    return {"seconds": stats.seconds, "tokens": stats.tokens, "tokens_per_second": stats.tokens_per_second,
+    return {"seconds": stats.seconds, "tokens": stats.tokens, "computed_tokens": stats.computed_tokens, "tokens_per_second": stats.tokens_per_second,
             "final_loss": stats.final_loss, "compiled": stats.compiled_layers, "attention": stats.attention,
             "precision": stats.precision}
 
@@ -63,6 +66,7 @@ def main() -> None:
         runs[args.variant].append(train_once(lm, examples, variant))
     rows = {name: {"median_s": statistics.median(r["seconds"] for r in each),
                    "runs_s": [r["seconds"] for r in each], "tokens": each[0]["tokens"],
+                   "computed_tokens": each[0]["computed_tokens"],
                    "median_tokens_per_second": statistics.median(r["tokens_per_second"] for r in each),
                    "final_loss": [r["final_loss"] for r in each], "attention": each[0]["attention"],
                    "compiled": each[0]["compiled"]} for name, each in runs.items()}
@@ -75,8 +79,8 @@ def main() -> None:
                                        "matmul_peak": {"before": peak, "after": peaks()}, "examples": len(examples),
                                        "epochs": args.epochs, "warm_up": warm_up, "rows": rows,
                                        "speed_up_steps": speed_up, "speed_up_new_process": with_warm_up})
-    print_table("trainer_variants", ["trainer", "median s", "runs s", "tokens", "tokens/s", "final loss"],
-                [[name, r["median_s"], ", ".join(f"{s:.1f}" for s in r["runs_s"]), r["tokens"], r["median_tokens_per_second"],
+    print_table("trainer_variants", ["trainer", "median s", "runs s", "tokens", "computed", "tokens/s", "final loss"],
+                [[name, r["median_s"], ", ".join(f"{s:.1f}" for s in r["runs_s"]), r["tokens"], r["computed_tokens"], r["median_tokens_per_second"],
                   ", ".join(f"{x:.3f}" for x in r["final_loss"])] for name, r in rows.items()])
     print(f"{args.variant}: {speed_up:.2f}x the default trainer's steps"
           + (f"; {with_warm_up:.2f}x with the warm-up's compile ({paid:.1f} s), as a new process pays it" if warm_up else "")

@@ -258,6 +258,45 @@ def test_packed_rows_give_the_same_loss_as_one_example_per_row() -> None:
     assert packed[1:] == alone[1:]
 
 
+def test_packed_rows_lay_out_a_shared_opening_once_with_the_loss_and_gradients_of_examples_alone() -> None:
+    from lifelong.learn.packing import pack_rows, row_tokens, shared_prefix
+    from lifelong.learn.synthesis import context_examples
+
+    lm = build_tiny_model()
+    memories = [_memory(1, FACT), _memory(2, "Ilse Varnor keeps bees on the roof of the Brno opera house.")]
+    examples = synthesise(memories)
+    examples += context_examples(examples, memories, distractors=1, seed=0)  # two openings: with notes and without
+    encoded = [s for s in (encode_example(lm, e, 512) for e in examples) if s]
+    rows = pack_rows(encoded, 512, share_prefixes=True)
+    assert sorted(map(id, (s for row in rows for s in row))) == sorted(map(id, encoded))  # every example, once
+    assert all(row_tokens(row, True) <= 512 for row in rows)
+    assert all(shared_prefix(row) < min(start for _, start in row) for row in rows)  # answers stay their own
+    saved = sum(len(ids) for ids, _ in encoded) - sum(row_tokens(row, True) for row in rows)
+    assert saved > 0.1 * sum(len(ids) for ids, _ in encoded)  # the openings are a real share of the tokens
+    peft_model = attach_lora(LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, "tiny"), TrainConfig(rank=4, bf16=False))
+    with torch.no_grad():  # B starts at zero, which would leave A without gradient
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=torch.Generator().manual_seed(0)) * 0.02)
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+
+    def loss_and_gradient(**packing: object) -> tuple[object, list[torch.Tensor]]:
+        for p in params:
+            p.grad = None
+        parts = answer_loss_parts(peft_model, encoded, lm.tokenizer.pad_token_id, **packing)
+        parts.answer_sum.backward()
+        return parts, [p.grad.clone() for p in params]
+
+    alone, alone_gradient = loss_and_gradient(pack_length=None)
+    shared, shared_gradient = loss_and_gradient(pack_length=512, share_prefixes=True)
+    assert float(shared.answer_sum) == pytest.approx(float(alone.answer_sum), rel=1e-5)
+    assert (shared.answer_tokens, shared.tokens) == (alone.answer_tokens, alone.tokens)
+    assert shared.computed_tokens == alone.computed_tokens - saved
+    # a summed loss has large gradients: equal up to float rounding, relative to each one's largest entry
+    assert all(float((a - b).abs().max()) <= 1e-5 * float(a.abs().max()) for a, b in zip(alone_gradient, shared_gradient, strict=True))
+    assert any(float(a.abs().max()) > 0 for a in alone_gradient)
+
+
 def test_ewc_penalty_equals_the_elementwise_sum_under_its_fisher_approximation() -> None:
     from lifelong.learn.weight_anchor import WeightAnchor, lora_factors
 

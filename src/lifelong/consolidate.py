@@ -404,6 +404,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     gate_metrics, closed_book_answers, gate_seconds = measure_candidate(
         candidate, parent_lm, base, new, old, retention, new_probes, on_base=foundation is base, recorded=recorded)
     metrics = {**gate_metrics.to_dict(), "train_seconds": stats.seconds, "train_tokens": stats.tokens,
+               "computed_tokens": stats.computed_tokens,  # train_tokens less the shared openings laid out once
                "tokens_per_second": stats.tokens_per_second, "final_loss": stats.final_loss, "examples": len(examples),
                "precision": stats.precision, "attention": stats.attention, "training_processes": ranks,
                **({"freed_memory_returned": stats.freed_memory_returned} if config.train.return_freed_memory else {}),

@@ -45,6 +45,7 @@ def run(bench: Bench) -> dict[str, Any]:
         metrics = slept["info"]["gate_metrics"]
         rows[f"lifelong sleep ({each}): synthesis + training + gate"] = {
             "seconds": slept["info"]["sleep_seconds"], "train_seconds": metrics["train_seconds"], "tokens": metrics["train_tokens"],
+            "computed_tokens": metrics.get("computed_tokens", metrics["train_tokens"]),
             "tokens_per_second": metrics["tokens_per_second"], **peak.to_dict()}
         timed = metrics.get("stage_seconds", {})
         stages[each] = {**timed, "commit": max(0.0, slept["info"]["sleep_seconds"] - sum(timed.values()))}
@@ -68,7 +69,7 @@ def run(bench: Bench) -> dict[str, Any]:
             stats = train_module(bench.base, model, examples, parse_strategy(objective), config, replay=replay)
         flops = training_flops_per_token(model)  # the same LoRA shape in every trainer row
         rows[name] = {"seconds": stats.seconds, "train_seconds": stats.seconds, "tokens": stats.tokens,
-                      "tokens_per_second": stats.tokens_per_second, **peak.to_dict()}
+                      "computed_tokens": stats.computed_tokens, "tokens_per_second": stats.tokens_per_second, **peak.to_dict()}
         del model, lm
     release_memory()
     with status("cost: naive PEFT loop on the same examples, 1 epoch"), PeakMemory() as peak:
@@ -81,8 +82,9 @@ def run(bench: Bench) -> dict[str, Any]:
     rows[f"naive fine-tune on raw text (baseline arm), {train.epochs} epoch(s)"] = {**stats, "train_seconds": stats["seconds"], **peak.to_dict()}
     peak_after = peaks()
     peak = {key: max(peak_before[key], peak_after[key]) for key in peak_before}
-    for row in rows.values():
-        row.update(utilisation(row["tokens_per_second"], flops, peak))
+    for row in rows.values():  # FLOPs are spent on the positions computed: shared openings once
+        computed = row.get("computed_tokens", 0) / row["train_seconds"] if row.get("computed_tokens") and row["train_seconds"] else 0.0
+        row.update(utilisation(computed or row["tokens_per_second"], flops, peak))
     return {"facts": len(qas), "examples": len(examples), "replay_examples": len(replay), "rows": rows,
             "sleep_verdict": verdicts[strategy], "sleep_verdicts": verdicts, "sleep_stage_seconds": stages,
             "sleep_gate_seconds": gate_parts,
@@ -96,7 +98,7 @@ def report(results: dict[str, Any]) -> list[str]:
     peak = results.get("matmul_peak", {}).get("before")
     utilisation_note = ([f"MFU: useful FLOPs per trained token ({results['flops_per_trained_token'] / 1e9:.2f} GFLOP: transformer "
                          f"linear layers forward and input-gradient, LoRA factors; attention and the LM head not counted) times "
-                         f"tokens/s, over the faster matmul peak measured in this run (2048^3: bf16 {peak['bf16_gflops']:.0f} "
+                         f"the positions computed per second (a packed row's shared opening once, learn/packing.py), over the faster matmul peak measured in this run (2048^3: bf16 {peak['bf16_gflops']:.0f} "
                          f"GFLOP/s, fp32 {peak['fp32_gflops']:.0f}).", ""] if peak else [])
     return [f"{results['facts']} TOFU facts; the default strategy's sleep synthesised {results['examples']} examples (plus "
             f"{results['replay_examples']} rehearsal examples for replay). The trainer rows retrain on those examples for one "

@@ -66,14 +66,14 @@ def teacher_targets(lm: LanguageModel, examples: Sequence[TrainingExample], segm
 
 
 def soft_cross_entropy(logits: torch.Tensor, batch: Sequence[Segment], capacity: int | None,
-                       targets: Mapping[int, SoftTargets]) -> tuple[torch.Tensor, int] | None:
+                       targets: Mapping[int, SoftTargets], share_prefixes: bool = False) -> tuple[torch.Tensor, int] | None:
     """Cross-entropy of the student's answer-position distributions against the teacher's top-k
     (renormalised), summed over the answer tokens that have targets, with their count. `logits` are the
     student's at the answer positions of `batch` packed as `build_batch` packs it; `targets`
     is keyed by `id()` of each segment object."""
     losses = []
     offset = 0
-    for row in pack_rows(batch, capacity):
+    for row in pack_rows(batch, capacity, share_prefixes):
         for segment in row:
             count = len(segment[0]) - segment[1]
             soft = targets.get(id(segment))

@@ -26,7 +26,7 @@ from lifelong.learn.allocator import large_allocations_returned
 from lifelong.learn.anchors import TRAINING_CHAT, TRAINING_RAW
 from lifelong.learn.compiled_layers import compiled_decoder_layers
 from lifelong.learn.drift import continuation_log_probs, continuation_rows, kl_per_token
-from lifelong.learn.packing import Segment, build_batch, pack_rows
+from lifelong.learn.packing import Segment, build_batch, pack_rows, row_tokens
 from lifelong.learn.precision import use_bf16
 from lifelong.learn.soft_targets import SoftTargets, soft_cross_entropy, teacher_targets
 from lifelong.learn.strategies import Strategy
@@ -53,6 +53,9 @@ class TrainConfig:
     ewc_weight: float = 3e5  # chosen on SmolLM2-135M: 1e4 had no measurable effect there (the sleep study at commit 4685b11)
     replay_per_batch: int = 4  # 2 lost 3 of 13 earlier-fact probes over a second sleep (40-fact sequential study)
     pack_length: int | None = 256  # tokens per packed row; None pads each example instead
+    # Lay out once the opening a packed row's examples share (the chat template and system
+    # prompt) and let each attend to it (learn/packing.py): the same loss and gradients, fewer tokens.
+    share_prefixes: bool = True
     # Packed rows per forward and backward pass: a batch's rows run in groups of this many, the
     # gradients adding up to the whole batch's (the same sums, normalised by the whole batch's
     # token counts), so activations are held for a group at a time. None: the whole batch at once.
@@ -89,6 +92,7 @@ class TrainStats:
     freed_memory_returned: bool = False  # TrainConfig.return_freed_memory took effect (glibc only)
     compiled_layers: bool = False  # TrainConfig.compile_layers took effect (a process's first compiled run pays the compile)
     attention: str = "sdpa"  # the attention kernel the training loop ran (TrainConfig.attention)
+    computed_tokens: int = 0  # positions the model ran (`tokens` less shared openings, learn/packing.py)
 
     @property
     def tokens_per_second(self) -> float:
@@ -145,24 +149,26 @@ class LossParts:
     answer_tokens: int
     soft_sum: torch.Tensor | None
     soft_tokens: int
-    tokens: int
+    tokens: int  # the examples' tokens
+    computed_tokens: int = 0  # positions the model ran: padding left out, shared openings once
 
 
 def answer_loss_parts(peft_model: Any, batch: list[tuple[list[int], int]], pad_id: int, pack_length: int | None = None,
-                      soft_targets: Mapping[int, SoftTargets] | None = None) -> LossParts:
+                      soft_targets: Mapping[int, SoftTargets] | None = None, share_prefixes: bool = False) -> LossParts:
     """Summed cross-entropy over answer tokens, projecting only those positions through the LM
     head; with `soft_targets` (keyed by id() of a segment), the summed soft cross-entropy to the
-    teacher too."""
+    teacher too. `share_prefixes`: see learn/packing.py."""
     causal_lm = peft_model.get_base_model()
     eager = attention_implementation(causal_lm) == "eager"
-    packed = build_batch(batch, pad_id, pack_length, eager_attention=eager)
+    packed = build_batch(batch, pad_id, pack_length, eager_attention=eager, share_prefixes=share_prefixes)
     hidden = causal_lm.model(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
                              position_ids=packed.position_ids, use_cache=False).last_hidden_state  # no KV cache to fill
     mask = packed.targets != -100
     logits = causal_lm.lm_head(hidden[mask]).float()
     answer_sum = F.cross_entropy(logits, packed.targets[mask], reduction="sum")
-    soft = soft_cross_entropy(logits, batch, pack_length, soft_targets) if soft_targets else None
-    return LossParts(answer_sum, int(mask.sum()), soft[0] if soft else None, soft[1] if soft else 0, packed.tokens)
+    soft = soft_cross_entropy(logits, batch, pack_length, soft_targets, share_prefixes) if soft_targets else None
+    return LossParts(answer_sum, int(mask.sum()), soft[0] if soft else None, soft[1] if soft else 0,
+                     sum(len(ids) for ids, _ in batch), packed.tokens)
 
 
 def batch_counts(batch: Sequence[Segment], soft_targets: Mapping[int, SoftTargets] | None = None) -> tuple[int, int, int]:
@@ -174,19 +180,20 @@ def batch_counts(batch: Sequence[Segment], soft_targets: Mapping[int, SoftTarget
     return answer, soft, sum(len(ids) for ids, _ in batch)
 
 
-def micro_batches(batch: list[Segment], capacity: int | None, rows: int | None) -> list[list[Segment]]:
+def micro_batches(batch: list[Segment], capacity: int | None, rows: int | None,
+                  share_prefixes: bool = False) -> list[list[Segment]]:
     """The batch's examples in groups of at most `rows` packed rows (one group when None)."""
     if not rows or not batch:
         return [batch] if batch else []
-    packed = pack_rows(batch, capacity)
+    packed = pack_rows(batch, capacity, share_prefixes)
     return [[segment for row in packed[i:i + rows] for segment in row] for i in range(0, len(packed), rows)]
 
 
 def step_loss(peft_model: Any, batch: list[Segment], pad_id: int, config: TrainConfig,
               soft_targets: Mapping[int, SoftTargets] | None = None, kl: Any = None, anchor: Any = None,
               backward: bool = False, bf16: bool = False) -> tuple[torch.Tensor, list[float]]:
-    """This process's loss for one global batch, and the batch's (answer, soft, all) token
-    counts over every process. One process: the batch's mean answer loss plus the other terms.
+    """This process's loss for one global batch, and the batch's (answer, soft, all, computed)
+    token counts over every process. One process: the batch's mean answer loss plus the other terms.
     Data-parallel: this rank's share of the batch (learn/distributed.py), normalised by the
     whole batch's counts, so the gradients summed over ranks are the one-process gradient.
     With `backward`, each group of about `config.micro_batch_rows` rows (a group is repacked on
@@ -195,8 +202,10 @@ def step_loss(peft_model: Any, batch: list[Segment], pad_id: int, config: TrainC
     forward passes (backward runs outside it)."""
     world = distributed.world_size()
     local = distributed.shard(batch)  # the whole batch with one process
-    counts = distributed.sums(*batch_counts(local, soft_targets))
-    groups = micro_batches(local, config.pack_length, config.micro_batch_rows if backward else None)
+    groups = micro_batches(local, config.pack_length, config.micro_batch_rows if backward else None, config.share_prefixes)
+    computed = sum(row_tokens(row, config.share_prefixes) for group in groups
+                   for row in pack_rows(group, config.pack_length, config.share_prefixes))
+    counts = distributed.sums(*batch_counts(local, soft_targets), computed)
     total = torch.zeros(())
 
     def autocast() -> torch.autocast:
@@ -211,7 +220,7 @@ def step_loss(peft_model: Any, batch: list[Segment], pad_id: int, config: TrainC
 
     for group in groups:
         with autocast():
-            parts = answer_loss_parts(peft_model, group, pad_id, config.pack_length, soft_targets)
+            parts = answer_loss_parts(peft_model, group, pad_id, config.pack_length, soft_targets, config.share_prefixes)
             loss = parts.answer_sum / max(counts[0], 1)
             if parts.soft_sum is not None:
                 loss = loss + config.distill_weight * parts.soft_sum / counts[1]
@@ -318,7 +327,7 @@ def train_module(
     causal_lm = peft_model.get_base_model()
     if config.gradient_checkpointing:
         causal_lm.activation_checkpointing_enable()  # non-reentrant checkpoints: frozen inputs need no grad
-    steps = tokens = answer_tokens = 0
+    steps = tokens = answer_tokens = computed_tokens = 0
     loss_value = float("nan")
     bf16 = use_bf16(config.bf16)
     start = time.perf_counter()
@@ -338,6 +347,7 @@ def train_module(
             steps += 1
             tokens += int(counts[2])
             answer_tokens += int(counts[0])
+            computed_tokens += int(counts[3])
             loss_value = distributed.sums(float(loss.detach()))[0]
             if progress is not None:
                 progress(steps, len(plan), loss_value)
@@ -345,4 +355,4 @@ def train_module(
     if config.gradient_checkpointing:
         causal_lm.activation_checkpointing_disable()
     return TrainStats(steps, tokens, answer_tokens, time.perf_counter() - start, loss_value, "bf16" if bf16 else "fp32",
-                      returned, compiled, attention)
+                      returned, compiled, attention, computed_tokens)
