@@ -95,6 +95,8 @@ def test_every_study_runs_end_to_end_on_a_tiny_model(bench_data: Path, tmp_path:
     assert squad["modes"]["single"]["held_out"]["training_texts_checked"]["lifelong (routed+context)"] > 0
     cost = json.loads((written["cost"] / "results.json").read_text())
     assert all(row["tokens"] > 0 and row["peak_rss_mib"] > 0 for row in cost["rows"].values())
+    slept = cost["rows"]["lifelong sleep (routed+context): synthesis + training + gate"]
+    assert 0 < slept["computed_tokens"] <= slept["tokens"]  # every topic's positions, shared openings once
     assert cost["matmul_peak"]["before"]["fp32_gflops"] > 0 and cost["flops_per_trained_token"] > 0
     assert all(0 < row["mfu"] <= max(row["mfu_bf16"], row["mfu_fp32"]) for row in cost["rows"].values())
     compiled = cost["rows"]["lifelong trainer, routed+context, compiled decoder layers (compile included), 1 epoch"]
