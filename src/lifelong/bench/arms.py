@@ -98,8 +98,10 @@ def sleep_once(mind: Mind, strategy: str, train: TrainConfig, label: str, held_o
     made = [t.manifest for t in result.topics if t.manifest is not None] or [manifest]  # a sleep by topic made several
     metrics = dict(manifest.metrics)
     if len(made) > 1:  # the cost is every topic's; the gate's numbers stay the last version's (each topic's below)
-        for key in ("train_seconds", "train_tokens", "computed_tokens"):
-            metrics[key] = sum(m.metrics.get(key, m.metrics.get("train_tokens", 0) if key == "computed_tokens" else 0) for m in made)
+        for key in ("train_seconds", "train_tokens"):
+            metrics[key] = sum(m.metrics.get(key, 0) for m in made)
+        # versions made before computed_tokens was recorded computed every token
+        metrics["computed_tokens"] = sum(m.metrics.get("computed_tokens", m.metrics.get("train_tokens", 0)) for m in made)
         metrics["tokens_per_second"] = metrics["train_tokens"] / metrics["train_seconds"] if metrics["train_seconds"] else 0.0
         metrics["stage_seconds"] = {stage: sum(m.metrics.get("stage_seconds", {}).get(stage, 0.0) for m in made)
                                     for stage in manifest.metrics.get("stage_seconds", {})}

@@ -59,9 +59,9 @@ def row_tokens(row: Sequence[Segment], share_prefixes: bool) -> int:
 
 
 def pack_rows(segments: Sequence[Segment], capacity: int | None, share_prefixes: bool = False) -> list[list[Segment]]:
-    """First-fit decreasing: longest examples first, each into the first row with room. With
-    `share_prefixes`, into the row where it adds the fewest positions (its shared opening
-    counted once; the first such row on a tie), or a row of its own when none has room."""
+    """Longest examples first, each into the row with room where it adds the fewest positions
+    (the first such row on a tie), or a row of its own when none has room. Without
+    `share_prefixes` every row adds the example's whole length: first-fit decreasing."""
     if not capacity:
         return [[s] for s in segments]
     rows: list[list[Segment]] = []
@@ -70,13 +70,8 @@ def pack_rows(segments: Sequence[Segment], capacity: int | None, share_prefixes:
         size = len(segment[0])
         best, best_added = None, size + 1  # any row with room beats a row of its own: no padding
         for i, row in enumerate(rows):
-            grown = row_tokens([*row, segment], share_prefixes) if share_prefixes else sizes[i] + size
-            if grown > max(capacity, size):
-                continue
-            if not share_prefixes:
-                best = i
-                break
-            if grown - sizes[i] < best_added:
+            grown = row_tokens([*row, segment], share_prefixes)
+            if grown <= max(capacity, size) and grown - sizes[i] < best_added:
                 best, best_added = i, grown - sizes[i]
         if best is None:
             rows.append([segment])

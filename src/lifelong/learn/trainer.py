@@ -26,7 +26,7 @@ from lifelong.learn.allocator import large_allocations_returned
 from lifelong.learn.anchors import TRAINING_CHAT, TRAINING_RAW
 from lifelong.learn.compiled_layers import compiled_decoder_layers
 from lifelong.learn.drift import continuation_log_probs, continuation_rows, kl_per_token
-from lifelong.learn.packing import Segment, build_batch, pack_rows, row_tokens
+from lifelong.learn.packing import Segment, build_batch, pack_rows
 from lifelong.learn.precision import use_bf16
 from lifelong.learn.soft_targets import SoftTargets, soft_cross_entropy, teacher_targets
 from lifelong.learn.strategies import Strategy
@@ -202,11 +202,10 @@ def step_loss(peft_model: Any, batch: list[Segment], pad_id: int, config: TrainC
     forward passes (backward runs outside it)."""
     world = distributed.world_size()
     local = distributed.shard(batch)  # the whole batch with one process
+    counts = distributed.sums(*batch_counts(local, soft_targets))
     groups = micro_batches(local, config.pack_length, config.micro_batch_rows if backward else None, config.share_prefixes)
-    computed = sum(row_tokens(row, config.share_prefixes) for group in groups
-                   for row in pack_rows(group, config.pack_length, config.share_prefixes))
-    counts = distributed.sums(*batch_counts(local, soft_targets), computed)
     total = torch.zeros(())
+    computed = 0  # positions this rank's groups ran, as each group's packing counts them
 
     def autocast() -> torch.autocast:
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
@@ -221,6 +220,7 @@ def step_loss(peft_model: Any, batch: list[Segment], pad_id: int, config: TrainC
     for group in groups:
         with autocast():
             parts = answer_loss_parts(peft_model, group, pad_id, config.pack_length, soft_targets, config.share_prefixes)
+            computed += parts.computed_tokens
             loss = parts.answer_sum / max(counts[0], 1)
             if parts.soft_sum is not None:
                 loss = loss + config.distill_weight * parts.soft_sum / counts[1]
@@ -233,7 +233,7 @@ def step_loss(peft_model: Any, batch: list[Segment], pad_id: int, config: TrainC
         with autocast():
             term = config.ewc_weight * anchor() / world
         add(term)
-    return total, counts
+    return total, [*counts, *distributed.sums(computed)]
 
 
 def answer_only_loss(peft_model: Any, batch: list[tuple[list[int], int]], pad_id: int,
