@@ -162,6 +162,38 @@ def test_rows_of_every_route_share_a_batch_and_get_the_answers_each_route_gives_
     assert lm.complete_batch(questions, max_new_tokens=12) == alone_completions
 
 
+def test_a_candidate_its_parent_and_the_base_decode_together_with_the_answers_each_gives_alone(
+        mind: Mind, passing_gate, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gate's generations share batches on the candidate's weights: every model's
+    answers, closed-book and with notes (where a module steps aside and answers again
+    closed-book), are what it gives on its own, in under half the decoding passes."""
+    from lifelong.evaluate.probes import acquisition_probes, probe_messages
+    from lifelong.model.routed import generate_together, runs_on
+
+    bridge = mind.learn(BRIDGE).results[0].id
+    v1 = mind.sleep(LOUD).manifest
+    captain = mind.learn(CAPTAIN).results[0].id
+    mind.sleep(LOUD)
+    candidate, parent, base = mind.language_model, mind.version_model(v1.id), mind.base_model
+    assert runs_on(candidate, parent) and runs_on(candidate, base) and runs_on(candidate, candidate)
+    memories = [mind.store.get(bridge), mind.store.get(captain)]
+    probes = acquisition_probes(memories)
+    notes = {m.id: m for m in memories}
+    closed, read = [probe_messages(p) for p in probes], [probe_messages(p, notes) for p in probes]
+    requests = [(candidate, closed), (parent, closed), (base, closed), (candidate, read), (parent, read), (base, read)]
+    passes: list[object] = []
+    for lm in (candidate, parent, base):  # every decoding pass, whichever model runs it
+        monkeypatch.setattr(lm.model, "generate", lambda *a, _run=lm.model.generate, **k: passes.append(1) or _run(*a, **k))
+    alone = [lm.generate_batch(conversations, max_new_tokens=12) for lm, conversations in requests]
+    passes_alone = len(passes)
+    assert len({tuple(a) for a in alone}) > 2  # the models answer differently: the comparison can fail
+    assert candidate.plan(read).aside  # and a module stepped aside for its note
+    passes.clear()
+    assert generate_together(candidate, requests, max_new_tokens=12) == alone
+    assert len(passes) < passes_alone / 2  # the served rows, then the rows asked again closed-book, in shared batches
+    assert not runs_on(candidate, base.with_own_weights())  # weights it does not share are never stood in for
+
+
 def test_superseding_a_memory_retires_its_module_and_relearns_the_rest(mind: Mind, passing_gate) -> None:
     old = mind.learn("The Vellmar Observatory is directed by Ilse Brandvik.", key="vellmar director").results[0].id
     kept = mind.learn(BRIDGE).results[0].id
@@ -260,9 +292,13 @@ def test_the_next_gate_reads_the_parents_recorded_answers_and_gets_the_same_numb
     assert load_answers(mind.versions.path(v1.id), "asked another way") == {}
 
     asked: list[tuple[object, list[str]]] = []
-    answered = consolidate.answered
-    monkeypatch.setattr(consolidate, "answered", lambda lm, probes, *a, **k: asked.append(
-        (lm, [p.prompt for p in probes])) or answered(lm, probes, *a, **k))
+    answered_together = consolidate.answered_together
+
+    def spy(requests, *args, **kwargs):  # what each model of the gate is asked
+        asked.extend((lm, [p.prompt for p in probes]) for lm, probes, _ in requests)
+        return answered_together(requests, *args, **kwargs)
+
+    monkeypatch.setattr(consolidate, "answered_together", spy)
     captain = mind.learn(CAPTAIN).results[0].id
     v2 = mind.sleep(LOUD).manifest
     assert v2.verdict.passed
@@ -282,7 +318,7 @@ def test_the_next_gate_reads_the_parents_recorded_answers_and_gets_the_same_numb
     assert quick.metrics == full.metrics
     assert quick.closed_book == full.closed_book
     assert quick.metrics.acquisition_logprob_gain is not None  # the new facts' answers scored, candidate over parent
-    assert set(quick.seconds) == {"earlier facts", "new facts", "with memory", "answer log-probs", "retention", "drift"}
+    assert set(quick.seconds) == {"answers", "answer log-probs", "retention", "drift"}
     # where the candidate runs the parent's weights, its answers are the parent's recorded ones:
     # record every earlier probe as answered, and only the moved ones can read otherwise
     flipped = measure_candidate(candidate, parent, base, new, old, [], on_base=True,

@@ -20,9 +20,8 @@ from lifelong.errors import InputError
 from lifelong.evaluate.gate import GateMetrics, GatePolicy, judge
 from lifelong.evaluate.probes import (
     acquisition_probes,
-    accuracy,
     answer_logprobs,
-    answered,
+    answered_together,
     mean_gain,
     Probe,
     load_probes,
@@ -542,19 +541,21 @@ def measure_candidate(candidate: LanguageModel, parent: LanguageModel, base: Lan
     recorded = recorded or {}
     keys = {p: probe_key(p) for p in old_probes}
     unknown = [p for p in old_probes if keys[p] not in recorded]
-    old_parent = {**{p: recorded[keys[p]] for p in old_probes if keys[p] in recorded},
-                  **dict(zip(unknown, answered(parent, unknown), strict=True))}
     same = same_weights(candidate, parent, [p.prompt for p in old_probes])
     differ = [p for p, shared in zip(old_probes, same, strict=True) if not shared]
-    old_candidate = {**old_parent, **dict(zip(differ, answered(candidate, differ), strict=True))}
-    clock.lap("earlier facts")
-    new_candidate = dict(zip(new_probes, answered(candidate, new_probes), strict=True))
-    acquisition_parent = accuracy(parent, new_probes)
-    clock.lap("new facts")
-    read = answered(candidate, new_probes, notes)  # None where the prompt with its note does not fit
-    with_memory = share_answered(read) if new_probes else None
-    with_memory_parent = accuracy(parent, new_probes, notes) if new_probes else None
-    clock.lap("with memory")
+    # Every generation of the gate in shared batches on the candidate's weights, which hold
+    # the parent's too (model/routed.py: generate_together): about one model's decoding, not six.
+    runner = candidate if isinstance(candidate, RoutedLanguageModel) else None
+    old_asked, old_differ, new_closed, parent_closed, read, parent_read = answered_together(
+        [(parent, unknown, None), (candidate, differ, None), (candidate, new_probes, None), (parent, new_probes, None),
+         (candidate, new_probes, notes), (parent, new_probes, notes)], runner)
+    old_parent = {**{p: recorded[keys[p]] for p in old_probes if keys[p] in recorded}, **dict(zip(unknown, old_asked, strict=True))}
+    old_candidate = {**old_parent, **dict(zip(differ, old_differ, strict=True))}
+    new_candidate = dict(zip(new_probes, new_closed, strict=True))
+    acquisition_parent = share_answered(parent_closed)
+    with_memory = share_answered(read) if new_probes else None  # read: None where the prompt with its note does not fit
+    with_memory_parent = share_answered(parent_read) if new_probes else None
+    clock.lap("answers")
     gain = mean_gain(answer_logprobs(candidate, new_probes), answer_logprobs(parent, new_probes))
     clock.lap("answer log-probs")
     retention_agreement = _retention_where_it_can_differ(candidate, retention, on_base)

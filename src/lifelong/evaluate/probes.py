@@ -22,6 +22,7 @@ import torch
 from lifelong.learn.synthesis import content_spans, fact_units, salient_spans
 from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
+from lifelong.model.routed import RoutedLanguageModel, generate_together
 from lifelong.paths import cache_dir
 from lifelong.prompt import build_messages, closed_book
 from lifelong.scoring import contains_answer, normalize_answer
@@ -86,14 +87,35 @@ def answered(lm: LanguageModel, probes: Sequence[Probe], notes: Mapping[int, Mem
              max_new_tokens: int = PROBE_ANSWER_TOKENS) -> list[bool | None]:
     """Whether each probe is answered; None where its prompt does not fit the context window
     with room for the answer (a note too long for the window is not asked)."""
-    if not probes:
-        return []
-    prompts = [probe_messages(p, notes) for p in probes]
-    limit = lm.context_window - max_new_tokens
-    fits = [len(lm.encode(lm.format_chat(m))) <= limit for m in prompts]
-    asked = [m for m, ok in zip(prompts, fits, strict=True) if ok]
-    answers = iter(lm.generate_batch(asked, max_new_tokens=max_new_tokens) if asked else [])
-    return [contains_answer(next(answers), p.answer) if ok else None for p, ok in zip(probes, fits, strict=True)]
+    return answered_together([(lm, probes, notes)], max_new_tokens=max_new_tokens)[0]
+
+
+ProbeRequest = tuple[LanguageModel, Sequence[Probe], Mapping[int, Memory] | None]
+
+
+def answered_together(requests: Sequence[ProbeRequest], runner: RoutedLanguageModel | None = None,
+                      max_new_tokens: int = PROBE_ANSWER_TOKENS) -> list[list[bool | None]]:
+    """`answered` for several (model, probes, notes) requests. With a routed `runner` that can
+    stand in for the models (model/routed.py: `generate_together`), every request's prompts
+    are decoded in shared batches: a gate asking a candidate and its parent the same probes,
+    closed-book and with their notes, decodes once instead of four times."""
+    asked: list[tuple[LanguageModel, list[list[dict[str, str]]]]] = []
+    fitting: list[list[bool]] = []
+    for lm, probes, notes in requests:
+        prompts = [probe_messages(p, notes) for p in probes]
+        limit = lm.context_window - max_new_tokens
+        fits = [len(lm.encode(lm.format_chat(m))) <= limit for m in prompts]
+        fitting.append(fits)
+        asked.append((lm, [m for m, ok in zip(prompts, fits, strict=True) if ok]))
+    if runner is not None:
+        replies = generate_together(runner, asked, max_new_tokens)
+    else:
+        replies = [lm.generate_batch(prompts, max_new_tokens=max_new_tokens) if prompts else [] for lm, prompts in asked]
+    results = []
+    for (_, probes, _), fits, answers in zip(requests, fitting, replies, strict=True):
+        replies_left = iter(answers)
+        results.append([contains_answer(next(replies_left), p.answer) if ok else None for p, ok in zip(probes, fits, strict=True)])
+    return results
 
 
 def probe_messages(probe: Probe, notes: Mapping[int, Memory] | None = None) -> list[dict[str, str]]:

@@ -11,8 +11,9 @@ single input's scoring or streaming selects its adapter, or disables every adapt
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from lifelong.learn.router import Router, quoted_notes, routing_text
 from lifelong.model.language_model import BASE_ROWS, GENERATION_BATCH_ROWS, LanguageModel, Message
@@ -46,6 +47,92 @@ class _Weights(contextlib.AbstractContextManager):
             inner.__exit__(*exc)
 
 
+class RoutePlan(NamedTuple):
+    """How a routed model answers a batch of conversations: the adapter each row runs with
+    (BASE_ROWS: the base weights), and the rows whose module stepped aside for the notes in
+    the prompt, each asked again closed-book with the adapter that claimed its question."""
+
+    texts: list[str]  # each conversation's routing text (its last user turn, notes included)
+    served: list[str]
+    aside: list[int]
+    aside_prompts: list[list[Message]]
+    aside_adapters: list[str]
+
+
+def settle(plan: RoutePlan, answers: Sequence[str], closed: Sequence[str]) -> list[str]:
+    """The answers served: the reading of the notes, or, where the module stepped aside, its
+    closed-book answer when the reading draws on none of the notes or the notes confirm the
+    recall (see RoutedLanguageModel.generate_batch)."""
+    served = list(answers)
+    for i, answer in zip(plan.aside, closed, strict=True):
+        question = routing_text(plan.texts[i])
+        notes = quoted_notes(plan.texts[i])
+        if not cited_indices(served[i], question, notes) or (
+                confirmed_recall(answer, question, notes) and not reading_names_more(answer, served[i], question, notes)):
+            served[i] = answer
+    return served
+
+
+def base_plan(conversations: Sequence[Sequence[Message]]) -> RoutePlan:
+    """Every conversation on the base weights, nothing stepping aside (an unadapted model)."""
+    return RoutePlan([conversation_route_text(c) for c in conversations], [BASE_ROWS] * len(conversations), [], [], [])
+
+
+def runs_on(runner: RoutedLanguageModel, lm: LanguageModel) -> bool:
+    """Whether `runner` computes what `lm` computes, row by row: `lm` is the runner, or sits
+    on the very same base tensors (weight_sharing_copy shares them) and is either unadapted
+    or a routed library whose every module is loaded in the runner under the same name (a
+    sleep's candidate loads its parent's library from the same adapter folders)."""
+    if lm is runner:
+        return True
+    same_base = (lm.model.get_input_embeddings().weight.data_ptr()
+                 == runner.model.get_input_embeddings().weight.data_ptr())
+    if not same_base:
+        return False
+    if isinstance(lm, RoutedLanguageModel):
+        return set(lm.model.peft_config) <= set(runner.model.peft_config)
+    return not hasattr(lm.model, "peft_config")
+
+
+def generate_together(runner: RoutedLanguageModel, requests: Sequence[tuple[LanguageModel, Sequence[Sequence[Message]]]],
+                      max_new_tokens: int = 64) -> list[list[str]]:
+    """Greedy answers of several models to their conversations, in shared batches on
+    `runner`'s weights wherever `runs_on` holds (a model it cannot stand in for answers on
+    its own): one pass for every request's served rows and one for the rows whose module
+    stepped aside, instead of two passes per model. Decoding a batch on a CPU reads every
+    weight once per token whatever its row count, so a gate asking a candidate and its parent
+    the same probes pays for about one model's decoding; a row two models ask on the same
+    weights (a parent and a candidate both reading a note on the base weights, a module's
+    closed-book answer it already gave) is decoded once. Each answer is the one the model's
+    own `generate_batch` gives, up to the float rounding of being padded beside other rows."""
+    joint = [i for i, (lm, _) in enumerate(requests) if runs_on(runner, lm)]
+    plans = {i: (requests[i][0].plan(requests[i][1]) if isinstance(requests[i][0], RoutedLanguageModel)
+                 else base_plan(requests[i][1])) for i in joint}
+    known: dict[str, str] = {}  # answer by (conversation, adapter): a row asked twice on the same weights runs once
+
+    def decode(rows: list[tuple[Sequence[Message], str]]) -> None:
+        todo = {row_key(c, a): (c, a) for c, a in rows if row_key(c, a) not in known}
+        answers = LanguageModel.generate_batch(runner, [c for c, _ in todo.values()], max_new_tokens,
+                                               adapters=[a for _, a in todo.values()]) if todo else []
+        known.update(zip(todo, answers, strict=True))
+
+    decode([(c, a) for i in joint for c, a in zip(requests[i][1], plans[i].served, strict=True)])
+    decode([(c, a) for i in joint for c, a in zip(plans[i].aside_prompts, plans[i].aside_adapters, strict=True)])
+    results: list[list[str]] = []
+    for i, (lm, conversations) in enumerate(requests):
+        if i not in plans:
+            results.append(lm.generate_batch(conversations, max_new_tokens))
+            continue
+        plan = plans[i]
+        results.append(settle(plan, [known[row_key(c, a)] for c, a in zip(conversations, plan.served, strict=True)],
+                              [known[row_key(c, a)] for c, a in zip(plan.aside_prompts, plan.aside_adapters, strict=True)]))
+    return results
+
+
+def row_key(conversation: Sequence[Message], adapter: str) -> str:
+    return json.dumps([adapter, list(conversation)], sort_keys=True)
+
+
 class RoutedLanguageModel(LanguageModel):
     def __init__(self, peft_model: Any, tokenizer: Any, name: str, needs_bos: bool | None, router: Router) -> None:
         super().__init__(peft_model, tokenizer, name, needs_bos)
@@ -66,6 +153,17 @@ class RoutedLanguageModel(LanguageModel):
         """The adapter each row of a mixed batch runs with (BASE_ROWS: no module claimed it)."""
         return [BASE_ROWS if module is None else module for module in modules]
 
+    def plan(self, conversations: Sequence[Sequence[Message]]) -> RoutePlan:
+        """The adapter each conversation is served with, and the ones whose module stepped
+        aside for the notes, to be asked again closed-book (see `generate_batch`)."""
+        texts = [conversation_route_text(c) for c in conversations]
+        served = self.router.route_prompts(texts)
+        questions = [routing_text(t) for t in texts]
+        claimed = self.router.route(questions)
+        aside = [i for i in range(len(texts)) if claimed[i] is not None and served[i] is None]
+        return RoutePlan(texts, self.adapter_names(served), aside, [closed_book(questions[i]) for i in aside],
+                         self.adapter_names([claimed[i] for i in aside]))
+
     def generate_batch(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int = 64,
                        temperature: float = 0.0, seed: int = 0, batch_size: int = GENERATION_BATCH_ROWS,
                        adapters: Sequence[str] | None = None) -> list[str]:
@@ -78,25 +176,12 @@ class RoutedLanguageModel(LanguageModel):
         (`reading_names_more`): then the recall is the vaguer answer."""
         if adapters is not None:  # the caller chose every row's weights: no routing, no fallback
             return LanguageModel.generate_batch(self, conversations, max_new_tokens, temperature, seed, batch_size, adapters)
-        texts = [conversation_route_text(c) for c in conversations]
-        served = self.router.route_prompts(texts)
+        plan = self.plan(conversations)
         answers = LanguageModel.generate_batch(self, conversations, max_new_tokens, temperature, seed, batch_size,
-                                               adapters=self.adapter_names(served))
-        questions = [routing_text(t) for t in texts]
-        claimed = self.router.route(questions)
-        stepped_aside = [i for i in range(len(texts)) if claimed[i] is not None and served[i] is None]
-        if not stepped_aside:
-            return answers
-        closed = LanguageModel.generate_batch(self, [closed_book(questions[i]) for i in stepped_aside], max_new_tokens,
-                                              temperature, seed, batch_size,
-                                              adapters=self.adapter_names([claimed[i] for i in stepped_aside]))
-        for i, answer in zip(stepped_aside, closed, strict=True):
-            notes = quoted_notes(texts[i])
-            if not cited_indices(answers[i], questions[i], notes) or (
-                    confirmed_recall(answer, questions[i], notes)
-                    and not reading_names_more(answer, answers[i], questions[i], notes)):
-                answers[i] = answer
-        return answers
+                                               adapters=plan.served)
+        closed = LanguageModel.generate_batch(self, plan.aside_prompts, max_new_tokens, temperature, seed, batch_size,
+                                              adapters=plan.aside_adapters) if plan.aside else []
+        return settle(plan, answers, closed)
 
     def generation_weights(self, messages: Sequence[Message]) -> contextlib.AbstractContextManager[Any]:
         [(_, weights)] = self.routes([conversation_route_text(messages)])
