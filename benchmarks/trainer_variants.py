@@ -5,7 +5,9 @@ Variants: `compiled` (`TrainConfig.compile_layers`, `lifelong sleep --compile`),
 `eager-attention` (`TrainConfig.attention="eager"`: transformers' matmul-and-softmax attention
 in place of PyTorch's fused kernel, for the packed rows' block masks) and `unshared-prefixes`
 (`TrainConfig.share_prefixes=False`: every packed example computes its own chat-template
-opening, as the trainer did before shared openings; a speed-up below 1 is the default's gain). Each run trains a fresh
+opening, as the trainer did before shared openings; a speed-up below 1 is the default's gain) and
+`bf16-attention` (`TrainConfig.attention="sdpa"`: the fused kernel in bf16 under autocast, as the
+trainer ran before fp32 attention became the default; below 1 is the default's gain). Each run trains a fresh
 LoRA module from the same seed for --epochs passes; the final losses show the two learned alike.
 
 Dynamo keeps what it compiled for the decoder layers' shared code for the rest of the process,
@@ -15,7 +17,7 @@ speed-up and the speed-up a new process would see, the warm-up's seconds added t
 median. Writes results/trainer_variants/<UTC timestamp>/results.json (the first runs of the
 compiled variant, under this script's earlier name, are in results/compiled_training/).
 
-    .venv/bin/python benchmarks/trainer_variants.py MIND/versions/vN/training_data.jsonl [--variant compiled|eager-attention|unshared-prefixes] [--epochs 2] [--repeats 2] [--examples N]
+    .venv/bin/python benchmarks/trainer_variants.py MIND/versions/vN/training_data.jsonl [--variant compiled|eager-attention|unshared-prefixes|bf16-attention] [--epochs 2] [--repeats 2] [--examples N]
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from lifelong.model.language_model import LanguageModel, weight_sharing_copy
 from lifelong.model.loader import load_model
 
 VARIANTS = {"compiled": {"compile_layers": True}, "eager-attention": {"attention": "eager"},
-            "unshared-prefixes": {"share_prefixes": False}}
+            "unshared-prefixes": {"share_prefixes": False}, "bf16-attention": {"attention": "sdpa"}}
 
 
 def train_once(lm: LanguageModel, examples: list, config: TrainConfig) -> dict[str, float]:

@@ -460,6 +460,35 @@ def test_eager_attention_trains_the_same_module_on_packed_rows_and_sdpa_comes_ba
     assert stats.attention == "eager" and attention_implementation(peft_model.get_base_model()) == "sdpa"
 
 
+def test_training_attention_runs_in_fp32_under_bf16_autocast_by_default_and_sdpa_comes_back_afterwards() -> None:
+    """The default training kernel computes attention in fp32 inside a bf16 step (the fused
+    kernel's bf16 backward with a mask is the slower one on CPUs), hands back the queries'
+    dtype, and is the model's sdpa again once training ends."""
+    import torch.nn.functional as F
+
+    from lifelong.learn.training_attention import attention_implementation, sdpa_in_fp32
+
+    torch.manual_seed(0)
+    query, key, value = (torch.randn(2, 4, 24, 16) for _ in range(3))
+    mask = torch.ones(24, 24, dtype=torch.bool).tril().expand(2, 1, 24, 24)
+    layer = torch.nn.Module()
+    layer.num_key_value_groups, layer.is_causal = 1, True
+    exact = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours, _ = sdpa_in_fp32(layer, query, key, value, mask, dropout=0.0, scaling=None)
+        autocast = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
+    assert ours.dtype == torch.float32 and autocast.dtype == torch.bfloat16
+    assert torch.allclose(ours, exact.transpose(1, 2), atol=1e-6)  # fp32 throughout (transformers hands back batch, time, heads)
+    assert not torch.allclose(autocast.float(), exact, atol=1e-4)  # where autocast alone rounds to bf16
+
+    lm = build_tiny_model()
+    config = TrainConfig(rank=4, epochs=1, bf16=True)
+    peft_model = attach_lora(LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, "tiny"), config)
+    stats = train_module(lm, peft_model, synthesise([_memory(1, FACT)]), parse_strategy("naive"), config)
+    assert stats.attention == "sdpa_fp32" and stats.precision == "bf16"
+    assert attention_implementation(peft_model.get_base_model()) == "sdpa"
+
+
 def test_compile_without_a_cpp_compiler_is_one_actionable_error_and_leaves_the_layers_eager(monkeypatch) -> None:
     import shutil
 

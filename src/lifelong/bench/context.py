@@ -80,7 +80,7 @@ class BenchSettings:
     # True: a module per topic in every lifelong sleep; False: one per sleep (every run before
     # the knob); None: the product's default (per topic where the sleep's strategy is routed)
     topic_modules: bool | None = None
-    attention: str | None = None  # the training loop's attention kernel (TrainConfig.attention); None: the model's
+    attention: str | None = None  # the training loop's attention kernel (TrainConfig.attention); None: the trainer's default
     seed: int = 0
     model: str = "smollm2-135m"
 
@@ -121,7 +121,7 @@ class BenchSettings:
             raise InputError(f"--squad-modes has {', '.join(sorted(unknown))}; use {', '.join(SQUAD_MODES)}")
 
     def train(self) -> TrainConfig:
-        config = TrainConfig(epochs=self.epochs, seed=self.seed, attention=self.attention)
+        config = TrainConfig(epochs=self.epochs, seed=self.seed, **({"attention": self.attention} if self.attention else {}))
         if self.model == "tiny":  # the tiny model's 512-token window and byte tokenizer
             from dataclasses import replace
 

@@ -31,7 +31,7 @@ from lifelong.learn.precision import use_bf16
 from lifelong.learn.soft_targets import SoftTargets, soft_cross_entropy, teacher_targets
 from lifelong.learn.strategies import Strategy
 from lifelong.learn.synthesis import TrainingExample
-from lifelong.learn.training_attention import attention_implementation, training_attention
+from lifelong.learn.training_attention import DEFAULT_TRAINING_ATTENTION, attention_implementation, training_attention
 from lifelong.learn.weight_anchor import WeightAnchor
 from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
@@ -69,9 +69,10 @@ class TrainConfig:
     # Run the decoder layers through torch.compile for the training loop (learn/compiled_layers.py):
     # fused elementwise kernels, a compile before the first step (68-106 s cold, 16-18 s cached on SmolLM2).
     compile_layers: bool = False
-    # transformers' attention kernel for the training loop (learn/training_attention.py); None
-    # keeps the model's own (sdpa), which the gate and serving run either way.
-    attention: str | None = None
+    # transformers' attention kernel for the training loop (learn/training_attention.py): the
+    # fused kernel in fp32 inside bf16 autocast by default; None keeps the model's own (sdpa),
+    # which the gate and serving run either way.
+    attention: str | None = DEFAULT_TRAINING_ATTENTION
     trainable_layers: int | None = None  # adapt only the last N decoder layers; None = all
     target_modules: tuple[str, ...] = DEFAULT_TARGETS
     seed: int = 0
