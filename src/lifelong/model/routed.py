@@ -130,6 +130,7 @@ def generate_together(runner: RoutedLanguageModel, requests: Sequence[tuple[Lang
 
 
 def row_key(conversation: Sequence[Message], adapter: str) -> str:
+    """One generation row's identity: the same conversation on the same adapter decodes alike."""
     return json.dumps([adapter, list(conversation)], sort_keys=True)
 
 
