@@ -337,7 +337,7 @@ def sleep(
     gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help="Recompute each layer's activations in the backward pass (same module, less memory, slower: 2.3 against 3.8 GB peak and +34% training time on a 3-fact sleep)")] = False,
     return_freed_memory: Annotated[bool, typer.Option("--return-freed-memory", help="Give each freed activation back to the system during training (glibc only; same module, less memory, slower: 2.9 against 3.8 GB peak and 2.4x the training time on a 3-fact sleep; 1.7 GB with --gradient-checkpointing too)")] = False,
     compile_layers: Annotated[bool, typer.Option("--compile", help="Train with torch.compile on the decoder layers (fused kernels; a compile before the first step, 1-2 minutes the first time on a machine and 16-18 s from the cache after on SmolLM2; on 2 epochs of a 10-fact sleep steps ran 1.28x faster, 1.11x with the cached compile; slower on small sleeps)")] = False,
-    attention: Annotated[Optional[str], typer.Option(help="Attention kernel of the training loop: sdpa_fp32 (default: the fused kernel in fp32 inside bf16 autocast, 1.10x a training run and exacter), sdpa (the model's own, in bf16 under autocast) or eager (plain matmuls); serving and the gate keep sdpa")] = None,
+    attention: Annotated[Optional[str], typer.Option(help="Attention kernel of the training loop: sdpa_fp32 (default: the fused kernel in fp32 inside bf16 autocast, 1.10-1.25x a training run and exacter), sdpa (the model's own, in bf16 under autocast) or eager (plain matmuls); serving and the gate keep sdpa")] = None,
     mind: MindOption = None,
     json_output: JsonOption = False,
 ) -> None:

@@ -13,7 +13,7 @@ The default, "sdpa_fp32", is the fused kernel run in fp32 inside the bf16 autoca
 training step. The rotary embedding already hands attention fp32 queries and keys; autocast
 used to cast them (and the values) to bf16 for the kernel, whose bf16 backward pass with a
 mask is slower on this CPU than its fp32 one (a packed batch's attention, forward and
-backward: 14.8 against 10.3 ms). Skipping the casts is both faster (1.10x a whole training
+backward: 14.8 against 10.3 ms). Skipping the casts is both faster (1.10-1.25x a training
 run, alternated A/B, `benchmarks/trainer_variants.py --variant bf16-attention`) and exacter.
 In fp32 training it is plain sdpa.
 """
@@ -28,9 +28,9 @@ from typing import Any
 # the kernels a user may name for training (`sleep --attention`, `bench --attention`): the
 # model's default and the one measured faster on packed rows; others exist in transformers but
 # were never measured here
-TRAINING_ATTENTION_KERNELS = ("sdpa_fp32", "sdpa", "eager")
-DEFAULT_TRAINING_ATTENTION = "sdpa_fp32"
 FP32_SDPA = "sdpa_fp32"
+TRAINING_ATTENTION_KERNELS = (FP32_SDPA, "sdpa", "eager")
+DEFAULT_TRAINING_ATTENTION = FP32_SDPA
 
 
 def sdpa_in_fp32(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, *args: Any, **kwargs: Any) -> Any:
