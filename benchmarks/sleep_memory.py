@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,7 @@ from lifelong.bench.measure import resident_bytes
 # A progress line's start -> the stage it begins (consolidate.py's reports, in order).
 STAGE_OF = (("checking", "screen"), ("selected", "select"), ("reading the base model's retention", "retention probes"),
             ("synthesising", "synthesis"), ("training a LoRA", "training"), ("trained", "gate"))
+TOPIC_PREFIX = re.compile(r"^topic \d+/\d+: ")
 
 
 class StageSampler:
@@ -57,7 +59,7 @@ class StageSampler:
 
 
 def one_sleep(data: Path, facts_wanted: int, micro_batch_rows: int | None, checkpointing: bool = False,
-              return_freed: bool = False) -> dict[str, object]:
+              return_freed: bool = False, kept: bool = False) -> dict[str, object]:
     """One mind, one sleep, in this process: the peak RSS of each stage and the sleep's record."""
     sampler = StageSampler()
     sampler.thread.start()
@@ -65,6 +67,7 @@ def one_sleep(data: Path, facts_wanted: int, micro_batch_rows: int | None, check
     from lifelong import Mind
     from lifelong.consolidate import SleepConfig
     from lifelong.learn.trainer import TrainConfig
+    from lifelong.learn.training_attention import DEFAULT_TRAINING_ATTENTION, REPEATED_KV_FP32_SDPA
 
     facts = [json.loads(line)["answer"] for line in (data / "tofu_authors_dev.jsonl").read_text().splitlines()][:facts_wanted]
     messages: list[tuple[float, str]] = []
@@ -72,8 +75,9 @@ def one_sleep(data: Path, facts_wanted: int, micro_batch_rows: int | None, check
 
     def report(message: str) -> None:
         messages.append((time.perf_counter() - start, message))
+        step = TOPIC_PREFIX.sub("", message)  # a sleep of several topics reports "topic 2/11: training ..."
         for prefix, stage in STAGE_OF:
-            if message.startswith(prefix):
+            if step.startswith(prefix):
                 sampler.mark(stage)
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -84,32 +88,34 @@ def one_sleep(data: Path, facts_wanted: int, micro_batch_rows: int | None, check
             sampler.mark("load the model")
             mind.language_model  # noqa: B018 - loads it, as the sleep command's first step does
             train = TrainConfig(micro_batch_rows=micro_batch_rows, gradient_checkpointing=checkpointing,
-                                return_freed_memory=return_freed)
+                                return_freed_memory=return_freed, recompute_gated_activation=not kept,
+                                attention=REPEATED_KV_FP32_SDPA if kept else DEFAULT_TRAINING_ATTENTION)
             result = mind.sleep(SleepConfig(train=train), report=report)
         sampler.mark("closed")
     sampler.stop.set()
     sampler.thread.join()
     metrics = result.manifest.metrics if result.manifest else {}
     return {"micro_batch_rows": micro_batch_rows, "gradient_checkpointing": checkpointing,
-            "return_freed_memory": return_freed, "peak_rss_mib_by_stage": sampler.peaks,
+            "return_freed_memory": return_freed, "kept_as_before": kept, "peak_rss_mib_by_stage": sampler.peaks,
             "peak_rss_mib": max(sampler.peaks.values()), "activated": result.activated, "message": result.message,
             "stage_seconds": metrics.get("stage_seconds"), "train_seconds": metrics.get("train_seconds"),
             "train_tokens": metrics.get("train_tokens"), "tokens_per_second": metrics.get("tokens_per_second"),
             "progress": messages}
 
 
-def parse_variant(variant: str) -> tuple[int | None, bool, bool]:
-    """(micro_batch_rows, gradient checkpointing, return freed memory) of a variant such as
-    "all", "2", "checkpointing" or "checkpointing+returned"."""
-    rows, _, suffix = variant.partition("+")
-    if suffix not in ("", "returned") or not (rows in ("all", "checkpointing") or rows.isdigit()):
-        raise ValueError(f"variant {variant!r}: use all, checkpointing or a row count, optionally with '+returned'")
-    return (None if rows in ("all", "checkpointing") else int(rows)), rows == "checkpointing", suffix == "returned"
+def parse_variant(variant: str) -> tuple[int | None, bool, bool, bool]:
+    """(micro_batch_rows, gradient checkpointing, return freed memory, keep as before) of a
+    variant such as "all", "2", "checkpointing", "checkpointing+returned" or "all+kept"."""
+    rows, *suffixes = variant.split("+")
+    if not set(suffixes) <= {"returned", "kept"} or not (rows in ("all", "checkpointing") or rows.isdigit()):
+        raise ValueError(f"variant {variant!r}: use all, checkpointing or a row count, optionally with '+returned' and '+kept'")
+    return ((None if rows in ("all", "checkpointing") else int(rows)), rows == "checkpointing", "returned" in suffixes,
+            "kept" in suffixes)
 
 
 def variant_name(run: dict[str, object]) -> str:
     name = "checkpointing" if run.get("gradient_checkpointing") else f"rows {run['micro_batch_rows'] or 'all'}"
-    return name + (" +returned" if run.get("return_freed_memory") else "")
+    return name + (" +returned" if run.get("return_freed_memory") else "") + (" +kept" if run.get("kept_as_before") else "")
 
 
 def main() -> None:
@@ -118,7 +124,9 @@ def main() -> None:
     parser.add_argument("--facts", type=int, default=3)
     parser.add_argument("--micro-batch-rows", default="all,1", help="comma-separated variants; all: the whole batch at once; "
                                                                    "checkpointing: the whole batch with gradient checkpointing; "
-                                                                   "a '+returned' suffix adds TrainConfig.return_freed_memory")
+                                                                   "a '+returned' suffix adds TrainConfig.return_freed_memory; "
+                                                                   "'+kept' keeps what training kept before 2026-12-06 "
+                                                                   "(repeated grouped keys, each MLP's activation)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one variant here, write its JSON to --out-file
     parser.add_argument("--out-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

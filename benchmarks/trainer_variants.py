@@ -7,7 +7,11 @@ in place of PyTorch's fused kernel, for the packed rows' block masks) and `unsha
 (`TrainConfig.share_prefixes=False`: every packed example computes its own chat-template
 opening, as the trainer did before shared openings; a speed-up below 1 is the default's gain) and
 `bf16-attention` (`TrainConfig.attention="sdpa"`: the fused kernel in bf16 under autocast, as the
-trainer ran before fp32 attention became the default; below 1 is the default's gain). Each run trains a fresh
+trainer ran before fp32 attention became the default; below 1 is the default's gain), `repeated-kv`
+(`TrainConfig.attention="sdpa_fp32_repeated_kv"`: the fp32 kernel through transformers' sdpa,
+which repeats grouped keys and values to every query head, as before the default kept them
+unrepeated) and `kept-activation` (`TrainConfig.recompute_gated_activation=False`: each MLP keeps
+its activation's output for the backward pass, learn/gated_mlp.py). Each run trains a fresh
 LoRA module from the same seed for --epochs passes; the final losses show the two learned alike.
 
 Dynamo keeps what it compiled for the decoder layers' shared code for the rest of the process,
@@ -17,7 +21,7 @@ speed-up and the speed-up a new process would see, the warm-up's seconds added t
 median. Writes results/trainer_variants/<UTC timestamp>/results.json (the first runs of the
 compiled variant, under this script's earlier name, are in results/compiled_training/).
 
-    .venv/bin/python benchmarks/trainer_variants.py MIND/versions/vN/training_data.jsonl [--variant compiled|eager-attention|unshared-prefixes|bf16-attention] [--epochs 2] [--repeats 2] [--examples N]
+    .venv/bin/python benchmarks/trainer_variants.py MIND/versions/vN/training_data.jsonl [--variant compiled|eager-attention|unshared-prefixes|bf16-attention|repeated-kv|kept-activation] [--epochs 2] [--repeats 2] [--examples N]
 """
 
 from __future__ import annotations
@@ -33,11 +37,14 @@ from lifelong.bench.flops import peaks
 from lifelong.consolidate import read_examples
 from lifelong.learn.strategies import parse_strategy
 from lifelong.learn.trainer import TrainConfig, attach_lora, train_module
+from lifelong.learn.training_attention import REPEATED_KV_FP32_SDPA
 from lifelong.model.language_model import LanguageModel, weight_sharing_copy
 from lifelong.model.loader import load_model
 
 VARIANTS = {"compiled": {"compile_layers": True}, "eager-attention": {"attention": "eager"},
-            "unshared-prefixes": {"share_prefixes": False}, "bf16-attention": {"attention": "sdpa"}}
+            "unshared-prefixes": {"share_prefixes": False}, "bf16-attention": {"attention": "sdpa"},
+            "repeated-kv": {"attention": REPEATED_KV_FP32_SDPA},
+            "kept-activation": {"recompute_gated_activation": False}}
 
 
 def train_once(lm: LanguageModel, examples: list, config: TrainConfig) -> dict[str, float]:

@@ -536,3 +536,71 @@ def test_on_glibc_the_threshold_is_really_set() -> None:
     code = "from lifelong.learn.allocator import large_allocations_returned as r\nwith r() as applied: print(applied)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "True"
+
+
+def _saved_bytes(run) -> int:
+    """Bytes of the distinct tensors autograd keeps for the backward pass while `run()` runs."""
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        run()
+    return sum(storages.values())
+
+
+def test_recomputing_the_gated_activation_trains_the_same_module_keeping_less_for_the_backward_pass() -> None:
+    """Each gated MLP keeps gate(x) and up(x), not act(gate(x)) too, and recomputes the
+    activation in the backward pass: the same gradients, less memory; the MLPs are the model's
+    own again after training."""
+    from lifelong.learn.gated_mlp import gated_mlps, recomputed_gated_activations
+
+    lm = build_tiny_model()
+    examples = synthesise([_memory(1, FACT)])
+    kept, recomputed = _trained_lora(lm, examples, recompute_gated_activation=False), _trained_lora(lm, examples)
+    assert any(float(p.abs().sum()) > 0 for p in kept if p.ndim)  # it trained
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(kept, recomputed, strict=True))
+
+    model = copy.deepcopy(lm.model)
+    ids = torch.randint(0, model.config.vocab_size, (2, 48))
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+
+    def forward() -> None:
+        model(input_ids=ids, use_cache=False).logits.sum()
+
+    with recomputed_gated_activations(model) as switched:
+        lean = _saved_bytes(forward)
+    assert switched and len(gated_mlps(model)) == model.config.num_hidden_layers
+    full = _saved_bytes(forward)
+    width, positions = model.config.intermediate_size, ids.numel()
+    assert full - lean == model.config.num_hidden_layers * positions * width * 4  # one fp32 activation per layer
+    assert not any("forward" in vars(mlp) for mlp in gated_mlps(model))
+
+
+def test_training_attention_keeps_grouped_keys_unrepeated_and_one_float_mask_per_batch() -> None:
+    """The training kernel hands grouped keys and values to the fused kernel as they are and
+    turns a boolean mask into a float one once: the same attention as transformers' sdpa, which
+    repeats them to every query head, with less kept for the backward pass."""
+    from lifelong.learn.training_attention import additive_mask, sdpa_in_fp32, transformers_sdpa_in_fp32
+
+    torch.manual_seed(0)
+    query = torch.randn(2, 6, 32, 16, requires_grad=True)
+    key, value = (torch.randn(2, 2, 32, 16, requires_grad=True) for _ in range(2))
+    mask = torch.ones(32, 32, dtype=torch.bool).tril().expand(2, 1, 32, 32).clone()
+    mask[:, :, 16:, :16] = False  # two packed examples per row
+    layer = torch.nn.Module()
+    layer.num_key_value_groups, layer.is_causal = 3, True
+    ours, _ = sdpa_in_fp32(layer, query, key, value, mask)
+    theirs, _ = transformers_sdpa_in_fp32(layer, query, key, value, mask)
+    assert ours.shape == theirs.shape == (2, 32, 6, 16)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    assert additive_mask(mask) is additive_mask(mask)  # every layer of a batch shares one float mask
+    grads = torch.autograd.grad(ours.sum(), (query, key, value))
+    expected = torch.autograd.grad(theirs.sum(), (query, key, value))
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(grads, expected, strict=True))
+    lean = _saved_bytes(lambda: sdpa_in_fp32(layer, query, key, value, mask))
+    repeated = _saved_bytes(lambda: transformers_sdpa_in_fp32(layer, query, key, value, mask))
+    assert lean < repeated

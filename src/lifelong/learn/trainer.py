@@ -31,6 +31,7 @@ from lifelong.learn.precision import use_bf16
 from lifelong.learn.soft_targets import SoftTargets, soft_cross_entropy, teacher_targets
 from lifelong.learn.strategies import Strategy
 from lifelong.learn.synthesis import TrainingExample
+from lifelong.learn.gated_mlp import recomputed_gated_activations
 from lifelong.learn.training_attention import DEFAULT_TRAINING_ATTENTION, attention_implementation, training_attention
 from lifelong.learn.weight_anchor import WeightAnchor
 from lifelong.memory.records import Memory
@@ -73,6 +74,9 @@ class TrainConfig:
     # fused kernel in fp32 inside bf16 autocast by default; None keeps the model's own (sdpa),
     # which the gate and serving run either way.
     attention: str | None = DEFAULT_TRAINING_ATTENTION
+    # Keep gate(x) and up(x) of each gated MLP and recompute act(gate(x)) in the backward pass
+    # (learn/gated_mlp.py): the same gradients, a third less of the MLP's activations held.
+    recompute_gated_activation: bool = True
     trainable_layers: int | None = None  # adapt only the last N decoder layers; None = all
     target_modules: tuple[str, ...] = DEFAULT_TARGETS
     seed: int = 0
@@ -94,6 +98,7 @@ class TrainStats:
     compiled_layers: bool = False  # TrainConfig.compile_layers took effect (a process's first compiled run pays the compile)
     attention: str = "sdpa"  # the attention kernel the training loop ran (TrainConfig.attention)
     computed_tokens: int = 0  # positions the model ran (`tokens` less shared openings, learn/packing.py)
+    recomputed_gated_activation: bool = False  # TrainConfig.recompute_gated_activation took effect
 
     @property
     def tokens_per_second(self) -> float:
@@ -336,7 +341,8 @@ def train_module(
     compile_layers = config.compile_layers and not config.gradient_checkpointing  # checkpointing re-enters the layers
     with large_allocations_returned(config.return_freed_memory) as returned, \
             training_attention(causal_lm, config.attention) as attention, \
-            compiled_decoder_layers(causal_lm, compile_layers) as compiled:
+            compiled_decoder_layers(causal_lm, compile_layers) as compiled, \
+            recomputed_gated_activations(causal_lm, config.recompute_gated_activation and not compile_layers) as recomputed:
         for batch in plan:
             if replay_encoded:
                 batch = batch + rng.sample(replay_encoded, min(config.replay_per_batch, len(replay_encoded)))
@@ -356,4 +362,4 @@ def train_module(
     if config.gradient_checkpointing:
         causal_lm.activation_checkpointing_disable()
     return TrainStats(steps, tokens, answer_tokens, time.perf_counter() - start, loss_value, "bf16" if bf16 else "fp32",
-                      returned, compiled, attention, computed_tokens)
+                      returned, compiled, attention, computed_tokens, recomputed)

@@ -29,13 +29,45 @@ from typing import Any
 # model's default and the one measured faster on packed rows; others exist in transformers but
 # were never measured here
 FP32_SDPA = "sdpa_fp32"
+# the same in fp32 through transformers' sdpa, which repeats grouped keys and values to every
+# query head: what FP32_SDPA ran before it kept them unrepeated (for benchmarks/trainer_variants.py)
+REPEATED_KV_FP32_SDPA = "sdpa_fp32_repeated_kv"
 TRAINING_ATTENTION_KERNELS = (FP32_SDPA, "sdpa", "eager")
 DEFAULT_TRAINING_ATTENTION = FP32_SDPA
 
 
-def sdpa_in_fp32(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, *args: Any, **kwargs: Any) -> Any:
-    """transformers' sdpa attention with autocast off and its inputs in fp32; the output is
-    handed back in the queries' dtype, as the kernel under autocast would."""
+def sdpa_in_fp32(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
+                 scaling: float | None = None, is_causal: bool | None = None, **kwargs: Any) -> Any:
+    """PyTorch's fused attention with autocast off and its inputs in fp32; the output is handed
+    back in the queries' dtype and layout (batch, time, heads, dim), as transformers' sdpa would.
+
+    Two differences from transformers' sdpa, both in what the backward pass keeps, not in what
+    is computed. Grouped-query keys and values go to the kernel as they are (`enable_gqa`), where
+    transformers repeats them to every query head whenever there is a mask, as packed rows always
+    have: the kernel then keeps 3 heads of keys and values for SmolLM2's 9 query heads, not 9.
+    And a boolean block mask is turned into the kernel's additive float mask once per batch, not
+    once per layer (each layer's backward kept its own float copy)."""
+    import torch
+    import torch.nn.functional as F
+
+    if kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None:
+        return transformers_sdpa_in_fp32(module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs)
+    groups = int(getattr(module, "num_key_value_groups", 1) or 1)
+    causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+    causal = bool(query.shape[2] > 1 and attention_mask is None and causal)
+    with torch.autocast(query.device.type, enabled=False):
+        mask = additive_mask(attention_mask) if attention_mask is not None else None
+        output = F.scaled_dot_product_attention(query.float(), key.float(), value.float(), attn_mask=mask,
+                                                dropout_p=dropout, scale=scaling, is_causal=causal,
+                                                enable_gqa=groups > 1)
+    return output.transpose(1, 2).contiguous().to(query.dtype), None
+
+
+def transformers_sdpa_in_fp32(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
+                              scaling: float | None = None, is_causal: bool | None = None, **kwargs: Any) -> Any:
+    """transformers' own sdpa in fp32: what `sdpa_in_fp32` falls back to for what it does not
+    handle (position biases, soft-capped logits), and what it did before keeping grouped keys
+    and values unrepeated (`benchmarks/trainer_variants.py --variant repeated-kv` times the two)."""
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -43,16 +75,35 @@ def sdpa_in_fp32(module: Any, query: Any, key: Any, value: Any, attention_mask: 
         if attention_mask is not None and attention_mask.dtype != torch.bool:
             attention_mask = attention_mask.float()
         output, weights = sdpa_attention_forward(module, query.float(), key.float(), value.float(), attention_mask,
-                                                 *args, **kwargs)
+                                                 dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs)
     return output.to(query.dtype), weights
 
 
+_last_mask: tuple[Any, Any] | None = None  # (a boolean mask, its additive fp32 form): the layers of a batch share it
+
+
+def additive_mask(mask: Any) -> Any:
+    """`mask` as an fp32 additive mask (0 where attended, the most negative float where not); a
+    boolean mask handed in again (every layer of one forward pass) gets the same tensor back."""
+    import torch
+
+    global _last_mask
+    if mask.dtype != torch.bool:
+        return mask.float()
+    if _last_mask is not None and _last_mask[0] is mask:
+        return _last_mask[1]
+    additive = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill_(~mask, torch.finfo(torch.float32).min)
+    _last_mask = (mask, additive)
+    return additive
+
+
 def register_fp32_sdpa() -> None:
-    """Make "sdpa_fp32" a kernel transformers models can switch to (idempotent; done when a
-    training run asks for it, not at import)."""
+    """Make "sdpa_fp32" (and its repeated-keys form) kernels transformers models can switch to
+    (idempotent; done when a training run asks for one, not at import)."""
     from transformers import AttentionInterface
 
     AttentionInterface.register(FP32_SDPA, sdpa_in_fp32)
+    AttentionInterface.register(REPEATED_KV_FP32_SDPA, transformers_sdpa_in_fp32)
 
 
 def attention_implementation(causal_lm: Any) -> str:
@@ -64,7 +115,7 @@ def attention_implementation(causal_lm: Any) -> str:
 def training_attention(causal_lm: Any, implementation: str | None) -> Iterator[str]:
     """Inside the block `causal_lm` runs `implementation` (None: unchanged); yields the one in
     effect. A model that cannot switch (not a transformers model) is left as it is."""
-    if implementation == FP32_SDPA:
+    if implementation in (FP32_SDPA, REPEATED_KV_FP32_SDPA):
         register_fp32_sdpa()
     before = attention_implementation(causal_lm)
     if not implementation or implementation == before or not hasattr(causal_lm, "set_attn_implementation"):
@@ -75,3 +126,10 @@ def training_attention(causal_lm: Any, implementation: str | None) -> Iterator[s
         yield attention_implementation(causal_lm)
     finally:
         causal_lm.set_attn_implementation(before)
+        forget_mask()
+
+
+def forget_mask() -> None:
+    """Drop the float mask `additive_mask` keeps for the next layer (once training is over)."""
+    global _last_mask
+    _last_mask = None
