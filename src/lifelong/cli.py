@@ -337,7 +337,7 @@ def sleep(
     gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help="Recompute each layer's activations in the backward pass (same module, less memory, slower: 2.3 against 3.8 GB peak and +34% training time on a 3-fact sleep)")] = False,
     return_freed_memory: Annotated[bool, typer.Option("--return-freed-memory", help="Give each freed activation back to the system during training (glibc only; same module, less memory, slower: 2.9 against 3.8 GB peak and 2.4x the training time on a 3-fact sleep; 1.7 GB with --gradient-checkpointing too)")] = False,
     compile_layers: Annotated[bool, typer.Option("--compile", help="Train with torch.compile on the decoder layers (fused kernels; a compile before the first step, 1-2 minutes the first time on a machine and 16-18 s from the cache after on SmolLM2; on 2 epochs of a 10-fact sleep steps ran 1.28x faster, 1.11x with the cached compile; slower on small sleeps)")] = False,
-    attention: Annotated[Optional[str], typer.Option(help="Attention kernel of the training loop: sdpa_fp32 (default: the fused kernel in fp32 inside bf16 autocast, 1.10-1.25x a training run and exacter), sdpa (the model's own, in bf16 under autocast) or eager (plain matmuls); serving and the gate keep sdpa")] = None,
+    attention: Annotated[Optional[str], typer.Option(help="Attention kernel of the training loop: sdpa_fp32 (default: the fused kernel in fp32 inside bf16 autocast, 1.10-1.25x a training run and exacter, grouped keys kept unrepeated), sdpa_fp32_repeated_kv (the same through transformers' sdpa, which repeats them: more memory), sdpa (the model's own, in bf16 under autocast) or eager (plain matmuls); serving and the gate keep sdpa")] = None,
     mind: MindOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -988,7 +988,7 @@ def bench(
     recite: Annotated[Optional[bool], typer.Option("--recite/--no-recite", help="every lifelong sleep answers span questions about a sentence of a long note with the whole sentence (default on; --no-recite: the span, as before)")] = None,
     context_distractors: Annotated[Optional[int], typer.Option(help="most distractor notes beside the right one in each note-reading row of every lifelong sleep (default 2)", min=1)] = None,
     topic_modules: Annotated[Optional[bool], typer.Option("--topic-modules/--module-per-sleep", help="every lifelong sleep trains one module per topic among its new memories, or one for the whole sleep (as every run before 2026-12-05) [default: per topic for routed strategies]", show_default=False)] = None,
-    attention: Annotated[Optional[str], typer.Option(help="attention kernel of every trained arm's training loop: sdpa_fp32 (default), sdpa or eager")] = None,
+    attention: Annotated[Optional[str], typer.Option(help="attention kernel of every trained arm's training loop: sdpa_fp32 (default), sdpa_fp32_repeated_kv, sdpa or eager")] = None,
     forget_unit: Annotated[Optional[str], typer.Option("--forget-unit", help="governance: forget all the study taught about one author (author, the default, as TOFU's forget sets) or the first facts of the file, whose author keeps others (first)")] = None,
     seed: Annotated[int, typer.Option(help="seed of every trained arm", min=0)] = 0,
     model: Annotated[Optional[str], typer.Option(help="model to benchmark (default smollm2-135m; tiny with --quick)")] = None,

@@ -25,14 +25,14 @@ from collections.abc import Iterator
 from typing import Any
 
 
-# the kernels a user may name for training (`sleep --attention`, `bench --attention`): the
-# model's default and the one measured faster on packed rows; others exist in transformers but
-# were never measured here
-FP32_SDPA = "sdpa_fp32"
+FP32_SDPA = "sdpa_fp32"  # sdpa_in_fp32 below
 # the same in fp32 through transformers' sdpa, which repeats grouped keys and values to every
-# query head: what FP32_SDPA ran before it kept them unrepeated (for benchmarks/trainer_variants.py)
+# query head: what FP32_SDPA ran before it kept them unrepeated (more memory, about the same time)
 REPEATED_KV_FP32_SDPA = "sdpa_fp32_repeated_kv"
-TRAINING_ATTENTION_KERNELS = (FP32_SDPA, "sdpa", "eager")
+# the kernels a user may name for training (`sleep --attention`, `bench --attention`): the
+# model's default, the fp32 ones measured faster on packed rows, and plain matmuls; others
+# exist in transformers but were never measured here
+TRAINING_ATTENTION_KERNELS = (FP32_SDPA, REPEATED_KV_FP32_SDPA, "sdpa", "eager")
 DEFAULT_TRAINING_ATTENTION = FP32_SDPA
 
 
