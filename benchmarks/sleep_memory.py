@@ -75,6 +75,7 @@ def one_sleep(data: Path, facts_wanted: int, micro_batch_rows: int | None, check
 
     def report(message: str) -> None:
         messages.append((time.perf_counter() - start, message))
+        print(f"  [{messages[-1][0]:.0f} s, {resident_bytes() / 2**20:,.0f} MiB] {message}", flush=True)  # an hour for 100 facts
         step = TOPIC_PREFIX.sub("", message)  # a sleep of several topics reports "topic 2/11: training ..."
         for prefix, stage in STAGE_OF:
             if step.startswith(prefix):
