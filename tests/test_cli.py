@@ -180,7 +180,7 @@ def test_versions_and_rollback_commands(run_cli, mind_dir: str, tiny_model_dir: 
     for command in (("sleep", "--mind", mind_dir), ("bench", "governance", "--quick")):  # refused before any model loads
         code, _, err = run_cli(*command, "--attention", "flash")
         assert code == 2
-        _one_line_error(err, "--attention 'flash' is not one of sdpa_fp32, sdpa, eager")
+        _one_line_error(err, "--attention 'flash' is not one of sdpa_fp32, sdpa_fp32_repeated_kv, sdpa, eager")
 
 
 USAGE_MISTAKES = [
