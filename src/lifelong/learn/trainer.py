@@ -26,12 +26,12 @@ from lifelong.learn.allocator import large_allocations_returned
 from lifelong.learn.anchors import TRAINING_CHAT, TRAINING_RAW
 from lifelong.learn.compiled_layers import compiled_decoder_layers
 from lifelong.learn.drift import continuation_log_probs, continuation_rows, kl_per_token
+from lifelong.learn.gated_mlp import recomputed_gated_activations
 from lifelong.learn.packing import Segment, build_batch, pack_rows
 from lifelong.learn.precision import use_bf16
 from lifelong.learn.soft_targets import SoftTargets, soft_cross_entropy, teacher_targets
 from lifelong.learn.strategies import Strategy
 from lifelong.learn.synthesis import TrainingExample
-from lifelong.learn.gated_mlp import recomputed_gated_activations
 from lifelong.learn.training_attention import DEFAULT_TRAINING_ATTENTION, attention_implementation, training_attention
 from lifelong.learn.weight_anchor import WeightAnchor
 from lifelong.memory.records import Memory
@@ -75,7 +75,7 @@ class TrainConfig:
     # which the gate and serving run either way.
     attention: str | None = DEFAULT_TRAINING_ATTENTION
     # Keep gate(x) and up(x) of each gated MLP and recompute act(gate(x)) in the backward pass
-    # (learn/gated_mlp.py): the same gradients, a third less of the MLP's activations held.
+    # (learn/gated_mlp.py): the same gradients, one of the MLP's four saved tensors fewer.
     recompute_gated_activation: bool = True
     trainable_layers: int | None = None  # adapt only the last N decoder layers; None = all
     target_modules: tuple[str, ...] = DEFAULT_TARGETS

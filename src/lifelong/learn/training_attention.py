@@ -15,7 +15,8 @@ used to cast them (and the values) to bf16 for the kernel, whose bf16 backward p
 mask is slower on this CPU than its fp32 one (a packed batch's attention, forward and
 backward: 14.8 against 10.3 ms). Skipping the casts is both faster (1.10-1.25x a training
 run, alternated A/B, `benchmarks/trainer_variants.py --variant bf16-attention`) and exacter.
-In fp32 training it is plain sdpa.
+In fp32 training it is the same kernel. Either way it keeps less for the backward pass than
+transformers' sdpa (`sdpa_in_fp32`: grouped keys and values unrepeated, one float mask per batch).
 """
 
 from __future__ import annotations
