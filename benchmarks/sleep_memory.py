@@ -11,13 +11,17 @@ results/sleep_memory/<time>/results.json.
 
     .venv/bin/python benchmarks/sleep_memory.py [--data ../shared/data] [--facts 3] [--micro-batch-rows all,1]
 
-About 2 minutes per variant on 2 CPU cores for 3 facts.
+About 2 minutes per variant on 2 CPU cores for 3 facts. A "+tcmalloc" variant (say
+"checkpointing+tcmalloc") runs with tcmalloc preloaded, so the C library's allocator and
+tcmalloc can alternate in one study.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -101,22 +105,37 @@ def one_sleep(data: Path, facts_wanted: int, micro_batch_rows: int | None, check
             "peak_rss_mib": max(sampler.peaks.values()), "activated": result.activated, "message": result.message,
             "stage_seconds": metrics.get("stage_seconds"), "train_seconds": metrics.get("train_seconds"),
             "train_tokens": metrics.get("train_tokens"), "tokens_per_second": metrics.get("tokens_per_second"),
-            "progress": messages}
+            "tcmalloc_mapped": "tcmalloc" in Path("/proc/self/maps").read_text(), "progress": messages}
 
 
 def parse_variant(variant: str) -> tuple[int | None, bool, bool, bool]:
     """(micro_batch_rows, gradient checkpointing, return freed memory, keep as before) of a
-    variant such as "all", "2", "checkpointing", "checkpointing+returned" or "all+kept"."""
+    variant such as "all", "2", "checkpointing", "checkpointing+returned" or "all+kept" (a
+    "+tcmalloc" suffix is the process's allocator, not a training setting: `variant_allocator`)."""
     rows, *suffixes = variant.split("+")
-    if not set(suffixes) <= {"returned", "kept"} or not (rows in ("all", "checkpointing") or rows.isdigit()):
-        raise ValueError(f"variant {variant!r}: use all, checkpointing or a row count, optionally with '+returned' and '+kept'")
+    if not set(suffixes) <= {"returned", "kept", "tcmalloc"} or not (rows in ("all", "checkpointing") or rows.isdigit()):
+        raise ValueError(f"variant {variant!r}: use all, checkpointing or a row count, optionally with '+returned', "
+                         "'+kept' and '+tcmalloc'")
     return ((None if rows in ("all", "checkpointing") else int(rows)), rows == "checkpointing", "returned" in suffixes,
             "kept" in suffixes)
 
 
+def variant_allocator(variant: str) -> str | None:
+    """The shared library a "+tcmalloc" variant's process preloads (None: the C library's malloc).
+    Preloading is the only way to swap the allocator under PyTorch's CPU tensors, and running
+    both allocators in one study, alternated, keeps the comparison on one machine at one hour."""
+    if "tcmalloc" not in variant.split("+")[1:]:
+        return None
+    library = ctypes.util.find_library("tcmalloc_minimal") or ctypes.util.find_library("tcmalloc")
+    if library is None:
+        raise ValueError(f"variant {variant!r}: no tcmalloc on this machine; install it (Debian: apt install libtcmalloc-minimal4)")
+    return library
+
+
 def variant_name(run: dict[str, object]) -> str:
     name = "checkpointing" if run.get("gradient_checkpointing") else f"rows {run['micro_batch_rows'] or 'all'}"
-    return name + (" +returned" if run.get("return_freed_memory") else "") + (" +kept" if run.get("kept_as_before") else "")
+    return (name + (" +returned" if run.get("return_freed_memory") else "") + (" +kept" if run.get("kept_as_before") else "")
+            + (" +tcmalloc" if run.get("allocator") else ""))
 
 
 def main() -> None:
@@ -127,7 +146,8 @@ def main() -> None:
                                                                    "checkpointing: the whole batch with gradient checkpointing; "
                                                                    "a '+returned' suffix adds TrainConfig.return_freed_memory; "
                                                                    "'+kept' keeps what training kept before 2026-12-06 "
-                                                                   "(repeated grouped keys, each MLP's activation)")
+                                                                   "(repeated grouped keys, each MLP's activation); "
+                                                                   "'+tcmalloc' runs the variant with tcmalloc preloaded")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one variant here, write its JSON to --out-file
     parser.add_argument("--out-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -138,15 +158,18 @@ def main() -> None:
     for variant in args.micro_batch_rows.split(","):  # every variant checked before the first one runs
         try:
             parse_variant(variant)
+            variant_allocator(variant)
         except ValueError as exc:
             parser.error(str(exc))
     runs = []
     with tempfile.TemporaryDirectory() as scratch:
         for variant in args.micro_batch_rows.split(","):
-            out_file = Path(scratch) / f"{variant}.json"
+            out_file = Path(scratch) / f"{variant}-{len(runs)}.json"
+            allocator = variant_allocator(variant)
+            environment = {**os.environ, "LD_PRELOAD": allocator} if allocator else dict(os.environ)
             subprocess.run([sys.executable, __file__, "--data", str(args.data), "--facts", str(args.facts), "--one", variant,
-                            "--out-file", str(out_file)], check=True)
-            runs.append(json.loads(out_file.read_text()))
+                            "--out-file", str(out_file)], check=True, env=environment)
+            runs.append({**json.loads(out_file.read_text()), "variant": variant, "allocator": allocator})
             print(f"{variant}: peak {runs[-1]['peak_rss_mib']:.0f} MiB, training "
                   f"{runs[-1]['train_seconds']:.1f} s", flush=True)
     out = results_dir("sleep_memory")
