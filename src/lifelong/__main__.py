@@ -1,5 +1,5 @@
 """`python -m lifelong` runs the CLI."""
 
-from lifelong.cli import main
+from lifelong.cli import entry_point
 
-main()
+entry_point()

@@ -1070,5 +1070,21 @@ def main() -> None:
             sys.exit(code)  # typer.Exit(code) returns here when click does not exit itself
 
 
-if __name__ == "__main__":
+# Commands that train (or may, as a server's tenants sleep) run under tcmalloc where the machine
+# has it: a third less peak memory in the same time (lifelong/process_allocator.py).
+ALLOCATOR_HEAVY_COMMANDS = frozenset({"sleep", "demo", "bench", "serve"})
+
+
+def entry_point() -> None:
+    """The `lifelong` program: `main`, re-executed first under tcmalloc for the commands that
+    train. `main` itself never re-executes, so it can run in a test's or a notebook's process."""
+    command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
+    if command in ALLOCATOR_HEAVY_COMMANDS:
+        from lifelong.process_allocator import reexecute_under_tcmalloc
+
+        reexecute_under_tcmalloc()
     main()
+
+
+if __name__ == "__main__":
+    entry_point()
