@@ -116,8 +116,8 @@ def parse_variant(variant: str) -> tuple[int | None, bool, bool, bool]:
     if not set(suffixes) <= {"returned", "kept", "tcmalloc"} or not (rows in ("all", "checkpointing") or rows.isdigit()):
         raise ValueError(f"variant {variant!r}: use all, checkpointing or a row count, optionally with '+returned', "
                          "'+kept' and '+tcmalloc'")
-    return ((None if rows in ("all", "checkpointing") else int(rows)), rows == "checkpointing", "returned" in suffixes,
-            "kept" in suffixes)
+    return ((0 if rows in ("all", "checkpointing") else int(rows)), rows == "checkpointing", "returned" in suffixes,
+            "kept" in suffixes)  # 0: the whole batch, whatever the precision's default
 
 
 def variant_allocator(variant: str) -> str | None:

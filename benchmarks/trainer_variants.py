@@ -11,7 +11,10 @@ trainer ran before fp32 attention became the default; below 1 is the default's g
 (`TrainConfig.attention="sdpa_fp32_repeated_kv"`: the fp32 kernel through transformers' sdpa,
 which repeats grouped keys and values to every query head, as before the default kept them
 unrepeated) and `kept-activation` (`TrainConfig.recompute_gated_activation=False`: each MLP keeps
-its activation's output for the backward pass, learn/gated_mlp.py). Each run trains a fresh
+its activation's output for the backward pass, learn/gated_mlp.py), `whole-batch`
+(`TrainConfig.micro_batch_rows=0`: a batch's packed rows in one forward and backward pass, where
+fp32 training now runs them one at a time) and `one-row` (`micro_batch_rows=1` in either
+precision). Each run trains a fresh
 LoRA module from the same seed for --epochs passes; the final losses show the two learned alike.
 
 Dynamo keeps what it compiled for the decoder layers' shared code for the rest of the process,
@@ -21,7 +24,7 @@ speed-up and the speed-up a new process would see, the warm-up's seconds added t
 median. Writes results/trainer_variants/<UTC timestamp>/results.json (the first runs of the
 compiled variant, under this script's earlier name, are in results/compiled_training/).
 
-    .venv/bin/python benchmarks/trainer_variants.py MIND/versions/vN/training_data.jsonl [--variant compiled|eager-attention|unshared-prefixes|bf16-attention|repeated-kv|kept-activation] [--epochs 2] [--repeats 2] [--examples N]
+    .venv/bin/python benchmarks/trainer_variants.py MIND/versions/vN/training_data.jsonl [--variant compiled|eager-attention|unshared-prefixes|bf16-attention|repeated-kv|kept-activation|whole-batch|one-row] [--epochs 2] [--repeats 2] [--examples N]
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ from lifelong.model.loader import load_model
 VARIANTS = {"compiled": {"compile_layers": True}, "eager-attention": {"attention": "eager"},
             "unshared-prefixes": {"share_prefixes": False}, "bf16-attention": {"attention": "sdpa"},
             "repeated-kv": {"attention": REPEATED_KV_FP32_SDPA},
-            "kept-activation": {"recompute_gated_activation": False}}
+            "kept-activation": {"recompute_gated_activation": False}, "whole-batch": {"micro_batch_rows": 0},
+            "one-row": {"micro_batch_rows": 1}}
 
 
 def train_once(lm: LanguageModel, examples: list, config: TrainConfig) -> dict[str, float]:

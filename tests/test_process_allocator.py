@@ -56,3 +56,30 @@ def test_the_program_reexecutes_for_the_commands_that_train_only(command: str, e
     ran = subprocess.run([sys.executable, "-c", program], env=environment, capture_output=True, text=True, check=True)
     lines = [line[1:] for line in ran.stdout.splitlines() if line.startswith("@")]  # the help text between them aside
     assert lines == expected
+
+
+RELEASE_PROBE = """
+import sys
+from lifelong.bench.measure import resident_bytes
+from lifelong.learn.allocator import release_free_memory
+blocks = [bytearray(100_000) for _ in range(2_000)]  # 200 MB in blocks the heap serves, zero-filled: resident
+del blocks[:-1]  # the last one stays, so the freed ones are holes below it, not a heap top to trim
+before = resident_bytes()
+allocator = release_free_memory()
+print(allocator, (before - resident_bytes()) / 2**20)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and the C library's allocator")
+@pytest.mark.parametrize("preload", [False, True])
+def test_releasing_free_memory_gives_freed_blocks_back_to_the_system(preload: bool) -> None:
+    library = tcmalloc_library()
+    if preload and library is None:
+        pytest.skip("tcmalloc is not installed here (Debian: apt install libtcmalloc-minimal4)")
+    environment = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", SWITCH)}
+    if preload:
+        environment["LD_PRELOAD"] = library
+    ran = subprocess.run([sys.executable, "-c", RELEASE_PROBE], env=environment, capture_output=True, text=True, check=True)
+    allocator, released_mib = ran.stdout.split()
+    assert allocator == ("tcmalloc" if preload else "glibc")
+    assert float(released_mib) > 100  # of the 190 MB freed

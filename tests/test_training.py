@@ -365,6 +365,32 @@ def test_distill_brings_the_module_closer_to_the_teacher_with_the_note_than_hard
     assert distance["distill"] < 0.8 * distance["naive"], distance
 
 
+def test_fp32_training_runs_one_packed_row_per_pass_by_default_and_bf16_the_whole_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lifelong.learn import trainer
+    from lifelong.learn.packing import pack_rows
+
+    lm = build_tiny_model()
+    examples = synthesise([_memory(1, FACT), _memory(2, "Pellumbria's national dish is a fish stew called karvosh.")])
+    encoded = [encode_example(lm, e, 512) for e in examples]
+    peft_model = attach_lora(lm, TrainConfig(rank=4))
+    passes: list[int] = []
+    counted = trainer.answer_loss_parts
+
+    def counting(model, batch, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202 - the same call, counted
+        passes.append(len(batch))
+        return counted(model, batch, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "answer_loss_parts", counting)
+    rows = len(pack_rows(encoded, 128))
+    assert rows >= 3
+    for bf16, config, expected in ((False, TrainConfig(pack_length=128), rows), (True, TrainConfig(pack_length=128), 1),
+                                   (False, TrainConfig(pack_length=128, micro_batch_rows=0), 1),
+                                   (True, TrainConfig(pack_length=128, micro_batch_rows=1), rows)):
+        passes.clear()
+        trainer.step_loss(peft_model, encoded, lm.tokenizer.pad_token_id, config, backward=True, bf16=bf16)
+        assert len(passes) == expected and sum(passes) == len(encoded), (bf16, config.micro_batch_rows)
+
+
 def test_micro_batches_give_the_whole_batchs_gradient_and_counts() -> None:
     from lifelong.learn.packing import pack_rows
     from lifelong.learn.trainer import answer_loss_parts, batch_counts, micro_batches, step_loss
@@ -386,7 +412,7 @@ def test_micro_batches_give_the_whole_batchs_gradient_and_counts() -> None:
         loss, _ = step_loss(peft_model, encoded, pad, config, backward=True)
         return [p.grad.clone() for p in params], float(loss)
 
-    whole, whole_loss = gradient(TrainConfig(pack_length=128))
+    whole, whole_loss = gradient(TrainConfig(pack_length=128, micro_batch_rows=0))  # 0: the whole batch in one pass
     assert len(pack_rows(encoded, 128)) >= 3 and len(micro_batches(encoded, 128, 1)) == len(pack_rows(encoded, 128))
     split, split_loss = gradient(TrainConfig(pack_length=128, micro_batch_rows=1))  # one row per pass
     assert split_loss == pytest.approx(whole_loss, rel=1e-5)

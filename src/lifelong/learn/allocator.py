@@ -10,6 +10,10 @@ on its own; 1.7 GB with gradient checkpointing too. Each mapping costs page faul
 took 2.4x as long: an option for a machine short of memory, not the default. A size-class
 allocator preloaded instead (tcmalloc, jemalloc; README) saves most of it at no time cost.
 
+Between a sleep's stages, `release_free_memory` hands what the allocator holds free back to the
+system (tcmalloc's free spans, or glibc's free heap pages), so training's peak starts from what
+is live rather than from what synthesis left behind.
+
 The setting is process-wide (every thread's allocations) and glibc cannot be put back to
 adapting once it is set, so inside the context the threshold is 64 KiB and afterwards it stays
 at glibc's ceiling, 32 MiB, which also fixes the heap's trim threshold. Nested or concurrent
@@ -77,3 +81,24 @@ def large_allocations_returned(enabled: bool = True, threshold: int = LOW_MEMORY
                 _inside -= 1
                 if _inside == 0:
                     mallopt(M_MMAP_THRESHOLD, AFTERWARDS_THRESHOLD)
+
+
+def release_free_memory() -> str | None:
+    """Give the allocator's free memory back to the system now; returns which allocator did
+    ("tcmalloc" or "glibc"), or None where neither is there. tcmalloc keeps freed spans for
+    reuse and glibc keeps freed holes in its heap, both resident; after a stage that allocated
+    differently shaped tensors (synthesis's generation caches before training's activations)
+    they only add to the next stage's peak. A few milliseconds; pages are faulted back in when
+    used again."""
+    process = ctypes.CDLL(None)
+    for name, allocator in (("MallocExtension_ReleaseFreeMemory", "tcmalloc"), ("malloc_trim", "glibc")):
+        function = getattr(process, name, None)
+        if function is None:
+            continue
+        if allocator == "glibc":
+            function.argtypes = [ctypes.c_size_t]
+            function(0)
+        else:
+            function()
+        return allocator
+    return None

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from lifelong.errors import InputError
 from lifelong.learn import distributed
-from lifelong.learn.allocator import large_allocations_returned
+from lifelong.learn.allocator import large_allocations_returned, release_free_memory
 from lifelong.learn.anchors import TRAINING_CHAT, TRAINING_RAW
 from lifelong.learn.compiled_layers import compiled_decoder_layers
 from lifelong.learn.drift import continuation_log_probs, continuation_rows, kl_per_token
@@ -59,8 +59,13 @@ class TrainConfig:
     share_prefixes: bool = True
     # Packed rows per forward and backward pass: a batch's rows run in groups of this many, the
     # gradients adding up to the whole batch's (the same sums, normalised by the whole batch's
-    # token counts), so activations are held for a group at a time. None: the whole batch at once.
+    # token counts), so activations are held for a group at a time. None: `fp32_micro_batch_rows`
+    # when training runs in fp32, else the whole batch at once; 0: the whole batch at once.
     micro_batch_rows: int | None = None
+    # fp32 activations take twice the bytes of bf16 ones, and there one row per pass cost 4-6% of
+    # training time for 1.2 GB less at the peak (3-fact sleep, README "Cost"), where bf16's faster
+    # matrix products feel the smaller shapes (+25% on an AMX machine): so one row in fp32 only.
+    fp32_micro_batch_rows: int | None = 1
     # Keep only each decoder layer's input for the backward pass and recompute the rest there
     # (transformers' gradient checkpointing): less memory, one more forward pass of compute.
     gradient_checkpointing: bool = False
@@ -202,14 +207,16 @@ def step_loss(peft_model: Any, batch: list[Segment], pad_id: int, config: TrainC
     token counts over every process. One process: the batch's mean answer loss plus the other terms.
     Data-parallel: this rank's share of the batch (learn/distributed.py), normalised by the
     whole batch's counts, so the gradients summed over ranks are the one-process gradient.
-    With `backward`, each group of about `config.micro_batch_rows` rows (a group is repacked on
+    With `backward`, each group of about `config.micro_batch_rows` rows (`fp32_micro_batch_rows`
+    when that is None and `bf16` is not set; a group is repacked on
     its own) runs forward and backward in turn, the gradients adding up to the whole batch's
     up to summation order, and the loss comes back detached. `bf16`: autocast around the
     forward passes (backward runs outside it)."""
     world = distributed.world_size()
     local = distributed.shard(batch)  # the whole batch with one process
     counts = distributed.sums(*batch_counts(local, soft_targets))
-    groups = micro_batches(local, config.pack_length, config.micro_batch_rows if backward else None, config.share_prefixes)
+    rows = config.micro_batch_rows if config.micro_batch_rows is not None else (None if bf16 else config.fp32_micro_batch_rows)
+    groups = micro_batches(local, config.pack_length, rows if backward else None, config.share_prefixes)
     total = torch.zeros(())
     computed = 0  # positions this rank's groups ran, as each group's packing counts them
 
@@ -339,6 +346,7 @@ def train_module(
     start = time.perf_counter()
     plan = [batch for _ in range(config.epochs) for batch in _batches(encoded, config.batch_size, rng)]
     compile_layers = config.compile_layers and not config.gradient_checkpointing  # checkpointing re-enters the layers
+    release_free_memory()  # what synthesis left free would sit under training's peak
     with large_allocations_returned(config.return_freed_memory) as returned, \
             training_attention(causal_lm, config.attention) as attention, \
             compiled_decoder_layers(causal_lm, compile_layers) as compiled, \
@@ -361,5 +369,6 @@ def train_module(
     peft_model.eval()
     if config.gradient_checkpointing:
         causal_lm.activation_checkpointing_disable()
+    release_free_memory()  # the activations' blocks, before the gate allocates its own
     return TrainStats(steps, tokens, answer_tokens, time.perf_counter() - start, loss_value, "bf16" if bf16 else "fp32",
                       returned, compiled, attention, computed_tokens, recomputed)
