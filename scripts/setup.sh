@@ -39,7 +39,7 @@ echo "==> installing dependencies into .venv (first run takes about a minute)"
 if ! ldconfig -p 2>/dev/null | grep libtcmalloc >/dev/null; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "==> installing tcmalloc (Debian's libtcmalloc-minimal4) for training's memory"
-    { apt-get install -y -qq libtcmalloc-minimal4 || { apt-get update -qq && apt-get install -y -qq libtcmalloc-minimal4; }; } >/dev/null 2>&1 \
+    { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq libtcmalloc-minimal4 || { apt-get update -qq && apt-get install -y -qq libtcmalloc-minimal4; }; } >/dev/null 2>&1 \
       || echo "    could not install it; training uses the C library's allocator (more memory, same results)"
   else
     echo "==> optional: 'sudo apt install libtcmalloc-minimal4' (or your system's gperftools) lowers a sleep's peak memory by a third"
