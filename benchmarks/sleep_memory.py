@@ -19,7 +19,6 @@ tcmalloc can alternate in one study.
 from __future__ import annotations
 
 import argparse
-import ctypes.util
 import json
 import os
 import re
@@ -33,6 +32,7 @@ from pathlib import Path
 from _common import machine_info, print_table, results_dir, write_json
 
 from lifelong.bench.measure import resident_bytes
+from lifelong.process_allocator import tcmalloc_library, tcmalloc_loaded
 
 # A progress line's start -> the stage it begins (consolidate.py's reports, in order).
 STAGE_OF = (("checking", "screen"), ("selected", "select"), ("reading the base model's retention", "retention probes"),
@@ -105,7 +105,7 @@ def one_sleep(data: Path, facts_wanted: int, micro_batch_rows: int | None, check
             "peak_rss_mib": max(sampler.peaks.values()), "activated": result.activated, "message": result.message,
             "stage_seconds": metrics.get("stage_seconds"), "train_seconds": metrics.get("train_seconds"),
             "train_tokens": metrics.get("train_tokens"), "tokens_per_second": metrics.get("tokens_per_second"),
-            "tcmalloc_mapped": "tcmalloc" in Path("/proc/self/maps").read_text(), "progress": messages}
+            "tcmalloc_mapped": tcmalloc_loaded(), "progress": messages}
 
 
 def parse_variant(variant: str) -> tuple[int | None, bool, bool, bool]:
@@ -126,7 +126,7 @@ def variant_allocator(variant: str) -> str | None:
     both allocators in one study, alternated, keeps the comparison on one machine at one hour."""
     if "tcmalloc" not in variant.split("+")[1:]:
         return None
-    library = ctypes.util.find_library("tcmalloc_minimal") or ctypes.util.find_library("tcmalloc")
+    library = tcmalloc_library()
     if library is None:
         raise ValueError(f"variant {variant!r}: no tcmalloc on this machine; install it (Debian: apt install libtcmalloc-minimal4)")
     return library
