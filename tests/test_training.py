@@ -630,3 +630,60 @@ def test_training_attention_keeps_grouped_keys_unrepeated_and_one_float_mask_per
     lean = _saved_bytes(lambda: sdpa_in_fp32(layer, query, key, value, mask))
     repeated = _saved_bytes(lambda: transformers_sdpa_in_fp32(layer, query, key, value, mask))
     assert lean < repeated
+
+
+def test_after_epoch_watches_each_epoch_in_eval_mode_and_can_stop_training_there() -> None:
+    lm = build_tiny_model()
+    examples = synthesise([_memory(1, FACT)])
+    config = TrainConfig(rank=4, epochs=3, batch_size=2, bf16=False)
+    seen: list[tuple[int, bool]] = []
+
+    def watch(epochs_done: int) -> bool:
+        seen.append((epochs_done, peft_model.training))
+        return False
+
+    peft_model = attach_lora(LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, "tiny"), config)
+    full = train_module(lm, peft_model, examples, parse_strategy("naive"), config, after_epoch=watch)
+    assert seen == [(1, False), (2, False)] and full.epochs == 3  # not after the last epoch: training is over
+    per_epoch = full.steps // 3
+
+    peft_model = attach_lora(LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, "tiny"), config)
+    stopped = train_module(lm, peft_model, examples, parse_strategy("naive"), config, after_epoch=lambda done: done == 1)
+    assert stopped.epochs == 1 and stopped.steps == per_epoch and not peft_model.training
+
+
+def test_linear_schedule_decays_the_rate_to_zero_over_the_planned_steps_and_constant_holds_it() -> None:
+    from lifelong.errors import InputError
+    from lifelong.learn.trainer import scheduled_learning_rate
+
+    for name, expected in (("linear", [1e-3 * (4 - k) / 4 for k in range(4)]), ("constant", [1e-3] * 4)):
+        optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1e-3)
+        schedule = scheduled_learning_rate(optimizer, name, 4)
+        rates = []
+        for _ in range(4):
+            rates.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            schedule.step()
+        assert rates == pytest.approx(expected), name
+    with pytest.raises(InputError, match="linear"):
+        scheduled_learning_rate(optimizer, "cosine", 4)
+
+
+def test_a_linear_schedule_ends_training_on_small_steps() -> None:
+    """The last epoch moves the module less under a linear decay than at a constant rate."""
+    lm = build_tiny_model()
+    examples = synthesise([_memory(1, FACT), _memory(2, "Pellumbria's national dish is a fish stew called karvosh.")])
+    moves = {}
+    for name in ("constant", "linear"):
+        config = TrainConfig(rank=4, epochs=3, batch_size=2, learning_rate=1e-2, learning_rate_schedule=name, bf16=False)
+        peft_model = attach_lora(LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, "tiny"), config)
+        snapshots: list[list[torch.Tensor]] = []
+
+        def snapshot(_done: int, peft_model=peft_model, snapshots=snapshots) -> bool:  # noqa: ANN001
+            snapshots.append([p.detach().clone() for p in peft_model.parameters() if p.requires_grad])
+            return False
+
+        train_module(lm, peft_model, examples, parse_strategy("naive"), config, after_epoch=snapshot)
+        final = [p.detach() for p in peft_model.parameters() if p.requires_grad]
+        moves[name] = sum(float((a - b).norm()) for a, b in zip(final, snapshots[-1], strict=True))
+    assert moves["linear"] < 0.5 * moves["constant"]
