@@ -367,7 +367,7 @@ def test_a_partial_run_is_only_reused_when_asked_and_for_the_same_settings(tmp_p
     assert "recite" not in BenchSettings(recite=False).to_dict()
     assert "context_distractors" not in BenchSettings().to_dict() and BenchSettings(context_distractors=1).to_dict()["context_distractors"] == 1
     assert BenchSettings(context_distractors=1).synthesis()["context_distractors"] == 1
-    assert not {"micro_batch_rows", "gradient_checkpointing", "return_freed_memory"} & set(BenchSettings().to_dict()["train_config"])
+    assert not {"micro_batch_rows", "gradient_checkpointing", "return_freed_memory", "learning_rate_schedule"} & set(BenchSettings().to_dict()["train_config"])
     assert "attention" not in BenchSettings().to_dict() and BenchSettings(attention="eager").train().attention == "eager"
     assert BenchSettings(attention="eager").to_dict()["train_config"]["attention"] == "eager"  # never resumes a default run
     with pytest.raises(InputError, match="--topic-modules needs routed strategies"):

@@ -141,7 +141,8 @@ class BenchSettings:
                 del settings[knob]
         train = self.train().to_dict()
         for knob, before in (("micro_batch_rows", None), ("fp32_micro_batch_rows", 1), ("gradient_checkpointing", False),
-                             ("return_freed_memory", False), ("compile_layers", False), ("attention", None)):
+                             ("return_freed_memory", False), ("compile_layers", False), ("attention", None),
+                             ("learning_rate_schedule", "constant")):
             if train[knob] == before:  # the same gradient either way; runs before the knob keep their identity
                 del train[knob]
         return {**settings, "train_config": train}
