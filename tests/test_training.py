@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 
 import pytest
@@ -640,11 +641,14 @@ def test_after_epoch_watches_each_epoch_in_eval_mode_and_can_stop_training_there
 
     def watch(epochs_done: int) -> bool:
         seen.append((epochs_done, peft_model.training))
+        time.sleep(0.3)  # a slow measurement: not training's cost
         return False
 
     peft_model = attach_lora(LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, "tiny"), config)
+    start = time.perf_counter()
     full = train_module(lm, peft_model, examples, parse_strategy("naive"), config, after_epoch=watch)
     assert seen == [(1, False), (2, False)] and full.epochs == 3  # not after the last epoch: training is over
+    assert full.seconds <= time.perf_counter() - start - 2 * 0.3
     per_epoch = full.steps // 3
 
     peft_model = attach_lora(LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, "tiny"), config)
