@@ -176,15 +176,6 @@ def _stop_after_epoch(peft_model: Any, after_epoch: Callable[[int], bool] | None
     return distributed.sums(float(stop))[0] > 0
 
 
-def _timed(run: Callable[[], bool], spent: list[float]) -> bool:
-    """`run()`, its seconds added to `spent[0]` (what training's own seconds leave out)."""
-    start = time.perf_counter()
-    try:
-        return run()
-    finally:
-        spent[0] += time.perf_counter() - start
-
-
 def _batches(encoded: list[tuple[list[int], int]], batch_size: int, rng: random.Random) -> list[list[tuple[list[int], int]]]:
     """Shuffled batches of examples; packing (not sorting by length) removes the padding."""
     order = encoded[:]
@@ -390,7 +381,7 @@ def train_module(
     epochs = [_batches(encoded, config.batch_size, rng) for _ in range(config.epochs)]  # every shuffle first, as before
     planned = sum(len(batches) for batches in epochs)
     epochs_run = 0
-    watching = [0.0]  # seconds in after_epoch: not training's cost
+    watching = 0.0  # seconds in after_epoch: not training's cost
     schedule = scheduled_learning_rate(optimizer, config.learning_rate_schedule, planned)
     compile_layers = config.compile_layers and not config.gradient_checkpointing  # checkpointing re-enters the layers
     release_free_memory()  # what synthesis left free would sit under training's peak
@@ -416,11 +407,15 @@ def train_module(
                 if progress is not None:
                     progress(steps, planned, loss_value)
             epochs_run = number
-            if number < len(epochs) and _timed(lambda: _stop_after_epoch(peft_model, after_epoch, number), watching):
-                break
+            if number < len(epochs):  # after the last epoch training is over: nothing to decide
+                asked = time.perf_counter()
+                stop = _stop_after_epoch(peft_model, after_epoch, number)
+                watching += time.perf_counter() - asked
+                if stop:
+                    break
     peft_model.eval()
     if config.gradient_checkpointing:
         causal_lm.activation_checkpointing_disable()
     release_free_memory()  # the activations' blocks, before the gate allocates its own
-    return TrainStats(steps, tokens, answer_tokens, time.perf_counter() - start - watching[0], loss_value, "bf16" if bf16 else "fp32",
+    return TrainStats(steps, tokens, answer_tokens, time.perf_counter() - start - watching, loss_value, "bf16" if bf16 else "fp32",
                       returned, compiled, attention, computed_tokens, recomputed, epochs_run)
