@@ -126,11 +126,13 @@ def main() -> None:
     unknown = [r for r in recipes if r not in RECIPES]
     if unknown:
         raise SystemExit(f"unknown recipe {unknown[0]!r}; choose from {', '.join(RECIPES)}")
-    out = results_dir("epoch_curve")
     with Mind.open(args.mind) as mind:
+        versions = [v for v in mind.versions.list() if v.kind == "module" and (mind.versions.path(v.id) / TRAINING_DATA).is_file()]
+        if not versions:
+            raise SystemExit(f"{args.mind} has no module version with its training data; sleep it first (`lifelong sleep --mind {args.mind}`)")
         base = mind.base_model
         memories = {m.id: m for m in mind.memories()}
-        versions = [v for v in mind.versions.list() if v.kind == "module" and (mind.versions.path(v.id) / TRAINING_DATA).is_file()]
+        machine, out = machine_info(), results_dir("epoch_curve")
         topics = []
         for number, version in enumerate(versions, start=1):
             own = [memories[i] for i in version.own_memory_ids if i in memories]
@@ -144,7 +146,7 @@ def main() -> None:
                 print(json.dumps([{k: (sum(v) if isinstance(v, list) else v) for k, v in e.items()}
                                   for e in topic["recipes"][recipe]["epochs"]]), flush=True)
             topics.append(topic)
-            results = {"study": "epoch_curve", "mind": str(args.mind), "machine": machine_info(), "recipes": {r: RECIPES[r] for r in recipes},
+            results = {"study": "epoch_curve", "mind": str(args.mind), "machine": machine, "recipes": {r: RECIPES[r] for r in recipes},
                        "topics_count": len(topics), "topics": topics, "totals": {r: totals(topics, r) for r in recipes}}
             write_json(out / "results.json", results)  # as each topic finishes
     plot(results, out)
