@@ -370,6 +370,11 @@ def test_a_partial_run_is_only_reused_when_asked_and_for_the_same_settings(tmp_p
     assert not {"micro_batch_rows", "gradient_checkpointing", "return_freed_memory", "learning_rate_schedule"} & set(BenchSettings().to_dict()["train_config"])
     assert "attention" not in BenchSettings().to_dict() and BenchSettings(attention="eager").train().attention == "eager"
     assert BenchSettings(attention="eager").to_dict()["train_config"]["attention"] == "eager"  # never resumes a default run
+    # the learning rate reaches every trained arm, and a run at another rate never resumes a default one
+    assert "learning_rate" not in BenchSettings().to_dict() and BenchSettings(learning_rate=2e-3).train().learning_rate == 2e-3
+    assert BenchSettings(learning_rate=2e-3).to_dict() != BenchSettings().to_dict()
+    with pytest.raises(InputError, match="--learning-rate must be between 0 and 1"):
+        BenchSettings(learning_rate=0.0)
     with pytest.raises(InputError, match="--topic-modules needs routed strategies"):
         BenchSettings(topic_modules=True, strategies=("routed+context", "kl+replay"))
 
