@@ -10,7 +10,7 @@ topic's held-out acquisition probes (the gate's; phrasings synthesis never uses)
 --data, the TOFU dev question of each fact (the benchmark's scoring question). Recipes alternate
 within each topic. Writes results/epoch_curve/<UTC timestamp>/results.json and curves.png.
 
-    .venv/bin/python benchmarks/epoch_curve.py MIND [--recipes constant,linear] [--data ../shared/data]
+    .venv/bin/python benchmarks/epoch_curve.py MIND [--recipes constant,linear] [--data ../shared/data] [--topics N]
 
 MIND: a mind that slept at least once (e.g. one a `lifelong bench` run kept with --keep-minds).
 """
@@ -47,6 +47,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "3-epochs-linear": {"epochs": 3, "learning_rate_schedule": "linear"},
     "lr-2e-3": {"learning_rate": 2e-3},  # at a constant rate epoch k of a run is exactly a k-epoch run: fewer, larger steps
     "last-15-layers": {"trainable_layers": 15},  # the backward pass stops halfway down SmolLM2-135M's 30 layers
+    "last-15-layers-2e-3": {"trainable_layers": 15, "learning_rate": 2e-3},  # half the depth, larger steps to make up for it
 }
 
 
@@ -121,6 +122,7 @@ def main() -> None:
     parser.add_argument("mind", type=Path)
     parser.add_argument("--recipes", default="constant,linear", help=f"comma-separated, of: {', '.join(RECIPES)}")
     parser.add_argument("--data", type=Path, default=None, help="the benchmark data folder, for the TOFU dev questions")
+    parser.add_argument("--topics", type=int, default=None, help="the first N module versions only (default: all)")
     args = parser.parse_args()
     recipes = args.recipes.split(",")
     unknown = [r for r in recipes if r not in RECIPES]
@@ -130,6 +132,7 @@ def main() -> None:
         versions = [v for v in mind.versions.list() if v.kind == "module" and (mind.versions.path(v.id) / TRAINING_DATA).is_file()]
         if not versions:
             raise SystemExit(f"{args.mind} has no module version with its training data; sleep it first (`lifelong sleep --mind {args.mind}`)")
+        versions = versions[: args.topics]
         base = mind.base_model
         memories = {m.id: m for m in mind.memories()}
         machine, out = machine_info(), results_dir("epoch_curve")
