@@ -375,6 +375,8 @@ def test_a_partial_run_is_only_reused_when_asked_and_for_the_same_settings(tmp_p
     assert BenchSettings(learning_rate=2e-3).to_dict() != BenchSettings().to_dict()
     with pytest.raises(InputError, match="--learning-rate must be between 0 and 1"):
         BenchSettings(learning_rate=0.0)
+    assert "trainable_layers" not in BenchSettings().to_dict() and BenchSettings(trainable_layers=15).train().trainable_layers == 15
+    assert BenchSettings(trainable_layers=15).to_dict() != BenchSettings().to_dict()
     with pytest.raises(InputError, match="--topic-modules needs routed strategies"):
         BenchSettings(topic_modules=True, strategies=("routed+context", "kl+replay"))
 

@@ -984,6 +984,7 @@ def bench(
                                                  "a lifelong arm (one more sleep per unit) to every study but retrieval: by default the routed library and an unrouted module side by side")] = "routed+context,kl+replay",
     epochs: Annotated[Optional[int], typer.Option(help="training epochs for every trained arm", min=1)] = None,
     learning_rate: Annotated[Optional[float], typer.Option("--learning-rate", help="AdamW learning rate of every trained arm, the naive baseline's included (default 1e-3)")] = None,
+    layers: Annotated[Optional[int], typer.Option("--layers", help="LoRA on the last N decoder layers of every trained arm, the naive baseline's included (default: all)", min=1)] = None,
     questions_per_memory: Annotated[Optional[int], typer.Option(help="questions the model writes per fact in every lifelong sleep (default 1)", min=1)] = None,
     content_cloze: Annotated[Optional[bool], typer.Option("--content-cloze", help="every lifelong sleep also trains cloze and span questions over lower-case content phrases (default off)")] = None,
     recite: Annotated[Optional[bool], typer.Option("--recite/--no-recite", help="every lifelong sleep answers span questions about a sentence of a long note with the whole sentence (default on; --no-recite: the span, as before)")] = None,
@@ -1007,7 +1008,7 @@ def bench(
     names = study_names() if studies == ["all"] else studies
     given = {k: v for k, v in dict(facts=facts, passages=passages, implication_passages=implication_passages, sleeps=sleeps,
                                     batch_facts=batch_facts, cost_facts=cost_facts, known=known,
-                                    citation_questions=citation_questions, epochs=epochs, learning_rate=learning_rate,
+                                    citation_questions=citation_questions, epochs=epochs, learning_rate=learning_rate, trainable_layers=layers,
                                     questions_per_memory=questions_per_memory, content_cloze=content_cloze,
                                     recite=recite, context_distractors=context_distractors, topic_modules=topic_modules,
                                     forget_unit=forget_unit, model=model,

@@ -41,7 +41,8 @@ SQUAD_MODES = ("many", "single", "implications", "implications-passage", "implic
 # it had then, so its checkpoints stay resumable, and a run at any other value (a later default
 # included) never resumes one of them.
 # (topic_modules is not about synthesis, but it reaches every lifelong sleep the same way)
-STUDY_KNOBS = {"forget_unit": "first", "attention": None, "learning_rate": TrainConfig().learning_rate}  # the same rule: a study design's value before the knob existed
+STUDY_KNOBS = {"forget_unit": "first", "attention": None, "learning_rate": TrainConfig().learning_rate,
+               "trainable_layers": TrainConfig().trainable_layers}  # the same rule: a study design's value before the knob existed
 SYNTHESIS_KNOBS = {"questions_per_memory": 1, "content_cloze": False, "recite": False, "context_distractors": 2, "topic_modules": False}
 
 
@@ -82,6 +83,7 @@ class BenchSettings:
     topic_modules: bool | None = None
     attention: str | None = None  # the training loop's attention kernel (TrainConfig.attention); None: the trainer's default
     learning_rate: float = TrainConfig().learning_rate  # every trained arm's AdamW rate, the naive baseline's included
+    trainable_layers: int | None = TrainConfig().trainable_layers  # LoRA on the last N decoder layers of every trained arm; None: all
     seed: int = 0
     model: str = "smollm2-135m"
 
@@ -110,6 +112,8 @@ class BenchSettings:
                      "questions_per_memory", "context_distractors"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+        if self.trainable_layers is not None and self.trainable_layers < 1:
+            raise InputError(f"--layers must be at least 1 (got {self.trainable_layers}); leave it out to adapt every layer")
         if not 0 < self.learning_rate < 1:
             raise InputError(f"--learning-rate must be between 0 and 1 (got {self.learning_rate}); the default is {TrainConfig().learning_rate}")
         if self.forget_unit not in FORGET_UNITS:
@@ -124,7 +128,7 @@ class BenchSettings:
             raise InputError(f"--squad-modes has {', '.join(sorted(unknown))}; use {', '.join(SQUAD_MODES)}")
 
     def train(self) -> TrainConfig:
-        config = TrainConfig(epochs=self.epochs, seed=self.seed, learning_rate=self.learning_rate,
+        config = TrainConfig(epochs=self.epochs, seed=self.seed, learning_rate=self.learning_rate, trainable_layers=self.trainable_layers,
                              **({"attention": self.attention} if self.attention else {}))
         if self.model == "tiny":  # the tiny model's 512-token window and byte tokenizer
             from dataclasses import replace
