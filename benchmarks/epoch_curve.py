@@ -128,6 +128,8 @@ def main() -> None:
     unknown = [r for r in recipes if r not in RECIPES]
     if unknown:
         raise SystemExit(f"unknown recipe {unknown[0]!r}; choose from {', '.join(RECIPES)}")
+    if args.topics is not None and args.topics < 1:
+        raise SystemExit(f"--topics must be at least 1 (got {args.topics}); leave it out for every topic")
     with Mind.open(args.mind) as mind:
         versions = [v for v in mind.versions.list() if v.kind == "module" and (mind.versions.path(v.id) / TRAINING_DATA).is_file()]
         if not versions:
