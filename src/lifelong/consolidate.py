@@ -50,6 +50,7 @@ from lifelong.learn.topics import topic_groups
 from lifelong.learn.trainer import TrainConfig, attach_lora, train_module, trained_texts
 from lifelong.memory.records import TRUST_LEVELS, Memory
 from lifelong.memory.embedder import Embedder
+from lifelong.model.adapter_loading import load_modules
 from lifelong.model.language_model import LanguageModel, weight_sharing_copy
 from lifelong.model.routed import RoutedLanguageModel
 from lifelong.progress import StageClock
@@ -392,8 +393,8 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
         candidate = _library_model(registry, foundation, list(library), config, extra=(candidate_peft, keys))
     else:
         candidate = LanguageModel(candidate_peft, base.tokenizer, base.name, base.needs_bos)
-    parent_lm = version_model(registry, parent_id, foundation, config.embedder, config.router_radius,
-                              existing={m.id: m for m in memories})  # what serves now
+    parent_lm = parent_beside(candidate, registry, parent, list(library), config) or version_model(
+        registry, parent_id, foundation, config.embedder, config.router_radius, existing={m.id: m for m in memories})  # what serves now
     clock.lap("library")  # timed apart from measuring: the two together grew from 35 s to 141 s over ten sleeps
 
     # 4. measure
@@ -481,18 +482,34 @@ def _library_model(registry: VersionRegistry, foundation: LanguageModel, library
     """The foundation with every module of `library` (and, for a candidate, the freshly trained
     one) loaded side by side behind one router."""
     modules = [ModuleKeys.load(origin, registry.path(origin)) for origin in library]
+    adapters = {origin: registry.path(origin) / ADAPTER for origin in library}
     if extra is not None:  # the candidate: its trained adapter is "default" in its PeftModel
         model, keys = extra
-        for origin in library:
-            model.load_adapter(str(registry.path(origin) / ADAPTER), adapter_name=origin)
+        load_modules(model, adapters)
         modules.append(keys)
     elif library:
-        model = with_modules(foundation, {origin: registry.path(origin) / ADAPTER for origin in library})
+        model = with_modules(foundation, adapters)
     else:
         return foundation
     model.eval()
     router = Router(config.embedder, modules, config.router_radius)
     return RoutedLanguageModel(model, foundation.tokenizer, foundation.name, foundation.needs_bos, router)
+
+
+def parent_beside(candidate: LanguageModel, registry: VersionRegistry, parent: Manifest | None, library: Sequence[str],
+                  config: SleepConfig) -> RoutedLanguageModel | None:
+    """The parent as it serves now, computed on the candidate's own PeftModel, which already
+    holds every module of the parent's valid library under its name: the parent's router
+    never sends an input to the candidate's new module, so each of its answers is the one
+    `version_model` would give, without loading the library a second time (twice per topic
+    made the library stage grow with every module; README, "Opening a module library").
+    None where the parent is not such a library (the base, a merge, one unrouted module)."""
+    if not (isinstance(candidate, RoutedLanguageModel) and parent is not None and parent.kind == "module"
+            and parent.modules and library):
+        return None
+    modules = [ModuleKeys.load(origin, registry.path(origin)) for origin in library]
+    router = Router(config.embedder, modules, config.router_radius)
+    return RoutedLanguageModel(candidate.model, candidate.tokenizer, candidate.name, candidate.needs_bos, router)
 
 
 def _check_same_shape(parent_id: str, adapter: Path, train: Any) -> None:
@@ -651,13 +668,7 @@ def _continuation_tokens(pairs: Sequence[tuple[tuple[list[int], int], str]]) -> 
 def with_modules(foundation: LanguageModel, adapters: Mapping[str, Path]) -> Any:
     """A PeftModel holding every adapter, each under its name, on the foundation's weights
     (shared, not copied: merge into `foundation.with_own_weights()`, never into this)."""
-    from peft import PeftModel
-
-    names = list(adapters)
-    model = PeftModel.from_pretrained(weight_sharing_copy(foundation.model), str(adapters[names[0]]), adapter_name=names[0])
-    for name in names[1:]:
-        model.load_adapter(str(adapters[name]), adapter_name=name)
-    return model
+    return load_modules(weight_sharing_copy(foundation.model), adapters)
 
 
 def with_adapter(base: LanguageModel, adapter: Path | None) -> LanguageModel:

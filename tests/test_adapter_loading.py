@@ -1,0 +1,96 @@
+"""Loading a module library: the fast path gives exactly PEFT's model, and falls back to PEFT
+for adapters outside the shape it handles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lifelong.model.adapter_loading import add_module, load_modules, lora_layers
+from lifelong.model.language_model import weight_sharing_copy
+from lifelong.model.tiny import build_tiny_model
+
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def saved_modules(tmp_path: Path, count: int, **lora: object) -> dict[str, Path]:
+    """`count` random LoRA adapters of the tiny model, saved as a sleep saves its modules
+    (random B as well as A, so every module moves the logits its own way)."""
+    from peft import LoraConfig, get_peft_model
+
+    folders = {}
+    for index in range(count):
+        lm = build_tiny_model()
+        config = LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS, task_type="CAUSAL_LM", **lora)
+        torch.manual_seed(100 + index)
+        model = get_peft_model(lm.model, config)
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if "lora_" in name:
+                    parameter.normal_(0, 0.3)
+        folders[f"v{index + 1}"] = tmp_path / f"v{index + 1}"
+        model.save_pretrained(folders[f"v{index + 1}"])
+    return folders
+
+
+def peft_loaded(base: object, adapters: dict[str, Path]) -> object:
+    from peft import PeftModel
+
+    names = list(adapters)
+    model = PeftModel.from_pretrained(weight_sharing_copy(base), str(adapters[names[0]]), adapter_name=names[0])
+    for name in names[1:]:
+        model.load_adapter(str(adapters[name]), adapter_name=name)
+    return model
+
+
+def test_fast_loading_gives_pefts_model_exactly(tmp_path: Path) -> None:
+    adapters = saved_modules(tmp_path, 4)
+    lm = build_tiny_model()
+    fast = load_modules(weight_sharing_copy(lm.model), adapters).eval()
+    slow = peft_loaded(lm.model, adapters).eval()
+
+    def shapes(model: object) -> dict[str, tuple]:
+        return {k: (tuple(v.shape), v.dtype, v.requires_grad) for k, v in model.named_parameters()}
+
+    assert shapes(fast) == shapes(slow)
+    ids = lm.tokenizer(["the cat sat on", "a module per topic", "x"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        rows = ["v3", "__base__", "v2"]
+        assert torch.equal(fast(**ids, adapter_names=rows).logits, slow(**ids, adapter_names=rows).logits)
+        for name in adapters:
+            fast.set_adapter(name)
+            slow.set_adapter(name)
+            assert torch.equal(fast(**ids).logits, slow(**ids).logits)
+        with fast.disable_adapter():
+            plain = fast(**ids).logits
+        assert not torch.allclose(plain, fast(**ids).logits)  # the modules do move the answers
+        assert torch.equal(plain, lm.model(**ids).logits)  # and the base stays the base
+    assert fast.peft_config["v4"].r == 4 and fast.peft_config["v4"].inference_mode
+
+
+def test_each_load_touches_only_the_adapted_layers(tmp_path: Path) -> None:
+    adapters = saved_modules(tmp_path, 2)
+    model = load_modules(weight_sharing_copy(build_tiny_model().model), {"v1": adapters["v1"]})
+    layers = dict(lora_layers(model))
+    assert len(layers) == 2 * len(TARGETS)  # two decoder layers, seven projections each
+    assert add_module(model, layers, "v2", adapters["v2"])
+    with pytest.raises(ValueError, match="already loaded"):
+        add_module(model, layers, "v2", adapters["v2"])
+
+
+def test_other_shapes_go_through_peft(tmp_path: Path) -> None:
+    plain = saved_modules(tmp_path / "plain", 1)
+    dora = saved_modules(tmp_path / "dora", 1, use_dora=True)
+    lm = build_tiny_model()
+    model = load_modules(weight_sharing_copy(lm.model), {"v1": plain["v1"]})
+    assert not add_module(model, dict(lora_layers(model)), "dora", dora["v1"])  # refused, nothing changed
+    assert "dora" not in model.peft_config
+    load_modules(model, {"dora": dora["v1"]})  # PEFT loads it instead
+    slow = peft_loaded(lm.model, {"v1": plain["v1"], "dora": dora["v1"]}).eval()
+    ids = lm.tokenizer(["the cat sat on"], return_tensors="pt")
+    with torch.no_grad():
+        model.eval().set_adapter("dora")
+        slow.set_adapter("dora")
+        assert torch.equal(model(**ids).logits, slow(**ids).logits)
