@@ -94,3 +94,39 @@ def test_other_shapes_go_through_peft(tmp_path: Path) -> None:
         model.eval().set_adapter("dora")
         slow.set_adapter("dora")
         assert torch.equal(model(**ids).logits, slow(**ids).logits)
+
+
+def test_a_routed_library_opens_only_the_modules_its_inputs_reach(tmp_path: Path, embedder) -> None:
+    """`ask` on a library of many topics loads the one module its question routes to, and the
+    answers are those of the library with every module loaded up front."""
+    from lifelong.learn.router import ModuleKeys, Router
+    from lifelong.model.routed import RoutedLanguageModel, generate_together
+    from lifelong.prompt import closed_book
+
+    facts = ["The Korvath Bridge was designed by Petra Lindqvist in 1964.",
+             "The Vellmar Observatory was founded in 1987 by Ilse Brandvik.",
+             "Captain Oru Tadeski sailed solo across the Lake of Qessa in 2011."]
+    adapters = saved_modules(tmp_path, 3)
+    router = Router(embedder, [ModuleKeys(name, embedder.embed([fact])) for name, fact in zip(adapters, facts, strict=True)])
+    lm = build_tiny_model()
+
+    def library(lazy: bool) -> RoutedLanguageModel:
+        first = {"v1": adapters["v1"]}
+        model = load_modules(weight_sharing_copy(lm.model), first if lazy else adapters).eval()
+        return RoutedLanguageModel(model, lm.tokenizer, lm.name, lm.needs_bos, router,
+                                   unloaded={k: v for k, v in adapters.items() if k != "v1"} if lazy else None)
+
+    lazy, eager = library(lazy=True), library(lazy=False)
+    assert set(lazy.model.peft_config) == {"v1"} and lazy.module_names() == set(adapters)
+    question = closed_book("Who sailed solo across the Lake of Qessa?")
+    assert lazy.modules_for([question[-1]["content"]]) == ["v3"]
+    assert lazy.generate_batch([question], max_new_tokens=6) == eager.generate_batch([question], max_new_tokens=6)
+    assert set(lazy.model.peft_config) == {"v1", "v3"}  # v2 was never asked for
+    assert lazy.score(question, ["Oru Tadeski."]) == eager.score(question, ["Oru Tadeski."])
+    # a second view of the same PeftModel (a gate's parent beside its candidate) finds what the first loaded
+    view = RoutedLanguageModel(lazy.model, lm.tokenizer, lm.name, lm.needs_bos, router, unloaded=dict(adapters))
+    bridge = closed_book("Who designed the Korvath Bridge?")
+    [[together]] = generate_together(lazy, [(view, [bridge])], max_new_tokens=6)
+    assert together == eager.generate_batch([bridge], max_new_tokens=6)[0]
+    view.ensure_loaded(["v3", "v2"])
+    assert set(lazy.model.peft_config) == {"v1", "v2", "v3"} and not view.unloaded

@@ -479,37 +479,42 @@ def _module_keys(config: SleepConfig, memories: list[Memory]) -> ModuleKeys:
 
 def _library_model(registry: VersionRegistry, foundation: LanguageModel, library: list[str], config: SleepConfig,
                    extra: tuple[Any, ModuleKeys] | None = None) -> LanguageModel:
-    """The foundation with every module of `library` (and, for a candidate, the freshly trained
-    one) loaded side by side behind one router."""
+    """The foundation with the modules of `library` (and, for a candidate, the freshly trained
+    one) side by side behind one router. Modules load when an input is first routed to them
+    (RoutedLanguageModel.ensure_loaded); a served library opens its first one at once, for a
+    PeftModel to hold the rest."""
     modules = [ModuleKeys.load(origin, registry.path(origin)) for origin in library]
     adapters = {origin: registry.path(origin) / ADAPTER for origin in library}
     if extra is not None:  # the candidate: its trained adapter is "default" in its PeftModel
         model, keys = extra
-        load_modules(model, adapters)
         modules.append(keys)
     elif library:
-        model = with_modules(foundation, adapters)
+        model = with_modules(foundation, {library[0]: adapters[library[0]]})
     else:
         return foundation
     model.eval()
     router = Router(config.embedder, modules, config.router_radius)
-    return RoutedLanguageModel(model, foundation.tokenizer, foundation.name, foundation.needs_bos, router)
+    return RoutedLanguageModel(model, foundation.tokenizer, foundation.name, foundation.needs_bos, router,
+                               unloaded={origin: path for origin, path in adapters.items() if origin not in model.peft_config})
 
 
 def parent_beside(candidate: LanguageModel, registry: VersionRegistry, parent: Manifest | None, library: Sequence[str],
                   config: SleepConfig) -> RoutedLanguageModel | None:
     """The parent as it serves now, computed on the candidate's own PeftModel, which already
-    holds every module of the parent's valid library under its name: the parent's router
+    can hold every module of the parent's valid library under its name: the parent's router
     never sends an input to the candidate's new module, so each of its answers is the one
-    `version_model` would give, without loading the library a second time (twice per topic
-    made the library stage grow with every module; README, "Opening a module library").
+    `version_model` would give, and a module either of them loads serves both (opening the
+    library twice per topic made the library stage grow with every module; README, "Opening
+    a module library").
     None where the parent is not such a library (the base, a merge, one unrouted module)."""
     if not (isinstance(candidate, RoutedLanguageModel) and parent is not None and parent.kind == "module"
             and parent.modules and library):
         return None
     modules = [ModuleKeys.load(origin, registry.path(origin)) for origin in library]
     router = Router(config.embedder, modules, config.router_radius)
-    return RoutedLanguageModel(candidate.model, candidate.tokenizer, candidate.name, candidate.needs_bos, router)
+    adapters = {origin: registry.path(origin) / ADAPTER for origin in library}
+    return RoutedLanguageModel(candidate.model, candidate.tokenizer, candidate.name, candidate.needs_bos, router,
+                               unloaded={o: path for o, path in adapters.items() if o not in candidate.model.peft_config})
 
 
 def _check_same_shape(parent_id: str, adapter: Path, train: Any) -> None:

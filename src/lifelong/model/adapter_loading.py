@@ -96,8 +96,9 @@ def add_module(model: Any, layers: Mapping[str, Any], name: str, folder: Path) -
         with torch.no_grad():
             layer.lora_A[name].weight.copy_(pair["A"])
             layer.lora_B[name].weight.copy_(pair["B"])
-        layer.lora_A[name].requires_grad_(False)
-        layer.lora_B[name].requires_grad_(False)
+        for part in (layer.lora_A[name], layer.lora_B[name], layer.lora_dropout[name]):
+            part.requires_grad_(False)
+            part.eval()  # as PEFT's load_adapter leaves an inference adapter (its dropout off)
     model.peft_config[name] = frozen
     return True
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from lifelong.learn.router import Router, quoted_notes, routing_text
+from lifelong.model.adapter_loading import load_modules
 from lifelong.model.language_model import BASE_ROWS, GENERATION_BATCH_ROWS, LanguageModel, Message
 from lifelong.prompt import cited_indices, closed_book, confirmed_recall, reading_names_more
 
@@ -90,7 +92,7 @@ def runs_on(runner: RoutedLanguageModel, lm: LanguageModel) -> bool:
     if not same_base:
         return False
     if isinstance(lm, RoutedLanguageModel):
-        return set(lm.model.peft_config) <= set(runner.model.peft_config)
+        return lm.module_names() <= runner.module_names()
     return not hasattr(lm.model, "peft_config")
 
 
@@ -112,6 +114,7 @@ def generate_together(runner: RoutedLanguageModel, requests: Sequence[tuple[Lang
 
     def decode(rows: list[tuple[Sequence[Message], str]]) -> None:
         todo = {row_key(c, a): (c, a) for c, a in rows if row_key(c, a) not in known}
+        runner.ensure_loaded(a for _, a in todo.values())
         answers = LanguageModel.generate_batch(runner, [c for c, _ in todo.values()], max_new_tokens,
                                                adapters=[a for _, a in todo.values()]) if todo else []
         known.update(zip(todo, answers, strict=True))
@@ -135,12 +138,34 @@ def row_key(conversation: Sequence[Message], adapter: str) -> str:
 
 
 class RoutedLanguageModel(LanguageModel):
-    def __init__(self, peft_model: Any, tokenizer: Any, name: str, needs_bos: bool | None, router: Router) -> None:
+    """`unloaded`: modules the router may pick that are not in the PeftModel yet, each with
+    its saved adapter folder; each is loaded the first time an input is routed to it. A
+    question routes to one module, so `ask` on a library of a hundred topics opens one
+    module, not a hundred (31 s; README, "Opening a module library"), and a sleep's gate
+    opens the modules its probes reach, not the whole library once per topic."""
+
+    def __init__(self, peft_model: Any, tokenizer: Any, name: str, needs_bos: bool | None, router: Router,
+                 unloaded: Mapping[str, Path] | None = None) -> None:
         super().__init__(peft_model, tokenizer, name, needs_bos)
         self.router = router
+        self.unloaded = dict(unloaded or {})
+
+    def module_names(self) -> set[str]:
+        """Every module this library can run, loaded or not."""
+        return set(self.model.peft_config) | set(self.unloaded)
+
+    def ensure_loaded(self, modules: Iterable[str | None]) -> None:
+        """Load the named modules that are not in memory yet (None and BASE_ROWS need none).
+        Two views of one PeftModel (a candidate and its parent) may share it: whatever either
+        loaded, the other finds in the PeftModel and does not load again."""
+        wanted = {m: self.unloaded[m] for m in dict.fromkeys(modules) if m in self.unloaded and m not in self.model.peft_config}
+        if wanted:
+            load_modules(self.model, wanted)
+        self.unloaded = {m: path for m, path in self.unloaded.items() if m not in self.model.peft_config}
 
     def weights_for(self, module: str | None) -> _Weights:
         """The weights one module answers with (None: the exact base weights), as a reusable context."""
+        self.ensure_loaded([module])
         return _Weights(self.model, module)
 
     def routes(self, texts: Sequence[str]) -> list[tuple[list[int], contextlib.AbstractContextManager[Any]]]:
@@ -176,8 +201,10 @@ class RoutedLanguageModel(LanguageModel):
         unless the reading says all the recall says and names more from the notes
         (`reading_names_more`): then the recall is the vaguer answer."""
         if adapters is not None:  # the caller chose every row's weights: no routing, no fallback
+            self.ensure_loaded(adapters)
             return LanguageModel.generate_batch(self, conversations, max_new_tokens, temperature, seed, batch_size, adapters)
         plan = self.plan(conversations)
+        self.ensure_loaded([*plan.served, *plan.aside_adapters])
         answers = LanguageModel.generate_batch(self, conversations, max_new_tokens, temperature, seed, batch_size,
                                                adapters=plan.served)
         closed = LanguageModel.generate_batch(self, plan.aside_prompts, max_new_tokens, temperature, seed, batch_size,
@@ -202,8 +229,9 @@ class RoutedLanguageModel(LanguageModel):
 
     def complete_batch(self, texts: Sequence[str], max_new_tokens: int = 8, batch_size: int = GENERATION_BATCH_ROWS,
                        adapters: Sequence[str] | None = None) -> list[str]:
-        return LanguageModel.complete_batch(self, texts, max_new_tokens, batch_size,
-                                            self.adapter_names(self.router.route_prompts(texts)) if adapters is None else adapters)
+        chosen = self.adapter_names(self.router.route_prompts(texts)) if adapters is None else list(adapters)
+        self.ensure_loaded(chosen)
+        return LanguageModel.complete_batch(self, texts, max_new_tokens, batch_size, chosen)
 
     def score(self, messages: Sequence[Message], candidates: Sequence[str], normalize: bool = False) -> list[float]:
         [(_, weights)] = self.routes([conversation_route_text(messages)])
