@@ -51,6 +51,7 @@ def source_tree(commit: str, folder: Path) -> Path:
 
 
 def timed_ask(src: Path, mind: Path, question: str, tokens: int) -> float:
+    """Wall seconds of one `lifelong ask --no-memory` from a new process, on the code in `src`."""
     env = {**os.environ, "PYTHONPATH": str(src)}
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "lifelong", "ask", question, "--no-memory", "--max-new-tokens", str(tokens),
@@ -59,6 +60,7 @@ def timed_ask(src: Path, mind: Path, question: str, tokens: int) -> float:
 
 
 def main() -> None:
+    """Time both code versions, alternated, and record what each loaded."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mind", type=Path, required=True, help="a mind whose active version is a routed library")
     parser.add_argument("--baseline", default="8e61b16", help="earlier commit to time beside the current code")
@@ -74,7 +76,7 @@ def main() -> None:
         mind = Path(scratch) / "mind"
         shutil.copytree(args.mind, mind)
         versions = {"current": PROJECT_ROOT / "src", args.baseline: source_tree(args.baseline, Path(scratch))}
-        counts = {}
+        counts: dict[str, dict] = {}
         for name, src in versions.items():  # also the first use's caches, outside the timings
             shown = subprocess.run([sys.executable, "-c", COUNT, str(mind), args.question, str(args.max_new_tokens)],
                                    env={**os.environ, "PYTHONPATH": str(src)}, check=True, capture_output=True, text=True)

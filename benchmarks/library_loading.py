@@ -58,11 +58,13 @@ def save_random_modules(lm: LanguageModel, folder: Path, count: int) -> list[Pat
     return paths
 
 
-def library(lm: LanguageModel, saved: list[Path], size: int) -> dict[str, Path]:
+def library(saved: list[Path], size: int) -> dict[str, Path]:
+    """`size` module names, each on one of the saved adapters in turn."""
     return {f"m{j}": saved[j % len(saved)] for j in range(size)}
 
 
 def peft_load(lm: LanguageModel, adapters: dict[str, Path]) -> object:
+    """The naive baseline: PEFT's own loader, one adapter after another."""
     from peft import PeftModel
 
     names = list(adapters)
@@ -73,6 +75,7 @@ def peft_load(lm: LanguageModel, adapters: dict[str, Path]) -> object:
 
 
 def lifelong_load(lm: LanguageModel, adapters: dict[str, Path]) -> object:
+    """What lifelong opens a library with."""
     return load_modules(weight_sharing_copy(lm.model), adapters)
 
 
@@ -80,6 +83,7 @@ LOADERS = {"peft": peft_load, "lifelong": lifelong_load}
 
 
 def timed(loader: str, lm: LanguageModel, adapters: dict[str, Path]) -> tuple[dict[str, float], object]:
+    """Wall seconds and resident memory added by one loader opening `adapters`, and its model."""
     release_memory()
     before = resident_bytes()
     start = time.perf_counter()
@@ -89,6 +93,7 @@ def timed(loader: str, lm: LanguageModel, adapters: dict[str, Path]) -> tuple[di
 
 
 def mixed_batch_logits(lm: LanguageModel, model: object, names: list[str]) -> torch.Tensor:
+    """Logits of three rows on the first module, the base and the last module, in one batch."""
     prompts = ["Who wrote the novel about the lighthouse keeper?", "The capital of France is", "Tell me about her books."]
     batch = lm.tokenizer(prompts, return_tensors="pt", padding=True)
     rows = [names[0], "__base__", names[-1]]
@@ -134,7 +139,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         saved = save_random_modules(lm, Path(folder), args.distinct)
         for size in sizes:
-            adapters = library(lm, saved, size)
+            adapters = library(saved, size)
             loaders = ["peft", "lifelong"] if size <= args.peft_up_to else ["lifelong"]
             if size % 2:  # alternate which goes first, so a slow spell of the machine does not pick one
                 loaders.reverse()

@@ -36,6 +36,7 @@ def saved_modules(tmp_path: Path, count: int, **lora: object) -> dict[str, Path]
 
 
 def peft_loaded(base: object, adapters: dict[str, Path]) -> object:
+    """The same library through PEFT's own loader: the reference the fast path must equal."""
     from peft import PeftModel
 
     names = list(adapters)
@@ -130,3 +131,37 @@ def test_a_routed_library_opens_only_the_modules_its_inputs_reach(tmp_path: Path
     assert together == eager.generate_batch([bridge], max_new_tokens=6)[0]
     view.ensure_loaded(["v3", "v2"])
     assert set(lazy.model.peft_config) == {"v1", "v2", "v3"} and not view.unloaded
+
+
+def test_over_a_half_precision_base_modules_stay_fp32_as_peft_keeps_them(tmp_path: Path) -> None:
+    adapters = saved_modules(tmp_path, 3)
+    lm = build_tiny_model()
+    lm.model.to(torch.bfloat16)
+    fast = load_modules(weight_sharing_copy(lm.model), adapters).eval()
+    slow = peft_loaded(lm.model, adapters).eval()
+    assert {k: v.dtype for k, v in fast.named_parameters()} == {k: v.dtype for k, v in slow.named_parameters()}
+    assert all(v.dtype == torch.float32 for k, v in fast.named_parameters() if "lora_" in k)
+    ids = lm.tokenizer(["the cat sat on", "x"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        assert torch.equal(fast(**ids, adapter_names=["v3", "v2"]).logits, slow(**ids, adapter_names=["v3", "v2"]).logits)
+
+
+def test_a_module_deleted_after_the_library_opened_fails_with_what_to_do(tmp_path: Path, embedder) -> None:
+    """A forget deletes its module's adapter; a library opened before it must not serve it
+    (nor fail with a file error): it says to ask again, which reopens the active version."""
+    import shutil
+
+    from lifelong.errors import MindError
+    from lifelong.learn.router import ModuleKeys, Router
+    from lifelong.model.routed import RoutedLanguageModel
+
+    adapters = saved_modules(tmp_path, 2)
+    router = Router(embedder, [ModuleKeys("v1", embedder.embed(["The Korvath Bridge was designed by Petra Lindqvist."])),
+                               ModuleKeys("v2", embedder.embed(["Captain Oru Tadeski sailed across the Lake of Qessa."]))])
+    lm = build_tiny_model()
+    model = load_modules(weight_sharing_copy(lm.model), {"v1": adapters["v1"]}).eval()
+    library = RoutedLanguageModel(model, lm.tokenizer, lm.name, lm.needs_bos, router, unloaded={"v2": adapters["v2"]})
+    shutil.rmtree(adapters["v2"])
+    with pytest.raises(MindError, match="ask again"):
+        library.ensure_loaded(["v2"])
+    assert "v2" not in model.peft_config

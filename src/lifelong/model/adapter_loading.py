@@ -86,13 +86,18 @@ def add_module(model: Any, layers: Mapping[str, Any], name: str, folder: Path) -
         by_layer.setdefault(prefix, {})["A" if suffix == _LORA_SUFFIXES[0] else "B"] = tensor
     if not by_layer or any(len(pair) != 2 for pair in by_layer.values()):
         return False
+    for prefix, pair in by_layer.items():  # every check before the first layer changes
+        layer = layers[prefix]
+        if pair["A"].shape != (config.r, layer.in_features) or pair["B"].shape != (layer.out_features, config.r):
+            return False
     frozen = dataclasses.replace(config, inference_mode=True)
     uninitialised = dataclasses.replace(frozen, init_lora_weights=False)  # every tensor is overwritten just below
     for prefix, pair in by_layer.items():
         layer = layers[prefix]
-        if pair["A"].shape[0] != config.r:
-            raise ValueError(f"module {name!r} at {prefix}: rank {pair['A'].shape[0]} where its config says {config.r}")
         layer.update_layer(name, config.r, config.lora_alpha, config=uninitialised)
+        for part in (layer.lora_A[name], layer.lora_B[name]):
+            if part.weight.dtype in (torch.float16, torch.bfloat16):
+                part.float()  # PEFT's loader keeps adapters in fp32 over a half-precision base (autocast_adapter_dtype)
         with torch.no_grad():
             layer.lora_A[name].weight.copy_(pair["A"])
             layer.lora_B[name].weight.copy_(pair["B"])
@@ -107,7 +112,8 @@ def _plain(config: Any) -> bool:
     """One rank and alpha for every layer, no DoRA or other variant, nothing trained whole, no
     bias: what a sleep trains (the initialisation does not matter, every tensor is loaded)."""
     return (not config.use_dora and not config.modules_to_save and not config.lora_bias
-            and not config.rank_pattern and not config.alpha_pattern
+            and not config.rank_pattern and not config.alpha_pattern and not getattr(config, "target_parameters", None)
+            and config.init_lora_weights in (True, False, "gaussian")  # others (PiSSA, OLoRA, ...) also change base weights
             and not getattr(config, "trainable_token_indices", None) and not getattr(config, "alora_invocation_tokens", None)
             and not getattr(config, "arrow_config", None) and not getattr(config, "layer_replication", None))
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from lifelong.errors import MindError
 from lifelong.learn.router import Router, quoted_notes, routing_text
 from lifelong.model.adapter_loading import load_modules
 from lifelong.model.language_model import BASE_ROWS, GENERATION_BATCH_ROWS, LanguageModel, Message
@@ -151,14 +152,19 @@ class RoutedLanguageModel(LanguageModel):
         self.unloaded = dict(unloaded or {})
 
     def module_names(self) -> set[str]:
-        """Every module this library can run, loaded or not."""
-        return set(self.model.peft_config) | set(self.unloaded)
+        """Every module this library's router can pick, loaded or not (not what else a shared
+        PeftModel holds: a parent's view beside its candidate is the parent's library)."""
+        return set(self.router.names)
 
     def ensure_loaded(self, modules: Iterable[str | None]) -> None:
         """Load the named modules that are not in memory yet (None and BASE_ROWS need none).
         Two views of one PeftModel (a candidate and its parent) may share it: whatever either
         loaded, the other finds in the PeftModel and does not load again."""
         wanted = {m: self.unloaded[m] for m in dict.fromkeys(modules) if m in self.unloaded and m not in self.model.peft_config}
+        gone = [m for m, folder in wanted.items() if not Path(folder).is_dir()]
+        if gone:
+            raise MindError(f"module {gone[0]} was forgotten or pruned after this library was opened; "
+                            "ask again (the mind reopens its active version)")
         if wanted:
             load_modules(self.model, wanted)
         self.unloaded = {m: path for m, path in self.unloaded.items() if m not in self.model.peft_config}
