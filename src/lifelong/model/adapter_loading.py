@@ -1,4 +1,4 @@
-"""Loading saved LoRA modules side by side, in time that does not grow with the library.
+"""Loading saved LoRA modules side by side, each in about the same time however many are loaded.
 
 PEFT's `PeftModel.load_adapter` walks every submodule of the model to find where the new
 adapter goes, and each adapter already loaded adds three submodules to every adapted layer,
