@@ -512,9 +512,9 @@ def parent_beside(candidate: LanguageModel, registry: VersionRegistry, parent: M
         return None
     modules = [ModuleKeys.load(origin, registry.path(origin)) for origin in library]
     router = Router(config.embedder, modules, config.router_radius)
-    adapters = {origin: registry.path(origin) / ADAPTER for origin in library}
+    # the candidate's modules not yet loaded are exactly this library's (its own is loaded)
     return RoutedLanguageModel(candidate.model, candidate.tokenizer, candidate.name, candidate.needs_bos, router,
-                               unloaded={o: path for o, path in adapters.items() if o not in candidate.model.peft_config})
+                               unloaded=candidate.unloaded)
 
 
 def _check_same_shape(parent_id: str, adapter: Path, train: Any) -> None:
