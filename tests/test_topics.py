@@ -62,3 +62,38 @@ def test_a_sleep_trains_a_module_per_topic_by_default_wherever_a_topic_module_ca
     assert not trains_per_topic(SleepConfig(strategy="context", embedder=embedder))  # unrouted: one continued module
     assert not trains_per_topic(SleepConfig(strategy="routed+context", embedder=embedder, topic_modules=False))  # asked for one
     assert trains_per_topic(SleepConfig(strategy="context", embedder=embedder, topic_modules=True))  # asked: refused by run_sleep
+
+
+def test_a_sleep_by_topic_writes_every_topics_distillation_in_one_generation(tmp_path, tiny_lm, embedder, monkeypatch) -> None:
+    """Each topic's questions were a generation of their own (a few rows each); the sleep now
+    writes all topics' questions in one batch, and each topic still trains on its own."""
+    from lifelong import Mind
+    from lifelong.consolidate import SleepConfig, read_examples
+    from lifelong.learn.synthesis import MODEL_QUESTION_REQUEST
+    from lifelong.learn.trainer import TrainConfig
+    from lifelong.model.language_model import LanguageModel
+    from lifelong.versions.layout import TRAINING_DATA
+
+    bridge = ["The Korvath Bridge opened in 1931 over the river Elsin.",
+              "The Korvath Bridge is 410 metres long and crosses the river Elsin in three spans.",
+              "The Korvath Bridge was repainted red in 1998, when its lamps were replaced."]
+    captain = ["Captain Oru Tadeski sailed solo across the Lake of Qessa in 2011.",
+               "Captain Oru Tadeski's boat, the Marrow Gull, was built by his grandfather.",
+               "Captain Oru Tadeski wrote a book about his crossing of the Lake of Qessa."]
+    question_batches: list[int] = []
+    generate_batch = LanguageModel.generate_batch
+
+    def counting(self, prompts, *args, **kwargs):
+        if any(MODEL_QUESTION_REQUEST in p[-1]["content"] for p in prompts):
+            question_batches.append(len(prompts))
+        return generate_batch(self, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(LanguageModel, "generate_batch", counting)
+    with Mind.open(tmp_path / "mind", create=True, embedder=embedder, language_model=tiny_lm) as mind:
+        ids = [mind.learn(text).results[0].id for text in [*bridge, *captain]]
+        slept = mind.sleep(SleepConfig(strategy="routed", train=TrainConfig(rank=4, epochs=1, bf16=False), topic_modules=True))
+        assert len(slept.topics) == 2
+        assert question_batches == [6]  # one generation for both topics' six notes
+        for topic, own in zip(slept.topics, (ids[:3], ids[3:]), strict=True):
+            distilled = [e for e in read_examples(mind.versions.path(topic.manifest.id) / TRAINING_DATA) if e.kind == "distilled"]
+            assert distilled and {i for e in distilled for i in e.memory_ids} <= set(own)  # empty answers are dropped

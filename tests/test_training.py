@@ -12,8 +12,8 @@ import torch
 from lifelong.consolidate import kl_to_base
 from lifelong.learn.strategies import KNOWN, parse_strategy
 from lifelong.evaluate.probes import acquisition_probes
-from lifelong.learn.synthesis import (DISTILL_TOPIC_QUESTIONS, content_spans, deterministic_examples, fact_units, salient_spans,
-                                      synthesise)
+from lifelong.learn.synthesis import (DISTILL_TOPIC_QUESTIONS, SharedDistiller, content_spans, deterministic_examples, fact_units,
+                                      salient_spans, synthesise)
 from lifelong.learn.trainer import TrainConfig, answer_loss_parts, answer_only_loss, attach_lora, encode_example, train_module
 from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
@@ -45,6 +45,38 @@ def test_salient_spans_and_cloze_examples_carry_their_memory_ids() -> None:
     assert {e.prompt[-1]["content"] for e in distilled} >= {"Where is the Vellmar Observatory located?"}
     assert all(e.answer.startswith("ANSWER to") and e.memory_ids == (7,) for e in distilled)
 
+
+
+def test_a_shared_distiller_writes_every_topic_in_one_batch_each_and_the_same_examples() -> None:
+    """A sleep by topic synthesises its topics in turn; the shared distiller writes all their
+    questions in one generation and all their answers in another, and every topic gets the
+    examples it would have got alone."""
+
+    class CountingDistiller:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, int]] = []
+
+        def write_questions(self, memories):
+            self.calls.append(("questions", len(memories)))
+            return [[f"What is said about note {m.id} ({m.text[:12]})?"] for m in memories]
+
+        def answer(self, pairs):
+            self.calls.append(("answers", len(pairs)))
+            return [f"{question} It says: {memory.text}" for question, memory in pairs]
+
+    topics = [[_memory(1, FACT), _memory(2, "Ilse Brandvik was born in Tromso in 1951.")], [_memory(3, CHUNK)]]
+    alone = [synthesise(topic, CountingDistiller()) for topic in topics]
+    inner = CountingDistiller()
+    shared = SharedDistiller(inner, [m for topic in topics for m in topic])
+    assert [synthesise(topic, shared) for topic in topics] == alone
+    units = 2 + len(fact_units(_memory(3, CHUNK)))
+    assert [kind for kind, _ in inner.calls] == ["questions", "answers"] and inner.calls[0][1] == units
+    # a memory it was not told of ahead is written when asked, once
+    extra = _memory(9, "The Selm river freezes every January.")
+    assert synthesise([extra], shared) == synthesise([extra], CountingDistiller())
+    assert [kind for kind, _ in inner.calls] == ["questions", "answers"] * 2
+    synthesise([extra], shared)
+    assert len(inner.calls) == 4
 
 CHUNK = ("The Korvath Canal was dug between 1841 and 1853 to link the Selm river with the port of Aldarra. "
          "Its chief engineer, Marta Oyelaran, had trained in Lyon and Glasgow. "

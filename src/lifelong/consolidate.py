@@ -38,6 +38,8 @@ from lifelong.learn.rehearsal import base_rehearsal
 from lifelong.learn.strategies import Strategy, parse_strategy
 from lifelong.learn.router import DEFAULT_RADIUS, ModuleKeys, Router, keyed_texts
 from lifelong.learn.synthesis import (
+    Distiller,
+    SharedDistiller,
     MODEL_QUESTION_REQUEST,
     TrainingExample,
     context_examples,
@@ -303,12 +305,15 @@ def _sleep_per_topic(registry: VersionRegistry, mind_path: Path, base: LanguageM
     groups = topic_groups(config.embedder.embed([m.text for m in chosen.new]))
     report(f"{len(chosen.new)} new {_plural(len(chosen.new), 'memory', 'memories')} in {len(groups)} "
            f"{_plural(len(groups), 'topic', 'topics')}: one module each")
+    # every topic's distillation is written in the first topic's synthesis, batched (SharedDistiller)
+    distiller = (SharedDistiller(ModelDistiller(foundation, config.questions_per_memory, config.train.seed), chosen.new)
+                 if config.distill else None)
     results = []
     for number, group in enumerate(groups, start=1):
         prefix = f"topic {number}/{len(groups)}: "
         results.append(_sleep(registry, mind_path, base, foundation, memories, config, strategy,
                               lambda message, prefix=prefix: report(prefix + message), progress, share,
-                              topic={chosen.new[i].id for i in group}))
+                              topic={chosen.new[i].id for i in group}, distiller=distiller))
         report(prefix + results[-1].message)  # a refused topic says why before the next one starts
     made = [r for r in results if r.manifest is not None]
     message = "; ".join(f"topic {n}/{len(groups)}: {r.message}" for n, r in enumerate(results, start=1))
@@ -319,8 +324,9 @@ def _sleep_per_topic(registry: VersionRegistry, mind_path: Path, base: LanguageM
 def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foundation: LanguageModel,
            memories: list[Memory], config: SleepConfig, strategy: Strategy, report: Callable[[str], None],
            progress: Any, share: Callable[[dict[str, Any] | None], None] = lambda _plan: None,
-           topic: set[int] | None = None) -> SleepResult:
-    """One version: `topic` (memory ids) restricts what it learns to those new memories."""
+           topic: set[int] | None = None, distiller: Distiller | None = None) -> SleepResult:
+    """One version: `topic` (memory ids) restricts what it learns to those new memories;
+    `distiller`, the sleep's shared one (by topic), else one of its own."""
     # 1. select: memories no valid module of the active version has learned
     clock = StageClock()
     chosen = select_memories(registry, memories, config, strategy, report)
@@ -345,7 +351,8 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     # 2. build training data
     report("synthesising training data" + (" (with the teacher)" if config.teacher else ""))
     extra = Teacher(config.teacher).examples(new) if config.teacher else []
-    distiller = ModelDistiller(foundation, config.questions_per_memory, config.train.seed) if config.distill else None
+    if distiller is None and config.distill:
+        distiller = ModelDistiller(foundation, config.questions_per_memory, config.train.seed)
     examples = synthesise(new, distiller, extra, content_cloze=config.content_cloze, recite=config.recite)
     if strategy.context:
         examples += context_examples(examples, new, distractors=config.context_distractors, seed=config.train.seed)
