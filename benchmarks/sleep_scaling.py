@@ -114,6 +114,13 @@ class Run:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+
+        def stop_now(_signum: int, _frame: Any) -> None:  # `kill` of this script: stop the sleep, keep the record
+            self.interrupted = True
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+
+        previous = signal.signal(signal.SIGTERM, stop_now)
         assert process.stderr is not None
         for raw in process.stderr:
             now = time.perf_counter() - start
@@ -130,12 +137,13 @@ class Run:
                     self.interrupted = True
         stdout = process.stdout.read() if process.stdout else ""
         code = process.wait()
+        signal.signal(signal.SIGTERM, previous)
         done.set()
         sampler.join()
         wall = time.perf_counter() - start
         verdicts = [t for t, m in self.lines if (f := TOPIC_LINE.search(m)) and re.match(r"v\d+ ", f.group(3))]
         return {"exit_code": code, "interrupted": self.interrupted, "wall_seconds": wall,
-                "counted_seconds": (verdicts[-1] if self.interrupted and verdicts else wall),
+                "counted_seconds": ((verdicts[-1] if verdicts else 0.0) if self.interrupted else wall),
                 "start_up_seconds": next((t for t, m in self.lines if TOPIC_LINE.search(m)), wall),
                 "peak_rss_mib": self.hwm_kib / 1024, "peak_rss_mib_by_topic": {str(k): v / 1024 for k, v in self.peak_by_topic.items()},
                 "topics_finished": len(verdicts), "stdout": stdout[-2000:], "lines": self.lines,
