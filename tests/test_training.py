@@ -47,10 +47,10 @@ def test_salient_spans_and_cloze_examples_carry_their_memory_ids() -> None:
 
 
 
-def test_a_shared_distiller_writes_every_topic_in_one_batch_each_and_the_same_examples() -> None:
-    """A sleep by topic synthesises its topics in turn; the shared distiller writes all their
-    questions in one generation and all their answers in another, and every topic gets the
-    examples it would have got alone."""
+def test_a_shared_distiller_writes_the_next_topics_together_a_batch_at_a_time_and_the_same_examples() -> None:
+    """A sleep by topic synthesises its topics in turn; the shared distiller writes the notes of
+    the next topics with the first one's, up to a generation batch of notes (questions in one
+    generation, answers in another), and every topic gets the examples it would have got alone."""
 
     class CountingDistiller:
         def __init__(self) -> None:
@@ -64,19 +64,22 @@ def test_a_shared_distiller_writes_every_topic_in_one_batch_each_and_the_same_ex
             self.calls.append(("answers", len(pairs)))
             return [f"{question} It says: {memory.text}" for question, memory in pairs]
 
-    topics = [[_memory(1, FACT), _memory(2, "Ilse Brandvik was born in Tromso in 1951.")], [_memory(3, CHUNK)]]
+    topics = [[_memory(1, FACT), _memory(2, "Ilse Brandvik was born in Tromso in 1951.")], [_memory(3, CHUNK)],
+              [_memory(4, "The Selm river freezes every January."), _memory(5, "Aldarra has two harbours.")]]
     alone = [synthesise(topic, CountingDistiller()) for topic in topics]
+    chunk_units = len(fact_units(_memory(3, CHUNK)))
     inner = CountingDistiller()
-    shared = SharedDistiller(inner, [m for topic in topics for m in topic])
+    shared = SharedDistiller(inner, topics, rows=2 + chunk_units)  # the first topic takes the chunk's sentences along
     assert [synthesise(topic, shared) for topic in topics] == alone
-    units = 2 + len(fact_units(_memory(3, CHUNK)))
-    assert [kind for kind, _ in inner.calls] == ["questions", "answers"] and inner.calls[0][1] == units
-    # a memory it was not told of ahead is written when asked, once
-    extra = _memory(9, "The Selm river freezes every January.")
-    assert synthesise([extra], shared) == synthesise([extra], CountingDistiller())
+    assert inner.calls[0] == ("questions", 2 + chunk_units) and inner.calls[2] == ("questions", 2)
     assert [kind for kind, _ in inner.calls] == ["questions", "answers"] * 2
+    split = SharedDistiller(CountingDistiller(), topics, rows=3)  # a batch may end inside a topic
+    assert [synthesise(topic, split) for topic in topics] == alone
+    # a note no topic named is written when asked, once
+    extra = _memory(9, "The Korvath Canal opened in 1853.")
+    assert synthesise([extra], shared) == synthesise([extra], CountingDistiller())
     synthesise([extra], shared)
-    assert len(inner.calls) == 4
+    assert len(inner.calls) == 6
 
 CHUNK = ("The Korvath Canal was dug between 1841 and 1853 to link the Selm river with the port of Aldarra. "
          "Its chief engineer, Marta Oyelaran, had trained in Lyon and Glasgow. "

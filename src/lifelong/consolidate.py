@@ -53,7 +53,7 @@ from lifelong.learn.trainer import TrainConfig, attach_lora, train_module, train
 from lifelong.memory.records import TRUST_LEVELS, Memory
 from lifelong.memory.embedder import Embedder
 from lifelong.model.adapter_loading import load_modules
-from lifelong.model.language_model import LanguageModel, weight_sharing_copy
+from lifelong.model.language_model import GENERATION_BATCH_ROWS, LanguageModel, weight_sharing_copy
 from lifelong.model.routed import RoutedLanguageModel
 from lifelong.progress import StageClock
 from lifelong.prompt import build_messages, closed_book
@@ -305,8 +305,9 @@ def _sleep_per_topic(registry: VersionRegistry, mind_path: Path, base: LanguageM
     groups = topic_groups(config.embedder.embed([m.text for m in chosen.new]))
     report(f"{len(chosen.new)} new {_plural(len(chosen.new), 'memory', 'memories')} in {len(groups)} "
            f"{_plural(len(groups), 'topic', 'topics')}: one module each")
-    # every topic's distillation is written in the first topic's synthesis, batched (SharedDistiller)
-    distiller = (SharedDistiller(ModelDistiller(foundation, config.questions_per_memory, config.train.seed), chosen.new)
+    # topics' distillation written a generation batch at a time, several topics at once (SharedDistiller)
+    distiller = (SharedDistiller(ModelDistiller(foundation, config.questions_per_memory, config.train.seed),
+                                 [[chosen.new[i] for i in group] for group in groups], rows=GENERATION_BATCH_ROWS)
                  if config.distill else None)
     results = []
     for number, group in enumerate(groups, start=1):

@@ -193,42 +193,51 @@ def distillation_examples(memories: Sequence[Memory], distiller: Distiller) -> l
 
 
 class SharedDistiller:
-    """A distiller that writes, on its first use, the distillation of every memory a sleep
-    will consolidate, in one batched pass, and answers later topics from what it wrote.
+    """A distiller that writes the distillation of a sleep's next topics together, in batches
+    as large as a generation batch, and answers each topic from what it wrote.
 
     Why: a sleep by topic synthesises each topic's data in turn, and each topic's questions and
     answers were a generation of a few rows (a SQuAD passage's sentences, one author's facts).
     On a CPU a batch of dozens of short prompts costs little more than one (64 rows: 0.265 s
     an answer against 0.519 at 16, the same answers at every batch size;
-    model/language_model.py), so writing all topics' rows together, in the first topic's
-    synthesis stage, is the same data for a fraction of the time. Memories are matched by id
-    and text (a document's sentence units share their memory's id); anything not written
-    ahead (a caller asking about other memories) is written when asked."""
+    model/language_model.py). When a topic's notes are not written yet, the notes of the
+    topics after it are written with them, up to `rows` notes: no more, since a larger batch
+    gains nothing and an interrupted sleep would lose what it wrote for topics it never
+    trained. Notes are matched by memory id and text (a document's sentence units share their
+    memory's id); a note no topic named is written when asked."""
 
-    def __init__(self, inner: Distiller, ahead: Sequence[Memory]) -> None:
-        self.inner = inner
-        self.ahead = [unit for memory in ahead for unit in fact_units(memory)]
+    def __init__(self, inner: Distiller, topics: Sequence[Sequence[Memory]], rows: int = 64) -> None:
+        self.inner, self.rows = inner, rows
+        self.ahead = [unit for topic in topics for memory in topic for unit in fact_units(memory)]  # in the order topics run
         self.questions: dict[tuple[int, str], list[str]] = {}
         self.answers: dict[tuple[str, int, str], str] = {}
 
     def write_questions(self, memories: Sequence[Memory]) -> list[list[str]]:
-        self._write_ahead()
+        self._write_ahead(memories)
         missing = list({_unit_key(m): m for m in memories if _unit_key(m) not in self.questions}.values())
         if missing:
             self.questions.update(zip(map(_unit_key, missing), self.inner.write_questions(missing), strict=True))
         return [self.questions[_unit_key(m)] for m in memories]
 
     def answer(self, pairs: Sequence[tuple[str, Memory]]) -> list[str]:
-        self._write_ahead()
+        self._write_ahead([m for _, m in pairs])
         missing = list({(q, *_unit_key(m)): (q, m) for q, m in pairs if (q, *_unit_key(m)) not in self.answers}.items())
         if missing:
             self.answers.update(zip((key for key, _ in missing), self.inner.answer([pair for _, pair in missing]), strict=True))
         return [self.answers[(q, *_unit_key(m))] for q, m in pairs]
 
-    def _write_ahead(self) -> None:
-        units, self.ahead = self.ahead, []
-        if units:  # questions for every unit in one batch, then every answer in one batch
-            distillation_examples(units, self)
+    def _write_ahead(self, asked: Sequence[Memory]) -> None:
+        """Take notes off the front of the queue until every asked note still queued is taken
+        and at least `rows` are, then write them all: questions in one pass, answers in one."""
+        waiting = {_unit_key(m) for m in asked} & {_unit_key(u) for u in self.ahead}
+        if not waiting:
+            return
+        taken: list[Memory] = []
+        while self.ahead and (waiting or len(taken) < self.rows):
+            unit = self.ahead.pop(0)
+            waiting.discard(_unit_key(unit))
+            taken.append(unit)
+        distillation_examples(taken, self)
 
 
 def _unit_key(memory: Memory) -> tuple[int, str]:
