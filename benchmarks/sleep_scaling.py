@@ -87,8 +87,8 @@ class Run:
     """One `lifelong sleep` process: its stderr lines timestamped, its RSS sampled, and a
     Ctrl-C sent between topics once `deadline` (perf_counter seconds) has passed."""
 
-    def __init__(self, mind: Path, deadline: float | None) -> None:
-        self.mind, self.deadline = mind, deadline
+    def __init__(self, mind: Path, deadline: float | None, partial: Path) -> None:
+        self.mind, self.deadline, self.partial = mind, deadline, partial
         self.lines: list[tuple[float, str]] = []
         self.topic = 0  # the topic number the last line named; 0 before the first
         self.peak_by_topic: dict[int, int] = {}
@@ -99,7 +99,7 @@ class Run:
         start = time.perf_counter()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen([*lifelong_command(), "sleep", "--mind", str(self.mind)], stderr=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, text=True, env=env)
+                                   stdout=subprocess.PIPE, text=True, env=env, preexec_fn=interrupt_when_parent_dies)
         done = threading.Event()
 
         def sample() -> None:
@@ -132,6 +132,8 @@ class Run:
             if found:
                 self.topic = int(found.group(1))
                 ended = re.match(r"v\d+ ", found.group(3)) is not None  # "topic k/n: vN promoted" and the like
+                if ended:  # what a driver that dies now leaves behind: the run up to this verdict
+                    self.partial.write_text(json.dumps(self.record(None, now, "", interrupted=True)))
                 if ended and self.deadline is not None and time.perf_counter() > self.deadline and process.poll() is None:
                     process.send_signal(signal.SIGINT)  # between topics: the verdict is committed
                     self.interrupted = True
@@ -140,14 +142,26 @@ class Run:
         signal.signal(signal.SIGTERM, previous)
         done.set()
         sampler.join()
-        wall = time.perf_counter() - start
+        return self.record(code, time.perf_counter() - start, stdout, self.interrupted)
+
+    def record(self, code: int | None, wall: float, stdout: str, interrupted: bool) -> dict[str, Any]:
         verdicts = [t for t, m in self.lines if (f := TOPIC_LINE.search(m)) and re.match(r"v\d+ ", f.group(3))]
-        return {"exit_code": code, "interrupted": self.interrupted, "wall_seconds": wall,
-                "counted_seconds": ((verdicts[-1] if verdicts else 0.0) if self.interrupted else wall),
+        return {"exit_code": code, "interrupted": interrupted, "wall_seconds": wall,
+                "counted_seconds": ((verdicts[-1] if verdicts else 0.0) if interrupted else wall),
                 "start_up_seconds": next((t for t, m in self.lines if TOPIC_LINE.search(m)), wall),
                 "peak_rss_mib": self.hwm_kib / 1024, "peak_rss_mib_by_topic": {str(k): v / 1024 for k, v in self.peak_by_topic.items()},
                 "topics_finished": len(verdicts), "stdout": stdout[-2000:], "lines": self.lines,
-                "finished": not self.interrupted and code in (0, 10)}
+                "finished": not interrupted and code in (0, 10)}
+
+
+def interrupt_when_parent_dies() -> None:
+    """In the sleep's process before it starts (Linux): Ctrl-C it if this driver dies, so no
+    topic is consolidated without its time on record (the signal survives its re-execution
+    under tcmalloc)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT)
 
 
 def versions(mind: Path) -> dict[str, Any]:
@@ -161,6 +175,12 @@ def run_size(work: Path, data: Path, size: int, resume: bool, deadline: float | 
     if not resume and folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / "run.partial.json"
+    if partial.exists():  # a driver that died mid-run (killed, the machine stopped): its run up to its last verdict
+        with runs_file.open("a") as handle:
+            handle.write(json.dumps({**json.loads(partial.read_text()), "run": len(read_runs(runs_file)) + 1,
+                                     "driver_died": True, "ended_at": partial.stat().st_mtime}) + "\n")
+        partial.unlink()
     records = read_runs(runs_file)
     if records and records[-1]["finished"]:
         print(f"{size} facts: finished in an earlier run ({runs_file})")
@@ -170,10 +190,11 @@ def run_size(work: Path, data: Path, size: int, resume: bool, deadline: float | 
         notes.write_text("".join(json.dumps({"text": fact}) + "\n" for fact in facts_for(data, size)))
         subprocess.run([*lifelong_command(), "learn", str(notes), "--mind", str(mind), "--source", f"scaling-{size}"], check=True)
     print(f"{size} facts: lifelong sleep (run {len(records) + 1})", flush=True)
-    record = Run(mind, deadline).go()
+    record = Run(mind, deadline, partial).go()
     record.update({"run": len(records) + 1, "ended_at": time.time()})
     with runs_file.open("a") as handle:
         handle.write(json.dumps(record) + "\n")
+    partial.unlink(missing_ok=True)
     if record["exit_code"] not in (0, 10) and not record["interrupted"]:
         raise SystemExit(f"{size} facts: lifelong sleep exited {record['exit_code']}; see the lines above")
 
