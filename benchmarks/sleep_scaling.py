@@ -22,7 +22,11 @@ records so far (a size still under way is marked incomplete).
 
 Wall time of a size = the sum, over its runs, of each run's time up to its last topic verdict
 (the whole run when it finished); the start-up each extra run repeats (model load, topic
-clustering) is reported beside it. Peak RSS = the largest VmHWM of its runs.
+clustering) is reported beside it, and so are the seconds of topics trained again after a
+resume (a resumed sleep retries the notes of a topic the gate refused, which one uninterrupted
+sleep would not). Peak RSS = the largest VmHWM of its runs. A topic's synthesis seconds
+include the notes of the next topics it wrote ahead (learn/synthesis.SharedDistiller), so
+per-topic synthesis comes in spikes, one per 64 notes.
 
     .venv/bin/python benchmarks/sleep_scaling.py --data ../shared/data --work /work/runs/sleep_scaling \
         [--sizes 10,100,1000] [--resume] [--stop-after SECONDS] [--report-only]
@@ -33,6 +37,7 @@ Writes results/sleep_scaling/<time>/results.json and sleep_scaling.png.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import re
@@ -42,6 +47,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +57,7 @@ TOFU_SHARE = 0.3  # 300 of 1,000: every TOFU fact the shared data has
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 TOPIC_LINE = re.compile(r"topic (\d+)/(\d+): (.*)$")
 SAMPLE_SECONDS = 0.25
+STOPPING = threading.Event()  # set by a `kill` of this script: no further size starts
 
 
 def facts_for(data: Path, size: int) -> list[str]:
@@ -89,6 +96,7 @@ class Run:
 
     def __init__(self, mind: Path, deadline: float | None, partial: Path) -> None:
         self.mind, self.deadline, self.partial = mind, deadline, partial
+        self.run_id = uuid.uuid4().hex
         self.lines: list[tuple[float, str]] = []
         self.topic = 0  # the topic number the last line named; 0 before the first
         self.peak_by_topic: dict[int, int] = {}
@@ -98,8 +106,9 @@ class Run:
     def go(self) -> dict[str, Any]:
         start = time.perf_counter()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        libc, parent = ctypes.CDLL(None, use_errno=True), os.getpid()  # loaded here: nothing to load between fork and exec
         process = subprocess.Popen([*lifelong_command(), "sleep", "--mind", str(self.mind)], stderr=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, text=True, env=env, preexec_fn=interrupt_when_parent_dies)
+                                   stdout=subprocess.PIPE, text=True, env=env, preexec_fn=lambda: interrupt_when_parent_dies(libc, parent))
         done = threading.Event()
 
         def sample() -> None:
@@ -117,6 +126,7 @@ class Run:
 
         def stop_now(_signum: int, _frame: Any) -> None:  # `kill` of this script: stop the sleep, keep the record
             self.interrupted = True
+            STOPPING.set()
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)
 
@@ -133,8 +143,12 @@ class Run:
                 self.topic = int(found.group(1))
                 ended = re.match(r"v\d+ ", found.group(3)) is not None  # "topic k/n: vN promoted" and the like
                 if ended:  # what a driver that dies now leaves behind: the run up to this verdict
-                    self.partial.write_text(json.dumps(self.record(None, now, "", interrupted=True)))
-                if ended and self.deadline is not None and time.perf_counter() > self.deadline and process.poll() is None:
+                    temporary = self.partial.with_suffix(".tmp")
+                    temporary.write_text(json.dumps(self.record(None, now, "", interrupted=True)))
+                    os.replace(temporary, self.partial)
+                last = found.group(1) == found.group(2)  # after the last topic's verdict the sleep is done
+                if ended and not last and self.deadline is not None and time.perf_counter() > self.deadline \
+                        and process.poll() is None:
                     process.send_signal(signal.SIGINT)  # between topics: the verdict is committed
                     self.interrupted = True
         stdout = process.stdout.read() if process.stdout else ""
@@ -146,7 +160,7 @@ class Run:
 
     def record(self, code: int | None, wall: float, stdout: str, interrupted: bool) -> dict[str, Any]:
         verdicts = [t for t, m in self.lines if (f := TOPIC_LINE.search(m)) and re.match(r"v\d+ ", f.group(3))]
-        return {"exit_code": code, "interrupted": interrupted, "wall_seconds": wall,
+        return {"run_id": self.run_id, "exit_code": code, "interrupted": interrupted, "wall_seconds": wall,
                 "counted_seconds": ((verdicts[-1] if verdicts else 0.0) if interrupted else wall),
                 "start_up_seconds": next((t for t, m in self.lines if TOPIC_LINE.search(m)), wall),
                 "peak_rss_mib": self.hwm_kib / 1024, "peak_rss_mib_by_topic": {str(k): v / 1024 for k, v in self.peak_by_topic.items()},
@@ -154,14 +168,16 @@ class Run:
                 "finished": not interrupted and code in (0, 10)}
 
 
-def interrupt_when_parent_dies() -> None:
+PR_SET_PDEATHSIG = 1
+
+
+def interrupt_when_parent_dies(libc: ctypes.CDLL, parent: int) -> None:
     """In the sleep's process before it starts (Linux): Ctrl-C it if this driver dies, so no
     topic is consolidated without its time on record (the signal survives its re-execution
-    under tcmalloc)."""
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT)
+    under tcmalloc); a driver already gone means no sleep at all."""
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGINT)
+    if os.getppid() != parent:
+        os._exit(130)
 
 
 def versions(mind: Path) -> dict[str, Any]:
@@ -177,18 +193,23 @@ def run_size(work: Path, data: Path, size: int, resume: bool, deadline: float | 
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / "run.partial.json"
     if partial.exists():  # a driver that died mid-run (killed, the machine stopped): its run up to its last verdict
-        with runs_file.open("a") as handle:
-            handle.write(json.dumps({**json.loads(partial.read_text()), "run": len(read_runs(runs_file)) + 1,
-                                     "driver_died": True, "ended_at": partial.stat().st_mtime}) + "\n")
+        left = json.loads(partial.read_text())
+        if left["run_id"] not in {r.get("run_id") for r in read_runs(runs_file)}:  # not recorded before it died
+            with runs_file.open("a") as handle:
+                handle.write(json.dumps({**left, "run": len(read_runs(runs_file)) + 1, "driver_died": True,
+                                         "ended_at": partial.stat().st_mtime}) + "\n")
         partial.unlink()
     records = read_runs(runs_file)
     if records and records[-1]["finished"]:
         print(f"{size} facts: finished in an earlier run ({runs_file})")
         return
-    if not mind.exists():
+    learned = folder / "learned"  # written once `learn` has stored every fact (it writes all or none)
+    if not learned.exists():
+        shutil.rmtree(mind, ignore_errors=True)
         notes = folder / "facts.jsonl"
         notes.write_text("".join(json.dumps({"text": fact}) + "\n" for fact in facts_for(data, size)))
         subprocess.run([*lifelong_command(), "learn", str(notes), "--mind", str(mind), "--source", f"scaling-{size}"], check=True)
+        learned.touch()
     print(f"{size} facts: lifelong sleep (run {len(records) + 1})", flush=True)
     record = Run(mind, deadline, partial).go()
     record.update({"run": len(records) + 1, "ended_at": time.time()})
@@ -209,10 +230,13 @@ def summarise(work: Path, size: int) -> dict[str, Any] | None:
     if not runs:
         return None
     made = versions(folder / "mind")["versions"]
-    topics = []
+    topics: list[dict[str, Any]] = []
+    trained: set[int] = set()
     for index, version in enumerate(sorted(made, key=lambda v: v["created_at"])):
         metrics = version.get("metrics", {})
-        topics.append({"version": version["id"], "memories": len(version.get("own_memory_ids") or version.get("memory_ids", [])),
+        own = set(version.get("own_memory_ids") or version.get("memory_ids", []))
+        retried, trained = bool(own & trained), trained | own  # a refused topic's notes, trained again after a resume
+        topics.append({"version": version["id"], "memories": len(own), "retried": retried,
                        "library_before": sum(1 for v in topics if v["promoted"]), "promoted": bool(version.get("verdict", {}).get("passed")),
                        "stage_seconds": metrics.get("stage_seconds", {}), "train_tokens": metrics.get("train_tokens"),
                        "tokens_per_second": metrics.get("tokens_per_second"), "order": index})
@@ -225,6 +249,8 @@ def summarise(work: Path, size: int) -> dict[str, Any] | None:
             "lost_seconds": sum(r["wall_seconds"] - r["counted_seconds"] for r in runs),
             "peak_rss_mib": max(r["peak_rss_mib"] for r in runs), "topic_peak_rss_mib_max": max(peaks) if peaks else None,
             "memories_consolidated": consolidated, "topics": topics,
+            "retried_topics": sum(t["retried"] for t in topics),
+            "retried_seconds": sum(sum(t["stage_seconds"].values()) for t in topics if t["retried"]),
             "topics_promoted": sum(t["promoted"] for t in topics), "topics_made": len(topics),
             "run_records": [{k: v for k, v in r.items() if k != "lines"} for r in runs]}
 
@@ -291,7 +317,7 @@ def main() -> None:
     deadline = time.perf_counter() + args.stop_after if args.stop_after else None
     if not args.report_only:
         for size in sizes:
-            if deadline is not None and time.perf_counter() > deadline:
+            if STOPPING.is_set() or (deadline is not None and time.perf_counter() > deadline):
                 break
             run_size(args.work, args.data, size, args.resume, deadline)
     summaries = [s for s in (summarise(args.work, size) for size in sizes) if s is not None]

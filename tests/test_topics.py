@@ -64,10 +64,12 @@ def test_a_sleep_trains_a_module_per_topic_by_default_wherever_a_topic_module_ca
     assert trains_per_topic(SleepConfig(strategy="context", embedder=embedder, topic_modules=True))  # asked: refused by run_sleep
 
 
-def test_a_sleep_by_topic_writes_every_topics_distillation_in_one_generation(tmp_path, tiny_lm, embedder, monkeypatch) -> None:
+def test_a_sleep_by_topic_writes_every_topics_distillation_in_one_generation_and_trains_on_the_same_data(
+        tmp_path, tiny_lm, embedder, monkeypatch) -> None:
     """Each topic's questions were a generation of their own (a few rows each); the sleep now
-    writes all topics' questions in one batch, and each topic still trains on its own."""
-    from lifelong import Mind
+    writes all topics' questions in one batch, and each topic trains on exactly the data it
+    trained on when it wrote its own (the same synthetic-data hash)."""
+    from lifelong import Mind, consolidate
     from lifelong.consolidate import SleepConfig, read_examples
     from lifelong.learn.synthesis import MODEL_QUESTION_REQUEST
     from lifelong.learn.trainer import TrainConfig
@@ -89,11 +91,19 @@ def test_a_sleep_by_topic_writes_every_topics_distillation_in_one_generation(tmp
         return generate_batch(self, prompts, *args, **kwargs)
 
     monkeypatch.setattr(LanguageModel, "generate_batch", counting)
-    with Mind.open(tmp_path / "mind", create=True, embedder=embedder, language_model=tiny_lm) as mind:
-        ids = [mind.learn(text).results[0].id for text in [*bridge, *captain]]
-        slept = mind.sleep(SleepConfig(strategy="routed", train=TrainConfig(rank=4, epochs=1, bf16=False), topic_modules=True))
-        assert len(slept.topics) == 2
-        assert question_batches == [6]  # one generation for both topics' six notes
-        for topic, own in zip(slept.topics, (ids[:3], ids[3:]), strict=True):
-            distilled = [e for e in read_examples(mind.versions.path(topic.manifest.id) / TRAINING_DATA) if e.kind == "distilled"]
-            assert distilled and {i for e in distilled for i in e.memory_ids} <= set(own)  # empty answers are dropped
+    config = SleepConfig(strategy="routed", train=TrainConfig(rank=4, epochs=1, bf16=False), topic_modules=True)
+    hashes = []
+    for name in ("shared", "alone"):
+        if name == "alone":  # as before: each topic's own ModelDistiller
+            monkeypatch.setattr(consolidate, "SharedDistiller", lambda inner, topics, rows: inner)
+        question_batches.clear()
+        with Mind.open(tmp_path / name, create=True, embedder=embedder, language_model=tiny_lm) as mind:
+            ids = [mind.learn(text).results[0].id for text in [*bridge, *captain]]
+            slept = mind.sleep(config)
+            assert len(slept.topics) == 2
+            assert question_batches == ([6] if name == "shared" else [3, 3])  # one generation for both topics' notes
+            hashes.append([t.manifest.synthetic_data_hash for t in slept.topics])
+            for topic, own in zip(slept.topics, (ids[:3], ids[3:]), strict=True):
+                distilled = [e for e in read_examples(mind.versions.path(topic.manifest.id) / TRAINING_DATA) if e.kind == "distilled"]
+                assert distilled and {i for e in distilled for i in e.memory_ids} <= set(own)  # empty answers are dropped
+    assert hashes[0] == hashes[1]

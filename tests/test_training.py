@@ -46,7 +46,6 @@ def test_salient_spans_and_cloze_examples_carry_their_memory_ids() -> None:
     assert all(e.answer.startswith("ANSWER to") and e.memory_ids == (7,) for e in distilled)
 
 
-
 def test_a_shared_distiller_writes_the_next_topics_together_a_batch_at_a_time_and_the_same_examples() -> None:
     """A sleep by topic synthesises its topics in turn; the shared distiller writes the notes of
     the next topics with the first one's, up to a generation batch of notes (questions in one
@@ -75,11 +74,15 @@ def test_a_shared_distiller_writes_the_next_topics_together_a_batch_at_a_time_an
     assert [kind for kind, _ in inner.calls] == ["questions", "answers"] * 2
     split = SharedDistiller(CountingDistiller(), topics, rows=3)  # a batch may end inside a topic
     assert [synthesise(topic, split) for topic in topics] == alone
+    one_by_one = SharedDistiller(each := CountingDistiller(), topics, rows=0)  # each topic alone, as sampled questions need
+    assert [synthesise(topic, one_by_one) for topic in topics] == alone
+    assert [n for kind, n in each.calls if kind == "questions"] == [2, chunk_units, 2]
     # a note no topic named is written when asked, once
     extra = _memory(9, "The Korvath Canal opened in 1853.")
     assert synthesise([extra], shared) == synthesise([extra], CountingDistiller())
     synthesise([extra], shared)
     assert len(inner.calls) == 6
+
 
 CHUNK = ("The Korvath Canal was dug between 1841 and 1853 to link the Selm river with the port of Aldarra. "
          "Its chief engineer, Marta Oyelaran, had trained in Lyon and Glasgow. "

@@ -305,9 +305,12 @@ def _sleep_per_topic(registry: VersionRegistry, mind_path: Path, base: LanguageM
     groups = topic_groups(config.embedder.embed([m.text for m in chosen.new]))
     report(f"{len(chosen.new)} new {_plural(len(chosen.new), 'memory', 'memories')} in {len(groups)} "
            f"{_plural(len(groups), 'topic', 'topics')}: one module each")
-    # topics' distillation written a generation batch at a time, several topics at once (SharedDistiller)
+    # Topics' distillation written a generation batch at a time, several topics at once
+    # (SharedDistiller). Sampled questions (more than one per note) depend on the rows sampled
+    # beside them, so those are written a topic at a time, as before, for the same data.
+    ahead = GENERATION_BATCH_ROWS if config.questions_per_memory == 1 else 0
     distiller = (SharedDistiller(ModelDistiller(foundation, config.questions_per_memory, config.train.seed),
-                                 [[chosen.new[i] for i in group] for group in groups], rows=GENERATION_BATCH_ROWS)
+                                 [[chosen.new[i] for i in group] for group in groups], rows=ahead)
                  if config.distill else None)
     results = []
     for number, group in enumerate(groups, start=1):

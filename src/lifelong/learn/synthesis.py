@@ -204,7 +204,9 @@ class SharedDistiller:
     topics after it are written with them, up to `rows` notes: no more, since a larger batch
     gains nothing and an interrupted sleep would lose what it wrote for topics it never
     trained. Notes are matched by memory id and text (a document's sentence units share their
-    memory's id); a note no topic named is written when asked."""
+    memory's id); a note no topic named is written when asked. With `rows` 0 each topic's
+    notes are written alone, as without it (what sampled questions need: a seeded sample
+    depends on the rows drawn beside it)."""
 
     def __init__(self, inner: Distiller, topics: Sequence[Sequence[Memory]], rows: int = 64) -> None:
         self.inner, self.rows = inner, rows
