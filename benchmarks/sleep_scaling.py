@@ -175,6 +175,7 @@ def interrupt_when_parent_dies(libc: ctypes.CDLL, parent: int) -> None:
     """In the sleep's process before it starts (Linux): Ctrl-C it if this driver dies, so no
     topic is consolidated without its time on record (the signal survives its re-execution
     under tcmalloc); a driver already gone means no sleep at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a driver started with `&` ignores Ctrl-C, and its sleep would too
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGINT)
     if os.getppid() != parent:
         os._exit(130)
@@ -224,6 +225,16 @@ def read_runs(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
+def counted_seconds(run: dict[str, Any]) -> float:
+    """A run's seconds up to its last topic verdict, unless it finished: a sleep stopped any
+    other way (Ctrl-C, a kill) lost the topic under way, whose time one whole sleep would not
+    have spent."""
+    if run["finished"]:
+        return run["counted_seconds"]
+    verdicts = [t for t, m in run["lines"] if (f := TOPIC_LINE.search(m)) and re.match(r"v\d+ ", f.group(3))]
+    return verdicts[-1] if verdicts else 0.0
+
+
 def summarise(work: Path, size: int) -> dict[str, Any] | None:
     folder = work / str(size)
     runs = read_runs(folder / "runs.jsonl")
@@ -242,11 +253,11 @@ def summarise(work: Path, size: int) -> dict[str, Any] | None:
                        "tokens_per_second": metrics.get("tokens_per_second"), "order": index})
     peaks = [p for r in runs for k, p in r["peak_rss_mib_by_topic"].items() if k != "0"]
     consolidated = sum(t["memories"] for t in topics if t["promoted"])
-    counted = sum(r["counted_seconds"] for r in runs)
+    counted = sum(counted_seconds(r) for r in runs)
     return {"facts": size, "finished": runs[-1]["finished"], "runs": len(runs), "wall_seconds": counted,
             "seconds_per_fact": counted / size, "seconds_per_fact_consolidated": counted / consolidated if consolidated else None,
             "repeated_start_up_seconds": sum(r["start_up_seconds"] for r in runs[1:]),
-            "lost_seconds": sum(r["wall_seconds"] - r["counted_seconds"] for r in runs),
+            "lost_seconds": sum(r["wall_seconds"] - counted_seconds(r) for r in runs),
             "peak_rss_mib": max(r["peak_rss_mib"] for r in runs), "topic_peak_rss_mib_max": max(peaks) if peaks else None,
             "memories_consolidated": consolidated, "topics": topics,
             "retried_topics": sum(t["retried"] for t in topics),
