@@ -255,7 +255,9 @@ def summarise(work: Path, size: int) -> dict[str, Any] | None:
     consolidated = sum(t["memories"] for t in topics if t["promoted"])
     counted = sum(counted_seconds(r) for r in runs)
     return {"facts": size, "finished": runs[-1]["finished"], "runs": len(runs), "wall_seconds": counted,
-            "seconds_per_fact": counted / size, "seconds_per_fact_consolidated": counted / consolidated if consolidated else None,
+            # a size under way: per fact consolidated so far (its start-up not yet spread over the rest)
+            "seconds_per_fact": counted / size if runs[-1]["finished"] else (counted / consolidated if consolidated else None),
+            "seconds_per_fact_consolidated": counted / consolidated if consolidated else None,
             "repeated_start_up_seconds": sum(r["start_up_seconds"] for r in runs[1:]),
             "lost_seconds": sum(r["wall_seconds"] - counted_seconds(r) for r in runs),
             "peak_rss_mib": max(r["peak_rss_mib"] for r in runs), "topic_peak_rss_mib_max": max(peaks) if peaks else None,
@@ -273,22 +275,31 @@ def plot(sizes: list[dict[str, Any]], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
-    facts = [s["facts"] for s in sizes]
-    walls = [s["wall_seconds"] for s in sizes]
+    done = [s for s in sizes if s["finished"]]
+    under_way = [s for s in sizes if not s["finished"]]  # drawn at the facts consolidated so far, hollow
+
+    def so_far(s: dict[str, Any]) -> str:
+        return f"{s['facts']:,}-fact sleep so far: {s['memories_consolidated']} facts"
+
     ax = axes[0]
-    ax.loglog(facts, walls, "o-", color="tab:blue", label="sleep wall time")
-    for s in sizes:
-        label = f"{s['wall_seconds']:,.0f} s" + ("" if s["finished"] else f" (so far: {s['memories_consolidated']} facts)")
-        ax.annotate(label, (s["facts"], s["wall_seconds"]), textcoords="offset points", xytext=(5, -12), fontsize=8)
-    reference = next((s for s in sizes if s["facts"] == 100 and s["finished"]), sizes[0])
-    line = [reference["wall_seconds"] * f / reference["facts"] for f in facts]
-    ax.loglog(facts, line, "--", color="grey", label=f"linear through {reference['facts']} facts")
+    ax.loglog([s["facts"] for s in done], [s["wall_seconds"] for s in done], "o-", color="tab:blue", label="whole sleep")
+    for s in done:
+        ax.annotate(f"{s['wall_seconds']:,.0f} s", (s["facts"], s["wall_seconds"]), textcoords="offset points", xytext=(5, -12),
+                    fontsize=8)
+    for s in under_way:
+        ax.loglog([s["memories_consolidated"]], [s["wall_seconds"]], "o", mfc="none", color="tab:blue", label=so_far(s))
+    reference = next((s for s in done if s["facts"] == 100), done[0] if done else sizes[0])
+    ends = [1, max(s["facts"] for s in sizes)]
+    ax.loglog(ends, [reference["wall_seconds"] * f / reference["facts"] for f in ends], "--", color="grey",
+              label=f"linear through {reference['facts']} facts")
     ax.set_xlabel("facts learned")
     ax.set_ylabel("wall s")
     ax.legend(fontsize=8)
     ax.set_title("wall time", fontsize=10)
     ax = axes[1]
-    ax.semilogx(facts, [s["peak_rss_mib"] for s in sizes], "o-", color="tab:red", label="peak RSS (VmHWM)")
+    ax.semilogx([s["facts"] for s in done], [s["peak_rss_mib"] for s in done], "o-", color="tab:red", label="peak RSS (VmHWM)")
+    for s in under_way:
+        ax.semilogx([s["memories_consolidated"]], [s["peak_rss_mib"]], "o", mfc="none", color="tab:red", label=so_far(s))
     ax.axhline(2048, color="grey", linestyle="--", label="2 GiB")
     ax.set_xlabel("facts learned")
     ax.set_ylabel("MiB")
