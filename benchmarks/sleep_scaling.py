@@ -205,6 +205,8 @@ def run_size(work: Path, data: Path, size: int, resume: bool, deadline: float | 
         print(f"{size} facts: finished in an earlier run ({runs_file})")
         return
     learned = folder / "learned"  # written once `learn` has stored every fact (it writes all or none)
+    if records and mind.exists():  # a mind a run has slept on was learned (records from before the marker existed)
+        learned.touch()
     if not learned.exists():
         shutil.rmtree(mind, ignore_errors=True)
         notes = folder / "facts.jsonl"
