@@ -404,7 +404,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
         candidate = _library_model(registry, foundation, list(library), config, extra=(candidate_peft, keys))
     else:
         candidate = LanguageModel(candidate_peft, base.tokenizer, base.name, base.needs_bos)
-    parent_lm = parent_beside(candidate, registry, parent, list(library), config) or version_model(
+    parent_lm = parent_beside(candidate, parent, list(library), config) or version_model(
         registry, parent_id, foundation, config.embedder, config.router_radius, existing={m.id: m for m in memories})  # what serves now
     clock.lap("library")  # timed apart from measuring: the two together grew from 35 s to 141 s over ten sleeps
 
@@ -509,7 +509,7 @@ def _library_model(registry: VersionRegistry, foundation: LanguageModel, library
                                unloaded={origin: path for origin, path in adapters.items() if origin not in model.peft_config})
 
 
-def parent_beside(candidate: LanguageModel, registry: VersionRegistry, parent: Manifest | None, library: Sequence[str],
+def parent_beside(candidate: LanguageModel, parent: Manifest | None, library: Sequence[str],
                   config: SleepConfig) -> RoutedLanguageModel | None:
     """The parent as it serves now, computed on the candidate's own PeftModel, which already
     can hold every module of the parent's valid library under its name: the parent's router
@@ -521,8 +521,8 @@ def parent_beside(candidate: LanguageModel, registry: VersionRegistry, parent: M
     if not (isinstance(candidate, RoutedLanguageModel) and parent is not None and parent.kind == "module"
             and parent.modules and library):
         return None
-    modules = [ModuleKeys.load(origin, registry.path(origin)) for origin in library]
-    router = Router(config.embedder, modules, config.router_radius)
+    in_library = set(library)  # the candidate's router holds the library's keys, read once, and its own after them
+    router = Router(config.embedder, [keys for keys in candidate.router.module_keys if keys.name in in_library], config.router_radius)
     # the candidate's modules not yet loaded are exactly this library's (its own is loaded)
     return RoutedLanguageModel(candidate.model, candidate.tokenizer, candidate.name, candidate.needs_bos, router,
                                unloaded=candidate.unloaded)

@@ -92,6 +92,7 @@ class Router:
     def __init__(self, embedder: Embedder, modules: Sequence[ModuleKeys], radius: float = DEFAULT_RADIUS) -> None:
         self.embedder = embedder
         self.radius = radius
+        self.module_keys = tuple(modules)  # kept so a view of part of the library needs no second read from disk
         self.names = [m.name for m in modules]
         self._key_memory = np.concatenate([m.key_memories if m.key_memories is not None else np.full(len(m.vectors), -1)
                                            for m in modules]) if modules else np.zeros(0, int)
