@@ -141,7 +141,7 @@ class Run:
             found = TOPIC_LINE.search(message)
             if found:
                 self.topic = int(found.group(1))
-                ended = re.match(r"v\d+ ", found.group(3)) is not None  # "topic k/n: vN promoted" and the like
+                ended = is_verdict(message)
                 if ended:  # what a driver that dies now leaves behind: the run up to this verdict
                     temporary = self.partial.with_suffix(".tmp")
                     temporary.write_text(json.dumps(self.record(None, now, "", interrupted=True)))
@@ -159,13 +159,23 @@ class Run:
         return self.record(code, time.perf_counter() - start, stdout, self.interrupted)
 
     def record(self, code: int | None, wall: float, stdout: str, interrupted: bool) -> dict[str, Any]:
-        verdicts = [t for t, m in self.lines if (f := TOPIC_LINE.search(m)) and re.match(r"v\d+ ", f.group(3))]
-        return {"run_id": self.run_id, "exit_code": code, "interrupted": interrupted, "wall_seconds": wall,
-                "counted_seconds": ((verdicts[-1] if verdicts else 0.0) if interrupted else wall),
-                "start_up_seconds": next((t for t, m in self.lines if TOPIC_LINE.search(m)), wall),
-                "peak_rss_mib": self.hwm_kib / 1024, "peak_rss_mib_by_topic": {str(k): v / 1024 for k, v in self.peak_by_topic.items()},
-                "topics_finished": len(verdicts), "stdout": stdout[-2000:], "lines": self.lines,
-                "finished": not interrupted and code in (0, 10)}
+        record = {"run_id": self.run_id, "exit_code": code, "interrupted": interrupted, "wall_seconds": wall,
+                  "start_up_seconds": next((t for t, m in self.lines if TOPIC_LINE.search(m)), wall),
+                  "peak_rss_mib": self.hwm_kib / 1024,
+                  "peak_rss_mib_by_topic": {str(k): v / 1024 for k, v in self.peak_by_topic.items()},
+                  "topics_finished": len(verdict_times(self.lines)), "stdout": stdout[-2000:], "lines": self.lines,
+                  "finished": not interrupted and code in (0, 10)}
+        return {**record, "counted_seconds": counted_seconds(record)}
+
+
+def is_verdict(message: str) -> bool:
+    """Whether a progress line ends a topic ("topic k/n: vN promoted", "... vN kept for inspection")."""
+    found = TOPIC_LINE.search(message)
+    return found is not None and re.match(r"v\d+ ", found.group(3)) is not None
+
+
+def verdict_times(lines: list[tuple[float, str]]) -> list[float]:
+    return [t for t, message in lines if is_verdict(message)]
 
 
 PR_SET_PDEATHSIG = 1
@@ -232,8 +242,8 @@ def counted_seconds(run: dict[str, Any]) -> float:
     other way (Ctrl-C, a kill) lost the topic under way, whose time one whole sleep would not
     have spent."""
     if run["finished"]:
-        return run["counted_seconds"]
-    verdicts = [t for t, m in run["lines"] if (f := TOPIC_LINE.search(m)) and re.match(r"v\d+ ", f.group(3))]
+        return run["wall_seconds"]
+    verdicts = verdict_times(run["lines"])
     return verdicts[-1] if verdicts else 0.0
 
 
