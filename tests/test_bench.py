@@ -15,6 +15,7 @@ from lifelong.bench.data import BenchData, leaked_questions
 from lifelong.bench.forget_paraphrases import PARAPHRASES
 from lifelong.bench.governance_study import paraphrased
 from lifelong.bench.measure import PeakMemory, perplexity
+from lifelong.bench.output import cpu_description
 from lifelong.bench.runner import STUDIES, run_bench
 from lifelong.bench.sequential_study import transfer
 from lifelong.errors import InputError
@@ -245,6 +246,16 @@ def test_peak_memory_sees_an_allocation() -> None:
         block.sum()
     del block
     assert peak.to_dict()["peak_increase_mib"] >= 30
+
+
+def test_a_result_records_which_cpu_and_matrix_instructions_it_ran_on() -> None:
+    amx = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480C\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n" \
+          "\nprocessor\t: 1\nmodel name\t: Intel(R) Xeon(R) Platinum 8480C\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16\n"
+    assert cpu_description(amx) == {"cpu_model": "Intel(R) Xeon(R) Platinum 8480C",
+                                     "cpu_flags": ["avx2", "avx512f", "avx512_bf16", "amx_bf16"]}
+    avx2 = "model name\t: AMD EPYC 7B13\nflags\t\t: fpu sse avx avx2 fma\n"
+    assert cpu_description(avx2) == {"cpu_model": "AMD EPYC 7B13", "cpu_flags": ["avx2"]}
+    assert cpu_description("") == {"cpu_model": None, "cpu_flags": []}
 
 
 def test_bad_settings_name_the_option_to_fix() -> None:
