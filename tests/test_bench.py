@@ -15,11 +15,11 @@ from lifelong.bench.data import BenchData, leaked_questions
 from lifelong.bench.forget_paraphrases import PARAPHRASES
 from lifelong.bench.governance_study import paraphrased
 from lifelong.bench.measure import PeakMemory, perplexity
-from lifelong.bench.output import cpu_description
 from lifelong.bench.runner import STUDIES, run_bench
 from lifelong.bench.sequential_study import transfer
 from lifelong.errors import InputError
 from lifelong.evaluate.knowledge import QA
+from lifelong.learn.precision import cpu_description
 
 AUTHORS = ["Arvid Tollen", "Mirela Oskan", "Dagny Freel", "Tomas Quell", "Ilse Varnor", "Petr Halvik", "Ona Brisk", "Kel Marrow"]
 CITIES = ["Tromso", "Cluj", "Galway", "Ghent", "Turku", "Brno", "Split", "Lund"]

@@ -50,33 +50,12 @@ def write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)  # a reader never sees half a file
 
 
-# Instruction sets that decide which precision trains fastest here (learn/precision.py): a number
-# measured with AMX or AVX-512 BF16 is not comparable with one measured on AVX2 alone.
-MATMUL_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-
-
-def cpu_description(cpuinfo: str | None = None) -> dict[str, Any]:
-    """The CPU's model name and which of MATMUL_FLAGS it has, from /proc/cpuinfo (Linux; empty
-    elsewhere). Two-core machines of this project trained at 394 tokens/s in bf16 with AMX and
-    at 185 in fp32 with AVX2 alone (README, Results), so a result must say which it ran on."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return {"cpu_model": None, "cpu_flags": []}
-    fields: dict[str, str] = {}
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())  # the first processor's; every core of one CPU is alike
-    flags = set(fields.get("flags", "").split())
-    return {"cpu_model": fields.get("model name"), "cpu_flags": [f for f in MATMUL_FLAGS if f in flags]}
-
-
 def machine_info(code: str | None = None) -> dict[str, Any]:
     """What the numbers were measured on; `code` is the version the process started from."""
     import numpy as np
     import torch
 
+    from lifelong.learn.precision import cpu_description
     from lifelong.process_allocator import tcmalloc_loaded
 
     return {

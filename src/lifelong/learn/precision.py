@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import time
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,13 +20,31 @@ import torch.nn.functional as F
 MARGIN = 1.1  # bf16 must be this much faster: its rounding is a cost, so a tie goes to fp32
 
 
+# Instruction sets that decide which precision trains fastest here, recorded with every benchmark
+# result (bench/output.machine_info): a number measured with AMX or AVX-512 BF16 is not comparable
+# with one measured on AVX2 alone.
+MATMUL_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu_description(cpuinfo: str | None = None) -> dict[str, Any]:
+    """The CPU's model name and which of MATMUL_FLAGS it has, from /proc/cpuinfo (Linux; empty
+    elsewhere). Two-core machines of this project trained at 394 tokens/s in bf16 with AMX and
+    at 185 in fp32 with AVX2 alone (README, Results), so a result must say which it ran on."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return {"cpu_model": None, "cpu_flags": []}
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())  # the first processor's; every core of one CPU is alike
+    flags = set(fields.get("flags", "").split())
+    return {"cpu_model": fields.get("model name"), "cpu_flags": [f for f in MATMUL_FLAGS if f in flags]}
+
+
 def cpu_has_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            flags = handle.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_description()["cpu_flags"]))
 
 
 def linear_seconds(dtype: torch.dtype, rows: int, width: int, out: int, repeats: int = 5) -> float:
