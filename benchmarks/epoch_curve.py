@@ -48,7 +48,35 @@ RECIPES: dict[str, dict[str, Any]] = {
     "lr-2e-3": {"learning_rate": 2e-3},  # at a constant rate epoch k of a run is exactly a k-epoch run: fewer, larger steps
     "last-15-layers": {"trainable_layers": 15},  # the backward pass stops halfway down SmolLM2-135M's 30 layers
     "last-15-layers-2e-3": {"trainable_layers": 15, "learning_rate": 2e-3},  # half the depth, larger steps to make up for it
+    # Fewer trained tokens a fact, the lever issue 16's 2 s a fact needs (README: "What 2 s a fact
+    # would take"): the same sleep's examples, some kinds left out (EXAMPLE_SETS).
+    "no-context": {"examples": "no-context"},
+    "no-context-2e-3": {"examples": "no-context", "learning_rate": 2e-3},
+    "lean": {"examples": "lean"},
+    "lean-2e-3": {"examples": "lean", "learning_rate": 2e-3},
 }
+# Which of a sleep's examples a recipe trains on. "no-context": without the rows that put the
+# memory in the prompt among distractors (half of a sleep's trained tokens; a routed module steps
+# aside when its memory is quoted, so those rows mostly serve as extra closed-book practice);
+# the distractor-only rows stay. "lean": also one statement row a memory instead of three.
+EXAMPLE_SETS = ("all", "no-context", "lean")
+
+
+def select_examples(examples: list, which: str) -> list:
+    if which == "all":
+        return examples
+    kept = [e for e in examples if e.kind != "context"]
+    if which == "no-context":
+        return kept
+    stated: set[tuple[int, ...]] = set()
+    lean = []
+    for example in kept:
+        if example.kind == "statement":
+            if example.memory_ids in stated:
+                continue
+            stated.add(example.memory_ids)
+        lean.append(example)
+    return lean
 
 
 def scores(lm: LanguageModel, probes: list[Probe], dev: list[Probe]) -> dict[str, Any]:
@@ -146,8 +174,11 @@ def main() -> None:
             topic = {"version": version.id, "facts": len(own), "examples": len(examples), "dev_questions": len(dev), "recipes": {}}
             for recipe in recipes:
                 print(f"topic {number}/{len(versions)} ({version.id}, {len(own)} facts): {recipe}", flush=True)
-                config = replace(TrainConfig(), **RECIPES[recipe])
-                topic["recipes"][recipe] = curve(base, examples, own, version.hyperparameters["strategy"], config, dev)
+                settings = dict(RECIPES[recipe])
+                chosen = select_examples(examples, settings.pop("examples", "all"))
+                config = replace(TrainConfig(), **settings)
+                topic["recipes"][recipe] = curve(base, chosen, own, version.hyperparameters["strategy"], config, dev)
+                topic["recipes"][recipe]["examples"] = len(chosen)
                 print(json.dumps([{k: (sum(v) if isinstance(v, list) else v) for k, v in e.items()}
                                   for e in topic["recipes"][recipe]["epochs"]]), flush=True)
             topics.append(topic)
