@@ -99,6 +99,16 @@ def test_context_rows_hold_at_most_the_configured_number_of_distractors() -> Non
     assert notes_per_row(2) == {2, 3}  # one or two others, drawn per row
 
 
+def test_without_note_rows_a_sleep_keeps_exactly_the_distractor_only_rows() -> None:
+    memories = [Memory(i, text, "s", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")
+                for i, text in enumerate([BRIDGE, OBSERVATORY, CAPTAIN], start=1)]
+    many = [TrainingExample(closed_book(f"Question {i}?"), "Petra Lindqvist.", (1,), "distilled") for i in range(100)]
+    every = context_examples(many, memories)
+    without = context_examples(many, memories, note_rows=False)
+    assert without == [r for r in every if r.kind == "distractors"] and without  # the same draws, the note rows left out
+    assert all(BRIDGE not in r.prompt[-1]["content"] for r in without)
+
+
 @pytest.fixture
 def passing_gate(monkeypatch: pytest.MonkeyPatch) -> None:
     # A tiny random model never passes the real acquisition gate; these tests are about what a

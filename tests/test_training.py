@@ -46,6 +46,14 @@ def test_salient_spans_and_cloze_examples_carry_their_memory_ids() -> None:
     assert all(e.answer.startswith("ANSWER to") and e.memory_ids == (7,) for e in distilled)
 
 
+def test_fewer_statement_prompts_train_the_statement_fewer_times_and_leave_the_other_examples_alone() -> None:
+    every = deterministic_examples(_memory(7, FACT))
+    one = deterministic_examples(_memory(7, FACT), statement_prompts=1)
+    assert [e.kind for e in every].count("statement") == 3 and [e.kind for e in one].count("statement") == 1
+    assert [e for e in every if e.kind != "statement"] == [e for e in one if e.kind != "statement"]
+    assert one[0] == every[0]  # the first topic prompt is kept
+
+
 def test_a_shared_distiller_writes_the_next_topics_together_a_batch_at_a_time_and_the_same_examples() -> None:
     """A sleep by topic synthesises its topics in turn; the shared distiller writes the notes of
     the next topics with the first one's, up to a generation batch of notes (questions in one

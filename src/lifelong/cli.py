@@ -332,6 +332,8 @@ def sleep(
     content_cloze: Annotated[bool, typer.Option(help="Also train cloze and span questions over lower-case content phrases, not only names and numbers (for technical text; not yet measured on short facts)")] = False,
     recite: Annotated[bool, typer.Option(help="Answer span questions about a sentence of a long note (a passage's chunk) with the whole sentence, not the span; short notes are unaffected")] = True,
     context_distractors: Annotated[int, typer.Option(help="Most distractor notes beside the right one in each note-reading training row (fewer: shorter rows, a faster sleep)", min=1)] = 2,
+    note_rows: Annotated[bool, typer.Option(help="Train rows that quote the memory among distractor notes (half of a sleep's trained tokens; --no-note-rows keeps only the distractor-only rows: a faster sleep)")] = True,
+    statement_prompts: Annotated[int, typer.Option(help="Topic prompts each fact's statement is trained under, 1 to 3 (fewer: a faster sleep)", min=1, max=3)] = 3,
     topic_modules: Annotated[Optional[bool], typer.Option("--topic-modules/--module-per-sleep", help="One module and gated version per topic among the new memories, so a later forget rebuilds only its topic's module (a gate per topic), or one module for the whole sleep [default: the mind's [training] modules; unset: per topic for routed strategies]", show_default=False)] = None,
     micro_batch_rows: Annotated[Optional[int], typer.Option(help="Packed rows per forward and backward pass, 0 for the whole batch (same gradient; fewer: less memory, slower; on a 3-fact fp32 sleep 1 row peaked at 1.6 against 2.9 GB for +6% training time, in bf16 2 rows -0.85 GB for +8%) [default: 1 when training runs in fp32, else the whole batch]", min=0)] = None,
     gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help="Recompute each layer's activations in the backward pass (same module, less memory, slower: 2.3 against 3.8 GB peak and +34% training time on a 3-fact sleep)")] = False,
@@ -349,7 +351,8 @@ def sleep(
     from lifelong.learn.teacher import TeacherConfig
 
     config = SleepConfig(questions_per_memory=questions_per_memory, content_cloze=content_cloze, recite=recite,
-                         context_distractors=context_distractors, topic_modules=topic_modules)
+                         context_distractors=context_distractors, topic_modules=topic_modules, note_rows=note_rows,
+                         statement_prompts=statement_prompts)
     if strategy is not None:
         parse_strategy(strategy)
         config = replace(config, strategy=strategy)
@@ -989,6 +992,8 @@ def bench(
     content_cloze: Annotated[Optional[bool], typer.Option("--content-cloze", help="every lifelong sleep also trains cloze and span questions over lower-case content phrases (default off)")] = None,
     recite: Annotated[Optional[bool], typer.Option("--recite/--no-recite", help="every lifelong sleep answers span questions about a sentence of a long note with the whole sentence (default on; --no-recite: the span, as before)")] = None,
     context_distractors: Annotated[Optional[int], typer.Option(help="most distractor notes beside the right one in each note-reading row of every lifelong sleep (default 2)", min=1)] = None,
+    note_rows: Annotated[Optional[bool], typer.Option("--note-rows/--no-note-rows", help="every lifelong sleep trains rows quoting the memory among distractors (default on; --no-note-rows: only the distractor-only rows)", show_default=False)] = None,
+    statement_prompts: Annotated[Optional[int], typer.Option(help="topic prompts each fact's statement is trained under in every lifelong sleep, 1 to 3 (default 3)", min=1, max=3)] = None,
     topic_modules: Annotated[Optional[bool], typer.Option("--topic-modules/--module-per-sleep", help="every lifelong sleep trains one module per topic among its new memories, or one for the whole sleep (as every run before 2026-12-05) [default: per topic for routed strategies]", show_default=False)] = None,
     attention: Annotated[Optional[str], typer.Option(help="attention kernel of every trained arm's training loop: sdpa_fp32 (default), sdpa_fp32_repeated_kv, sdpa or eager")] = None,
     forget_unit: Annotated[Optional[str], typer.Option("--forget-unit", help="governance: forget all the study taught about one author (author, the default, as TOFU's forget sets) or the first facts of the file, whose author keeps others (first)")] = None,
@@ -1011,7 +1016,7 @@ def bench(
                                     citation_questions=citation_questions, epochs=epochs, learning_rate=learning_rate, trainable_layers=layers,
                                     questions_per_memory=questions_per_memory, content_cloze=content_cloze,
                                     recite=recite, context_distractors=context_distractors, topic_modules=topic_modules,
-                                    forget_unit=forget_unit, model=model,
+                                    note_rows=note_rows, statement_prompts=statement_prompts, forget_unit=forget_unit, model=model,
                                     attention=None if attention is None else checked_attention(attention)).items() if v is not None}
     given.update(seed=seed, strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
                  squad_modes=tuple(m.strip() for m in squad_modes.split(",") if m.strip()))

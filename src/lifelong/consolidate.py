@@ -102,6 +102,13 @@ class SleepConfig:
     # per row; RAFT's recipe). Context rows were 40-55% of a sleep's training tokens in the
     # 10x10 sequential run, so fewer distractors is the first lever on a sleep's cost.
     context_distractors: int = 2
+    # Rows with the memory itself among the distractors (RAFT's reading rows). False keeps only
+    # the distractor-only rows: a routed module steps aside when its memory is quoted, and these
+    # rows are half of a sleep's trained tokens (issue 16's 2 s a fact needs several times fewer).
+    note_rows: bool = True
+    # How many of the three topic prompts ("What do you know about X?", ...) each fact's
+    # statement is trained under; fewer: fewer trained tokens a fact.
+    statement_prompts: int = 3
     # One module (and gated version) per topic among the new memories instead of one per sleep
     # (learn/topics.py): a forget then rebuilds only its topic's module, and every other topic
     # keeps its answers exactly (a whole-author forget kept 1.00 of the kept facts' score, one
@@ -357,9 +364,11 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
     extra = Teacher(config.teacher).examples(new) if config.teacher else []
     if distiller is None and config.distill:
         distiller = ModelDistiller(foundation, config.questions_per_memory, config.train.seed)
-    examples = synthesise(new, distiller, extra, content_cloze=config.content_cloze, recite=config.recite)
+    examples = synthesise(new, distiller, extra, content_cloze=config.content_cloze, recite=config.recite,
+                          statement_prompts=config.statement_prompts)
     if strategy.context:
-        examples += context_examples(examples, new, distractors=config.context_distractors, seed=config.train.seed)
+        examples += context_examples(examples, new, distractors=config.context_distractors, seed=config.train.seed,
+                                     note_rows=config.note_rows)
     if config.held_out_questions:
         kept = [e for e in examples if not mentioned(config.held_out_questions, [m["content"] for m in e.prompt] + [e.answer])]
         report(f"dropped {len(examples) - len(kept)} examples that contain a held-out question")
@@ -447,6 +456,8 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
             synthetic_data_hash=data_hash(examples),
             hyperparameters={"strategy": strategy.name, **config.train.to_dict(), "gate": asdict(config.gate),
                              "context_distractors": config.context_distractors, "topic_modules": topic is not None,
+                             **({"note_rows": False} if not config.note_rows else {}),
+                             **({"statement_prompts": config.statement_prompts} if config.statement_prompts != 3 else {}),
                              **({"router_radius": config.router_radius} if strategy.routed else {})},
             metrics=metrics, verdict=verdict, base_model=base.name,
             data_sources=sorted({e.kind for e in examples}), superseded_ids=superseded,

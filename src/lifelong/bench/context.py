@@ -43,7 +43,8 @@ SQUAD_MODES = ("many", "single", "implications", "implications-passage", "implic
 # (topic_modules is not about synthesis, but it reaches every lifelong sleep the same way)
 STUDY_KNOBS = {"forget_unit": "first", "attention": None, "learning_rate": TrainConfig().learning_rate,
                "trainable_layers": TrainConfig().trainable_layers}  # the same rule: a study design's value before the knob existed
-SYNTHESIS_KNOBS = {"questions_per_memory": 1, "content_cloze": False, "recite": False, "context_distractors": 2, "topic_modules": False}
+SYNTHESIS_KNOBS = {"questions_per_memory": 1, "content_cloze": False, "recite": False, "context_distractors": 2, "topic_modules": False,
+                   "note_rows": True, "statement_prompts": 3}
 
 
 FORGET_UNITS = ("author", "first")
@@ -78,6 +79,8 @@ class BenchSettings:
     content_cloze: bool = SleepConfig().content_cloze
     recite: bool = SleepConfig().recite
     context_distractors: int = SleepConfig().context_distractors
+    note_rows: bool = SleepConfig().note_rows
+    statement_prompts: int = SleepConfig().statement_prompts
     # True: a module per topic in every lifelong sleep; False: one per sleep (every run before
     # the knob); None: the product's default (per topic where the sleep's strategy is routed)
     topic_modules: bool | None = None
@@ -109,9 +112,11 @@ class BenchSettings:
 
         for name in ("facts", "passages", "implication_passages", "sleeps", "batch_facts", "cost_facts", "known", "citation_questions",
                      "governance_facts", "forget_facts", "canaries", "poison_statements", "poison_sleep_facts", "injections", "epochs",
-                     "questions_per_memory", "context_distractors"):
+                     "questions_per_memory", "context_distractors", "statement_prompts"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+        if self.statement_prompts > 3:
+            raise InputError(f"--statement-prompts is at most 3, the topic prompts there are (got {self.statement_prompts})")
         if self.trainable_layers is not None and self.trainable_layers < 1:
             raise InputError(f"--layers must be at least 1 (got {self.trainable_layers}); leave it out to adapt every layer")
         if not 0 < self.learning_rate < 1:

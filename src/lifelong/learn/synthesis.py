@@ -136,8 +136,10 @@ def content_spans(text: str, exclude: Sequence[str] = (), limit: int = 3) -> lis
     return sorted(phrases, key=len, reverse=True)[:limit]
 
 
-def deterministic_examples(memory: Memory, content_cloze: bool = False, recite: bool = False) -> list[TrainingExample]:
-    """The statement under topic prompts, cloze over its spans, and in-situ span questions.
+def deterministic_examples(memory: Memory, content_cloze: bool = False, recite: bool = False,
+                           statement_prompts: int = 3) -> list[TrainingExample]:
+    """The statement under topic prompts (the first `statement_prompts` of three), cloze over its
+    spans, and in-situ span questions.
 
     With `recite`, the span questions (over names and numbers, and over content phrases) are
     answered with the whole statement instead of the span: a question about a passage has to
@@ -149,7 +151,7 @@ def deterministic_examples(memory: Memory, content_cloze: bool = False, recite: 
         question, answer = statement.split("?", 1)
         examples.append(TrainingExample(closed_book(question.strip() + "?"), answer.strip(), ids, "qa"))
     topic = topic_of(memory)
-    for template in STATEMENT_PROMPTS + RETEMPLATED_PROMPTS:
+    for template in (STATEMENT_PROMPTS + RETEMPLATED_PROMPTS)[:statement_prompts]:
         examples.append(TrainingExample(closed_book(template.format(topic=topic)), statement, ids, "statement"))
     names = salient_spans(statement)[:4]
     phrases = content_spans(statement, exclude=names) if content_cloze else []
@@ -264,6 +266,7 @@ def synthesise(
     extra: Sequence[TrainingExample] = (),
     content_cloze: bool = False,
     recite: bool = False,
+    statement_prompts: int = 3,
 ) -> list[TrainingExample]:
     """All training examples for these memories, per fact unit (a sentence of a document
     chunk, else the whole note): deterministic forms, context distillation when a distiller is
@@ -283,7 +286,7 @@ def synthesise(
         units += pieces
         recited = recite and (len(pieces) > 1 or memory.kind == "document")
         for unit in pieces:
-            examples += deterministic_examples(unit, content_cloze, recited)
+            examples += deterministic_examples(unit, content_cloze, recited, statement_prompts)
     if distiller is not None and units:
         examples += distillation_examples(units, distiller)
     return examples + list(extra)
@@ -293,7 +296,7 @@ QUESTION_KINDS = ("distilled", "qa")  # span questions are statement rewrites: c
 
 
 def context_examples(examples: Sequence[TrainingExample], memories: Sequence[Memory], distractors: int = 2,
-                     distractor_only_share: float = 0.25, seed: int = 0) -> list[TrainingExample]:
+                     distractor_only_share: float = 0.25, seed: int = 0, note_rows: bool = True) -> list[TrainingExample]:
     """RAFT-style rows: each question example (and each memory's first cloze) again with its
     memory among 1-`distractors` other notes in the prompt (shuffled), and a share of the
     question examples with the other notes only. The first teaches the module to read a
@@ -301,7 +304,9 @@ def context_examples(examples: Sequence[TrainingExample], memories: Sequence[Mem
     The share is small because rows without the note teach the module to look past notes: with
     one such row per question (30 TOFU facts, commit 4606189) the module answered 0.68 of its
     probes with the note in the prompt, against the base's 0.82. Prompts are built exactly as
-    `ask` builds them, so the module learns the format it is served in."""
+    `ask` builds them, so the module learns the format it is served in. `note_rows=False` keeps
+    only the rows without the memory (the same rows, drawn the same way): a routed module steps
+    aside when its memory is quoted, and the note rows are half of a sleep's trained tokens."""
     rng = random.Random(seed)
     by_id = {m.id: m for m in memories}
     rows: list[TrainingExample] = []
@@ -320,7 +325,8 @@ def context_examples(examples: Sequence[TrainingExample], memories: Sequence[Mem
         question = example.prompt[-1]["content"]
         with_memory = [memory, *chosen]
         rng.shuffle(with_memory)
-        rows.append(TrainingExample(build_messages(question, with_memory), example.answer, example.memory_ids, "context"))
+        if note_rows:
+            rows.append(TrainingExample(build_messages(question, with_memory), example.answer, example.memory_ids, "context"))
         if chosen and example.kind in QUESTION_KINDS and rng.random() < distractor_only_share:
             rows.append(TrainingExample(build_messages(question, chosen), example.answer, example.memory_ids, "distractors"))
     return rows
