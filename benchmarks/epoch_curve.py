@@ -49,20 +49,22 @@ RECIPES: dict[str, dict[str, Any]] = {
     "last-15-layers": {"trainable_layers": 15},  # the backward pass stops halfway down SmolLM2-135M's 30 layers
     "last-15-layers-2e-3": {"trainable_layers": 15, "learning_rate": 2e-3},  # half the depth, larger steps to make up for it
     # Fewer trained tokens a fact, the lever issue 16's 2 s a fact needs (README: "What 2 s a fact
-    # would take"): the same sleep's examples, some kinds left out (EXAMPLE_SETS).
+    # would take"): the same sleep's examples, some kinds left out (select_examples).
     "no-context": {"examples": "no-context"},
     "no-context-2e-3": {"examples": "no-context", "learning_rate": 2e-3},
     "lean": {"examples": "lean"},
     "lean-2e-3": {"examples": "lean", "learning_rate": 2e-3},
 }
-# Which of a sleep's examples a recipe trains on. "no-context": without the rows that put the
-# memory in the prompt among distractors (half of a sleep's trained tokens; a routed module steps
-# aside when its memory is quoted, so those rows mostly serve as extra closed-book practice);
-# the distractor-only rows stay. "lean": also one statement row a memory instead of three.
-EXAMPLE_SETS = ("all", "no-context", "lean")
 
 
 def select_examples(examples: list, which: str) -> list:
+    """Which of a sleep's examples a recipe trains on, as `sleep --no-note-rows` and
+    `--statement-prompts 1` would have written them. "no-context": without the rows that put
+    the memory in the prompt among distractors (half of a sleep's trained tokens; a routed
+    module steps aside when its memory is quoted); the distractor-only rows stay. "lean": also
+    one statement row a memory (the first prompt's) instead of three."""
+    if which not in ("all", "no-context", "lean"):
+        raise ValueError(f"unknown example set {which!r}")
     if which == "all":
         return examples
     kept = [e for e in examples if e.kind != "context"]
