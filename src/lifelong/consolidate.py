@@ -41,6 +41,7 @@ from lifelong.learn.synthesis import (
     Distiller,
     SharedDistiller,
     MODEL_QUESTION_REQUEST,
+    TOPIC_PROMPTS,
     TrainingExample,
     context_examples,
     data_hash,
@@ -108,7 +109,7 @@ class SleepConfig:
     note_rows: bool = True
     # How many of the three topic prompts ("What do you know about X?", ...) each fact's
     # statement is trained under; fewer: fewer trained tokens a fact.
-    statement_prompts: int = 3
+    statement_prompts: int = len(TOPIC_PROMPTS)
     # One module (and gated version) per topic among the new memories instead of one per sleep
     # (learn/topics.py): a forget then rebuilds only its topic's module, and every other topic
     # keeps its answers exactly (a whole-author forget kept 1.00 of the kept facts' score, one
@@ -457,7 +458,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
             hyperparameters={"strategy": strategy.name, **config.train.to_dict(), "gate": asdict(config.gate),
                              "context_distractors": config.context_distractors, "topic_modules": topic is not None,
                              **({"note_rows": False} if not config.note_rows else {}),
-                             **({"statement_prompts": config.statement_prompts} if config.statement_prompts != 3 else {}),
+                             **({"statement_prompts": config.statement_prompts} if config.statement_prompts != len(TOPIC_PROMPTS) else {}),
                              **({"router_radius": config.router_radius} if strategy.routed else {})},
             metrics=metrics, verdict=verdict, base_model=base.name,
             data_sources=sorted({e.kind for e in examples}), superseded_ids=superseded,

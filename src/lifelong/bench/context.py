@@ -23,6 +23,7 @@ from lifelong.bench.measure import RetentionSuite, acquisition
 from lifelong.consolidate import SleepConfig
 from lifelong.evaluate.knowledge import QA
 from lifelong.learn.strategies import parse_strategy
+from lifelong.learn.synthesis import TOPIC_PROMPTS
 from lifelong.learn.trainer import TrainConfig
 from lifelong.memory.records import NewMemory
 from lifelong.model.language_model import LanguageModel
@@ -115,8 +116,8 @@ class BenchSettings:
                      "questions_per_memory", "context_distractors", "statement_prompts"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
-        if self.statement_prompts > 3:
-            raise InputError(f"--statement-prompts is at most 3, the topic prompts there are (got {self.statement_prompts})")
+        if self.statement_prompts > len(TOPIC_PROMPTS):
+            raise InputError(f"--statement-prompts is at most {len(TOPIC_PROMPTS)}, the topic prompts there are (got {self.statement_prompts})")
         if self.trainable_layers is not None and self.trainable_layers < 1:
             raise InputError(f"--layers must be at least 1 (got {self.trainable_layers}); leave it out to adapt every layer")
         if not 0 < self.learning_rate < 1:

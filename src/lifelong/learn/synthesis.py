@@ -32,6 +32,7 @@ _LEADING_WORDS = frozenset("The A An In On At It He She They His Her Its Their T
 # Phrasings used for training. Evaluation phrasings live elsewhere and never appear here.
 STATEMENT_PROMPTS = ("What do you know about {topic}?", "Tell me a fact about {topic}.")
 RETEMPLATED_PROMPTS = ("Recall what you learned about {topic}.",)
+TOPIC_PROMPTS = STATEMENT_PROMPTS + RETEMPLATED_PROMPTS  # a fact's statement is trained under the first N of these
 CLOZE_PROMPT = "Fill in the blank: {masked}"
 QUESTION_WORDS = {"year": "when", "number": "how many", "name": "who or what", "phrase": "what"}
 MODEL_QUESTION_REQUEST = "Write one short question that the note above answers. Reply with the question only."
@@ -137,7 +138,7 @@ def content_spans(text: str, exclude: Sequence[str] = (), limit: int = 3) -> lis
 
 
 def deterministic_examples(memory: Memory, content_cloze: bool = False, recite: bool = False,
-                           statement_prompts: int = 3) -> list[TrainingExample]:
+                           statement_prompts: int = len(TOPIC_PROMPTS)) -> list[TrainingExample]:
     """The statement under topic prompts (the first `statement_prompts` of three), cloze over its
     spans, and in-situ span questions.
 
@@ -151,7 +152,7 @@ def deterministic_examples(memory: Memory, content_cloze: bool = False, recite: 
         question, answer = statement.split("?", 1)
         examples.append(TrainingExample(closed_book(question.strip() + "?"), answer.strip(), ids, "qa"))
     topic = topic_of(memory)
-    for template in (STATEMENT_PROMPTS + RETEMPLATED_PROMPTS)[:statement_prompts]:
+    for template in TOPIC_PROMPTS[:statement_prompts]:
         examples.append(TrainingExample(closed_book(template.format(topic=topic)), statement, ids, "statement"))
     names = salient_spans(statement)[:4]
     phrases = content_spans(statement, exclude=names) if content_cloze else []
@@ -266,7 +267,7 @@ def synthesise(
     extra: Sequence[TrainingExample] = (),
     content_cloze: bool = False,
     recite: bool = False,
-    statement_prompts: int = 3,
+    statement_prompts: int = len(TOPIC_PROMPTS),
 ) -> list[TrainingExample]:
     """All training examples for these memories, per fact unit (a sentence of a document
     chunk, else the whole note): deterministic forms, context distillation when a distiller is
