@@ -376,6 +376,7 @@ def test_a_partial_run_is_only_reused_when_asked_and_for_the_same_settings(tmp_p
     # so a run at the new default never resumes a checkpoint written under the old one
     assert BenchSettings().synthesis()["recite"] and BenchSettings().to_dict()["recite"] is True
     assert "recite" not in BenchSettings(recite=False).to_dict()
+    assert "note_rows" not in BenchSettings(note_rows=True).to_dict() and BenchSettings().to_dict()["note_rows"] is None
     assert "context_distractors" not in BenchSettings().to_dict() and BenchSettings(context_distractors=1).to_dict()["context_distractors"] == 1
     assert BenchSettings(context_distractors=1).synthesis()["context_distractors"] == 1
     assert not {"micro_batch_rows", "gradient_checkpointing", "return_freed_memory", "learning_rate_schedule"} & set(BenchSettings().to_dict()["train_config"])

@@ -109,6 +109,21 @@ def test_without_note_rows_a_sleep_keeps_exactly_the_distractor_only_rows() -> N
     assert all(BRIDGE not in r.prompt[-1]["content"] for r in without)
 
 
+def test_by_default_only_an_unrouted_sleep_trains_rows_that_quote_its_memory(mind: Mind) -> None:
+    # A routed module steps aside whenever its memory is quoted, so rows teaching it to read that
+    # note would teach a reading it never serves; an unrouted module answers with its notes quoted.
+    for fact in (BRIDGE, OBSERVATORY, CAPTAIN):
+        mind.learn(fact)
+    fast = TrainConfig(rank=4, epochs=1, bf16=False)
+    kinds = {}
+    for strategy in ("routed+context", "context"):  # the gate refuses a tiny model's module: the next sleep retrains the same memories
+        manifest = mind.sleep(SleepConfig(strategy=strategy, train=fast, topic_modules=False, distill=False)).manifest
+        kinds[strategy] = {e.kind for e in consolidate.read_examples(mind.versions.path(manifest.id) / consolidate.TRAINING_DATA)}
+        assert manifest.hyperparameters.get("note_rows", True) is (strategy == "context")
+    assert "context" not in kinds["routed+context"] and "context" in kinds["context"]
+    assert kinds["routed+context"] - {"distractors"} == kinds["context"] - {"context", "distractors"}  # the rest is the same recipe
+
+
 @pytest.fixture
 def passing_gate(monkeypatch: pytest.MonkeyPatch) -> None:
     # A tiny random model never passes the real acquisition gate; these tests are about what a

@@ -104,9 +104,12 @@ class SleepConfig:
     # 10x10 sequential run, so fewer distractors is the first lever on a sleep's cost.
     context_distractors: int = 2
     # Rows with the memory itself among the distractors (RAFT's reading rows). False keeps only
-    # the distractor-only rows: a routed module steps aside when its memory is quoted, and these
-    # rows are half of a sleep's trained tokens (issue 16's 2 s a fact needs several times fewer).
-    note_rows: bool = True
+    # the distractor-only rows; None, the default, trains them only where they can be served: a
+    # routed module steps aside when its memory is quoted (learn/router.route_prompts), so for it
+    # they teach a reading that never runs, and they are half of a sleep's trained tokens.
+    # Without them a 100-fact TOFU sleep answered as many questions in 0.49x the tokens (README,
+    # Fast sleep); an unrouted module answers with its notes quoted, so it keeps them.
+    note_rows: bool | None = None
     # How many of the three topic prompts ("What do you know about X?", ...) each fact's
     # statement is trained under; fewer: fewer trained tokens a fact.
     statement_prompts: int = len(TOPIC_PROMPTS)
@@ -187,6 +190,12 @@ def trains_per_topic(config: SleepConfig) -> bool:
     if config.topic_modules is not None:
         return config.topic_modules
     return parse_strategy(config.strategy).routed and distributed.world_size() == 1 and config.embedder is not None
+
+
+def trains_note_rows(config: SleepConfig, strategy: Strategy) -> bool:
+    """Whether a sleep under `config` trains rows quoting each memory among distractor notes:
+    as set, or by default only for an unrouted module, the one kind that reads its own notes."""
+    return config.note_rows if config.note_rows is not None else not strategy.routed
 
 
 def run_sleep(
@@ -369,7 +378,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
                           statement_prompts=config.statement_prompts)
     if strategy.context:
         examples += context_examples(examples, new, distractors=config.context_distractors, seed=config.train.seed,
-                                     note_rows=config.note_rows)
+                                     note_rows=trains_note_rows(config, strategy))
     if config.held_out_questions:
         kept = [e for e in examples if not mentioned(config.held_out_questions, [m["content"] for m in e.prompt] + [e.answer])]
         report(f"dropped {len(examples) - len(kept)} examples that contain a held-out question")
@@ -457,7 +466,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
             synthetic_data_hash=data_hash(examples),
             hyperparameters={"strategy": strategy.name, **config.train.to_dict(), "gate": asdict(config.gate),
                              "context_distractors": config.context_distractors, "topic_modules": topic is not None,
-                             **({"note_rows": False} if not config.note_rows else {}),
+                             **({"note_rows": False} if strategy.context and not trains_note_rows(config, strategy) else {}),
                              **({"statement_prompts": config.statement_prompts} if config.statement_prompts != len(TOPIC_PROMPTS) else {}),
                              **({"router_radius": config.router_radius} if strategy.routed else {})},
             metrics=metrics, verdict=verdict, base_model=base.name,

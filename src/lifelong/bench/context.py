@@ -80,7 +80,7 @@ class BenchSettings:
     content_cloze: bool = SleepConfig().content_cloze
     recite: bool = SleepConfig().recite
     context_distractors: int = SleepConfig().context_distractors
-    note_rows: bool = SleepConfig().note_rows
+    note_rows: bool | None = SleepConfig().note_rows  # None: the product's default (only for unrouted strategies)
     statement_prompts: int = SleepConfig().statement_prompts
     # True: a module per topic in every lifelong sleep; False: one per sleep (every run before
     # the knob); None: the product's default (per topic where the sleep's strategy is routed)

@@ -17,9 +17,9 @@ COMPONENTS: dict[str, str] = {
               "the exact base weights answer everything else",
     "distill": "learn the frozen model's top-k next-token distribution over each answer with the memory in its "
                "prompt (soft targets), beside the answer itself",
-    "context": "also train with the memory and distractor notes in the prompt, and with distractors only, "
-               "so the module reads retrieved notes instead of fighting them (RAFT); they also help it learn "
-               "the bare question",
+    "context": "also train with distractor notes only in the prompt, so the module answers past the wrong notes "
+               "retrieval brings, and (unrouted modules, or --note-rows) with the memory among them, so it reads "
+               "a retrieved note instead of fighting it (RAFT); a routed module steps aside when its note is quoted",
     "ewc": "Fisher-weighted penalty on the module's weight change",
     "kl": "KL to the frozen model on general anchor prompts",
     "replay": "mix in examples of earlier sleeps and the frozen model's answers to general prompts",
