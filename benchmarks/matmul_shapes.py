@@ -15,12 +15,13 @@ Writes results/matmul_shapes/<UTC timestamp>/results.json and shapes.png.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
-import torch.nn.functional as F
 
 from _common import machine_info, print_table, results_dir, speed_probe, write_json
+
+from lifelong.bench.flops import matmul_gflops
+from lifelong.learn.precision import best_seconds, linear_seconds
 
 # (name, input width, output width) of SmolLM2-135M's linear layers (hidden 576, MLP 1536,
 # 3 key-value heads of 64)
@@ -28,26 +29,14 @@ LAYERS = (("q/o 576x576", 576, 576), ("k/v 576x192", 576, 192), ("gate/up 576x15
           ("down 1536x576", 1536, 576))
 
 
-def best_seconds(run, repeats: int) -> float:
-    run()  # the first call pays kernel selection
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def gflops(rows: int, width: int, out: int, dtype: torch.dtype, repeats: int, backward: bool) -> float:
     """GFLOP/s of the forward product (rows x width) @ (width x out), or of the input gradient
-    (rows x out) @ (out x width) with the same weight tensor, as autograd computes it."""
-    weight = torch.randn(out, width, dtype=dtype)
+    (rows x out) @ (out x width) with the (out x width) weight as stored, as autograd computes it."""
     if backward:
-        grad = torch.randn(rows, out, dtype=dtype)
+        grad, weight = torch.randn(rows, out, dtype=dtype), torch.randn(out, width, dtype=dtype)
         seconds = best_seconds(lambda: grad @ weight, repeats)
     else:
-        x = torch.randn(rows, width, dtype=dtype)
-        seconds = best_seconds(lambda: F.linear(x, weight), repeats)
+        seconds = linear_seconds(dtype, rows, width, out, repeats)
     return 2 * rows * width * out / seconds / 1e9
 
 
@@ -61,7 +50,7 @@ def main() -> None:
     results: dict[str, dict] = {}
     table = []
     for dtype_name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
-        peak = gflops(2048, 2048, 2048, dtype, args.repeats, backward=False)
+        peak = matmul_gflops(dtype, repeats=args.repeats)
         shapes = {}
         for name, width, out in LAYERS:
             for rows in rows_list:

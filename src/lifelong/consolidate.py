@@ -376,9 +376,10 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
         distiller = ModelDistiller(foundation, config.questions_per_memory, config.train.seed)
     examples = synthesise(new, distiller, extra, content_cloze=config.content_cloze, recite=config.recite,
                           statement_prompts=config.statement_prompts)
+    note_rows = strategy.context and trains_note_rows(config, strategy)
     if strategy.context:
         examples += context_examples(examples, new, distractors=config.context_distractors, seed=config.train.seed,
-                                     note_rows=trains_note_rows(config, strategy))
+                                     note_rows=note_rows)
     if config.held_out_questions:
         kept = [e for e in examples if not mentioned(config.held_out_questions, [m["content"] for m in e.prompt] + [e.answer])]
         report(f"dropped {len(examples) - len(kept)} examples that contain a held-out question")
@@ -466,7 +467,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
             synthetic_data_hash=data_hash(examples),
             hyperparameters={"strategy": strategy.name, **config.train.to_dict(), "gate": asdict(config.gate),
                              "context_distractors": config.context_distractors, "topic_modules": topic is not None,
-                             **({"note_rows": False} if strategy.context and not trains_note_rows(config, strategy) else {}),
+                             **({"note_rows": False} if strategy.context and not note_rows else {}),
                              **({"statement_prompts": config.statement_prompts} if config.statement_prompts != len(TOPIC_PROMPTS) else {}),
                              **({"router_radius": config.router_radius} if strategy.routed else {})},
             metrics=metrics, verdict=verdict, base_model=base.name,

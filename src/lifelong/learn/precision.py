@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,16 +48,21 @@ def cpu_has_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & set(cpu_description()["cpu_flags"]))
 
 
-def linear_seconds(dtype: torch.dtype, rows: int, width: int, out: int, repeats: int = 5) -> float:
-    """Best-of-`repeats` seconds of one (rows x width) @ (width x out) product in `dtype`."""
-    x, w = torch.randn(rows, width, dtype=dtype), torch.randn(out, width, dtype=dtype)
-    F.linear(x, w)  # first call pays kernel selection
+def best_seconds(run: Callable[[], Any], repeats: int = 5) -> float:
+    """Best-of-`repeats` seconds of `run()`, after one untimed call that pays kernel selection."""
+    run()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        F.linear(x, w)
+        run()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def linear_seconds(dtype: torch.dtype, rows: int, width: int, out: int, repeats: int = 5) -> float:
+    """Best-of-`repeats` seconds of one (rows x width) @ (width x out) product in `dtype`."""
+    x, w = torch.randn(rows, width, dtype=dtype), torch.randn(out, width, dtype=dtype)
+    return best_seconds(lambda: F.linear(x, w), repeats)
 
 
 @functools.cache
