@@ -562,6 +562,34 @@ def test_training_attention_runs_in_fp32_under_bf16_autocast_by_default_and_sdpa
     assert attention_implementation(peft_model.get_base_model()) == "sdpa"
 
 
+def test_a_module_scored_inside_each_training_kernel_answers_padded_prompts_as_it_does_outside() -> None:
+    """`after_epoch` scores a module inside the training loop, where the training kernel runs.
+    A padded batch's 2-D mask must reach that kernel: without sdpa's mask builder registered
+    for it, transformers handed it none and the short prompts attended to their padding."""
+    from lifelong.learn.packing import pack_rows
+    from lifelong.learn.training_attention import TRAINING_ATTENTION_KERNELS, training_attention
+
+    lm = build_tiny_model()
+    peft_model = attach_lora(LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, "tiny"), TrainConfig(rank=4))
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.05)  # a module that changes the answers
+    view = LanguageModel(peft_model, lm.tokenizer, "tiny")
+    prompts = [[{"role": "user", "content": text}] for text in
+               ("Where does Ilse Varnor keep her bees, and since which year?", "Hi", "Who wrote it?")]
+    peft_model.eval()
+    outside = view.generate_batch(prompts, max_new_tokens=12)
+    examples = synthesise([_memory(1, FACT), _memory(2, "Ilse Varnor keeps bees on the roof of the Brno opera house.")])
+    segments = [s for s in (encode_example(lm, e, 400) for e in examples) if s][:8]
+    assert max(len(row) for row in pack_rows(segments, 480)) > 1
+    for kernel in TRAINING_ATTENTION_KERNELS:
+        with training_attention(peft_model.get_base_model(), kernel), torch.no_grad():
+            assert view.generate_batch(prompts, max_new_tokens=12) == outside, kernel
+            alone, together = (answer_loss_parts(peft_model, segments, lm.tokenizer.pad_token_id, width) for width in (None, 480))
+        assert torch.allclose(alone.answer_sum, together.answer_sum, rtol=1e-5), kernel  # packed rows stay apart
+
+
 def test_compile_without_a_cpp_compiler_is_one_actionable_error_and_leaves_the_layers_eager(monkeypatch) -> None:
     import shutil
 

@@ -100,11 +100,20 @@ def additive_mask(mask: Any) -> Any:
 
 def register_fp32_sdpa() -> None:
     """Make "sdpa_fp32" (and its repeated-keys form) kernels transformers models can switch to
-    (idempotent; done when a training run asks for one, not at import)."""
+    (idempotent; done when a training run asks for one, not at import).
+
+    Each is registered with sdpa's mask builder too. transformers builds no mask for a kernel
+    it has no mask builder for, so a padded batch given a 2-D attention mask (generation,
+    scoring) reached the kernel with none and its tokens attended to the padding: a module
+    scored between epochs inside the training loop (`train_module`'s `after_epoch`) answered
+    padded prompts wrongly. Training passes its own 4-D block mask, which is used as given."""
     from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
     AttentionInterface.register(FP32_SDPA, sdpa_in_fp32)
     AttentionInterface.register(REPEATED_KV_FP32_SDPA, transformers_sdpa_in_fp32)
+    for kernel in (FP32_SDPA, REPEATED_KV_FP32_SDPA):
+        ALL_MASK_ATTENTION_FUNCTIONS.register(kernel, sdpa_mask)
 
 
 def attention_implementation(causal_lm: Any) -> str:
