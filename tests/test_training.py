@@ -508,15 +508,23 @@ def test_compiled_decoder_layers_train_the_same_module_and_are_eager_again_after
         assert not on
 
 
-def test_eager_attention_trains_the_same_module_on_packed_rows_and_sdpa_comes_back_afterwards() -> None:
+def _two_facts_packed_two_to_a_row(lm: LanguageModel) -> tuple[list, list]:
+    """Two facts' examples, and the first 8 encoded, of which at least two share a 480-token
+    packed row behind a block mask (the packed-row tests compare these packed and alone)."""
     from lifelong.learn.packing import pack_rows
+
+    examples = synthesise([_memory(1, FACT), _memory(2, "Ilse Varnor keeps bees on the roof of the Brno opera house.")])
+    segments = [s for s in (encode_example(lm, e, 400) for e in examples) if s][:8]
+    assert max(len(row) for row in pack_rows(segments, 480)) > 1
+    return examples, segments
+
+
+def test_eager_attention_trains_the_same_module_on_packed_rows_and_sdpa_comes_back_afterwards() -> None:
     from lifelong.learn.training_attention import attention_implementation, training_attention
 
     lm = build_tiny_model()
-    examples = synthesise([_memory(1, FACT), _memory(2, "Ilse Varnor keeps bees on the roof of the Brno opera house.")])
+    examples, segments = _two_facts_packed_two_to_a_row(lm)
     packed = {"pack_length": 480, "max_length": 400}  # two of these examples share each row, behind a block mask
-    segments = [s for s in (encode_example(lm, e, 400) for e in examples) if s][:8]
-    assert max(len(row) for row in pack_rows(segments, 480)) > 1
     peft_model = attach_lora(LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, "tiny"), TrainConfig(rank=4))
     with training_attention(peft_model.get_base_model(), "eager") as running, torch.no_grad():
         assert running == "eager"
@@ -566,7 +574,6 @@ def test_a_module_scored_inside_each_training_kernel_answers_padded_prompts_as_i
     """`after_epoch` scores a module inside the training loop, where the training kernel runs.
     A padded batch's 2-D mask must reach that kernel: without sdpa's mask builder registered
     for it, transformers handed it none and the short prompts attended to their padding."""
-    from lifelong.learn.packing import pack_rows
     from lifelong.learn.training_attention import TRAINING_ATTENTION_KERNELS, training_attention
 
     lm = build_tiny_model()
@@ -580,9 +587,7 @@ def test_a_module_scored_inside_each_training_kernel_answers_padded_prompts_as_i
                ("Where does Ilse Varnor keep her bees, and since which year?", "Hi", "Who wrote it?")]
     peft_model.eval()
     outside = view.generate_batch(prompts, max_new_tokens=12)
-    examples = synthesise([_memory(1, FACT), _memory(2, "Ilse Varnor keeps bees on the roof of the Brno opera house.")])
-    segments = [s for s in (encode_example(lm, e, 400) for e in examples) if s][:8]
-    assert max(len(row) for row in pack_rows(segments, 480)) > 1
+    _, segments = _two_facts_packed_two_to_a_row(lm)
     for kernel in TRAINING_ATTENTION_KERNELS:
         with training_attention(peft_model.get_base_model(), kernel), torch.no_grad():
             assert view.generate_batch(prompts, max_new_tokens=12) == outside, kernel
