@@ -133,6 +133,32 @@ def test_a_routed_library_opens_only_the_modules_its_inputs_reach(tmp_path: Path
     assert set(lazy.model.peft_config) == {"v1", "v2", "v3"} and not view.unloaded
 
 
+def test_probes_on_every_route_score_together_as_each_route_scores_them_alone(tmp_path: Path, embedder) -> None:
+    """The gate's answer log-probabilities: one call over probes that route to different
+    modules (and to none) gives each the score of its own module's weights."""
+    from lifelong.evaluate.probes import Probe, answer_logprobs
+    from lifelong.learn.router import ModuleKeys, Router
+    from lifelong.model.routed import RoutedLanguageModel
+    from lifelong.prompt import closed_book
+
+    facts = ["The Korvath Bridge was designed by Petra Lindqvist in 1964.",
+             "The Vellmar Observatory was founded in 1987 by Ilse Brandvik."]
+    adapters = saved_modules(tmp_path, 2)
+    router = Router(embedder, [ModuleKeys(name, embedder.embed([fact])) for name, fact in zip(adapters, facts, strict=True)])
+    lm = build_tiny_model()
+    library = RoutedLanguageModel(load_modules(weight_sharing_copy(lm.model), adapters).eval(), lm.tokenizer, lm.name,
+                                  lm.needs_bos, router)
+    probes = [Probe("Complete the sentence: The Korvath Bridge was designed by", "Petra Lindqvist"),
+              Probe("Complete the sentence: The Vellmar Observatory was founded in 1987 by", "Ilse Brandvik"),
+              Probe("Complete the sentence: Bees make", "honey")]
+    assert library.modules_for([p.prompt for p in probes]) == ["v1", "v2", None]
+    alone = [library.score(closed_book(p.prompt), [p.answer], normalize=True)[0] for p in probes]
+    assert answer_logprobs(library, probes) == pytest.approx(alone, abs=1e-4)
+    on_base = answer_logprobs(lm, probes)
+    assert on_base[2] == pytest.approx(alone[2], abs=1e-4)
+    assert abs(on_base[0] - alone[0]) > 1e-3 and abs(on_base[1] - alone[1]) > 1e-3  # the modules' own weights scored them
+
+
 def test_over_a_half_precision_base_modules_stay_fp32_as_peft_keeps_them(tmp_path: Path) -> None:
     adapters = saved_modules(tmp_path, 3)
     lm = build_tiny_model()

@@ -45,6 +45,17 @@ def test_batched_scores_equal_one_at_a_time_scores(tiny_lm: LanguageModel) -> No
     assert batched == pytest.approx(single, abs=1e-4)
 
 
+def test_replies_scored_together_equal_each_scored_alone(tiny_lm: LanguageModel) -> None:
+    """The gate scores a topic's probes in shared left-padded batches; padding beside longer
+    rows and keeping only the replies' logits must not move any score."""
+    conversations = [[{"role": "user", "content": "Who founded the Vellmar Observatory?" + " Tell me." * n}] for n in range(4)]
+    replies = ["Ilse Brandvik", "no", "a much longer reply than the other replies are", ""]
+    together = tiny_lm.score_replies(conversations, replies, normalize=True)
+    alone = [tiny_lm.score(c, [r], normalize=True)[0] for c, r in zip(conversations, replies, strict=True)]
+    assert together == pytest.approx(alone, abs=1e-4)
+    assert together[-1] == 0.0 and len(set(together)) == 4
+
+
 def test_score_is_the_sum_of_candidate_token_log_probs(tiny_lm: LanguageModel) -> None:
     prompt = tiny_lm.encode(tiny_lm.format_chat(MESSAGES))
     answer = tiny_lm.tokenizer("yes", add_special_tokens=False)["input_ids"]

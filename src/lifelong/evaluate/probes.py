@@ -129,14 +129,14 @@ def probe_messages(probe: Probe, notes: Mapping[int, Memory] | None = None) -> l
 def answer_logprobs(lm: LanguageModel, probes: Sequence[Probe]) -> list[float | None]:
     """Mean log-probability per token of each probe's answer span as the reply to its
     closed-book prompt: how near the model is to giving it, where a greedy completion reads
-    only hit or miss (one teacher-forced pass per probe, no generation). None where the
-    prompt and answer do not fit the window."""
-    scores: list[float | None] = []
-    for p in probes:
-        messages = closed_book(p.prompt)
-        length = len(lm.encode(lm.format_chat(messages))) + len(lm.encode(p.answer))
-        scores.append(lm.score(messages, [p.answer], normalize=True)[0] if length <= lm.context_window else None)
-    return scores
+    only hit or miss (teacher-forced, no generation; the probes in shared batches). None
+    where the prompt and answer do not fit the window."""
+    asked = [closed_book(p.prompt) for p in probes]
+    fits = [len(lm.encode(lm.format_chat(m))) + len(lm.encode(p.answer)) <= lm.context_window
+            for m, p in zip(asked, probes, strict=True)]
+    scored = iter(lm.score_replies([m for m, ok in zip(asked, fits, strict=True) if ok],
+                                   [p.answer for p, ok in zip(probes, fits, strict=True) if ok], normalize=True))
+    return [next(scored) if ok else None for ok in fits]
 
 
 def mean_gain(candidate: Sequence[float | None], parent: Sequence[float | None]) -> float | None:

@@ -299,29 +299,39 @@ class LanguageModel:
                 text = text.split(stop, 1)[0]
         return text.strip()
 
-    @torch.inference_mode()
     def score(self, messages: Sequence[Message], candidates: Sequence[str], normalize: bool = False) -> list[float]:
-        """Log-likelihood of each candidate answer after the prompt, in one padded batch.
+        """Log-likelihood of each candidate answer after the prompt (see `score_replies`); with
+        `normalize`, the sum is divided by the candidate's token count (length-fair multiple choice)."""
+        return self.score_replies([messages] * len(candidates), candidates, normalize)
 
-        Only candidate positions are gathered from the log-softmax; with `normalize`, the sum
-        is divided by the candidate's token count (length-fair multiple choice).
-        """
-        if not candidates:
-            return []
-        prompt = self.encode(self.format_chat(messages))
-        rows = [prompt + self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in candidates]
-        self.check_fits(max(len(r) for r in rows), 0)
-        width = max(len(r) for r in rows)
+    @torch.inference_mode()
+    def score_replies(self, conversations: Sequence[Sequence[Message]], replies: Sequence[str],
+                      normalize: bool = False) -> list[float]:
+        """Log-likelihood of each reply after its own conversation, many pairs in shared
+        left-padded batches (the gate scores a topic's probes this way: one forward per batch
+        instead of one per probe). Only the replies' positions go through the vocabulary
+        projection (`logits_to_keep`), not every prompt position."""
+        if len(conversations) != len(replies):
+            raise ValueError(f"{len(replies)} replies for {len(conversations)} conversations; give one each")
+        prompts = [self.encode(self.format_chat(m)) for m in conversations]
+        answers = [self.tokenizer(r, add_special_tokens=False)["input_ids"] for r in replies]
+        rows = [p + a for p, a in zip(prompts, answers, strict=True)]
+        for row in rows:
+            self.check_fits(len(row), 0)
+        scores = [0.0] * len(rows)
         pad = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
-        attention = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
-        logits = self.model(input_ids=input_ids, attention_mask=attention).logits.float()
-        log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
-        targets = input_ids[:, 1:]
-        token_lp = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        scores = []
-        for i, row in enumerate(rows):
-            start, end = len(prompt) - 1, len(row) - 1
-            total = float(token_lp[i, start:end].sum())
-            scores.append(total / max(1, end - start) if normalize else total)
+        for chunk in generation_batches([len(r) for r in rows]):
+            width = max(len(rows[i]) for i in chunk)
+            keep = max(len(answers[i]) for i in chunk) + 1  # the last prompt position predicts the first answer token
+            input_ids = torch.tensor([[pad] * (width - len(rows[i])) + rows[i] for i in chunk])
+            attention = torch.tensor([[0] * (width - len(rows[i])) + [1] * len(rows[i]) for i in chunk])
+            positions = (attention.cumsum(-1) - 1).clamp(min=0)
+            logits = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                                logits_to_keep=keep).logits.float()
+            log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
+            token_lp = log_probs.gather(-1, input_ids[:, width - keep + 1 :].unsqueeze(-1)).squeeze(-1)
+            for row, index in enumerate(chunk):
+                count = len(answers[index])
+                total = float(token_lp[row, token_lp.shape[1] - count :].sum()) if count else 0.0
+                scores[index] = total / max(1, count) if normalize else total
         return scores

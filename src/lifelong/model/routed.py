@@ -239,10 +239,17 @@ class RoutedLanguageModel(LanguageModel):
         self.ensure_loaded(chosen)
         return LanguageModel.complete_batch(self, texts, max_new_tokens, batch_size, chosen)
 
-    def score(self, messages: Sequence[Message], candidates: Sequence[str], normalize: bool = False) -> list[float]:
-        [(_, weights)] = self.routes([conversation_route_text(messages)])
-        with weights:
-            return LanguageModel.score(self, messages, candidates, normalize)
+    def score_replies(self, conversations: Sequence[Sequence[Message]], replies: Sequence[str],
+                      normalize: bool = False) -> list[float]:
+        """Each pair scored on its conversation's route, the pairs of one route in shared batches."""
+        scores = [0.0] * len(conversations)
+        for indices, weights in self.routes([conversation_route_text(c) for c in conversations]):
+            with weights:
+                routed = LanguageModel.score_replies(self, [conversations[i] for i in indices],
+                                                     [replies[i] for i in indices], normalize)
+            for index, value in zip(indices, routed, strict=True):
+                scores[index] = value
+        return scores
 
     def modules_for(self, texts: Sequence[str]) -> list[str | None]:
         """The module each input would be served by (None: the base weights)."""
