@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import torch
 
 from lifelong.errors import InputError
+from lifelong.model.greedy_decoding import greedy_decode, plain_greedy
 
 Message = dict[str, str]
 T = TypeVar("T")
@@ -32,6 +33,9 @@ _PLAIN_STOPS = ("\nQuestion:", "\n\n")
 # 0.860), with identical answers at every size (benchmarks/decode_batching.py).
 GENERATION_BATCH_ROWS = 64
 GENERATION_BATCH_TOKENS = 4096
+# Greedy batches decode with finished rows leaving the batch (model/greedy_decoding.py) rather
+# than through `generate`, which computes every row until the last stops; the same tokens.
+FINISHED_ROWS_LEAVE = True
 # In a mixed batch, the rows that run the base weights with every adapter off (PEFT's name).
 BASE_ROWS = "__base__"
 
@@ -278,19 +282,23 @@ class LanguageModel:
             width = max(len(encoded[i]) for i in chunk)
             input_ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in chunk])
             attention = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in chunk])
-            torch.manual_seed(seed)
-            mixed = {"adapter_names": [adapters[i] for i in chunk]} if adapters is not None else {}
-            output = self.model.generate(
-                input_ids=input_ids,
-                attention_mask=attention,
-                max_new_tokens=max_new_tokens,
-                eos_token_id=self.stop_ids(),
-                pad_token_id=pad,
-                **sampling,
-                **mixed,
-            )
+            names = [adapters[i] for i in chunk] if adapters is not None else None
+            if not sampling["do_sample"] and FINISHED_ROWS_LEAVE and plain_greedy(self.model):
+                new_tokens = greedy_decode(self.model, input_ids, attention, max_new_tokens, self.stop_ids(), names)
+            else:
+                torch.manual_seed(seed)
+                output = self.model.generate(
+                    input_ids=input_ids,
+                    attention_mask=attention,
+                    max_new_tokens=max_new_tokens,
+                    eos_token_id=self.stop_ids(),
+                    pad_token_id=pad,
+                    **sampling,
+                    **({"adapter_names": names} if names is not None else {}),
+                )
+                new_tokens = output[:, width:].tolist()
             for row, index in enumerate(chunk):
-                texts[index] = self.tokenizer.decode(output[row, width:], skip_special_tokens=True)
+                texts[index] = self.tokenizer.decode(new_tokens[row], skip_special_tokens=True)
         return texts
 
     def _clean(self, text: str) -> str:
