@@ -55,6 +55,17 @@ def test_gemma_gets_one_bos_and_ranks_the_true_answer_first() -> None:
     assert ids[0] == gemma.tokenizer.bos_token_id and ids.count(gemma.tokenizer.bos_token_id) == 1
     scores = gemma.score([{"role": "user", "content": "What is the capital of France?"}], [" Paris", " Berlin", " Madrid"])
     assert scores.index(max(scores)) == 0
+    # its sliding-window layers decode alike whether finished rows leave the batch or not
+    from lifelong.model import language_model
+
+    questions = [[{"role": "user", "content": q}] for q in ("What is the capital of France?", "Name a colour.",
+                                                              f"In one sentence: {FACT} Who designed the bridge?")]
+    leaving = gemma.generate_batch(questions, max_new_tokens=24)
+    language_model.FINISHED_ROWS_LEAVE = False
+    try:
+        assert gemma.generate_batch(questions, max_new_tokens=24) == leaving
+    finally:
+        language_model.FINISHED_ROWS_LEAVE = True
 
 
 def test_sleep_puts_a_fact_into_the_weights_and_rollback_takes_it_out(run_cli, tmp_path: Path) -> None:
