@@ -6,7 +6,7 @@ When the first passages already differ one way (answers the reference got right 
 recipe lost, none the other way), the paired counts say so without waiting for all 50, and
 the rest of the run can resume later from the same checkpoint.
 
-    .venv/bin/python benchmarks/squad_recipe_compare.py CHECKPOINT_JSON REFERENCE_RESULTS_JSON [--data ../shared/data]
+    .venv/bin/python benchmarks/squad_recipe_compare.py CHECKPOINT_JSON REFERENCE_RESULTS_JSON [--data ../shared/data] [--first N]
 
 CHECKPOINT_JSON: results/acquisition-squad/partial-*.json of the new run; REFERENCE_RESULTS_JSON:
 a finished `lifelong bench acquisition-squad --squad-modes single` run's results.json.
@@ -24,8 +24,10 @@ from _common import machine_info, results_dir, write_json
 from lifelong.bench.data import BenchData
 from lifelong.scoring import contains_answer
 
-def compare(checkpoint: dict[str, Any], reference: dict[str, Any], data: Path) -> dict[str, Any]:
-    """Per arm: right answers in each run on the checkpoint's passages, and the paired flips."""
+def compare(checkpoint: dict[str, Any], reference: dict[str, Any], data: Path, first: int | None = None) -> dict[str, Any]:
+    """Per arm: right answers in each run on the checkpoint's passages (only the first `first`
+    passages where given: two recipes' checkpoints compared on the passages both finished),
+    and the paired flips."""
     passages = BenchData(data).passages(reference["passages"])  # the run records how many passages it asked
     first_question = [sum(len(p.questions) for p in passages[:i]) for i in range(len(passages))]
     ref_arms = reference["modes"]["single"]["arms"]
@@ -35,6 +37,8 @@ def compare(checkpoint: dict[str, Any], reference: dict[str, Any], data: Path) -
     units, questions, promoted = [], 0, 0
     for key, unit in checkpoint["units"].items():
         mode, index, title = key.split("/", 2)
+        if first is not None and int(index) >= first:
+            continue
         passage = passages[int(index)]
         if mode != "single" or passage.title != title:
             raise SystemExit(f"checkpoint unit {key} is not passage {index} of --data ({passage.title}); give the data it ran on")
@@ -59,13 +63,14 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("reference", type=Path)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--first", type=int, default=None, help="compare only passages 1 to FIRST")
     args = parser.parse_args()
     checkpoint = json.loads(args.checkpoint.read_text(encoding="utf-8"))
     reference = json.loads(args.reference.read_text(encoding="utf-8"))
-    result = compare(checkpoint, reference, args.data)
+    result = compare(checkpoint, reference, args.data, args.first)
     out = results_dir("squad_recipe_compare")
     write_json(out / "results.json", {"checkpoint": str(args.checkpoint), "checkpoint_identity": checkpoint["identity"],
-                                      "reference": str(args.reference), "reference_code": reference["machine"].get("code"),
+                                      "first": args.first, "reference": str(args.reference), "reference_code": reference["machine"].get("code"),
                                       "machine": machine_info(None), **result})
     print(f"{result['passages']} passages, {result['questions']} questions, {result['promoted']} promoted")
     for arm, c in result["arms"].items():
