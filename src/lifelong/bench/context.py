@@ -75,7 +75,7 @@ class BenchSettings:
     poison_sleep_facts: int = 10  # user facts beside the poisoned memories, so their sleep trains something
     injections: int = 30
     strategies: tuple[str, ...] = (DEFAULT_STRATEGY,)
-    epochs: int = TrainConfig().epochs
+    epochs: int | None = TrainConfig().epochs  # None: the sleep's own (consolidate.sleep_epochs)
     questions_per_memory: int = SleepConfig().questions_per_memory
     content_cloze: bool = SleepConfig().content_cloze
     recite: bool = SleepConfig().recite
