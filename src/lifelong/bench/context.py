@@ -114,7 +114,7 @@ class BenchSettings:
         for name in ("facts", "passages", "implication_passages", "sleeps", "batch_facts", "cost_facts", "known", "citation_questions",
                      "governance_facts", "forget_facts", "canaries", "poison_statements", "poison_sleep_facts", "injections", "epochs",
                      "questions_per_memory", "context_distractors", "statement_prompts"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:  # epochs None: the sleep's own
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         if self.statement_prompts > len(TOPIC_PROMPTS):
             raise InputError(f"--statement-prompts is at most {len(TOPIC_PROMPTS)}, the topic prompts there are (got {self.statement_prompts})")
