@@ -41,7 +41,7 @@ from lifelong.model.language_model import LanguageModel, weight_sharing_copy
 from lifelong.versions.layout import TRAINING_DATA
 
 RECIPES: dict[str, dict[str, Any]] = {
-    "constant": {},  # 4 epochs at a constant 1e-3 (a routed sleep's default was 4 epochs until 2 replaced it)
+    "constant": {},  # the default: 4 epochs at a constant 1e-3
     "linear": {"learning_rate_schedule": "linear"},
     "3-epochs": {"epochs": 3},
     "3-epochs-linear": {"epochs": 3, "learning_rate_schedule": "linear"},
@@ -178,7 +178,7 @@ def main() -> None:
                 print(f"topic {number}/{len(versions)} ({version.id}, {len(own)} facts): {recipe}", flush=True)
                 settings = dict(RECIPES[recipe])
                 chosen = select_examples(examples, settings.pop("examples", "all"))
-                config = replace(TrainConfig(epochs=4), **settings)  # a curve of 4 epochs unless the recipe says
+                config = replace(TrainConfig(), **settings)
                 topic["recipes"][recipe] = curve(base, chosen, own, version.hyperparameters["strategy"], config, dev)
                 topic["recipes"][recipe]["examples"] = len(chosen)
                 print(json.dumps([{k: (sum(v) if isinstance(v, list) else v) for k, v in e.items()}

@@ -261,9 +261,6 @@ def test_a_result_records_which_cpu_and_matrix_instructions_it_ran_on() -> None:
 def test_bad_settings_name_the_option_to_fix() -> None:
     with pytest.raises(InputError, match="--passages"):
         BenchSettings(passages=0)
-    with pytest.raises(InputError, match="--epochs"):
-        BenchSettings(epochs=0)
-    assert BenchSettings().epochs is None  # left to each sleep (consolidate.sleep_epochs)
     with pytest.raises(InputError, match="squad-modes"):
         BenchSettings(squad_modes=("sometimes",))
     with pytest.raises(InputError, match="strategy"):

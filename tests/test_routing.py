@@ -99,34 +99,6 @@ def test_context_rows_hold_at_most_the_configured_number_of_distractors() -> Non
     assert notes_per_row(2) == {2, 3}  # one or two others, drawn per row
 
 
-def test_a_routed_sleep_of_short_notes_trains_two_epochs_where_the_configuration_names_none(mind: Mind) -> None:
-    from dataclasses import replace
-
-    for fact in (BRIDGE, OBSERVATORY, CAPTAIN):
-        mind.learn(fact)
-    default = SleepConfig(strategy="routed+context", train=TrainConfig(rank=4, bf16=False), topic_modules=False, distill=False)
-    one = mind.sleep(replace(default, train=replace(default.train, epochs=1))).manifest
-    assert mind.versions.active_id() != one.id  # the gate refuses a tiny model's module: the next sleep retrains the same memories
-    two = mind.sleep(default).manifest
-    assert (one.hyperparameters["epochs"], two.hyperparameters["epochs"]) == (1, 2)
-    assert two.metrics["train_tokens"] == 2 * one.metrics["train_tokens"]  # the same examples, twice over
-
-
-def test_a_document_chunk_or_an_unrouted_module_keeps_four_epochs() -> None:
-    from lifelong.consolidate import sleep_epochs
-    from lifelong.learn.strategies import parse_strategy
-
-    def memory(text: str) -> Memory:
-        return Memory(1, text, "s", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")
-
-    chunk = memory(" ".join([BRIDGE, OBSERVATORY, CAPTAIN, BRIDGE.replace("1964", "1965")]))  # 60 words, four sentences
-    routed, unrouted = parse_strategy("routed+context"), parse_strategy("context")
-    assert sleep_epochs(SleepConfig(), routed, [memory(BRIDGE), memory(CAPTAIN)]) == 2
-    assert sleep_epochs(SleepConfig(), routed, [memory(BRIDGE), chunk]) == 4
-    assert sleep_epochs(SleepConfig(), unrouted, [memory(BRIDGE)]) == 4
-    assert sleep_epochs(SleepConfig(train=TrainConfig(epochs=3)), routed, [memory(BRIDGE)]) == 3
-
-
 def test_without_note_rows_a_sleep_keeps_exactly_the_distractor_only_rows() -> None:
     memories = [Memory(i, text, "s", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")
                 for i, text in enumerate([BRIDGE, OBSERVATORY, CAPTAIN], start=1)]

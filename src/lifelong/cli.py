@@ -323,7 +323,7 @@ def _print_result(result: Any, json_output: bool) -> None:
 @app.command()
 def sleep(
     strategy: Annotated[Optional[str], typer.Option(help="Strategy components joined with '+': " + ", ".join(KNOWN_STRATEGY_COMPONENTS) + " (default routed+context: one module per topic among the new memories, used only on inputs near its memories, trained to read retrieved notes)")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Passes over the synthesised data (default: 2 for a routed topic of short notes, 4 otherwise)", min=1)] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Passes over the synthesised data", min=1)] = None,
     layers: Annotated[Optional[int], typer.Option(help="Adapt only the last N decoder layers [default: all]", min=1)] = None,
     teacher_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint that writes extra training data, e.g. http://localhost:8000/v1")] = None,
     teacher_model: Annotated[Optional[str], typer.Option(help="Model name the teacher endpoint serves")] = None,
@@ -985,7 +985,7 @@ def bench(
     strategies: Annotated[str, typer.Option(help="lifelong strategies (" + ", ".join(KNOWN_STRATEGY_COMPONENTS) + "; '+' combines); the first is the "
                                                  "lifelong arm of every study and the one served with memory, each other adds "
                                                  "a lifelong arm (one more sleep per unit) to every study but retrieval: by default the routed library and an unrouted module side by side")] = "routed+context,kl+replay",
-    epochs: Annotated[Optional[int], typer.Option(help="training epochs for every trained arm (default: 2 for a routed topic of short notes, 4 otherwise)", min=1)] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="training epochs for every trained arm", min=1)] = None,
     learning_rate: Annotated[Optional[float], typer.Option("--learning-rate", help="AdamW learning rate of every trained arm, the naive baseline's included (default 1e-3)")] = None,
     layers: Annotated[Optional[int], typer.Option("--layers", help="LoRA on the last N decoder layers of every trained arm, the naive baseline's included (default: all)", min=1)] = None,
     questions_per_memory: Annotated[Optional[int], typer.Option(help="questions the model writes per fact in every lifelong sleep (default 1)", min=1)] = None,

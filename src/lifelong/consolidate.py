@@ -45,13 +45,12 @@ from lifelong.learn.synthesis import (
     TrainingExample,
     context_examples,
     data_hash,
-    fact_units,
     synthesise,
     whole_sentences,
 )
 from lifelong.learn.teacher import Teacher, TeacherConfig
 from lifelong.learn.topics import topic_groups
-from lifelong.learn.trainer import DEFAULT_EPOCHS, SHORT_NOTE_EPOCHS, TrainConfig, attach_lora, train_module, trained_texts
+from lifelong.learn.trainer import TrainConfig, attach_lora, train_module, trained_texts
 from lifelong.memory.records import TRUST_LEVELS, Memory
 from lifelong.memory.embedder import Embedder
 from lifelong.model.adapter_loading import load_modules
@@ -191,19 +190,6 @@ def trains_per_topic(config: SleepConfig) -> bool:
     if config.topic_modules is not None:
         return config.topic_modules
     return parse_strategy(config.strategy).routed and distributed.world_size() == 1 and config.embedder is not None
-
-
-def sleep_epochs(config: SleepConfig, strategy: Strategy, new: Sequence[Memory]) -> int:
-    """Epochs a sleep trains its module: as configured, else SHORT_NOTE_EPOCHS for a routed
-    module whose new memories are all short notes (one fact unit each: learn/synthesis.fact_units),
-    else DEFAULT_EPOCHS. Two epochs kept the answers of 100 one-sentence TOFU facts in half the
-    training and lost a quarter of the SQuAD passages' (learn/trainer.SHORT_NOTE_EPOCHS); an
-    unrouted module was not measured at 2."""
-    if config.train.epochs is not None:
-        return config.train.epochs
-    if strategy.routed and new and all(len(fact_units(m)) == 1 for m in new):
-        return SHORT_NOTE_EPOCHS
-    return DEFAULT_EPOCHS
 
 
 def trains_note_rows(config: SleepConfig, strategy: Strategy) -> bool:
@@ -417,12 +403,11 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
         config.train,
         adapter_path=str(parent_adapter) if parent_adapter else None,
     )
-    # precision decided once, so every rank computes alike; epochs resolved, so the manifest says how many ran
-    train = replace(config.train, bf16=use_bf16(config.train.bf16), epochs=sleep_epochs(config, strategy, new))
+    train = replace(config.train, bf16=use_bf16(config.train.bf16))  # decided once, so every rank computes alike
     share({"foundation": registry.active_id(), "parent_adapter": str(parent_adapter) if parent_adapter else None,
            "train": train, "examples": examples, "replay": replay, "new": new})
     ranks = distributed.world_size()
-    report(f"training a LoRA module ({strategy.name}, {train.epochs} epochs, {len(examples)} examples"
+    report(f"training a LoRA module ({strategy.name}, {config.train.epochs} epochs, {len(examples)} examples"
            + (f", data-parallel on {ranks} processes)" if ranks > 1 else ")"))
     stats = train_module(foundation, candidate_peft, examples, strategy, train, replay=replay, progress=progress,
                          memories={m.id: m for m in new})
@@ -480,7 +465,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
             id=new_id, parent=parent_id, created_at=time.time(), kind="module",
             memory_ids=memory_ids, memory_hashes={str(i): current[i].content_hash for i in memory_ids},
             synthetic_data_hash=data_hash(examples),
-            hyperparameters={"strategy": strategy.name, **config.train.to_dict(), "epochs": train.epochs, "gate": asdict(config.gate),
+            hyperparameters={"strategy": strategy.name, **config.train.to_dict(), "gate": asdict(config.gate),
                              "context_distractors": config.context_distractors, "topic_modules": topic is not None,
                              **({"note_rows": False} if strategy.context and not note_rows else {}),
                              **({"statement_prompts": config.statement_prompts} if config.statement_prompts != len(TOPIC_PROMPTS) else {}),

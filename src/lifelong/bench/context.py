@@ -75,7 +75,7 @@ class BenchSettings:
     poison_sleep_facts: int = 10  # user facts beside the poisoned memories, so their sleep trains something
     injections: int = 30
     strategies: tuple[str, ...] = (DEFAULT_STRATEGY,)
-    epochs: int | None = TrainConfig().epochs  # None: the sleep's own (consolidate.sleep_epochs)
+    epochs: int = TrainConfig().epochs
     questions_per_memory: int = SleepConfig().questions_per_memory
     content_cloze: bool = SleepConfig().content_cloze
     recite: bool = SleepConfig().recite
@@ -114,7 +114,7 @@ class BenchSettings:
         for name in ("facts", "passages", "implication_passages", "sleeps", "batch_facts", "cost_facts", "known", "citation_questions",
                      "governance_facts", "forget_facts", "canaries", "poison_statements", "poison_sleep_facts", "injections", "epochs",
                      "questions_per_memory", "context_distractors", "statement_prompts"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:  # epochs None: the sleep's own
+            if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         if self.statement_prompts > len(TOPIC_PROMPTS):
             raise InputError(f"--statement-prompts is at most {len(TOPIC_PROMPTS)}, the topic prompts there are (got {self.statement_prompts})")

@@ -22,7 +22,6 @@ from lifelong.learn.rehearsal import base_rehearsal
 from lifelong.learn.strategies import parse_strategy
 from lifelong.learn.trainer import (
     attach_lora,
-    planned_epochs,
     train_module,
 )
 from lifelong.progress import status
@@ -77,10 +76,10 @@ def run(bench: Bench) -> dict[str, Any]:
         rows["naive PEFT loop (fp32, full-vocabulary loss, padded), 1 epoch"] = {
             **naive_peft_loop(bench.base, examples, replace(one_epoch, bf16=False)), **peak.to_dict()}
     release_memory()
-    with status(f"cost: naive fine-tune on the raw fact sentences, {planned_epochs(train)} epoch(s)"), PeakMemory() as peak:
+    with status(f"cost: naive fine-tune on the raw fact sentences, {train.epochs} epoch(s)"), PeakMemory() as peak:
         tuner = RawTextFineTune(bench.base, train)
         stats = tuner.train([qa.answer for qa in qas], "cost: naive fine-tune")
-    rows[f"naive fine-tune on raw text (baseline arm), {planned_epochs(train)} epoch(s)"] = {**stats, "train_seconds": stats["seconds"], **peak.to_dict()}
+    rows[f"naive fine-tune on raw text (baseline arm), {train.epochs} epoch(s)"] = {**stats, "train_seconds": stats["seconds"], **peak.to_dict()}
     peak_after = peaks()
     peak = {key: max(peak_before[key], peak_after[key]) for key in peak_before}
     for row in rows.values():  # FLOPs are spent on the positions computed: shared openings once

@@ -11,7 +11,7 @@ from typing import Any
 
 from lifelong.bench.lines import training_progress
 from lifelong.learn.synthesis import TrainingExample
-from lifelong.learn.trainer import TrainConfig, attach_lora, encode_example, planned_epochs
+from lifelong.learn.trainer import TrainConfig, attach_lora, encode_example
 from lifelong.model.language_model import LanguageModel
 
 Sequences = list[tuple[list[int], int]]  # token ids, index of the first token that carries loss
@@ -23,13 +23,12 @@ def padded_loop(model: Any, sequences: Sequences, config: TrainConfig, seed: int
     rng = random.Random(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
-    epochs = planned_epochs(config)
-    total = (len(sequences) + config.batch_size - 1) // config.batch_size * epochs
+    total = (len(sequences) + config.batch_size - 1) // config.batch_size * config.epochs
     step, tokens, loss_value = 0, 0, float("nan")
     report = training_progress(label)
     model.train()
     start = time.perf_counter()
-    for _ in range(epochs):
+    for _ in range(config.epochs):
         order = sequences[:]
         rng.shuffle(order)
         for i in range(0, len(order), config.batch_size):

@@ -19,7 +19,6 @@ from lifelong.bench.context import Bench, BenchSettings
 from lifelong.bench.data import BenchData
 from lifelong.bench.output import machine_info, results_dir, source_version, write_json
 from lifelong.errors import InputError
-from lifelong.learn.trainer import DEFAULT_EPOCHS, SHORT_NOTE_EPOCHS
 from lifelong.progress import console, status
 
 
@@ -121,18 +120,13 @@ def run_bench(names: Sequence[str], settings: BenchSettings, data_dir: Path, out
     return written
 
 
-def _epochs(epochs: int | None) -> str:
-    return f"{epochs} epochs" if epochs is not None else \
-        f"{SHORT_NOTE_EPOCHS} epochs for a routed topic of short notes, {DEFAULT_EPOCHS} otherwise"
-
-
 def render_report(study: Study, results: dict[str, Any]) -> str:
     machine, settings = results["machine"], results["settings"]
     lines = [
         f"# {results['study']}: {study.title}",
         "",
         f"- started (UTC): {machine['utc_time']}",
-        f"- model: {results['model']}; seed {results['seed']}; {_epochs(settings['epochs'])}; default strategy "
+        f"- model: {results['model']}; seed {results['seed']}; {settings['epochs']} epochs; default strategy "
         f"`{settings['strategies'][0]}`; LoRA rank {settings['train_config']['rank']}, lr {settings['train_config']['learning_rate']}",
         f"- data: {results['data']}",
         f"- machine: {machine['cpu_count']} CPUs ({machine['processor']}), torch {machine['torch']}, {machine['torch_threads']} threads",

@@ -41,22 +41,11 @@ from lifelong.prompt import closed_book
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-# Epochs where TrainConfig.epochs is None; a sleep trains a routed topic of short notes in
-# SHORT_NOTE_EPOCHS (consolidate.sleep_epochs).
-DEFAULT_EPOCHS = 4
-# A routed module of short notes (one fact unit each, as TOFU's one-sentence facts) answered as
-# many TOFU questions after 2 epochs as after 4 on 100 facts (closed-book 43 and 43 of 100,
-# with memory 49 against 51) in half the training; SQuAD passages (split into sentences) did
-# not: over 15 passages lifelong + memory fell from 38 to 28 of 70 (README, Fast sleep).
-SHORT_NOTE_EPOCHS = 2
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     rank: int = 16
     alpha: int = 32
-    # Passes over the synthesised data; None: DEFAULT_EPOCHS, or a sleep's own choice (consolidate.sleep_epochs).
-    epochs: int | None = None
+    epochs: int = 4
     learning_rate: float = 1e-3
     # "constant", or "linear": decayed to zero over the planned steps. Linear learned less in the
     # same 4 epochs (first two topics of a 20-fact TOFU sleep: 4 of 17 held-out probes answered
@@ -350,11 +339,6 @@ def trained_texts(examples: Sequence[TrainingExample], replay: Sequence[Training
             *({"source": "ewc anchor", "text": t} for t in (anchors if strategy.ewc else []))]
 
 
-def planned_epochs(config: TrainConfig) -> int:
-    """The epochs a training run makes: as configured, else DEFAULT_EPOCHS."""
-    return config.epochs if config.epochs is not None else DEFAULT_EPOCHS
-
-
 def train_module(
     lm: LanguageModel,
     peft_model: Any,
@@ -394,7 +378,7 @@ def train_module(
     loss_value = float("nan")
     bf16 = use_bf16(config.bf16)
     start = time.perf_counter()
-    epochs = [_batches(encoded, config.batch_size, rng) for _ in range(planned_epochs(config))]  # every shuffle first, as before
+    epochs = [_batches(encoded, config.batch_size, rng) for _ in range(config.epochs)]  # every shuffle first, as before
     planned = sum(len(batches) for batches in epochs)
     epochs_run = 0
     watching = 0.0  # seconds in after_epoch: not training's cost
