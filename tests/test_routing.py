@@ -206,9 +206,11 @@ def test_a_candidate_its_parent_and_the_base_decode_together_with_the_answers_ea
     notes = {m.id: m for m in memories}
     closed, read = [probe_messages(p) for p in probes], [probe_messages(p, notes) for p in probes]
     requests = [(candidate, closed), (parent, closed), (base, closed), (candidate, read), (parent, read), (base, read)]
-    passes: list[object] = []
-    for lm in (candidate, parent, base):  # every decoding pass, whichever model runs it
-        monkeypatch.setattr(lm.model, "generate", lambda *a, _run=lm.model.generate, **k: passes.append(1) or _run(*a, **k))
+    from lifelong.model import language_model
+
+    passes: list[object] = []  # every decoding pass (a greedy batch), whichever model runs it
+    monkeypatch.setattr(language_model, "greedy_decode",
+                        lambda *a, _run=language_model.greedy_decode, **k: passes.append(1) or _run(*a, **k))
     alone = [lm.generate_batch(conversations, max_new_tokens=12) for lm, conversations in requests]
     passes_alone = len(passes)
     assert len({tuple(a) for a in alone}) > 2  # the models answer differently: the comparison can fail
