@@ -8,7 +8,7 @@ import torch
 
 from lifelong.model import language_model
 from lifelong.model.greedy_decoding import greedy_decode
-from lifelong.model.language_model import LanguageModel
+from lifelong.model.language_model import LanguageModel, left_padded
 from lifelong.model.tiny import build_tiny_model
 
 QUESTIONS = ["Who founded the Vellmar Observatory?", "Who designed the Korvath Bridge?" + " Please say." * 3,
@@ -17,10 +17,7 @@ QUESTIONS = ["Who founded the Vellmar Observatory?", "Who designed the Korvath B
 
 
 def _left_padded(lm: LanguageModel) -> tuple[torch.Tensor, torch.Tensor]:
-    rows = [lm.encode(lm.format_chat([{"role": "user", "content": q}])) for q in QUESTIONS]
-    width, pad = max(len(r) for r in rows), lm.tokenizer.pad_token_id
-    return (torch.tensor([[pad] * (width - len(r)) + r for r in rows]),
-            torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows]))
+    return left_padded([lm.encode(lm.format_chat([{"role": "user", "content": q}])) for q in QUESTIONS], lm.tokenizer.pad_token_id)
 
 
 def _generated(lm: LanguageModel, ids: torch.Tensor, mask: torch.Tensor, stops: list[int], tokens: int,

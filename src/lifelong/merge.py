@@ -22,7 +22,7 @@ from lifelong.errors import MindError
 from lifelong.evaluate.probes import acquisition_probes, accuracy, load_probes, retention_agreement
 from lifelong.learn.anchors import HELD_OUT_CHAT, HELD_OUT_RAW
 from lifelong.memory.records import Memory
-from lifelong.model.language_model import LanguageModel
+from lifelong.model.language_model import LanguageModel, left_padded
 from lifelong.prompt import closed_book
 from lifelong.versions import BASE_VERSION, Manifest, Verdict, VersionRegistry
 
@@ -32,11 +32,7 @@ MAX_LOGIT_GAP = 1e-2  # merged vs module on the anchor prompts; float rounding o
 def _anchor_batch(lm: LanguageModel) -> tuple[torch.Tensor, torch.Tensor]:
     """The held-out anchors, left-padded into one batch, for comparing merged and module logits."""
     rows = [lm.encode(lm.format_chat(closed_book(p))) for p in HELD_OUT_CHAT] + [lm.encode(t) for t in HELD_OUT_RAW]
-    width = max(len(r) for r in rows)
-    pad = lm.tokenizer.pad_token_id
-    input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
-    attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-    return input_ids, attention
+    return left_padded(rows, lm.tokenizer.pad_token_id)
 
 
 def merge_active(

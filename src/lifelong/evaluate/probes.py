@@ -21,7 +21,7 @@ import torch
 
 from lifelong.learn.synthesis import content_spans, fact_units, salient_spans
 from lifelong.memory.records import Memory
-from lifelong.model.language_model import LanguageModel
+from lifelong.model.language_model import LanguageModel, left_padded
 from lifelong.model.routed import RoutedLanguageModel, generate_together
 from lifelong.paths import cache_dir
 from lifelong.prompt import build_messages, closed_book
@@ -217,9 +217,7 @@ def next_token_stats(lm: LanguageModel, prompts: Sequence[str], candidates: Sequ
     pad = lm.tokenizer.pad_token_id
     for start in range(0, len(prompts), batch_size):
         rows = [lm.encode(p) for p in prompts[start : start + batch_size]]
-        width = max(len(r) for r in rows)
-        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
-        attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        input_ids, attention = left_padded(rows, pad)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         # logits_to_keep=1: only the last position goes through the vocabulary projection (the
         # same values, bit for bit; a 16-prompt batch's logits were 165 MB of a screen's memory)

@@ -55,6 +55,14 @@ def generation_batches(lengths: Sequence[int], rows: int = GENERATION_BATCH_ROWS
     return batches
 
 
+def left_padded(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows of different lengths as one batch padded on the left, and its attention mask:
+    every row's last token in the last column, where generation and next-token reads look."""
+    width = max(len(r) for r in rows)
+    return (torch.tensor([[pad] * (width - len(r)) + list(r) for r in rows]),
+            torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows]))
+
+
 # Below this a temperature is greedy in effect, and dividing logits by it overflows to inf
 # probabilities (the server's schema fuzz found 1.65e-165 crashing generation).
 MIN_TEMPERATURE = 1e-2
@@ -279,9 +287,8 @@ class LanguageModel:
         pad = self.tokenizer.pad_token_id
         sampling = sampling_settings(temperature)
         for chunk in generation_batches([len(ids) for ids in encoded], batch_size):
-            width = max(len(encoded[i]) for i in chunk)
-            input_ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in chunk])
-            attention = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in chunk])
+            input_ids, attention = left_padded([encoded[i] for i in chunk], pad)
+            width = input_ids.shape[1]
             names = [adapters[i] for i in chunk] if adapters is not None else None
             if not sampling["do_sample"] and FINISHED_ROWS_LEAVE and plain_greedy(self.model):
                 new_tokens = greedy_decode(self.model, input_ids, attention, max_new_tokens, self.stop_ids(), names)
@@ -329,10 +336,9 @@ class LanguageModel:
         scores = [0.0] * len(rows)
         pad = self.tokenizer.pad_token_id
         for chunk in generation_batches([len(r) for r in rows]):
-            width = max(len(rows[i]) for i in chunk)
             keep = max(len(answers[i]) for i in chunk) + 1  # the last prompt position predicts the first answer token
-            input_ids = torch.tensor([[pad] * (width - len(rows[i])) + rows[i] for i in chunk])
-            attention = torch.tensor([[0] * (width - len(rows[i])) + [1] * len(rows[i]) for i in chunk])
+            input_ids, attention = left_padded([rows[i] for i in chunk], pad)
+            width = input_ids.shape[1]
             positions = (attention.cumsum(-1) - 1).clamp(min=0)
             logits = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
                                 logits_to_keep=keep).logits.float()
