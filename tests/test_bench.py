@@ -389,6 +389,10 @@ def test_a_partial_run_is_only_reused_when_asked_and_for_the_same_settings(tmp_p
         BenchSettings(learning_rate=0.0)
     assert "trainable_layers" not in BenchSettings().to_dict() and BenchSettings(trainable_layers=15).train().trainable_layers == 15
     assert BenchSettings(trainable_layers=15).to_dict() != BenchSettings().to_dict()
+    # a smaller batch takes replay in the default's proportion, and never resumes a default run
+    assert "batch_size" not in BenchSettings().to_dict() and BenchSettings(batch_size=8).train() == BenchSettings().train()
+    assert (BenchSettings(batch_size=4).train().batch_size, BenchSettings(batch_size=4).train().replay_per_batch) == (4, 2)
+    assert BenchSettings(batch_size=4).to_dict() != BenchSettings().to_dict()
     with pytest.raises(InputError, match="--topic-modules needs routed strategies"):
         BenchSettings(topic_modules=True, strategies=("routed+context", "kl+replay"))
 

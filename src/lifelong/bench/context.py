@@ -43,7 +43,7 @@ SQUAD_MODES = ("many", "single", "implications", "implications-passage", "implic
 # included) never resumes one of them.
 # (topic_modules is not about synthesis, but it reaches every lifelong sleep the same way)
 STUDY_KNOBS = {"forget_unit": "first", "attention": None, "learning_rate": TrainConfig().learning_rate,
-               "trainable_layers": TrainConfig().trainable_layers}  # the same rule: a study design's value before the knob existed
+               "trainable_layers": TrainConfig().trainable_layers, "batch_size": TrainConfig().batch_size}  # the same rule: a study design's value before the knob existed
 SYNTHESIS_KNOBS = {"questions_per_memory": 1, "content_cloze": False, "recite": False, "context_distractors": 2, "topic_modules": False,
                    "note_rows": True, "statement_prompts": 3}
 
@@ -88,6 +88,7 @@ class BenchSettings:
     attention: str | None = None  # the training loop's attention kernel (TrainConfig.attention); None: the trainer's default
     learning_rate: float = TrainConfig().learning_rate  # every trained arm's AdamW rate, the naive baseline's included
     trainable_layers: int | None = TrainConfig().trainable_layers  # LoRA on the last N decoder layers of every trained arm; None: all
+    batch_size: int = TrainConfig().batch_size  # new examples per optimizer step of every trained arm (replay in proportion)
     seed: int = 0
     model: str = "smollm2-135m"
 
@@ -113,7 +114,7 @@ class BenchSettings:
 
         for name in ("facts", "passages", "implication_passages", "sleeps", "batch_facts", "cost_facts", "known", "citation_questions",
                      "governance_facts", "forget_facts", "canaries", "poison_statements", "poison_sleep_facts", "injections", "epochs",
-                     "questions_per_memory", "context_distractors", "statement_prompts"):
+                     "batch_size", "questions_per_memory", "context_distractors", "statement_prompts"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         if self.statement_prompts > len(TOPIC_PROMPTS):
@@ -136,6 +137,8 @@ class BenchSettings:
     def train(self) -> TrainConfig:
         config = TrainConfig(epochs=self.epochs, seed=self.seed, learning_rate=self.learning_rate, trainable_layers=self.trainable_layers,
                              **({"attention": self.attention} if self.attention else {}))
+        if self.batch_size != config.batch_size:
+            config = config.with_batch_size(self.batch_size)
         if self.model == "tiny":  # the tiny model's 512-token window and byte tokenizer
             from dataclasses import replace
 

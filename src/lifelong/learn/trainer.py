@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -93,6 +93,11 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def with_batch_size(self, examples: int) -> TrainConfig:
+        """`examples` new examples a step, with replayed ones in the default's proportion (8 and 4):
+        a smaller batch takes more optimizer steps from the same tokens."""
+        return replace(self, batch_size=examples, replay_per_batch=max(1, examples // 2))
 
 
 @dataclass(frozen=True)
