@@ -9,7 +9,8 @@ the rest of the run can resume later from the same checkpoint.
     .venv/bin/python benchmarks/squad_recipe_compare.py CHECKPOINT_JSON REFERENCE_RESULTS_JSON [--data ../shared/data] [--first N]
 
 CHECKPOINT_JSON: results/acquisition-squad/partial-*.json of the new run; REFERENCE_RESULTS_JSON:
-a finished `lifelong bench acquisition-squad --squad-modes single` run's results.json.
+a finished `lifelong bench acquisition-squad --squad-modes single` run's results.json, or another
+run's checkpoint (then only the passages both finished are compared).
 """
 
 from __future__ import annotations
@@ -28,16 +29,17 @@ def compare(checkpoint: dict[str, Any], reference: dict[str, Any], data: Path, f
     """Per arm: right answers in each run on the checkpoint's passages (only the first `first`
     passages where given: two recipes' checkpoints compared on the passages both finished),
     and the paired flips."""
-    passages = BenchData(data).passages(reference["passages"])  # the run records how many passages it asked
+    ref_units = reference.get("units")  # a checkpoint: predictions per passage, not per run
+    passages = BenchData(data).passages(reference["passages"] if ref_units is None else reference["identity"]["settings"]["passages"])
     first_question = [sum(len(p.questions) for p in passages[:i]) for i in range(len(passages))]
-    ref_arms = reference["modes"]["single"]["arms"]
+    ref_arms = reference["modes"]["single"]["arms"] if ref_units is None else None
     lifelong = f"lifelong ({checkpoint['identity']['settings']['strategies'][0]})"  # the arm lifelong + memory serves
     arms = ("memory", lifelong, "lifelong + memory")
     counts = {arm: {"new": 0, "reference": 0, "new_only": 0, "reference_only": 0} for arm in arms}
     units, questions, promoted = [], 0, 0
     for key, unit in checkpoint["units"].items():
         mode, index, title = key.split("/", 2)
-        if first is not None and int(index) >= first:
+        if (first is not None and int(index) >= first) or (ref_units is not None and key not in ref_units):
             continue
         passage = passages[int(index)]
         if mode != "single" or passage.title != title:
@@ -50,7 +52,9 @@ def compare(checkpoint: dict[str, Any], reference: dict[str, Any], data: Path, f
         for arm in arms:
             for j, qa in enumerate(passage.questions):
                 new = contains_answer(value["predictions"][arm][j], qa.answer)
-                old = contains_answer(ref_arms[arm]["predictions"][first_question[int(index)] + j], qa.answer)
+                old_prediction = (ref_units[key]["value"]["predictions"][arm][j] if ref_units is not None
+                                  else ref_arms[arm]["predictions"][first_question[int(index)] + j])
+                old = contains_answer(old_prediction, qa.answer)
                 counts[arm]["new"] += new
                 counts[arm]["reference"] += old
                 counts[arm]["new_only"] += new and not old
@@ -70,7 +74,7 @@ def main() -> None:
     result = compare(checkpoint, reference, args.data, args.first)
     out = results_dir("squad_recipe_compare")
     write_json(out / "results.json", {"checkpoint": str(args.checkpoint), "checkpoint_identity": checkpoint["identity"],
-                                      "first": args.first, "reference": str(args.reference), "reference_code": reference["machine"].get("code"),
+                                      "first": args.first, "reference": str(args.reference), "reference_code": reference["machine"].get("code") if "machine" in reference else None,
                                       "machine": machine_info(None), **result})
     print(f"{result['passages']} passages, {result['questions']} questions, {result['promoted']} promoted")
     for arm, c in result["arms"].items():

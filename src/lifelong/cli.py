@@ -325,6 +325,7 @@ def sleep(
     strategy: Annotated[Optional[str], typer.Option(help="Strategy components joined with '+': " + ", ".join(KNOWN_STRATEGY_COMPONENTS) + " (default routed+context: one module per topic among the new memories, used only on inputs near its memories, trained to read retrieved notes)")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Passes over the synthesised data", min=1)] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="New examples per optimizer step, replayed ones added in proportion (default 8 and 4; fewer: more steps from the same tokens)", min=1)] = None,
+    answer_gradients_only: Annotated[bool, typer.Option("--answer-gradients-only", help="LoRA weights take gradient from the answers' positions only, not the prompts' (a quality study for a trainer that would skip the prompts' backward pass; no faster yet)")] = False,
     layers: Annotated[Optional[int], typer.Option(help="Adapt only the last N decoder layers [default: all]", min=1)] = None,
     teacher_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint that writes extra training data, e.g. http://localhost:8000/v1")] = None,
     teacher_model: Annotated[Optional[str], typer.Option(help="Model name the teacher endpoint serves")] = None,
@@ -363,6 +364,8 @@ def sleep(
         config = replace(config, train=replace(config.train, trainable_layers=layers))
     if batch_size is not None:
         config = replace(config, train=config.train.with_batch_size(batch_size))
+    if answer_gradients_only:
+        config = replace(config, train=replace(config.train, answer_gradients_only=True))
     if micro_batch_rows is not None:
         config = replace(config, train=replace(config.train, micro_batch_rows=micro_batch_rows))
     if gradient_checkpointing:
@@ -990,6 +993,7 @@ def bench(
                                                  "a lifelong arm (one more sleep per unit) to every study but retrieval: by default the routed library and an unrouted module side by side")] = "routed+context,kl+replay",
     epochs: Annotated[Optional[int], typer.Option(help="training epochs for every trained arm", min=1)] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="new examples per optimizer step of every trained arm, replayed ones added in proportion (default 8 and 4)", min=1)] = None,
+    answer_gradients_only: Annotated[Optional[bool], typer.Option("--answer-gradients-only", help="every trained arm's LoRA weights take gradient from the answers' positions only, not the prompts' (a quality study; no faster yet)")] = None,
     learning_rate: Annotated[Optional[float], typer.Option("--learning-rate", help="AdamW learning rate of every trained arm, the naive baseline's included (default 1e-3)")] = None,
     layers: Annotated[Optional[int], typer.Option("--layers", help="LoRA on the last N decoder layers of every trained arm, the naive baseline's included (default: all)", min=1)] = None,
     questions_per_memory: Annotated[Optional[int], typer.Option(help="questions the model writes per fact in every lifelong sleep (default 1)", min=1)] = None,
@@ -1017,7 +1021,7 @@ def bench(
     names = study_names() if studies == ["all"] else studies
     given = {k: v for k, v in dict(facts=facts, passages=passages, implication_passages=implication_passages, sleeps=sleeps,
                                     batch_facts=batch_facts, cost_facts=cost_facts, known=known,
-                                    citation_questions=citation_questions, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, trainable_layers=layers,
+                                    citation_questions=citation_questions, epochs=epochs, batch_size=batch_size, answer_gradients_only=answer_gradients_only, learning_rate=learning_rate, trainable_layers=layers,
                                     questions_per_memory=questions_per_memory, content_cloze=content_cloze,
                                     recite=recite, context_distractors=context_distractors, topic_modules=topic_modules,
                                     note_rows=note_rows, statement_prompts=statement_prompts, forget_unit=forget_unit, model=model,

@@ -4,7 +4,7 @@ on the fact set (acquisition-facts and retention evaluate the same trained arms)
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,7 +43,8 @@ SQUAD_MODES = ("many", "single", "implications", "implications-passage", "implic
 # included) never resumes one of them.
 # (topic_modules is not about synthesis, but it reaches every lifelong sleep the same way)
 STUDY_KNOBS = {"forget_unit": "first", "attention": None, "learning_rate": TrainConfig().learning_rate,
-               "trainable_layers": TrainConfig().trainable_layers, "batch_size": TrainConfig().batch_size}  # the same rule: a study design's value before the knob existed
+               "trainable_layers": TrainConfig().trainable_layers, "batch_size": TrainConfig().batch_size,
+               "answer_gradients_only": False}  # the same rule: a study design's value before the knob existed
 SYNTHESIS_KNOBS = {"questions_per_memory": 1, "content_cloze": False, "recite": False, "context_distractors": 2, "topic_modules": False,
                    "note_rows": True, "statement_prompts": 3}
 
@@ -89,6 +90,7 @@ class BenchSettings:
     learning_rate: float = TrainConfig().learning_rate  # every trained arm's AdamW rate, the naive baseline's included
     trainable_layers: int | None = TrainConfig().trainable_layers  # LoRA on the last N decoder layers of every trained arm; None: all
     batch_size: int = TrainConfig().batch_size  # new examples per optimizer step of every trained arm (replay in proportion)
+    answer_gradients_only: bool = False  # every lifelong sleep's LoRA weights take gradient from answer positions only (learn/answer_gradients.py)
     seed: int = 0
     model: str = "smollm2-135m"
 
@@ -139,9 +141,9 @@ class BenchSettings:
                              **({"attention": self.attention} if self.attention else {}))
         if self.batch_size != config.batch_size:
             config = config.with_batch_size(self.batch_size)
+        if self.answer_gradients_only:
+            config = replace(config, answer_gradients_only=True)
         if self.model == "tiny":  # the tiny model's 512-token window and byte tokenizer
-            from dataclasses import replace
-
             config = replace(config, rank=4, max_length=400, pack_length=400)
         return config
 
@@ -159,7 +161,7 @@ class BenchSettings:
         train = self.train().to_dict()
         for knob, before in (("micro_batch_rows", None), ("fp32_micro_batch_rows", 1), ("gradient_checkpointing", False),
                              ("return_freed_memory", False), ("compile_layers", False), ("attention", None),
-                             ("learning_rate_schedule", "constant")):
+                             ("learning_rate_schedule", "constant"), ("answer_gradients_only", False)):
             if train[knob] == before:  # the same gradient either way; runs before the knob keep their identity
                 del train[knob]
         return {**settings, "train_config": train}

@@ -27,6 +27,7 @@ from lifelong.learn.anchors import TRAINING_CHAT, TRAINING_RAW
 from lifelong.learn.compiled_layers import compiled_decoder_layers
 from lifelong.learn.drift import continuation_log_probs, continuation_rows, kl_per_token
 from lifelong.learn.gated_mlp import recomputed_gated_activations
+from lifelong.learn.answer_gradients import gradients_at
 from lifelong.learn.packing import Segment, build_batch, pack_rows
 from lifelong.learn.precision import use_bf16
 from lifelong.learn.soft_targets import SoftTargets, soft_cross_entropy, teacher_targets
@@ -87,6 +88,10 @@ class TrainConfig:
     # (learn/gated_mlp.py): the same gradients, one of the MLP's four saved tensors fewer.
     recompute_gated_activation: bool = True
     trainable_layers: int | None = None  # adapt only the last N decoder layers; None = all
+    # LoRA weights take gradient only from the positions with a loss, not from the prompts
+    # (learn/answer_gradients.py): a quality study for a trainer that would skip the prompts'
+    # backward pass; the same cost as ordinary training until that trainer exists.
+    answer_gradients_only: bool = False
     target_modules: tuple[str, ...] = DEFAULT_TARGETS
     seed: int = 0
     bf16: bool | None = None  # None: bf16 autocast only where this CPU runs it faster than fp32 (learn/precision.py)
@@ -201,16 +206,19 @@ class LossParts:
 
 
 def answer_loss_parts(peft_model: Any, batch: list[tuple[list[int], int]], pad_id: int, pack_length: int | None = None,
-                      soft_targets: Mapping[int, SoftTargets] | None = None, share_prefixes: bool = False) -> LossParts:
+                      soft_targets: Mapping[int, SoftTargets] | None = None, share_prefixes: bool = False,
+                      answer_gradients_only: bool = False) -> LossParts:
     """Summed cross-entropy over answer tokens, projecting only those positions through the LM
     head; with `soft_targets` (keyed by id() of a segment), the summed soft cross-entropy to the
-    teacher too. `share_prefixes`: see learn/packing.py."""
+    teacher too. `share_prefixes`: see learn/packing.py; `answer_gradients_only`:
+    learn/answer_gradients.py."""
     causal_lm = peft_model.get_base_model()
     eager = attention_implementation(causal_lm) == "eager"
     packed = build_batch(batch, pad_id, pack_length, eager_attention=eager, share_prefixes=share_prefixes)
-    hidden = causal_lm.model(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
-                             position_ids=packed.position_ids, use_cache=False).last_hidden_state  # no KV cache to fill
     mask = packed.targets != -100
+    with gradients_at(causal_lm, mask if answer_gradients_only else None):
+        hidden = causal_lm.model(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
+                                 position_ids=packed.position_ids, use_cache=False).last_hidden_state  # no KV cache to fill
     logits = causal_lm.lm_head(hidden[mask]).float()
     answer_sum = F.cross_entropy(logits, packed.targets[mask], reduction="sum")
     soft = soft_cross_entropy(logits, batch, pack_length, soft_targets, share_prefixes) if soft_targets else None
@@ -268,7 +276,8 @@ def step_loss(peft_model: Any, batch: list[Segment], pad_id: int, config: TrainC
 
     for group in groups:
         with autocast():
-            parts = answer_loss_parts(peft_model, group, pad_id, config.pack_length, soft_targets, config.share_prefixes)
+            parts = answer_loss_parts(peft_model, group, pad_id, config.pack_length, soft_targets, config.share_prefixes,
+                                      config.answer_gradients_only)
             computed += parts.computed_tokens
             loss = parts.answer_sum / max(counts[0], 1)
             if parts.soft_sum is not None:

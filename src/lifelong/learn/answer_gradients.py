@@ -1,0 +1,55 @@
+"""Train a module through the scored positions only, not through the prompts it reads.
+
+Why: three quarters of a sleep's trained tokens are prompts (the chat template, the question, a
+cloze's whole statement) and a quarter are answers (the 100-fact TOFU sleep's examples). The
+backward pass runs over every position, though the loss is only on the answers. A trainer that
+ran the prompts forward without gradients (their keys and values kept, as a cache) and only the
+scored positions forward and backward would skip most of the backward pass; whether a module
+still learns its facts that way is the question to answer before building it.
+
+This module answers it without building that trainer: a hook on each LoRA layer's output lets
+the gradient through at the scored positions (those whose next token is an answer token) and
+stops it at every other position. The forward values are unchanged, and the adapter's gradient
+is then exactly the two-pass trainer's: prompt positions still pass gradients between
+positions through attention, but no LoRA weight receives any from them (tests compare it with
+a cached-prompt pass). It costs what ordinary training costs; only the quality is measured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+
+def lora_output_layers(causal_lm: Any) -> list[torch.nn.Module]:
+    """Every active adapter's `lora_B` projection: the last layer of each LoRA branch."""
+    from peft.tuners.lora import LoraLayer
+
+    layers = []
+    for module in causal_lm.modules():
+        if isinstance(module, LoraLayer):
+            layers += [module.lora_B[name] for name in module.active_adapters if name in module.lora_B]
+    return layers
+
+
+@contextmanager
+def gradients_at(causal_lm: Any, scored: torch.Tensor | None) -> Iterator[None]:
+    """Inside, every LoRA branch's output carries gradient only at `scored` positions
+    ((rows, width) bool, the packed batch's positions with a loss); None changes nothing."""
+    if scored is None:
+        yield
+        return
+    keep = scored[..., None]
+
+    def cut(_module: torch.nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        return torch.where(keep, output, output.detach())
+
+    handles = [layer.register_forward_hook(cut) for layer in lora_output_layers(causal_lm)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
