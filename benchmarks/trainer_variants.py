@@ -16,7 +16,10 @@ its activation's output for the backward pass, learn/gated_mlp.py), `whole-batch
 fp32 training now runs them one at a time) and `one-row` (`micro_batch_rows=1` in either
 precision), `last-15-layers` (`TrainConfig.trainable_layers=15`, `lifelong sleep --layers 15`:
 LoRA on the last 15 of SmolLM2-135M's 30 decoder layers, so the backward pass stops halfway down;
-it learns less per epoch, benchmarks/epoch_curve.py). Each run trains a fresh
+it learns less per epoch, benchmarks/epoch_curve.py), `answer-gradients`
+(`TrainConfig.answer_gradients_only=True`, `sleep --answer-gradients-only`: the prompts run once
+without gradients and only the scored positions forward and backward, learn/cached_prompts.py;
+a different gradient, so the final losses differ). Each run trains a fresh
 LoRA module from the same seed for --epochs passes; the final losses show the two learned alike.
 
 Dynamo keeps what it compiled for the decoder layers' shared code for the rest of the process,
@@ -26,7 +29,7 @@ speed-up and the speed-up a new process would see, the warm-up's seconds added t
 median. Writes results/trainer_variants/<UTC timestamp>/results.json (the first runs of the
 compiled variant, under this script's earlier name, are in results/compiled_training/).
 
-    .venv/bin/python benchmarks/trainer_variants.py MIND/versions/vN/training_data.jsonl [--variant compiled|eager-attention|unshared-prefixes|bf16-attention|repeated-kv|kept-activation|whole-batch|one-row|last-15-layers] [--epochs 2] [--repeats 2] [--examples N]
+    .venv/bin/python benchmarks/trainer_variants.py MIND/versions/vN/training_data.jsonl [--variant compiled|eager-attention|unshared-prefixes|bf16-attention|repeated-kv|kept-activation|whole-batch|one-row|last-15-layers|answer-gradients] [--epochs 2] [--repeats 2] [--examples N]
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ VARIANTS = {"compiled": {"compile_layers": True}, "eager-attention": {"attention
             "unshared-prefixes": {"share_prefixes": False}, "bf16-attention": {"attention": "sdpa"},
             "repeated-kv": {"attention": REPEATED_KV_FP32_SDPA},
             "kept-activation": {"recompute_gated_activation": False}, "whole-batch": {"micro_batch_rows": 0},
-            "one-row": {"micro_batch_rows": 1}, "last-15-layers": {"trainable_layers": 15}}
+            "one-row": {"micro_batch_rows": 1}, "last-15-layers": {"trainable_layers": 15},
+            "answer-gradients": {"answer_gradients_only": True}}
 
 
 def train_once(lm: LanguageModel, examples: list, config: TrainConfig) -> dict[str, float]:

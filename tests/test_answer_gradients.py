@@ -8,6 +8,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
+from lifelong.learn import cached_prompts
 from lifelong.learn.synthesis import synthesise
 from lifelong.learn.trainer import TrainConfig, answer_loss_parts, answer_only_loss, attach_lora, encode_example, train_module
 from lifelong.learn.strategies import parse_strategy
@@ -85,3 +86,31 @@ def test_a_module_trained_on_answer_gradients_only_still_learns_its_fact() -> No
     with torch.no_grad():
         after = float(answer_only_loss(peft_model, encoded, lm.tokenizer.pad_token_id)[0])
     assert after < 0.5 * before
+
+
+def test_two_pass_steps_give_the_hooks_gradients_on_packed_rows(monkeypatch) -> None:  # noqa: ANN001
+    """learn/cached_prompts.py: prompts run once without gradients, the scored positions with
+    them; the same loss and gradients as the hooks' one pass, packed rows and a lone row alike."""
+    from lifelong.learn import trainer
+    from lifelong.learn.training_attention import FP32_SDPA, training_attention
+
+    two_passes = []
+    monkeypatch.setattr(trainer, "scored_hidden_states", lambda *a: two_passes.append(1) or cached_prompts.scored_hidden_states(*a))
+
+    lm = build_tiny_model()
+    peft_model = _lora_model(lm)
+    pad = lm.tokenizer.pad_token_id
+    encoded = [encode_example(lm, e, 512) for e in synthesise([Memory(1, FACT, "t", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")])[:4]]
+    with training_attention(peft_model.get_base_model(), FP32_SDPA):
+        for batch, capacity in ((encoded, 512), (encoded[:1], 512), (encoded, None)):
+            losses = {}
+
+            def loss(cached: bool, batch=batch, capacity=capacity) -> torch.Tensor:  # noqa: ANN001
+                parts = answer_loss_parts(peft_model, batch, pad, capacity, share_prefixes=True, answer_gradients_only=True,
+                                          cached_prompts=cached)
+                losses[cached] = float(parts.answer_sum)
+                return parts.answer_sum
+
+            assert _close(_gradients(peft_model, lambda: loss(True)), _gradients(peft_model, lambda: loss(False)))
+            assert abs(losses[True] - losses[False]) <= 1e-4 * abs(losses[False])
+    assert len(two_passes) == 3  # once per batch shape: the two-pass step did run

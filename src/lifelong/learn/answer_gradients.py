@@ -7,12 +7,13 @@ ran the prompts forward without gradients (their keys and values kept, as a cach
 scored positions forward and backward would skip most of the backward pass; whether a module
 still learns its facts that way is the question to answer before building it.
 
-This module answers it without building that trainer: a hook on each LoRA layer's output lets
-the gradient through at the scored positions (those whose next token is an answer token) and
-stops it at every other position. The forward values are unchanged, and the adapter's gradient
-is then exactly the two-pass trainer's: prompt positions still pass gradients between
-positions through attention, but no LoRA weight receives any from them (tests compare it with
-a cached-prompt pass). It costs what ordinary training costs; only the quality is measured.
+The hooks here define that gradient: each LoRA layer's output passes gradient at the scored
+positions (those whose next token is an answer token) and none at the others. The forward
+values are unchanged, and no LoRA weight receives gradient from a prompt's position, though
+gradients still pass between positions through attention. learn/cached_prompts.py computes the
+same gradient in two passes, for less (tests compare the two, and these hooks with a cached
+prompt). The hooks run where the two passes cannot: compiled layers, gradient checkpointing
+and attention kernels other than the training default, at an ordinary step's cost.
 """
 
 from __future__ import annotations

@@ -83,7 +83,9 @@ def pack_rows(segments: Sequence[Segment], capacity: int | None, share_prefixes:
 
 
 def build_batch(segments: Sequence[Segment], pad_id: int, capacity: int | None, eager_attention: bool = False,
-                share_prefixes: bool = False) -> PackedBatch:
+                share_prefixes: bool = False, block_mask: bool = False) -> PackedBatch:
+    """The segments packed into rows; `block_mask` asks for the (rows, 1, width, width) boolean
+    mask even where every row holds one segment (a padding mask would do there otherwise)."""
     rows = pack_rows(segments, capacity, share_prefixes)
     width = max(row_tokens(row, share_prefixes) for row in rows)
     input_ids = torch.full((len(rows), width), pad_id)
@@ -109,7 +111,7 @@ def build_batch(segments: Sequence[Segment], pad_id: int, capacity: int | None, 
             block[r, offset:end, offset:end] = torch.ones(len(own), len(own), dtype=torch.bool).tril()
             block[r, offset:end, :shared] = True
             offset = end
-    if all(len(row) == 1 for row in rows):
+    if all(len(row) == 1 for row in rows) and not block_mask:
         mask = padding  # nothing shares a row: the model's own causal + padding mask is exact
     elif eager_attention:
         mask = torch.zeros(block.shape).masked_fill(~block, torch.finfo(torch.float32).min)[:, None]

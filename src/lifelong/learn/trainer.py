@@ -28,12 +28,13 @@ from lifelong.learn.compiled_layers import compiled_decoder_layers
 from lifelong.learn.drift import continuation_log_probs, continuation_rows, kl_per_token
 from lifelong.learn.gated_mlp import recomputed_gated_activations
 from lifelong.learn.answer_gradients import gradients_at
+from lifelong.learn.cached_prompts import scored_hidden_states
 from lifelong.learn.packing import Segment, build_batch, pack_rows
 from lifelong.learn.precision import use_bf16
 from lifelong.learn.soft_targets import SoftTargets, soft_cross_entropy, teacher_targets
 from lifelong.learn.strategies import Strategy
 from lifelong.learn.synthesis import TrainingExample
-from lifelong.learn.training_attention import DEFAULT_TRAINING_ATTENTION, attention_implementation, training_attention
+from lifelong.learn.training_attention import DEFAULT_TRAINING_ATTENTION, FP32_SDPA, attention_implementation, training_attention
 from lifelong.learn.weight_anchor import WeightAnchor
 from lifelong.memory.records import Memory
 from lifelong.model.language_model import LanguageModel
@@ -89,8 +90,8 @@ class TrainConfig:
     recompute_gated_activation: bool = True
     trainable_layers: int | None = None  # adapt only the last N decoder layers; None = all
     # LoRA weights take gradient only from the positions with a loss, not from the prompts
-    # (learn/answer_gradients.py): a quality study for a trainer that would skip the prompts'
-    # backward pass; the same cost as ordinary training until that trainer exists.
+    # (learn/answer_gradients.py), so the prompts run once without gradients and only the
+    # scored positions forward and backward (learn/cached_prompts.py).
     answer_gradients_only: bool = False
     target_modules: tuple[str, ...] = DEFAULT_TARGETS
     seed: int = 0
@@ -116,7 +117,7 @@ class TrainStats:
     freed_memory_returned: bool = False  # TrainConfig.return_freed_memory took effect (glibc only)
     compiled_layers: bool = False  # TrainConfig.compile_layers took effect (a process's first compiled run pays the compile)
     attention: str = "sdpa"  # the attention kernel the training loop ran (TrainConfig.attention)
-    computed_tokens: int = 0  # positions the model ran (`tokens` less shared openings, learn/packing.py)
+    computed_tokens: int = 0  # positions the model ran (`tokens` less shared openings, learn/packing.py; LossParts)
     recomputed_gated_activation: bool = False  # TrainConfig.recompute_gated_activation took effect
     epochs: int = 0  # epochs run: fewer than TrainConfig.epochs where train_module's after_epoch stopped it
 
@@ -202,28 +203,40 @@ class LossParts:
     soft_sum: torch.Tensor | None
     soft_tokens: int
     tokens: int  # the examples' tokens
-    computed_tokens: int = 0  # positions the model ran: padding left out, shared openings once
+    computed_tokens: int = 0  # positions the model ran: padding left out, shared openings once; a two-pass
+    # step (learn/cached_prompts.py) counts its no-grad pass as half a step per position
 
 
 def answer_loss_parts(peft_model: Any, batch: list[tuple[list[int], int]], pad_id: int, pack_length: int | None = None,
                       soft_targets: Mapping[int, SoftTargets] | None = None, share_prefixes: bool = False,
-                      answer_gradients_only: bool = False) -> LossParts:
+                      answer_gradients_only: bool = False, cached_prompts: bool = True) -> LossParts:
     """Summed cross-entropy over answer tokens, projecting only those positions through the LM
     head; with `soft_targets` (keyed by id() of a segment), the summed soft cross-entropy to the
     teacher too. `share_prefixes`: see learn/packing.py; `answer_gradients_only`:
-    learn/answer_gradients.py."""
+    learn/answer_gradients.py, run in two passes (learn/cached_prompts.py) when `cached_prompts`
+    and the model runs the fp32 training kernel, else through gradient hooks at the same cost as
+    an ordinary step (compiled layers and gradient checkpointing re-enter the layers)."""
     causal_lm = peft_model.get_base_model()
     eager = attention_implementation(causal_lm) == "eager"
-    packed = build_batch(batch, pad_id, pack_length, eager_attention=eager, share_prefixes=share_prefixes)
+    two_pass = answer_gradients_only and cached_prompts and attention_implementation(causal_lm) == FP32_SDPA
+    packed = build_batch(batch, pad_id, pack_length, eager_attention=eager, share_prefixes=share_prefixes, block_mask=two_pass)
     mask = packed.targets != -100
-    with gradients_at(causal_lm, mask if answer_gradients_only else None):
-        hidden = causal_lm.model(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
-                                 position_ids=packed.position_ids, use_cache=False).last_hidden_state  # no KV cache to fill
-    logits = causal_lm.lm_head(hidden[mask]).float()
+    if two_pass:  # the prompts' positions without gradients, then the scored ones (learn/cached_prompts.py)
+        scored = scored_hidden_states(causal_lm, packed.input_ids, packed.position_ids, packed.attention_mask, mask)
+        # in full steps' work: the no-grad pass is a forward over every position (half of a
+        # forward and backward of the frozen layers, learn/flops.py), pass 2 a full step
+        computed = packed.tokens // 2 + int(mask.sum())
+    else:
+        with gradients_at(causal_lm, mask if answer_gradients_only else None):
+            hidden = causal_lm.model(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
+                                     position_ids=packed.position_ids, use_cache=False).last_hidden_state  # no KV cache to fill
+        scored = hidden[mask]
+        computed = packed.tokens
+    logits = causal_lm.lm_head(scored).float()
     answer_sum = F.cross_entropy(logits, packed.targets[mask], reduction="sum")
     soft = soft_cross_entropy(logits, batch, pack_length, soft_targets, share_prefixes) if soft_targets else None
     return LossParts(answer_sum, int(mask.sum()), soft[0] if soft else None, soft[1] if soft else 0,
-                     sum(len(ids) for ids, _ in batch), packed.tokens)
+                     sum(len(ids) for ids, _ in batch), computed)
 
 
 def batch_counts(batch: Sequence[Segment], soft_targets: Mapping[int, SoftTargets] | None = None) -> tuple[int, int, int]:
@@ -277,7 +290,7 @@ def step_loss(peft_model: Any, batch: list[Segment], pad_id: int, config: TrainC
     for group in groups:
         with autocast():
             parts = answer_loss_parts(peft_model, group, pad_id, config.pack_length, soft_targets, config.share_prefixes,
-                                      config.answer_gradients_only)
+                                      config.answer_gradients_only, not (config.compile_layers or config.gradient_checkpointing))
             computed += parts.computed_tokens
             loss = parts.answer_sum / max(counts[0], 1)
             if parts.soft_sum is not None:

@@ -51,9 +51,16 @@ def sdpa_in_fp32(module: Any, query: Any, key: Any, value: Any, attention_mask: 
     import torch
     import torch.nn.functional as F
 
+    from lifelong.learn.cached_prompts import active_step
+
+    groups = int(getattr(module, "num_key_value_groups", 1) or 1)
+    step = active_step()
+    if step is not None:  # a two-pass training step (learn/cached_prompts.py) masks and caches itself
+        with torch.autocast(query.device.type, enabled=False):
+            output = step.attend(module, query.float(), key.float(), value.float(), scaling, groups > 1)
+        return output.transpose(1, 2).contiguous().to(query.dtype), None
     if kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None:
         return transformers_sdpa_in_fp32(module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs)
-    groups = int(getattr(module, "num_key_value_groups", 1) or 1)
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     causal = bool(query.shape[2] > 1 and attention_mask is None and causal)
     with torch.autocast(query.device.type, enabled=False):
