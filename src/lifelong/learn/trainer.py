@@ -223,9 +223,9 @@ def answer_loss_parts(peft_model: Any, batch: list[tuple[list[int], int]], pad_i
     mask = packed.targets != -100
     if two_pass:  # the prompts' positions without gradients, then the scored ones (learn/cached_prompts.py)
         scored = scored_hidden_states(causal_lm, packed.input_ids, packed.position_ids, packed.attention_mask, mask)
-        # in full steps' work: the no-grad pass is a forward over every position (half of a
-        # forward and backward of the frozen layers, learn/flops.py), pass 2 a full step
-        computed = packed.tokens // 2 + int(mask.sum())
+        # in full steps' work: pass 1 is a forward of the other positions (half of a forward and
+        # backward of the frozen layers, bench/flops.py), pass 2 a full step of the scored ones
+        computed = (packed.tokens - int(mask.sum())) // 2 + int(mask.sum())
     else:
         with gradients_at(causal_lm, mask if answer_gradients_only else None):
             hidden = causal_lm.model(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
