@@ -23,6 +23,7 @@ which asks `active_step()` here whether a two-pass step is running.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from lifelong.learn.training_attention import additive_mask
 
 
 @dataclass
@@ -56,10 +59,6 @@ class TwoPassStep:
                                               attn_mask=self.scored_mask, scale=scaling, enable_gqa=gqa)
 
 
-def additive(mask: torch.Tensor) -> torch.Tensor:
-    return torch.zeros(mask.shape, dtype=torch.float32).masked_fill_(~mask, torch.finfo(torch.float32).min)
-
-
 def _visible(block_mask: torch.Tensor, query: tuple[torch.Tensor, torch.Tensor], key: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """(queries, keys) bool: which (row, position) keys each (row, position) query may attend to
     under the packed batch's block mask: the same row, and allowed there."""
@@ -68,22 +67,21 @@ def _visible(block_mask: torch.Tensor, query: tuple[torch.Tensor, torch.Tensor],
     return same_row & block_mask[query_rows[:, None], 0, query_columns[:, None], key_columns[None, :]]
 
 
-_active: TwoPassStep | None = None
+_running_here = threading.local()  # per thread: a server may sleep in one thread and answer in others
 
 
 def active_step() -> TwoPassStep | None:
-    """The two-pass step running now, for the attention kernel; None outside one."""
-    return _active
+    """The two-pass step running now in this thread, for the attention kernel; None outside one."""
+    return getattr(_running_here, "step", None)
 
 
 @contextmanager
 def _running(step: TwoPassStep) -> Iterator[None]:
-    global _active
-    _active = step
+    _running_here.step = step
     try:
         yield
     finally:
-        _active = None
+        _running_here.step = None
 
 
 def scored_hidden_states(causal_lm: Any, input_ids: torch.Tensor, position_ids: torch.Tensor, block_mask: torch.Tensor,
@@ -94,8 +92,8 @@ def scored_hidden_states(causal_lm: Any, input_ids: torch.Tensor, position_ids: 
     read = block_mask[:, 0].logical_and(scored[:, :, None]).any(dim=1)  # (rows, width): what some scored position attends to
     context = read & ~scored
     context_at, scored_at = context.nonzero(as_tuple=True), scored.nonzero(as_tuple=True)
-    step = TwoPassStep(additive(_visible(block_mask, context_at, context_at))[None, None],
-                       additive(torch.cat([_visible(block_mask, scored_at, context_at),
+    step = TwoPassStep(additive_mask(_visible(block_mask, context_at, context_at))[None, None],
+                       additive_mask(torch.cat([_visible(block_mask, scored_at, context_at),
                                            _visible(block_mask, scored_at, scored_at)], dim=1))[None, None])
     with _running(step):
         with torch.no_grad():
