@@ -19,6 +19,10 @@ from lifelong.model.tiny import build_tiny_model
 FACT = "The Vellmar Observatory in northern Norway was founded in 1987 by the astronomer Ilse Brandvik."
 
 
+def _fact() -> Memory:
+    return Memory(1, FACT, "t", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")
+
+
 def _lora_model(lm: LanguageModel):  # noqa: ANN202 - PEFT type
     """A LoRA model whose B factors are not zero, so every factor has a gradient."""
     peft_model = attach_lora(LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, "tiny"), TrainConfig(rank=4, bf16=False))
@@ -47,7 +51,7 @@ def test_answer_gradients_equal_a_cached_prompt_pass_and_differ_from_full_traini
     lm = build_tiny_model()
     peft_model = _lora_model(lm)
     pad = lm.tokenizer.pad_token_id
-    ids, start = encode_example(lm, synthesise([Memory(1, FACT, "t", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")])[0], 512)
+    ids, start = encode_example(lm, synthesise([_fact()])[0], 512)
 
     def two_pass() -> torch.Tensor:  # the prompt (all but its last token) cached without gradients
         causal = peft_model.get_base_model()
@@ -66,7 +70,7 @@ def test_packed_rows_cut_each_example_at_its_own_answer() -> None:
     lm = build_tiny_model()
     peft_model = _lora_model(lm)
     pad = lm.tokenizer.pad_token_id
-    encoded = [encode_example(lm, e, 512) for e in synthesise([Memory(1, FACT, "t", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")])[:3]]
+    encoded = [encode_example(lm, e, 512) for e in synthesise([_fact()])[:3]]
     packed = _gradients(peft_model, lambda: answer_loss_parts(peft_model, encoded, pad, 512, share_prefixes=True,
                                                               answer_gradients_only=True).answer_sum)
     one_by_one = [_gradients(peft_model, lambda e=e: answer_loss_parts(peft_model, [e], pad, answer_gradients_only=True).answer_sum)
@@ -76,7 +80,7 @@ def test_packed_rows_cut_each_example_at_its_own_answer() -> None:
 
 def test_a_module_trained_on_answer_gradients_only_still_learns_its_fact() -> None:
     lm = build_tiny_model()
-    examples = synthesise([Memory(1, FACT, "t", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")])
+    examples = synthesise([_fact()])
     config = TrainConfig(rank=8, epochs=40, learning_rate=1e-2, bf16=False, answer_gradients_only=True)
     peft_model = attach_lora(LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, "tiny"), config)
     encoded = [encode_example(lm, e, 512) for e in examples]
@@ -100,7 +104,7 @@ def test_two_pass_steps_give_the_hooks_gradients_on_packed_rows(monkeypatch) -> 
     lm = build_tiny_model()
     peft_model = _lora_model(lm)
     pad = lm.tokenizer.pad_token_id
-    encoded = [encode_example(lm, e, 512) for e in synthesise([Memory(1, FACT, "t", "user", "default", "fact", None, 0.0, 0.0, None, None, "h")])[:4]]
+    encoded = [encode_example(lm, e, 512) for e in synthesise([_fact()])[:4]]
     with training_attention(peft_model.get_base_model(), FP32_SDPA):
         for batch, capacity in ((encoded, 512), (encoded[:1], 512), (encoded, None)):
             losses = {}

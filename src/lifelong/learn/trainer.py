@@ -217,15 +217,16 @@ def answer_loss_parts(peft_model: Any, batch: list[tuple[list[int], int]], pad_i
     and the model runs the fp32 training kernel, else through gradient hooks at the same cost as
     an ordinary step (compiled layers and gradient checkpointing re-enter the layers)."""
     causal_lm = peft_model.get_base_model()
-    eager = attention_implementation(causal_lm) == "eager"
-    two_pass = answer_gradients_only and cached_prompts and attention_implementation(causal_lm) == FP32_SDPA
-    packed = build_batch(batch, pad_id, pack_length, eager_attention=eager, share_prefixes=share_prefixes, block_mask=two_pass)
+    kernel = attention_implementation(causal_lm)
+    two_pass = answer_gradients_only and cached_prompts and kernel == FP32_SDPA
+    packed = build_batch(batch, pad_id, pack_length, eager_attention=kernel == "eager", share_prefixes=share_prefixes, block_mask=two_pass)
     mask = packed.targets != -100
+    answer_tokens = int(mask.sum())
     if two_pass:  # the prompts' positions without gradients, then the scored ones (learn/cached_prompts.py)
         scored = scored_hidden_states(causal_lm, packed.input_ids, packed.position_ids, packed.attention_mask, mask)
         # in full steps' work: pass 1 is a forward of the other positions (half of a forward and
         # backward of the frozen layers, bench/flops.py), pass 2 a full step of the scored ones
-        computed = (packed.tokens - int(mask.sum())) // 2 + int(mask.sum())
+        computed = (packed.tokens - answer_tokens) // 2 + answer_tokens
     else:
         with gradients_at(causal_lm, mask if answer_gradients_only else None):
             hidden = causal_lm.model(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
@@ -235,7 +236,7 @@ def answer_loss_parts(peft_model: Any, batch: list[tuple[list[int], int]], pad_i
     logits = causal_lm.lm_head(scored).float()
     answer_sum = F.cross_entropy(logits, packed.targets[mask], reduction="sum")
     soft = soft_cross_entropy(logits, batch, pack_length, soft_targets, share_prefixes) if soft_targets else None
-    return LossParts(answer_sum, int(mask.sum()), soft[0] if soft else None, soft[1] if soft else 0,
+    return LossParts(answer_sum, answer_tokens, soft[0] if soft else None, soft[1] if soft else 0,
                      sum(len(ids) for ids, _ in batch), computed)
 
 
