@@ -4,13 +4,14 @@ types it, against the eager imports the commands used to pay, in the same run.
 Commands (each --repeats times, on a mind holding --memories memories): `recall` of a query,
 `learn -` of one line from standard input, `ask --no-memory` of a question to a full
 --max-new-tokens answer (the model may end its answer sooner; the words it wrote are
-recorded). Baseline rows: a new process importing what `recall` and
+recorded), on ONNX Runtime as `ask` runs by default and, as the baseline, on torch
+(LIFELONG_TORCH_ANSWERS=1), with whether the two answers are identical. Baseline rows: a new process importing what `recall` and
 `learn` imported before lazy loading (torch, transformers, presidio with its NLP engines; the
 embedder came through sentence-transformers on top), the floor an eager design pays before any
 work. Issue 16's targets on a
 quiet machine: recall <= 1.5 s, learn <= 2 s, ask --no-memory <= 4 s.
 Then where `ask`'s time goes, stage by stage in one process (imports, model load, a 64-token
-greedy decode in fp32 and, for comparison, bf16). Writes
+greedy decode in fp32 and, for comparison, bf16), on torch and on ONNX Runtime. Writes
 results/cli_startup/<UTC timestamp>/results.json and cli_startup.png.
 
     .venv/bin/python benchmarks/cli_startup.py [--repeats 5] [--memories 200]
@@ -66,6 +67,28 @@ print(json.dumps({"import torch": t1 - t0, "import transformers and the model co
                   "scipy imported": sys.modules.get("scipy") is not None}))
 """
 
+# The same stages on ONNX Runtime, what `ask` runs once the graph is exported: imports, the
+# session over the cached graph (and tokenizer), then the forced-length greedy decode.
+ONNX_STAGES = """
+import json, sys, time
+TOKENS = int(sys.argv[1])
+t0 = time.perf_counter()
+import onnxruntime, tokenizers
+t1 = time.perf_counter()
+from lifelong.model.onnx_model import OnnxLanguageModel, model_folder
+from lifelong.paths import cache_dir
+folder = model_folder("smollm2-135m")
+lm = OnnxLanguageModel(folder, folder.graph(cache_dir()))
+t2 = time.perf_counter()
+ids = lm.encode("Write a short story about a lighthouse keeper.")
+lm.decoder.greedy(ids, 2, [])
+start = time.perf_counter()
+lm.decoder.greedy(ids, TOKENS, [])
+decode = time.perf_counter() - start
+print(json.dumps({"onnx: import onnxruntime and tokenizers": t1 - t0, "onnx: open the graph and tokenizer": t2 - t1,
+                  "onnx: decode fp32": decode, "torch imported": "torch" in sys.modules}))
+"""
+
 
 def timed(argv: list[str], env: dict[str, str], stdin: str | None = None) -> tuple[float, str]:
     start = time.perf_counter()
@@ -89,41 +112,51 @@ def main() -> None:
     lines = "".join(f"Depot {i} of the Korvath line opens at {6 + i % 5} in the morning.\n" for i in range(args.memories))
     print(f"preparing a mind with {args.memories} memories (first use exports the embedder and converts the model)")
     timed([*LIFELONG, "learn", "-"], env, stdin=lines)
-    timed([*LIFELONG, "ask", "--no-memory", "--max-new-tokens", "4", "Hello?"], env)  # warm the caches once
+    timed([*LIFELONG, "ask", "--no-memory", "--max-new-tokens", "4", "Hello?"], env)  # warm the caches once (exports the graph)
 
-    commands: dict[str, tuple[list[str], str | None]] = {
-        "recall": ([*LIFELONG, "recall", "When does depot 7 open?"], None),
-        "learn one line": ([*LIFELONG, "learn", "-"], "The Korvath ferry carries grain and passengers.\n"),
-        "ask --no-memory": ([*LIFELONG, "ask", "--no-memory", "--json", "--max-new-tokens", str(args.max_new_tokens),
-                             "Write a short story about a lighthouse keeper."], None),
-        "baseline: eager imports only": ([sys.executable, "-c", EAGER_IMPORTS], None),
-        "baseline: python start": ([sys.executable, "-c", "pass"], None),
+    ask = [*LIFELONG, "ask", "--no-memory", "--json", "--max-new-tokens", str(args.max_new_tokens),
+           "Write a short story about a lighthouse keeper."]
+    torch_env = {**env, "LIFELONG_TORCH_ANSWERS": "1"}
+    commands: dict[str, tuple[list[str], str | None, dict[str, str]]] = {
+        "recall": ([*LIFELONG, "recall", "When does depot 7 open?"], None, env),
+        "learn one line": ([*LIFELONG, "learn", "-"], "The Korvath ferry carries grain and passengers.\n", env),
+        "ask --no-memory": (ask, None, env),  # on ONNX Runtime (the default once the graph is exported)
+        "baseline: ask --no-memory on torch": (ask, None, torch_env),  # LIFELONG_TORCH_ANSWERS=1: what ask ran before
+        "baseline: eager imports only": ([sys.executable, "-c", EAGER_IMPORTS], None, env),
+        "baseline: python start": ([sys.executable, "-c", "pass"], None, env),
     }
     rows: dict[str, dict[str, Any]] = {}
+    answers: dict[str, str] = {}
     probe = speed_probe()
-    for name, (argv, stdin) in commands.items():
+    for name, (argv, stdin, command_env) in commands.items():
         seconds, answer_tokens = [], None
         for _ in range(args.repeats):
-            elapsed, out = timed(argv, env, stdin)
+            elapsed, out = timed(argv, command_env, stdin)
             seconds.append(elapsed)
-            if name == "ask --no-memory":
-                answer_tokens = len(json.loads(out)["answer"].split())
+            if argv is ask:
+                answers[name] = json.loads(out)["answer"]
+                answer_tokens = len(answers[name].split())
         rows[name] = {"median_s": statistics.median(seconds), "min_s": min(seconds), "max_s": max(seconds), "runs": seconds,
                       "target_s": TARGETS.get(name), "met": (statistics.median(seconds) <= TARGETS[name]) if name in TARGETS else None,
                       **({"answer_words": answer_tokens} if answer_tokens is not None else {})}
         print(f"{name}: median {rows[name]['median_s']:.2f} s")
+    same_answer = len(set(answers.values())) == 1
+    print(f"ONNX Runtime and torch answers identical: {same_answer}")
 
-    stage_runs = [json.loads(timed([sys.executable, "-c", STAGES, str(args.max_new_tokens)], env)[1]
-                             .strip().splitlines()[-1]) for _ in range(args.repeats)]
-    stages = {k: statistics.median(r[k] for r in stage_runs) for k in stage_runs[0] if k != "scipy imported"}
-    stages["scipy imported"] = stage_runs[0]["scipy imported"]
+    stage_runs = [{**json.loads(timed([sys.executable, "-c", STAGES, str(args.max_new_tokens)], env)[1].strip().splitlines()[-1]),
+                   **json.loads(timed([sys.executable, "-c", ONNX_STAGES, str(args.max_new_tokens)], env)[1].strip().splitlines()[-1])}
+                  for _ in range(args.repeats)]
+    flags = ("scipy imported", "torch imported")
+    stages = {k: statistics.median(r[k] for r in stage_runs) for k in stage_runs[0] if k not in flags}
+    stages.update({flag: stage_runs[0][flag] for flag in flags})
     print_table("where ask --no-memory's time goes (median, one process)", ["stage", "s"],
                 [[k, f"{v:.2f}" if isinstance(v, float) else str(v)] for k, v in stages.items()])
 
     folder = results_dir("cli_startup")
     write_json(folder / "results.json", {"study": "cli_startup", "machine": machine_info(), "speed_probe": probe,
                                          "speed_probe_after": speed_probe(), "memories": args.memories,
-                                         "repeats": args.repeats, "rows": rows, "ask_stages": stages,
+                                         "repeats": args.repeats, "rows": rows, "answers": answers,
+                                         "onnx_and_torch_answers_identical": same_answer, "ask_stages": stages,
                                          "ask_stage_runs": stage_runs})
     print_table("CLI start-up", ["command", "median s", "min s", "max s", "target s", "met"],
                 [[n, r["median_s"], r["min_s"], r["max_s"], r["target_s"] or "-", {True: "yes", False: "NO", None: "-"}[r["met"]]]

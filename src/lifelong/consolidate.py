@@ -58,6 +58,7 @@ from lifelong.model.language_model import GENERATION_BATCH_ROWS, LanguageModel, 
 from lifelong.model.routed import RoutedLanguageModel
 from lifelong.progress import StageClock
 from lifelong.prompt import build_messages, closed_book
+from lifelong.versions.serving import served_weights, tainted, valid_library
 from lifelong.scoring import mentioned
 from lifelong.versions import BASE_VERSION, Manifest, VersionRegistry
 from lifelong.versions.layout import ADAPTER, RETENTION_PROBES, TRAINED_ON, TRAINING_DATA
@@ -486,21 +487,6 @@ def _plural(count: int, one: str, many: str) -> str:
     return one if count == 1 else many
 
 
-def valid_library(registry: VersionRegistry, modules: Sequence[str], current: Mapping[int, Memory]) -> dict[str, list[int]]:
-    """The modules whose memories are all still current and unchanged, each with the memory
-    ids it learned. A module that learned a memory since superseded or forgotten stops
-    serving at once (see `version_model`), and the next sleep learns its memories that are
-    still current again in a fresh module (a local rebuild)."""
-    valid = {}
-    for origin in modules:
-        manifest = registry.get(origin)
-        if not (registry.path(origin) / ADAPTER).is_dir():
-            continue  # its weights were deleted by a forget
-        if all(i in current and current[i].content_hash == manifest.memory_hashes.get(str(i)) for i in manifest.own_memory_ids):
-            valid[origin] = list(manifest.own_memory_ids)
-    return valid
-
-
 def _module_keys(config: SleepConfig, memories: list[Memory]) -> ModuleKeys:
     """The new module's router keys, each with the memory it comes from ("default" is the
     trained adapter's name inside the candidate's PeftModel)."""
@@ -724,33 +710,16 @@ def with_adapter(base: LanguageModel, adapter: Path | None) -> LanguageModel:
 def version_model(registry: VersionRegistry, version_id: str, foundation: LanguageModel, embedder: Embedder | None,
                   radius: float | None = None, existing: Mapping[int, Memory] | None = None) -> LanguageModel:
     """The model a version serves, on `foundation` (the base, or the merge it builds on): the
-    foundation itself, one adapter on every input, or a routed library of modules.
-
-    With `existing` (the version's memories still in the store, by id), only what may still
-    serve is loaded: the library's modules whose memories are all current and
-    unchanged, and an unrouted module only if none of its memories was forgotten. Without it,
-    the version as it was trained (for inspection and benchmarks)."""
-    if version_id == BASE_VERSION:
+    foundation itself, one adapter on every input, or a routed library of modules, as
+    `versions.serving.served_weights` decides (with `existing`, only what may still serve;
+    without it, the version as it was trained, for inspection and benchmarks)."""
+    served = served_weights(registry, version_id, existing, radius)
+    if served.adapter is not None:
+        return with_adapter(foundation, served.adapter)
+    if not served.routed:
         return foundation
-    manifest = registry.get(version_id)
-    if manifest.kind != "module":
-        return foundation
-    if not manifest.modules:
-        if existing is not None and tainted(manifest, existing):
-            return foundation
-        return with_adapter(foundation, registry.path(version_id) / ADAPTER)
     if embedder is None:
         raise ValueError(f"{version_id} is a routed module library; its router needs the mind's embedder")
-    chosen = radius if radius is not None else manifest.hyperparameters.get("router_radius", DEFAULT_RADIUS)
-    if existing is None:
-        modules = list(manifest.modules)
-    else:
-        modules = list(valid_library(registry, manifest.modules, {i: m for i, m in existing.items() if m.current}))
-    return _library_model(registry, foundation, modules, SleepConfig(embedder=embedder, router_radius=chosen))
+    return _library_model(registry, foundation, list(served.library), SleepConfig(embedder=embedder, router_radius=served.radius))
 
 
-def tainted(manifest: Manifest, existing: Mapping[int, Memory]) -> list[int]:
-    """Memories an unrouted module learned that have since been forgotten: the module must
-    not serve (a superseded memory is not taint: the next sleep continues the module and
-    learns the replacement)."""
-    return [i for i in manifest.memory_ids if i not in existing]

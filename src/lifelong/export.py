@@ -54,7 +54,7 @@ class ExportReport:
 def exportable_modules(registry: VersionRegistry, version_id: str, existing: Mapping[int, Memory]) -> tuple[list[str], list[str]]:
     """(modules whose adapters may leave, modules held back because they learned a memory that
     is no longer current). A merge version has no module; its weights are the export."""
-    from lifelong.consolidate import tainted, valid_library
+    from lifelong.versions.serving import tainted, valid_library
 
     manifest = registry.get(version_id)
     if manifest.kind != "module":

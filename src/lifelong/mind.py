@@ -175,7 +175,9 @@ class Mind:
         self.retriever = HybridRetriever(store, embedder)
         self.instruction_screen = InstructionScreen(embedder)
         self._base = language_model
+        self._own_model = language_model is None  # loaded from config.model: its files can be exported for ONNX answers
         self._active: tuple[tuple[str, tuple[int, int]], LanguageModel] | None = None
+        self._onnx: tuple[tuple[str, tuple[int, int]], Any] | None = None
         self._merged: tuple[str, LanguageModel] | None = None
         self.versions = VersionRegistry(path)
 
@@ -291,6 +293,29 @@ class Mind:
             with quiet_libraries():
                 self._active = (key, self.version_model(key[0]))
         return self._active[1]
+
+    def answer_model(self) -> Any:
+        """The active version's model for one greedy answer: on ONNX Runtime, without torch,
+        where the served weights are this mind's own model with no module, one module or a
+        routed library of plain LoRA modules (model/onnx_serving.py; the graph is exported
+        from the torch model the first time), else `language_model`. Both serve the same
+        module on the same question; tests/test_onnx_decoding.py checks that they answer alike."""
+        if not self._own_model or os.environ.get("LIFELONG_TORCH_ANSWERS"):
+            return self.language_model
+        from lifelong.model.onnx_serving import answer_graph, export_answer_graph, onnx_version_model
+
+        key = (self.versions.active_id(), self.store.revision())
+        if self._onnx is None or self._onnx[0] != key:
+            onnx = onnx_version_model(self.versions, self.store, self.embedder, self.config.model)
+            graph = answer_graph(self.config.model)
+            on_base = self.versions.foundation_id(key[0]) is None  # a merge's checkpoint answers on torch
+            if onnx is None and on_base and graph is not None and not graph.is_file():
+                with quiet_libraries():
+                    exported = export_answer_graph(self.base_model.model, self.config.model)
+                if exported:
+                    onnx = onnx_version_model(self.versions, self.store, self.embedder, self.config.model)
+            self._onnx = (key, onnx)
+        return self._onnx[1] if self._onnx[1] is not None else self.language_model
 
     def _foundation(self, version_id: str) -> LanguageModel:
         """The checkpoint under a version: the base, or the merge it builds on (cached)."""
@@ -440,7 +465,7 @@ class Mind:
             # records them again from the new base.
             (self.path / RETENTION_PROBES).unlink(missing_ok=True)
             self.versions.audit("model changed", BASE_VERSION, previous=previous, model=model)
-        self._base = self._active = self._merged = None
+        self._base = self._active = self._merged = self._onnx = None
         return self.config
 
     # -- learning ------------------------------------------------------------------------
@@ -548,9 +573,11 @@ class Mind:
         temperature: float = 0.0,
         seed: int = 0,
     ) -> Answer:
-        """Answer with the model; with memory, the top current memories go into the prompt."""
+        """Answer with the model; with memory, the top current memories go into the prompt.
+        Greedy answers run on ONNX Runtime where the served weights allow (see `answer_model`)."""
         prepared = self.prepare_answer(question, use_memory=use_memory, k=k, namespace=namespace,
-                                       max_new_tokens=max_new_tokens, temperature=temperature)
+                                       max_new_tokens=max_new_tokens, temperature=temperature,
+                                       fast=temperature == 0)
         text = prepared.lm.generate(prepared.messages, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
         return prepared.answer(text)
 
@@ -564,14 +591,16 @@ class Mind:
         namespace: str | None = None,
         max_new_tokens: int = 64,
         temperature: float = 0.0,
+        fast: bool = False,
     ) -> PreparedAnswer:
         """Everything `ask` does before generating: the served model and the prompt (earlier
         turns of a conversation in `history`, the retrieved memories with the question). The
-        server generates many prepared answers in one batch, or streams one."""
+        server generates many prepared answers in one batch, or streams one, on the torch
+        model; with `fast`, a single greedy answer's model may be the ONNX Runtime one."""
         if not question.strip():
             raise InputError("the question is empty; pass a question to ask")
         _check_generation_settings(k, max_new_tokens, temperature)  # before the model loads
-        lm = self.language_model
+        lm = self.answer_model() if fast else self.language_model
         lm.check_fits(len(lm.encode(question)), max_new_tokens, what="question")
         hits: list[RecallHit] = []
         if use_memory:
@@ -708,7 +737,7 @@ class Mind:
             if lost_foundation(self.versions, active) is not None:  # it stood on merged weights that held them
                 moved_to = servable_ancestor(self.versions, active)
                 self.versions.activate(moved_to, "forget: the merged weights under the active version held a forgotten memory")
-            self._active = self._merged = None
+            self._active = self._merged = self._onnx = None
             now_active = self.versions.active_id()
             proof = None
             if probes:  # the weights served them: measure that they no longer do, against the base

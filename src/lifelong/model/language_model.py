@@ -16,8 +16,8 @@ import torch
 
 from lifelong.errors import InputError
 from lifelong.model.greedy_decoding import greedy_decode, plain_greedy
+from lifelong.model.route_plan import Message
 
-Message = dict[str, str]
 T = TypeVar("T")
 
 _PLAIN_ROLES = {"system": "", "user": "Question: ", "assistant": "Answer:"}
@@ -36,8 +36,6 @@ GENERATION_BATCH_TOKENS = 4096
 # Greedy batches decode with finished rows leaving the batch (model/greedy_decoding.py) rather
 # than through `generate`, which computes every row until the last stops; the same tokens.
 FINISHED_ROWS_LEAVE = True
-# In a mixed batch, the rows that run the base weights with every adapter off (PEFT's name).
-BASE_ROWS = "__base__"
 
 
 def generation_batches(lengths: Sequence[int], rows: int = GENERATION_BATCH_ROWS, tokens: int | None = None) -> list[list[int]]:

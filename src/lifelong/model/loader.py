@@ -14,11 +14,9 @@ from pathlib import Path
 
 from lifelong.errors import InputError, ModelNotFoundError
 from lifelong.model.language_model import LanguageModel
-from lifelong.model.registry import DEFAULT_MODEL, PACKAGED_MODELS, PackagedModel
-from lifelong.paths import cache_dir
+from lifelong.model.registry import CONVERTED_MARKER, DEFAULT_MODEL, PACKAGED_MODELS, PackagedModel, conversion_stamp, converted_dir
 from lifelong.progress import quiet_libraries, status
 
-_COMPLETE_MARKER = "lifelong-converted.txt"
 # What a Hugging Face hub id looks like: owner/name, letters, digits, '.', '-', '_'.
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 
@@ -53,10 +51,6 @@ def _is_model_folder(path: Path) -> bool:
     return (path / "config.json").is_file() or any(path.glob("*.gguf"))
 
 
-def converted_dir(entry: PackagedModel) -> Path:
-    return cache_dir() / "models" / entry.name
-
-
 def ensure_converted(entry: PackagedModel) -> Path:
     """Return the cached safetensors folder of a packaged model, converting it on first use.
 
@@ -65,8 +59,8 @@ def ensure_converted(entry: PackagedModel) -> Path:
     """
     target = converted_dir(entry)
     gguf = entry.locate_gguf()
-    stamp = f"{gguf.name} {gguf.stat().st_size}"
-    marker = target / _COMPLETE_MARKER
+    stamp = conversion_stamp(gguf)
+    marker = target / CONVERTED_MARKER
     if marker.is_file() and marker.read_text().strip() == stamp:
         return target
 
@@ -86,7 +80,7 @@ def ensure_converted(entry: PackagedModel) -> Path:
                 del model.config.quantization_config
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-            (tmp / _COMPLETE_MARKER).write_text(stamp + "\n")
+            (tmp / CONVERTED_MARKER).write_text(stamp + "\n")
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)

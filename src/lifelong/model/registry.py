@@ -71,3 +71,30 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
 }
 
 DEFAULT_MODEL = "smollm2-135m"
+
+CONVERTED_MARKER = "lifelong-converted.txt"  # written last into a converted folder: the GGUF it came from
+
+
+def converted_dir(entry: PackagedModel) -> Path:
+    """Where a packaged model's dequantised safetensors folder lives in the cache."""
+    return cache_dir() / "models" / entry.name
+
+
+def conversion_stamp(gguf: Path) -> str:
+    """What the marker records of the GGUF a folder was converted from: a reinstalled
+    package with another file is converted again."""
+    return f"{gguf.name} {gguf.stat().st_size}"
+
+
+def converted_folder(entry: PackagedModel) -> Path | None:
+    """The packaged model's converted folder if it is complete and from the installed GGUF;
+    None otherwise (loading the model converts it)."""
+    target = converted_dir(entry)
+    marker = target / CONVERTED_MARKER
+    try:
+        if marker.is_file() and marker.read_text().strip() == conversion_stamp(entry.locate_gguf()):
+            return target
+    except ModelNotFoundError:
+        return None
+    return None
+

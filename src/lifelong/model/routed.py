@@ -14,19 +14,13 @@ import contextlib
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from lifelong.errors import MindError
-from lifelong.learn.router import Router, quoted_notes, routing_text
+from lifelong.learn.router import Router, routing_text
 from lifelong.model.adapter_loading import load_modules
-from lifelong.model.language_model import BASE_ROWS, GENERATION_BATCH_ROWS, LanguageModel, Message
-from lifelong.prompt import cited_indices, closed_book, confirmed_recall, reading_names_more
-
-
-def conversation_route_text(messages: Sequence[Message]) -> str:
-    """The last user turn, quoted notes included (the router reads the question out of it)."""
-    users = [m["content"] for m in messages if m["role"] == "user"]
-    return users[-1] if users else ""
+from lifelong.model.language_model import GENERATION_BATCH_ROWS, LanguageModel
+from lifelong.model.route_plan import Message, RoutePlan, adapter_names, base_plan, conversation_route_text, route_plan, settle
 
 
 class _Weights(contextlib.AbstractContextManager):
@@ -48,37 +42,6 @@ class _Weights(contextlib.AbstractContextManager):
         if self._inner is not None:
             inner, self._inner = self._inner, None
             inner.__exit__(*exc)
-
-
-class RoutePlan(NamedTuple):
-    """How a routed model answers a batch of conversations: the adapter each row runs with
-    (BASE_ROWS: the base weights), and the rows whose module stepped aside for the notes in
-    the prompt, each asked again closed-book with the adapter that claimed its question."""
-
-    texts: list[str]  # each conversation's routing text (its last user turn, notes included)
-    served: list[str]
-    aside: list[int]
-    aside_prompts: list[list[Message]]
-    aside_adapters: list[str]
-
-
-def settle(plan: RoutePlan, answers: Sequence[str], closed: Sequence[str]) -> list[str]:
-    """The answers served: the reading of the notes, or, where the module stepped aside, its
-    closed-book answer when the reading draws on none of the notes or the notes confirm the
-    recall (see RoutedLanguageModel.generate_batch)."""
-    served = list(answers)
-    for i, answer in zip(plan.aside, closed, strict=True):
-        question = routing_text(plan.texts[i])
-        notes = quoted_notes(plan.texts[i])
-        if not cited_indices(served[i], question, notes) or (
-                confirmed_recall(answer, question, notes) and not reading_names_more(answer, served[i], question, notes)):
-            served[i] = answer
-    return served
-
-
-def base_plan(conversations: Sequence[Sequence[Message]]) -> RoutePlan:
-    """Every conversation on the base weights, nothing stepping aside (an unadapted model)."""
-    return RoutePlan([conversation_route_text(c) for c in conversations], [BASE_ROWS] * len(conversations), [], [], [])
 
 
 def runs_on(runner: RoutedLanguageModel, lm: LanguageModel) -> bool:
@@ -183,18 +146,12 @@ class RoutedLanguageModel(LanguageModel):
 
     def adapter_names(self, modules: Sequence[str | None]) -> list[str]:
         """The adapter each row of a mixed batch runs with (BASE_ROWS: no module claimed it)."""
-        return [BASE_ROWS if module is None else module for module in modules]
+        return adapter_names(modules)
 
     def plan(self, conversations: Sequence[Sequence[Message]]) -> RoutePlan:
         """The adapter each conversation is served with, and the ones whose module stepped
         aside for the notes, to be asked again closed-book (see `generate_batch`)."""
-        texts = [conversation_route_text(c) for c in conversations]
-        served = self.router.route_prompts(texts)
-        questions = [routing_text(t) for t in texts]
-        claimed = self.router.route(questions)
-        aside = [i for i in range(len(texts)) if claimed[i] is not None and served[i] is None]
-        return RoutePlan(texts, self.adapter_names(served), aside, [closed_book(questions[i]) for i in aside],
-                         self.adapter_names([claimed[i] for i in aside]))
+        return route_plan(self.router, conversations)
 
     def generate_batch(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int = 64,
                        temperature: float = 0.0, seed: int = 0, batch_size: int = GENERATION_BATCH_ROWS,
