@@ -393,9 +393,12 @@ def test_a_partial_run_is_only_reused_when_asked_and_for_the_same_settings(tmp_p
     assert "batch_size" not in BenchSettings().to_dict() and BenchSettings(batch_size=8).train() == BenchSettings().train()
     assert (BenchSettings(batch_size=4).train().batch_size, BenchSettings(batch_size=4).train().replay_per_batch) == (4, 2)
     assert BenchSettings(batch_size=4).to_dict() != BenchSettings().to_dict()
-    assert "answer_gradients_only" not in BenchSettings().to_dict() and BenchSettings(answer_gradients_only=True).train().answer_gradients_only
-    assert "answer_gradients_only" not in BenchSettings().to_dict()["train_config"]  # runs before the knob keep their identity
-    assert BenchSettings(answer_gradients_only=True).to_dict() != BenchSettings().to_dict()
+    # every gradient was the only way before the knob: such a run keeps its identity; the default
+    # (answer gradients only for routed sleeps) and the explicit option are new runs
+    all_gradients = BenchSettings(answer_gradients_only=False)
+    assert "answer_gradients_only" not in all_gradients.to_dict() and "answer_gradients_only" not in all_gradients.to_dict()["train_config"]
+    assert BenchSettings().train().answer_gradients_only is None and BenchSettings(answer_gradients_only=True).train().answer_gradients_only
+    assert len({repr(BenchSettings(answer_gradients_only=v).to_dict()) for v in (None, True, False)}) == 3
     with pytest.raises(InputError, match="--topic-modules needs routed strategies"):
         BenchSettings(topic_modules=True, strategies=("routed+context", "kl+replay"))
 

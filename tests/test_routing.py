@@ -120,6 +120,8 @@ def test_by_default_only_an_unrouted_sleep_trains_rows_that_quote_its_memory(min
         manifest = mind.sleep(SleepConfig(strategy=strategy, train=fast, topic_modules=False, distill=False)).manifest
         kinds[strategy] = {e.kind for e in consolidate.read_examples(mind.versions.path(manifest.id) / consolidate.TRAINING_DATA)}
         assert manifest.hyperparameters.get("note_rows", True) is (strategy == "context")
+        # and only a routed module trains on its answers' gradients alone by default (README, "Answer gradients only")
+        assert manifest.hyperparameters["answer_gradients_only"] is (strategy == "routed+context")
     assert "context" not in kinds["routed+context"] and "context" in kinds["context"]
     assert kinds["routed+context"] - {"distractors"} == kinds["context"] - {"context", "distractors"}  # the rest is the same recipe
 

@@ -325,7 +325,7 @@ def sleep(
     strategy: Annotated[Optional[str], typer.Option(help="Strategy components joined with '+': " + ", ".join(KNOWN_STRATEGY_COMPONENTS) + " (default routed+context: one module per topic among the new memories, used only on inputs near its memories, trained to read retrieved notes)")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Passes over the synthesised data", min=1)] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="New examples per optimizer step, replayed ones added in proportion (default 8 and 4; fewer: more steps from the same tokens)", min=1)] = None,
-    answer_gradients_only: Annotated[bool, typer.Option("--answer-gradients-only", help="LoRA weights take gradient from the answers' positions only, not the prompts': the prompts run once without gradients, only the scored positions forward and backward (1.26x faster training steps; as many answers on SQuAD and the 10x10 study, not yet measured on 100 facts)")] = False,
+    answer_gradients_only: Annotated[Optional[bool], typer.Option("--answer-gradients-only/--all-gradients", help="LoRA weights take gradient from the answers' positions only, not the prompts': the prompts run once without gradients, only the scored positions forward and backward (training 1.26-1.4x faster; as many answers on 100 TOFU facts, SQuAD and the 10x10 study), or from every position [default: answers only for routed strategies]", show_default=False)] = None,
     layers: Annotated[Optional[int], typer.Option(help="Adapt only the last N decoder layers [default: all]", min=1)] = None,
     teacher_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint that writes extra training data, e.g. http://localhost:8000/v1")] = None,
     teacher_model: Annotated[Optional[str], typer.Option(help="Model name the teacher endpoint serves")] = None,
@@ -364,8 +364,8 @@ def sleep(
         config = replace(config, train=replace(config.train, trainable_layers=layers))
     if batch_size is not None:
         config = replace(config, train=config.train.with_batch_size(batch_size))
-    if answer_gradients_only:
-        config = replace(config, train=replace(config.train, answer_gradients_only=True))
+    if answer_gradients_only is not None:
+        config = replace(config, train=replace(config.train, answer_gradients_only=answer_gradients_only))
     if micro_batch_rows is not None:
         config = replace(config, train=replace(config.train, micro_batch_rows=micro_batch_rows))
     if gradient_checkpointing:
@@ -993,7 +993,7 @@ def bench(
                                                  "a lifelong arm (one more sleep per unit) to every study but retrieval: by default the routed library and an unrouted module side by side")] = "routed+context,kl+replay",
     epochs: Annotated[Optional[int], typer.Option(help="training epochs for every trained arm", min=1)] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="new examples per optimizer step of every trained arm, replayed ones added in proportion (default 8 and 4)", min=1)] = None,
-    answer_gradients_only: Annotated[Optional[bool], typer.Option("--answer-gradients-only", help="every lifelong sleep's LoRA weights take gradient from the answers' positions only, not the prompts' (prompts run once without gradients)")] = None,
+    answer_gradients_only: Annotated[Optional[bool], typer.Option("--answer-gradients-only/--all-gradients", help="every lifelong sleep's LoRA weights take gradient from the answers' positions only, not the prompts' (prompts run once without gradients), or from every position [default: as `sleep`, answers only for routed strategies]", show_default=False)] = None,
     learning_rate: Annotated[Optional[float], typer.Option("--learning-rate", help="AdamW learning rate of every trained arm, the naive baseline's included (default 1e-3)")] = None,
     layers: Annotated[Optional[int], typer.Option("--layers", help="LoRA on the last N decoder layers of every trained arm, the naive baseline's included (default: all)", min=1)] = None,
     questions_per_memory: Annotated[Optional[int], typer.Option(help="questions the model writes per fact in every lifelong sleep (default 1)", min=1)] = None,

@@ -90,7 +90,7 @@ class BenchSettings:
     learning_rate: float = TrainConfig().learning_rate  # every trained arm's AdamW rate, the naive baseline's included
     trainable_layers: int | None = TrainConfig().trainable_layers  # LoRA on the last N decoder layers of every trained arm; None: all
     batch_size: int = TrainConfig().batch_size  # new examples per optimizer step of every trained arm (replay in proportion)
-    answer_gradients_only: bool = False  # every lifelong sleep's LoRA weights take gradient from answer positions only (learn/answer_gradients.py)
+    answer_gradients_only: bool | None = TrainConfig().answer_gradients_only  # None: the product's default (routed sleeps: answer positions only)
     seed: int = 0
     model: str = "smollm2-135m"
 
@@ -141,8 +141,8 @@ class BenchSettings:
                              **({"attention": self.attention} if self.attention else {}))
         if self.batch_size != config.batch_size:
             config = config.with_batch_size(self.batch_size)
-        if self.answer_gradients_only:
-            config = replace(config, answer_gradients_only=True)
+        if self.answer_gradients_only is not None:
+            config = replace(config, answer_gradients_only=self.answer_gradients_only)
         if self.model == "tiny":  # the tiny model's 512-token window and byte tokenizer
             config = replace(config, rank=4, max_length=400, pack_length=400)
         return config

@@ -91,8 +91,9 @@ class TrainConfig:
     trainable_layers: int | None = None  # adapt only the last N decoder layers; None = all
     # LoRA weights take gradient only from the positions with a loss, not from the prompts
     # (learn/answer_gradients.py), so the prompts run once without gradients and only the
-    # scored positions forward and backward (learn/cached_prompts.py).
-    answer_gradients_only: bool = False
+    # scored positions forward and backward (learn/cached_prompts.py). None: a sleep decides
+    # by its strategy (on for routed ones: README, "Answer gradients only"); off elsewhere.
+    answer_gradients_only: bool | None = None
     target_modules: tuple[str, ...] = DEFAULT_TARGETS
     seed: int = 0
     bf16: bool | None = None  # None: bf16 autocast only where this CPU runs it faster than fp32 (learn/precision.py)
@@ -291,7 +292,7 @@ def step_loss(peft_model: Any, batch: list[Segment], pad_id: int, config: TrainC
     for group in groups:
         with autocast():
             parts = answer_loss_parts(peft_model, group, pad_id, config.pack_length, soft_targets, config.share_prefixes,
-                                      config.answer_gradients_only, not (config.compile_layers or config.gradient_checkpointing))
+                                      bool(config.answer_gradients_only), not (config.compile_layers or config.gradient_checkpointing))
             computed += parts.computed_tokens
             loss = parts.answer_sum / max(counts[0], 1)
             if parts.soft_sum is not None:
