@@ -430,3 +430,13 @@ def test_where_the_notes_confirm_the_modules_recalled_sentence_it_is_served_over
     recalled, misread = "The Korvath Bridge over the river Elsin was designed by an engineer.", BRIDGE
     assert confirmed_recall(recalled, question, [BRIDGE])
     assert lm.generate_batch([build_messages(question, [bridge])]) == [BRIDGE]
+
+
+def test_drift_is_zero_without_running_anything_when_no_held_out_anchor_reaches_a_module(
+        mind: Mind, passing_gate, monkeypatch: pytest.MonkeyPatch) -> None:
+    mind.learn(BRIDGE)
+    assert mind.sleep(LOUD).activated
+    library = mind.language_model
+    assert not any(library.modules_for([*consolidate.HELD_OUT_CHAT, *consolidate.HELD_OUT_RAW]))
+    monkeypatch.setattr(consolidate, "continuation_rows_with_text", lambda *args, **kwargs: pytest.fail("continuations generated"))
+    assert consolidate.kl_to_base(mind.base_model, library, on_base=True) == 0.0
