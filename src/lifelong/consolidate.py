@@ -193,13 +193,13 @@ def trains_per_topic(config: SleepConfig) -> bool:
     return parse_strategy(config.strategy).routed and distributed.world_size() == 1 and config.embedder is not None
 
 
-def trains_answer_gradients_only(config: SleepConfig, strategy: Strategy) -> bool:
+def trains_answer_gradients_only(train: TrainConfig, strategy: Strategy) -> bool:
     """Whether the sleep's LoRA weights take gradient from the answers' positions only: as
     configured, else for routed strategies. On 100 TOFU facts, SQuAD passages 1-15 and the
     10x10 sequential study a routed sleep answered as many questions either way, with
     training 1.26-1.4x faster (README, "Answer gradients only"); an unrouted module, which
     every input runs through, was not measured with it."""
-    return config.train.answer_gradients_only if config.train.answer_gradients_only is not None else strategy.routed
+    return train.answer_gradients_only if train.answer_gradients_only is not None else strategy.routed
 
 
 def trains_note_rows(config: SleepConfig, strategy: Strategy) -> bool:
@@ -414,7 +414,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
         adapter_path=str(parent_adapter) if parent_adapter else None,
     )
     train = replace(config.train, bf16=use_bf16(config.train.bf16),  # decided once, so every rank computes alike
-                    answer_gradients_only=trains_answer_gradients_only(config, strategy))
+                    answer_gradients_only=trains_answer_gradients_only(config.train, strategy))
     share({"foundation": registry.active_id(), "parent_adapter": str(parent_adapter) if parent_adapter else None,
            "train": train, "examples": examples, "replay": replay, "new": new})
     ranks = distributed.world_size()
@@ -477,7 +477,7 @@ def _sleep(registry: VersionRegistry, mind_path: Path, base: LanguageModel, foun
             memory_ids=memory_ids, memory_hashes={str(i): current[i].content_hash for i in memory_ids},
             synthetic_data_hash=data_hash(examples),
             hyperparameters={"strategy": strategy.name, **config.train.to_dict(),
-                             "answer_gradients_only": trains_answer_gradients_only(config, strategy), "gate": asdict(config.gate),
+                             "answer_gradients_only": trains_answer_gradients_only(config.train, strategy), "gate": asdict(config.gate),
                              "context_distractors": config.context_distractors, "topic_modules": topic is not None,
                              **({"note_rows": False} if strategy.context and not note_rows else {}),
                              **({"statement_prompts": config.statement_prompts} if config.statement_prompts != len(TOPIC_PROMPTS) else {}),

@@ -16,7 +16,7 @@ from lifelong.bench.naive import RawTextFineTune, naive_peft_loop
 from lifelong.bench.output import markdown_table
 from lifelong.bench.verdict import losses
 from lifelong.learn.compiled_layers import compiler_available
-from lifelong.consolidate import read_examples
+from lifelong.consolidate import read_examples, trains_answer_gradients_only
 from lifelong.versions.layout import TRAINING_DATA
 from lifelong.learn.rehearsal import base_rehearsal
 from lifelong.learn.strategies import parse_strategy
@@ -56,8 +56,10 @@ def run(bench: Bench) -> dict[str, Any]:
     replay = base_rehearsal(bench.base)
 
     one_epoch = replace(train, epochs=1)
-    trainers = [(f"lifelong trainer, {objective}" + (" objective" if objective == "naive" else "") + ", 1 epoch",
-                 objective, one_epoch) for objective in dict.fromkeys([*s.strategies, "naive"])]
+    # each objective trains as its sleep would (a routed one on its answers' gradients alone, by default)
+    trainers = [(f"lifelong trainer, {objective}" + (" objective" if objective == "naive" else "") + ", 1 epoch", objective,
+                 replace(one_epoch, answer_gradients_only=trains_answer_gradients_only(one_epoch, parse_strategy(objective))))
+                for objective in dict.fromkeys([*s.strategies, "naive"])]
     if compiler_available():  # the first compiled training of the process: the compile is in its seconds
         trainers.append((f"lifelong trainer, {strategy}, compiled decoder layers (compile included), 1 epoch",
                          strategy, replace(one_epoch, compile_layers=True)))
