@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 
 import torch
 
-from lifelong.errors import InputError
 from lifelong.model.greedy_decoding import greedy_decode, plain_greedy
 from lifelong.model.route_plan import Message
+from lifelong.model.token_rules import check_fits, with_bos
 
 T = TypeVar("T")
 
@@ -164,19 +164,10 @@ class LanguageModel:
 
     def encode(self, text: str) -> list[int]:
         """Token ids, with BOS prepended exactly once where the model needs it."""
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        bos = self.tokenizer.bos_token_id
-        if self.needs_bos and bos is not None and (not ids or ids[0] != bos):
-            ids = [bos, *ids]
-        return ids
+        return with_bos(self.tokenizer(text, add_special_tokens=False)["input_ids"], self.tokenizer.bos_token_id, self.needs_bos)
 
     def check_fits(self, n_prompt_tokens: int, max_new_tokens: int, what: str = "prompt") -> None:
-        limit = self.context_window - max_new_tokens
-        if n_prompt_tokens > limit:
-            raise InputError(
-                f"the {what} is {n_prompt_tokens} tokens, more than the {limit} that fit in "
-                f"{self.name}'s context window of {self.context_window} with room for a {max_new_tokens}-token answer; shorten it"
-            )
+        check_fits(self.name, self.context_window, n_prompt_tokens, max_new_tokens, what)
 
     def stop_ids(self) -> list[int]:
         """The tokens that end an answer: the tokenizer's and the config's end of sequence and the

@@ -21,10 +21,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from lifelong.errors import InputError, MindError
+from lifelong.errors import MindError
 from lifelong.learn.router import Router
 from lifelong.model.onnx_decoding import LoraMatrices, OnnxDecoder, read_lora
 from lifelong.model.route_plan import BASE_ROWS, Message, route_plan, settle
+from lifelong.model.token_rules import check_fits, with_bos
 
 WEIGHTS = "model.safetensors"
 
@@ -142,18 +143,10 @@ class OnnxLanguageModel:
         return render_chat(self.chat_template, messages, self.special_tokens)
 
     def encode(self, text: str) -> list[int]:
-        ids = self.tokenizer.encode(text, add_special_tokens=False).ids
-        if self.needs_bos and self.bos_id is not None and (not ids or ids[0] != self.bos_id):
-            ids = [self.bos_id, *ids]
-        return ids
+        return with_bos(self.tokenizer.encode(text, add_special_tokens=False).ids, self.bos_id, self.needs_bos)
 
     def check_fits(self, n_prompt_tokens: int, max_new_tokens: int, what: str = "prompt") -> None:
-        limit = self.context_window - max_new_tokens
-        if n_prompt_tokens > limit:
-            raise InputError(
-                f"the {what} is {n_prompt_tokens} tokens, more than the {limit} that fit in "
-                f"{self.name}'s context window of {self.context_window} with room for a {max_new_tokens}-token answer; shorten it"
-            )
+        check_fits(self.name, self.context_window, n_prompt_tokens, max_new_tokens, what)
 
     def generate(self, messages: Sequence[Message], max_new_tokens: int = 64, temperature: float = 0.0,
                  seed: int = 0) -> str:
