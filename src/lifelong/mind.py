@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -310,8 +311,13 @@ class Mind:
             graph = answer_graph(self.config.model)
             on_base = self.versions.foundation_id(key[0]) is None  # a merge's checkpoint answers on torch
             if onnx is None and on_base and graph is not None and not graph.is_file():
-                with quiet_libraries():
-                    exported = export_answer_graph(self.base_model.model, self.config.model)
+                try:
+                    with quiet_libraries():
+                        exported = export_answer_graph(self.base_model.model, self.config.model)
+                except (OSError, RuntimeError, ValueError) as exc:  # a failed export must not cost the answer
+                    warnings.warn(f"could not export {self.config.model} for ONNX Runtime answers ({exc}); answering on torch",
+                                  stacklevel=2)
+                    exported = False
                 if exported:
                     onnx = onnx_version_model(self.versions, self.store, self.embedder, self.config.model)
             self._onnx = (key, onnx)

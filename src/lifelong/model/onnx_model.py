@@ -6,8 +6,9 @@ ONNX Runtime: no torch, no transformers, so a new process answers in seconds (RE
 "Command-line start-up"). A routed library answers by the same plan as the torch model
 (model/route_plan.py): each conversation on its module, a module that stepped aside for the
 notes asked again closed-book, the answers settled alike. Anything this path cannot do
-exactly (sampling, another architecture, a module PEFT saved in another form) stays on the
-torch model: `load_onnx_model` returns None and the caller uses that.
+exactly (sampling, another architecture, a module PEFT saved in another form, a model without
+a chat template) stays on the torch model: `onnx_serving.onnx_version_model` returns None and
+the caller uses that.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ WEIGHTS = "model.safetensors"
 
 @dataclass(frozen=True)
 class ModelFolder:
-    """A model's files: `weights` holds config.json and the safetensors the graph was
-    exported from (a merge's checkpoint, or the base's folder), `tokenizer` the tokenizer,
-    chat template and generation config (always the base's)."""
+    """A model's files: `weights` holds config.json and the safetensors the graph is exported
+    from, `tokenizer` the tokenizer, chat template and generation config (the same folder for
+    a packaged model and a local one)."""
 
     name: str
     weights: Path

@@ -54,14 +54,16 @@ def _onnx_version_model(versions: VersionRegistry, store: Store, embedder: Embed
     if served.merge_id is not None:
         return None
     if served.adapter is not None:
-        return OnnxLanguageModel(folder, graph, adapter=served.adapter) if plain_lora(served.adapter) else None
-    if not served.library:
-        return OnnxLanguageModel(folder, graph)
-    modules = {origin: versions.path(origin) / ADAPTER for origin in served.library}
-    if not all(plain_lora(path) for path in modules.values()):
-        return None
-    router = Router(embedder, [ModuleKeys.load(origin, versions.path(origin)) for origin in served.library], served.radius)
-    return OnnxLanguageModel(folder, graph, router=router, modules=modules)
+        model = OnnxLanguageModel(folder, graph, adapter=served.adapter) if plain_lora(served.adapter) else None
+    elif not served.library:
+        model = OnnxLanguageModel(folder, graph)
+    else:
+        modules = {origin: versions.path(origin) / ADAPTER for origin in served.library}
+        if not all(plain_lora(path) for path in modules.values()):
+            return None
+        router = Router(embedder, [ModuleKeys.load(origin, versions.path(origin)) for origin in served.library], served.radius)
+        model = OnnxLanguageModel(folder, graph, router=router, modules=modules)
+    return model if model is not None and model.has_chat_template else None  # a plain Q/A layout answers on torch
 
 
 def export_answer_graph(model: Any, reference: str) -> bool:
