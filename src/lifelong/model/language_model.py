@@ -16,7 +16,7 @@ import torch
 
 from lifelong.model.greedy_decoding import greedy_decode, plain_greedy
 from lifelong.model.route_plan import Message
-from lifelong.model.token_rules import check_fits, with_bos
+from lifelong.model.token_rules import answer_stop_ids, check_fits, with_bos
 
 T = TypeVar("T")
 
@@ -172,14 +172,8 @@ class LanguageModel:
     def stop_ids(self) -> list[int]:
         """The tokens that end an answer: the tokenizer's and the config's end of sequence and the
         chat templates' end-of-turn markers (a decoding loop outside generate needs them too)."""
-        ids = {self.tokenizer.eos_token_id}
-        configured = getattr(self.model.generation_config, "eos_token_id", None)
-        ids.update(configured if isinstance(configured, list) else [configured])
-        for token in ("<end_of_turn>", "<|im_end|>"):
-            token_id = self.tokenizer.convert_tokens_to_ids(token)
-            if isinstance(token_id, int) and token_id != self.tokenizer.unk_token_id:
-                ids.add(token_id)
-        return sorted(i for i in ids if i is not None)
+        return answer_stop_ids(self.tokenizer.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None),
+                               self.tokenizer.convert_tokens_to_ids, self.tokenizer.unk_token_id)
 
     def generate(
         self,

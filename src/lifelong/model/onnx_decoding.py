@@ -81,29 +81,26 @@ class OnnxDecoder:
         if threads:
             options.intra_op_num_threads = threads
         self.session = onnxruntime.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
-        self.shapes = {i.name: i.shape for i in self.session.get_inputs()}
+        shapes = {i.name: i.shape for i in self.session.get_inputs()}
         self.lora_names = lora_input_names(self.layers)
+        # Rank-1 zero matrices for every adapted projection (A: 1 x input width, B: output width
+        # x 1, read off the graph), made once: the base's inputs, and a module's where it
+        # adapts no such layer. Every adapted product then adds an exact 0.0.
+        self.zeros = {name: np.zeros((1, int(shapes[name][1])) if name.endswith(".A") else (int(shapes[name][0]), 1),
+                                     dtype=np.float32) for name in self.lora_names}
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     def zero_lora(self) -> LoraMatrices:
-        """Rank-1 zero matrices: every adapted product adds an exact 0.0 (the base's answer)."""
-        matrices = {}
-        for name in self.lora_names:
-            width = self._width(name)
-            matrices[name] = np.zeros((1, width) if name.endswith(".A") else (width, 1), dtype=np.float32)
-        return LoraMatrices(matrices, 1.0)
-
-    def _width(self, name: str) -> int:
-        """The projection's input width (for A) or output width (for B), from the graph."""
-        shape = self.shapes[name]
-        return int(shape[1] if name.endswith(".A") else shape[0])
+        """No module: the base's answer."""
+        return LoraMatrices(self.zeros, 1.0)
 
     def start(self, module: LoraMatrices | None) -> Any:
         """A binding holding the module's matrices (or zeros) and an empty cache."""
         lora = module or self.zero_lora()
         binding = self.session.io_binding()
         for name in self.lora_names:
-            binding.bind_cpu_input(name, lora.matrices.get(name, self.zero_lora_one(name)))
+            matrix = lora.matrices.get(name)
+            binding.bind_cpu_input(name, matrix if matrix is not None else self.zeros[name])
         binding.bind_cpu_input("lora_scale", np.array(lora.scale, dtype=np.float32))
         empty = np.zeros((1, self.kv_heads, 0, self.head_dim), dtype=np.float32)
         for i in range(self.layers):
@@ -146,7 +143,3 @@ class OnnxDecoder:
                 break
             tokens = [token]
         return generated
-
-    def zero_lora_one(self, name: str) -> np.ndarray:
-        width = self._width(name)
-        return np.zeros((1, width) if name.endswith(".A") else (width, 1), dtype=np.float32)

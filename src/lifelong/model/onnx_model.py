@@ -25,8 +25,9 @@ from typing import Any
 from lifelong.errors import MindError
 from lifelong.learn.router import Router
 from lifelong.model.onnx_decoding import LoraMatrices, OnnxDecoder, read_lora
+from lifelong.model.onnx_export import FORMAT_VERSION, weights_file
 from lifelong.model.route_plan import BASE_ROWS, Message, route_plan, settle
-from lifelong.model.token_rules import check_fits, with_bos
+from lifelong.model.token_rules import answer_stop_ids, check_fits, with_bos
 
 WEIGHTS = "model.safetensors"
 
@@ -47,8 +48,6 @@ class ModelFolder:
         time, so rewritten weights are exported again."""
         stat = (self.weights / WEIGHTS).stat()
         key = hashlib.sha256(f"{(self.weights / WEIGHTS).resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-        from lifelong.model.onnx_export import FORMAT_VERSION
-
         return cache / "decoders" / f"{self.name}-{key}-v{FORMAT_VERSION}.onnx"
 
 
@@ -120,16 +119,10 @@ class OnnxLanguageModel:
     def _read_stop_ids(self, folder: ModelFolder, settings: dict, config: dict) -> list[int]:
         """As LanguageModel.stop_ids: the tokenizer's and the generation config's end of
         sequence and the chat templates' end-of-turn markers."""
-        ids = {self._token_id(settings.get("eos_token"))}
         generation = folder.tokenizer / "generation_config.json"
         configured = json.loads(generation.read_text()).get("eos_token_id") if generation.is_file() else config.get("eos_token_id")
-        ids.update(configured if isinstance(configured, list) else [configured])
-        unk = self._token_id(settings.get("unk_token"))
-        for token in ("<end_of_turn>", "<|im_end|>"):
-            token_id = self.tokenizer.token_to_id(token)
-            if token_id is not None and token_id != unk:
-                ids.add(token_id)
-        return sorted(i for i in ids if i is not None)
+        return answer_stop_ids(self._token_id(settings.get("eos_token")), configured, self.tokenizer.token_to_id,
+                               self._token_id(settings.get("unk_token")))
 
     def stop_ids(self) -> list[int]:
         return list(self._stop_ids)
@@ -209,6 +202,4 @@ def model_folder(reference: str) -> ModelFolder | None:
 
 def graph_ready(graph: Path) -> bool:
     """Whether an export is complete: the graph and its description are both in place."""
-    from lifelong.model.onnx_export import weights_file
-
     return graph.is_file() and graph.with_suffix(".json").is_file() and weights_file(graph).is_file()

@@ -1,8 +1,10 @@
 """Rules on a prompt's tokens that every engine answering it applies alike (the torch model in
 model/language_model.py, ONNX Runtime in model/onnx_model.py): BOS exactly once where the model
-needs it, and room in the context window for the answer."""
+needs it, room in the context window for the answer, and the tokens that end an answer."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from lifelong.errors import InputError
 
@@ -22,3 +24,19 @@ def check_fits(model_name: str, context_window: int, n_prompt_tokens: int, max_n
             f"the {what} is {n_prompt_tokens} tokens, more than the {limit} that fit in "
             f"{model_name}'s context window of {context_window} with room for a {max_new_tokens}-token answer; shorten it"
         )
+
+
+END_OF_TURN_MARKERS = ("<end_of_turn>", "<|im_end|>")  # Gemma's and ChatML's (SmolLM2's) chat templates
+
+
+def answer_stop_ids(eos_id: int | None, configured: int | list[int] | None, token_id: Callable[[str], int | None],
+             unk_id: int | None) -> list[int]:
+    """The tokens that end an answer: the tokenizer's end of sequence, the generation config's
+    (`configured`), and each chat template's end-of-turn marker the vocabulary has (`token_id`
+    looks one up; an id equal to `unk_id` means it does not)."""
+    ids = {eos_id, *(configured if isinstance(configured, list) else [configured])}
+    for marker in END_OF_TURN_MARKERS:
+        found = token_id(marker)
+        if isinstance(found, int) and found != unk_id:
+            ids.add(found)
+    return sorted(i for i in ids if i is not None)
