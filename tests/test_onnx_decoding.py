@@ -113,6 +113,10 @@ def test_ask_answers_on_onnx_runtime_as_on_torch_and_a_new_process_never_imports
         mind.learn("The office of Korvath Engineering is in Trento.")
         on_onnx = [mind.ask(q, max_new_tokens=12).text for q in questions]
         assert type(mind.answer_model()).__name__ == "OnnxLanguageModel"
+    # the export is in the cache, not beside the model, and names its weights (for stale-graph cleanup)
+    [described] = (tmp_path / "cache" / "decoders").glob("*.json")
+    assert not list(tiny_model_dir.parent.glob(f"{tiny_model_dir.name}-*.onnx"))
+    assert json.loads(described.read_text())["source"]["path"] == str((tiny_model_dir / "model.safetensors").resolve())
     monkeypatch.setenv("LIFELONG_TORCH_ANSWERS", "1")
     with Mind.open(tmp_path / "mind", embedder=embedder) as mind:
         assert [mind.ask(q, max_new_tokens=12).text for q in questions] == on_onnx
@@ -150,3 +154,23 @@ def test_a_routed_library_answers_on_onnx_runtime_as_on_torch(
     with Mind.open(tmp_path / "mind", embedder=embedder) as mind:
         assert [mind.ask(q, use_memory=False, max_new_tokens=12).text for q in questions] == closed
         assert [mind.ask(q, max_new_tokens=12).text for q in questions] == with_memory
+
+
+def test_an_export_whose_weights_were_rewritten_or_removed_is_deleted_and_a_current_one_kept(tiny, tmp_path: Path) -> None:
+    from lifelong.model.onnx_export import remove_stale_graphs, stale, weights_file
+
+    folder = tmp_path / "decoders"
+    sources = {name: tmp_path / f"{name}.safetensors" for name in ("kept", "rewritten", "removed")}
+    for source in sources.values():
+        source.write_bytes(b"weights")
+    graphs = {name: folder / f"{name}.onnx" for name in sources}
+    for name, graph in graphs.items():
+        export_decoder(tiny.model, graph, source=sources[name])
+    assert not any(stale(graph) for graph in graphs.values())
+    sources["rewritten"].write_bytes(b"new weights")  # another size: the export no longer matches
+    sources["removed"].unlink()
+
+    assert remove_stale_graphs(folder) > 0
+    assert sorted(path.name for path in folder.iterdir()) == ["kept.data", "kept.json", "kept.onnx"]
+    assert weights_file(graphs["kept"]).is_file() and not stale(graphs["kept"])
+    assert remove_stale_graphs(folder) == 0

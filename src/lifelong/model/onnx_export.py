@@ -150,10 +150,12 @@ def decoder_step(model: Any) -> Any:
     return DecoderStep().eval()
 
 
-def export_decoder(model: Any, target: Path) -> None:
+def export_decoder(model: Any, target: Path, source: Path | None = None) -> None:
     """Export `model`'s decoding step to `target` (its weights in `weights_file(target)`),
     optimized once for ONNX Runtime, atomically: written in a temporary folder and renamed
-    into place, the graph last, so an interrupted export is never found."""
+    into place, the graph last, so an interrupted export is never found. `source`, the
+    weights file the model was read from, is recorded so that `remove_stale_graphs` can tell
+    when it is gone or rewritten."""
     import torch
 
     config = model.config
@@ -185,7 +187,9 @@ def export_decoder(model: Any, target: Path) -> None:
                               opset_version=17, dynamo=False, do_constant_folding=False)
         optimized = Path(work) / target.name
         optimize_offline(raw, optimized, weights_file(target).name)
-        meta = {"layers": layers, "kv_heads": kv_heads, "head_dim": head_dim, "format": FORMAT_VERSION}
+        meta: dict[str, Any] = {"layers": layers, "kv_heads": kv_heads, "head_dim": head_dim, "format": FORMAT_VERSION}
+        if source is not None:
+            meta["source"] = source_record(source)
         (Path(work) / "meta.json").write_text(json.dumps(meta))
         os.replace(Path(work) / weights_file(target).name, weights_file(target))
         os.replace(Path(work) / "meta.json", target.with_suffix(".json"))
@@ -193,6 +197,45 @@ def export_decoder(model: Any, target: Path) -> None:
     for stale in target.parent.glob(f"{target.stem.rsplit('-v', 1)[0]}-v*"):  # these weights' exports of older formats
         if not stale.name.startswith(target.stem + "."):
             stale.unlink(missing_ok=True)
+
+
+def source_record(source: Path) -> dict[str, Any]:
+    """What identifies the weights a graph was exported from: their file, size and time."""
+    stat = source.stat()
+    return {"path": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def stale(graph: Path) -> bool:
+    """Whether the weights `graph` was exported from are gone or were rewritten since. A
+    graph that recorded no source (exported before sources were recorded, or by a caller
+    that gave none) is never called stale: nothing says what it came from."""
+    try:
+        recorded = json.loads(graph.with_suffix(".json").read_text()).get("source")
+    except (OSError, ValueError):
+        return False
+    if not recorded:
+        return False
+    path = Path(recorded["path"])
+    try:
+        return source_record(path) != recorded
+    except OSError:  # the weights file is gone
+        return True
+
+
+def remove_stale_graphs(folder: Path) -> int:
+    """Delete the exports in `folder` whose weights are gone or rewritten (each is about the
+    model's size: 540 MB for SmolLM2-135M, which a removed or re-saved model would otherwise
+    leave in the cache for good). Returns the bytes freed."""
+    freed = 0
+    for graph in folder.glob("*.onnx") if folder.is_dir() else ():
+        if stale(graph):
+            for part in (graph, weights_file(graph), graph.with_suffix(".json")):  # the graph first: never found half-removed
+                try:
+                    freed += part.stat().st_size
+                    part.unlink()
+                except FileNotFoundError:
+                    pass
+    return freed
 
 
 def weights_file(graph: Path) -> Path:

@@ -48,7 +48,9 @@ class ModelFolder:
         time, so rewritten weights are exported again."""
         stat = (self.weights / WEIGHTS).stat()
         key = hashlib.sha256(f"{(self.weights / WEIGHTS).resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-        return cache / "decoders" / f"{self.name}-{key}-v{FORMAT_VERSION}.onnx"
+        # a local model's name is its path: only the folder's own name goes into the file name
+        # (the key tells same-named folders apart), or the export would land beside the model
+        return cache / "decoders" / f"{Path(self.name).name}-{key}-v{FORMAT_VERSION}.onnx"
 
 
 @lru_cache(maxsize=4)

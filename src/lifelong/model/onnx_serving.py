@@ -17,7 +17,7 @@ from lifelong.learn.router import ModuleKeys, Router
 from lifelong.memory.backends import Store
 from lifelong.memory.embedder import Embedder
 from lifelong.model.onnx_decoding import plain_lora
-from lifelong.model.onnx_model import OnnxLanguageModel, graph_ready, model_folder
+from lifelong.model.onnx_model import WEIGHTS, OnnxLanguageModel, graph_ready, model_folder
 from lifelong.paths import cache_dir
 from lifelong.versions.layout import ADAPTER
 from lifelong.versions.registry import BASE_VERSION, VersionRegistry
@@ -69,13 +69,15 @@ def _onnx_version_model(versions: VersionRegistry, store: Store, embedder: Embed
 def export_answer_graph(model: Any, reference: str) -> bool:
     """Export `model` (the base loaded from `reference`) for ONNX Runtime answers, once;
     False where it cannot be (another architecture, files the ONNX path cannot read)."""
-    from lifelong.model.onnx_export import export_decoder, exportable
+    from lifelong.model.onnx_export import export_decoder, exportable, remove_stale_graphs
     from lifelong.progress import quiet_libraries, status
 
-    graph = answer_graph(reference)
-    if graph is None or not exportable(model):
+    folder = model_folder(reference)
+    if folder is None or not exportable(model):
         return False
+    graph = folder.graph(cache_dir())
     if not graph_ready(graph):
         with status("Exporting the model for fast answers (once per model; later answers start without torch)"), quiet_libraries():
-            export_decoder(model, graph)
+            export_decoder(model, graph, source=folder.weights / WEIGHTS)
+            remove_stale_graphs(graph.parent)  # earlier exports of weights since removed or rewritten
     return True
