@@ -63,7 +63,7 @@ class StageSampler:
 
 
 def one_sleep(data: Path, facts_wanted: int, micro_batch_rows: int | None, checkpointing: bool = False,
-              return_freed: bool = False, kept: bool = False) -> dict[str, object]:
+              return_freed: bool = False, kept: bool = False, weight_copies: bool = False) -> dict[str, object]:
     """One mind, one sleep, in this process: the peak RSS of each stage and the sleep's record."""
     sampler = StageSampler()
     sampler.thread.start()
@@ -94,30 +94,34 @@ def one_sleep(data: Path, facts_wanted: int, micro_batch_rows: int | None, check
             mind.language_model  # noqa: B018 - loads it, as the sleep command's first step does
             train = TrainConfig(micro_batch_rows=micro_batch_rows, gradient_checkpointing=checkpointing,
                                 return_freed_memory=return_freed, recompute_gated_activation=not kept,
-                                attention=REPEATED_KV_FP32_SDPA if kept else DEFAULT_TRAINING_ATTENTION)
+                                attention=REPEATED_KV_FP32_SDPA if kept else DEFAULT_TRAINING_ATTENTION,
+                                recast_frozen_weights=not weight_copies)
             result = mind.sleep(SleepConfig(train=train), report=report)
         sampler.mark("closed")
     sampler.stop.set()
     sampler.thread.join()
     metrics = result.manifest.metrics if result.manifest else {}
     return {"micro_batch_rows": micro_batch_rows, "gradient_checkpointing": checkpointing,
-            "return_freed_memory": return_freed, "kept_as_before": kept, "peak_rss_mib_by_stage": sampler.peaks,
+            "return_freed_memory": return_freed, "kept_as_before": kept, "bf16_weight_copies": weight_copies,
+            "peak_rss_mib_by_stage": sampler.peaks,
             "peak_rss_mib": max(sampler.peaks.values()), "activated": result.activated, "message": result.message,
             "stage_seconds": metrics.get("stage_seconds"), "train_seconds": metrics.get("train_seconds"),
             "train_tokens": metrics.get("train_tokens"), "tokens_per_second": metrics.get("tokens_per_second"),
             "tcmalloc_mapped": tcmalloc_loaded(), "progress": messages}
 
 
-def parse_variant(variant: str) -> tuple[int | None, bool, bool, bool]:
-    """(micro_batch_rows, gradient checkpointing, return freed memory, keep as before) of a
-    variant such as "all", "2", "checkpointing", "checkpointing+returned" or "all+kept" (a
-    "+tcmalloc" suffix is the process's allocator, not a training setting: `variant_allocator`)."""
+def parse_variant(variant: str) -> tuple[int | None, bool, bool, bool, bool]:
+    """(micro_batch_rows, gradient checkpointing, return freed memory, keep as before, bf16
+    weight copies) of a variant such as "all", "2", "checkpointing", "checkpointing+returned",
+    "all+kept" or "all+copies" (autocast's bf16 copy of every frozen weight kept for the backward
+    pass, as before learn/frozen_linear.py; a "+tcmalloc" suffix is the process's allocator,
+    not a training setting: `variant_allocator`)."""
     rows, *suffixes = variant.split("+")
-    if not set(suffixes) <= {"returned", "kept", "tcmalloc"} or not (rows in ("all", "checkpointing") or rows.isdigit()):
+    if not set(suffixes) <= {"returned", "kept", "copies", "tcmalloc"} or not (rows in ("all", "checkpointing") or rows.isdigit()):
         raise ValueError(f"variant {variant!r}: use all, checkpointing or a row count, optionally with '+returned', "
-                         "'+kept' and '+tcmalloc'")
+                         "'+kept', '+copies' and '+tcmalloc'")
     return ((0 if rows in ("all", "checkpointing") else int(rows)), rows == "checkpointing", "returned" in suffixes,
-            "kept" in suffixes)  # 0: the whole batch, whatever the precision's default
+            "kept" in suffixes, "copies" in suffixes)  # 0: the whole batch, whatever the precision's default
 
 
 def variant_allocator(variant: str) -> str | None:
@@ -135,6 +139,7 @@ def variant_allocator(variant: str) -> str | None:
 def variant_name(run: dict[str, object]) -> str:
     name = "checkpointing" if run.get("gradient_checkpointing") else f"rows {run['micro_batch_rows'] or 'all'}"
     return (name + (" +returned" if run.get("return_freed_memory") else "") + (" +kept" if run.get("kept_as_before") else "")
+            + (" +copies" if run.get("bf16_weight_copies") else "")
             + (" +tcmalloc" if run.get("allocator") else ""))
 
 
@@ -147,6 +152,7 @@ def main() -> None:
                                                                    "a '+returned' suffix adds TrainConfig.return_freed_memory; "
                                                                    "'+kept' keeps what training kept before 2026-12-06 "
                                                                    "(repeated grouped keys, each MLP's activation); "
+                                                                   "'+copies' keeps autocast's bf16 weight copies; "
                                                                    "'+tcmalloc' runs the variant with tcmalloc preloaded")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one variant here, write its JSON to --out-file
     parser.add_argument("--out-file", type=Path, help=argparse.SUPPRESS)

@@ -770,3 +770,51 @@ def test_a_linear_schedule_ends_training_on_small_steps() -> None:
         final = [p.detach() for p in peft_model.parameters() if p.requires_grad]
         moves[name] = sum(float((a - b).norm()) for a, b in zip(final, snapshots[-1], strict=True))
     assert moves["linear"] < 0.5 * moves["constant"]
+
+
+def test_recasting_frozen_weights_gives_autocasts_gradients_without_keeping_bf16_weight_copies() -> None:
+    """Under bf16 autocast the frozen base layers keep their fp32 parameters for the backward
+    pass and cast them again there: the LoRA weights get the same gradients, and autograd holds
+    no bf16 copy of any frozen weight. The layers are the model's own again afterwards."""
+    from peft import LoraConfig, get_peft_model
+
+    from lifelong.learn.frozen_linear import frozen_linears, recast_frozen_weights
+
+    lm = build_tiny_model()
+    model = get_peft_model(copy.deepcopy(lm.model), LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:  # a fresh module's B is zero, so A would get no gradient to compare
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
+    ids = torch.randint(0, model.config.vocab_size, (2, 40), generator=generator)
+    frozen = frozen_linears(model)
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+
+    def gradients() -> tuple[list[torch.Tensor], int]:
+        model.zero_grad(set_to_none=True)
+        saved: dict[int, int] = {}
+
+        def pack(tensor: torch.Tensor) -> torch.Tensor:
+            if tensor.untyped_storage().data_ptr() not in parameters:  # a parameter kept by reference costs nothing
+                saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), \
+                torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, use_cache=False).logits.float().logsumexp(-1).mean()
+        loss.backward()
+        return [p.grad.clone() for p in model.parameters() if p.requires_grad], sum(saved.values())
+
+    expected, kept = gradients()
+    with recast_frozen_weights(model) as switched:
+        ours, lean = gradients()
+    assert switched and len(frozen) == 7 * model.config.num_hidden_layers + 1  # every adapted projection's base, and the head
+    assert all(torch.equal(a, b) for a, b in zip(expected, ours, strict=True))
+    # each frozen weight's bf16 copy, except the first layer's query, key and value projections:
+    # their input is the embeddings, which take no gradient, so autocast kept no copy there either
+    first = model.get_base_model().model.layers[0].self_attn
+    unsaved = {id(getattr(first, name).base_layer) for name in ("q_proj", "k_proj", "v_proj")}
+    assert kept - lean == sum(layer.weight.numel() * 2 for layer in frozen if id(layer) not in unsaved)
+    assert not any("forward" in vars(layer) for layer in frozen)

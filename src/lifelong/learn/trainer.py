@@ -26,6 +26,7 @@ from lifelong.learn.allocator import large_allocations_returned, release_free_me
 from lifelong.learn.anchors import TRAINING_CHAT, TRAINING_RAW
 from lifelong.learn.compiled_layers import compiled_decoder_layers
 from lifelong.learn.drift import continuation_log_probs, continuation_rows, kl_per_token
+from lifelong.learn.frozen_linear import recast_frozen_weights
 from lifelong.learn.gated_mlp import recomputed_gated_activations
 from lifelong.learn.answer_gradients import gradients_at
 from lifelong.learn.cached_prompts import scored_hidden_states
@@ -88,6 +89,10 @@ class TrainConfig:
     # Keep gate(x) and up(x) of each gated MLP and recompute act(gate(x)) in the backward pass
     # (learn/gated_mlp.py): the same gradients, one of the MLP's four saved tensors fewer.
     recompute_gated_activation: bool = True
+    # Under bf16 autocast, keep the frozen base weights' fp32 parameters for the backward pass
+    # and cast them again there, instead of holding every layer's bf16 copy (learn/frozen_linear.py):
+    # the same gradients, about 270 MB less at the peak on SmolLM2-135M.
+    recast_frozen_weights: bool = True
     trainable_layers: int | None = None  # adapt only the last N decoder layers; None = all
     # LoRA weights take gradient only from the positions with a loss, not from the prompts
     # (learn/answer_gradients.py), so the prompts run once without gradients and only the
@@ -417,7 +422,8 @@ def train_module(
     with large_allocations_returned(config.return_freed_memory) as returned, \
             training_attention(causal_lm, config.attention) as attention, \
             compiled_decoder_layers(causal_lm, compile_layers) as compiled, \
-            recomputed_gated_activations(causal_lm, config.recompute_gated_activation and not compile_layers) as recomputed:
+            recomputed_gated_activations(causal_lm, config.recompute_gated_activation and not compile_layers) as recomputed, \
+            recast_frozen_weights(causal_lm, config.recast_frozen_weights and bf16 and not compile_layers):
         for number, batches in enumerate(epochs, start=1):
             for batch in batches:
                 if replay_encoded:
