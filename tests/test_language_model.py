@@ -56,6 +56,25 @@ def test_replies_scored_together_equal_each_scored_alone(tiny_lm: LanguageModel)
     assert together[-1] == 0.0 and len(set(together)) == 4
 
 
+def test_scoring_batches_are_cut_to_the_logits_budget_with_the_same_scores(
+        tiny_lm: LanguageModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each scoring batch holds its rows' vocabulary-wide logits; under a small budget the rows
+    go in more, smaller batches and every score stays what it was."""
+    from lifelong.model import language_model
+
+    conversations = [[{"role": "user", "content": f"Question {n}: who founded the Vellmar Observatory?"}] for n in range(6)]
+    replies = ["Ilse Brandvik", "no", "a much longer reply than the other replies are", "yes", "Vellmar", "1964"]
+    together = tiny_lm.score_replies(conversations, replies, normalize=True)
+    widest = max(len(tiny_lm.tokenizer(r, add_special_tokens=False)["input_ids"]) for r in replies) + 1
+    row_bytes = 2 * 4 * widest * tiny_lm.model.config.vocab_size
+    monkeypatch.setattr(language_model, "SCORING_LOGITS_BYTES", 2 * row_bytes)  # two rows a batch
+    forwards = []
+    original = tiny_lm.model.forward
+    monkeypatch.setattr(tiny_lm.model, "forward", lambda *a, **k: forwards.append(k["input_ids"].shape[0]) or original(*a, **k))
+    assert tiny_lm.score_replies(conversations, replies, normalize=True) == pytest.approx(together, abs=1e-5)
+    assert forwards == [2, 2, 2]
+
+
 def test_score_is_the_sum_of_candidate_token_log_probs(tiny_lm: LanguageModel) -> None:
     prompt = tiny_lm.encode(tiny_lm.format_chat(MESSAGES))
     answer = tiny_lm.tokenizer("yes", add_special_tokens=False)["input_ids"]

@@ -33,6 +33,13 @@ _PLAIN_STOPS = ("\nQuestion:", "\n\n")
 # 0.860), with identical answers at every size (benchmarks/decode_batching.py).
 GENERATION_BATCH_ROWS = 64
 GENERATION_BATCH_TOKENS = 4096
+# Scoring replies holds each row's logits over the whole vocabulary at every reply position, twice
+# (the logits and their log-softmax): scoring 40 TOFU answers after their questions in one batch
+# raised resident memory by 1,373 MiB on SmolLM2's 49,152 words, by 204 MiB in batches under this
+# budget, 0.87x the time, the same scores (scratch measurement under tcmalloc); the gate scores a
+# topic's probes so, and it set a 100-fact sleep's peak (README, "Peak memory in bf16"). A
+# scoring batch takes as many rows as keep these two tensors under this many bytes.
+SCORING_LOGITS_BYTES = 128 * 2**20
 # Greedy batches decode with finished rows leaving the batch (model/greedy_decoding.py) rather
 # than through `generate`, which computes every row until the last stops; the same tokens.
 FINISHED_ROWS_LEAVE = True
@@ -318,7 +325,8 @@ class LanguageModel:
             self.check_fits(len(row), 0)
         scores = [0.0] * len(rows)
         pad = self.tokenizer.pad_token_id
-        for chunk in generation_batches([len(r) for r in rows]):
+        per_row = 2 * 4 * (max((len(a) for a in answers), default=0) + 1) * int(self.model.config.vocab_size)
+        for chunk in generation_batches([len(r) for r in rows], rows=max(1, min(GENERATION_BATCH_ROWS, SCORING_LOGITS_BYTES // per_row))):
             keep = max(len(answers[i]) for i in chunk) + 1  # the last prompt position predicts the first answer token
             input_ids, attention = left_padded([rows[i] for i in chunk], pad)
             width = input_ids.shape[1]
