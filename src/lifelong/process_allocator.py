@@ -60,9 +60,12 @@ def reexecute_under_tcmalloc() -> None:
     """Replace this process with the same command under tcmalloc, if the machine has it and it
     is not loaded yet; otherwise return and let the command run as it is. Call it before the
     command reads standard input or writes anything: the new process starts from the top."""
+    from lifelong.learn.kernel_caches import bounded_cache_environment
+
     environment = preload_environment(os.environ, tcmalloc_library())
     if environment is None or tcmalloc_loaded():
         return
+    environment = bounded_cache_environment(environment)  # the new process's bf16 kernels, from its start
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, sys.orig_argv, environment)

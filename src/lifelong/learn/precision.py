@@ -18,6 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from lifelong.learn.kernel_caches import bound_kernel_caches
+
 MARGIN = 1.1  # bf16 must be this much faster: its rounding is a cost, so a tie goes to fp32
 
 
@@ -76,5 +78,8 @@ def bf16_is_faster(rows: int = 1024, width: int = 576, out: int = 1536, repeats:
 
 
 def use_bf16(setting: bool | None) -> bool:
-    """The trainer's choice: an explicit True/False wins; None measures (bf16_is_faster)."""
+    """The trainer's choice: an explicit True/False wins; None measures (bf16_is_faster). The
+    bf16 kernel caches are bounded first (learn/kernel_caches.py): the measurement is often the
+    process's first bf16 product, after which their size is fixed."""
+    bound_kernel_caches()
     return bf16_is_faster() if setting is None else setting

@@ -28,6 +28,7 @@ from lifelong.learn.compiled_layers import compiled_decoder_layers
 from lifelong.learn.drift import continuation_log_probs, continuation_rows, kl_per_token
 from lifelong.learn.frozen_linear import recast_frozen_weights
 from lifelong.learn.gated_mlp import recomputed_gated_activations
+from lifelong.learn.kernel_caches import bound_kernel_caches
 from lifelong.learn.answer_gradients import gradients_at
 from lifelong.learn.cached_prompts import scored_hidden_states
 from lifelong.learn.packing import Segment, build_batch, pack_rows
@@ -388,6 +389,7 @@ def train_module(
     teacher's notes for the `distill` component. `after_epoch(epochs_done)` runs after each
     epoch but the last, with the model in eval mode, to watch the module learn (benchmarks/
     epoch_curve.py); True stops training there. Its time is left out of the returned seconds."""
+    bound_kernel_caches()  # before the process's first bf16 product, if nothing ran one yet
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     segments = [encode_example(lm, ex, config.max_length) for ex in examples]
